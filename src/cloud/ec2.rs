@@ -1,0 +1,945 @@
+//! EC2: network discovery, AMIs, security groups, key pairs, instances, spot prices.
+
+use std::fmt;
+
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
+    InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceType, IpPermission, IpRange, KeyType, MarketType,
+    ResourceType, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification, UserIdGroupPair,
+    VolumeType,
+};
+use base64::Engine as _;
+use rhai::{CustomType, TypeBuilder};
+
+use super::{Blocking, CloudError, Tags};
+
+const SVC: &str = "ec2";
+
+/// A VPC.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "Vpc", extra = super::display_fns)]
+pub struct Vpc {
+    #[rhai_type(readonly)]
+    pub id: String,
+    #[rhai_type(readonly)]
+    pub cidr: String,
+    #[rhai_type(readonly)]
+    pub is_default: bool,
+}
+
+impl fmt::Display for Vpc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Vpc({} {}{})",
+            self.id,
+            self.cidr,
+            if self.is_default { " default" } else { "" }
+        )
+    }
+}
+
+/// A subnet of a VPC, in one Availability Zone.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "Subnet", extra = super::display_fns)]
+pub struct Subnet {
+    #[rhai_type(readonly)]
+    pub id: String,
+    #[rhai_type(readonly)]
+    pub vpc_id: String,
+    #[rhai_type(readonly)]
+    pub az: String,
+    #[rhai_type(readonly)]
+    pub cidr: String,
+    #[rhai_type(readonly)]
+    pub default_for_az: bool,
+    #[rhai_type(readonly)]
+    pub public_ip_on_launch: bool,
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Subnet({} {} {})", self.id, self.az, self.cidr)
+    }
+}
+
+/// A machine image.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "Image", extra = super::display_fns)]
+pub struct Image {
+    #[rhai_type(readonly)]
+    pub id: String,
+    #[rhai_type(readonly)]
+    pub name: String,
+    #[rhai_type(readonly)]
+    pub architecture: String,
+    /// How it was found: `ssm` (the public parameter) or `describe_images`.
+    #[rhai_type(readonly)]
+    pub source: String,
+}
+
+impl fmt::Display for Image {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Image({} {})", self.id, self.name)
+    }
+}
+
+/// One inbound rule: a port range from a CIDR or from another security group.
+#[derive(Debug, Clone, PartialEq, CustomType)]
+#[rhai_type(name = "IngressRule", extra = super::display_fns)]
+pub struct IngressRule {
+    #[rhai_type(readonly)]
+    pub protocol: String,
+    #[rhai_type(readonly)]
+    pub from_port: i64,
+    #[rhai_type(readonly)]
+    pub to_port: i64,
+    #[rhai_type(readonly)]
+    pub cidr: Option<String>,
+    #[rhai_type(readonly)]
+    pub source_sg: Option<String>,
+    #[rhai_type(readonly)]
+    pub description: String,
+}
+
+impl IngressRule {
+    /// Same traffic allowed (descriptions aside).
+    pub fn same_grant(&self, other: &IngressRule) -> bool {
+        self.protocol == other.protocol
+            && self.from_port == other.from_port
+            && self.to_port == other.to_port
+            && self.cidr == other.cidr
+            && self.source_sg == other.source_sg
+    }
+}
+
+impl fmt::Display for IngressRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ports = if self.from_port == self.to_port {
+            self.from_port.to_string()
+        } else {
+            format!("{}-{}", self.from_port, self.to_port)
+        };
+        let from = self
+            .cidr
+            .as_deref()
+            .or(self.source_sg.as_deref())
+            .unwrap_or("?");
+        write!(f, "{}/{} from {}", self.protocol, ports, from)
+    }
+}
+
+/// A security group with its inbound rules.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "SecurityGroup", extra = Self::extras)]
+pub struct SecurityGroup {
+    #[rhai_type(readonly)]
+    pub id: String,
+    #[rhai_type(readonly)]
+    pub name: String,
+    #[rhai_type(readonly)]
+    pub vpc_id: String,
+    #[rhai_type(skip)]
+    pub ingress: Vec<IngressRule>,
+}
+
+impl SecurityGroup {
+    fn extras(b: &mut TypeBuilder<Self>) {
+        super::display_fns(b);
+        b.with_get("ingress", |sg: &mut Self| -> rhai::Array {
+            sg.ingress
+                .iter()
+                .cloned()
+                .map(rhai::Dynamic::from)
+                .collect()
+        });
+    }
+}
+
+impl fmt::Display for SecurityGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SecurityGroup({} {} {} rules)",
+            self.id,
+            self.name,
+            self.ingress.len()
+        )
+    }
+}
+
+/// An EC2 key pair. The private key (when geusemaker created it) is saved under the state
+/// directory with mode 0600; only its path is ever shown.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "KeyPair", extra = super::display_fns)]
+pub struct KeyPair {
+    #[rhai_type(readonly)]
+    pub name: String,
+    #[rhai_type(readonly)]
+    pub id: String,
+    #[rhai_type(readonly)]
+    pub fingerprint: String,
+    #[rhai_type(readonly)]
+    pub private_key_path: Option<String>,
+}
+
+impl fmt::Display for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyPair({} {})", self.name, self.id)
+    }
+}
+
+/// An EC2 instance as last described.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "Instance", extra = Self::extras)]
+pub struct Instance {
+    #[rhai_type(readonly)]
+    pub id: String,
+    #[rhai_type(readonly)]
+    pub name: String,
+    #[rhai_type(readonly)]
+    pub state: String,
+    #[rhai_type(readonly)]
+    pub instance_type: String,
+    #[rhai_type(readonly)]
+    pub az: String,
+    #[rhai_type(readonly)]
+    pub subnet_id: String,
+    #[rhai_type(readonly)]
+    pub vpc_id: String,
+    #[rhai_type(readonly)]
+    pub image_id: String,
+    #[rhai_type(readonly)]
+    pub private_ip: Option<String>,
+    #[rhai_type(readonly)]
+    pub public_ip: Option<String>,
+    #[rhai_type(readonly)]
+    pub public_dns: Option<String>,
+    /// `spot` or `on-demand`.
+    #[rhai_type(readonly)]
+    pub lifecycle: String,
+    #[rhai_type(readonly)]
+    pub imdsv2_required: bool,
+    #[rhai_type(readonly)]
+    pub instance_profile_arn: Option<String>,
+    #[rhai_type(skip)]
+    pub security_groups: Vec<String>,
+}
+
+impl Instance {
+    fn extras(b: &mut TypeBuilder<Self>) {
+        super::display_fns(b);
+        b.with_get("security_groups", |i: &mut Self| -> rhai::Array {
+            i.security_groups
+                .iter()
+                .cloned()
+                .map(rhai::Dynamic::from)
+                .collect()
+        });
+        b.with_get("is_spot", |i: &mut Self| i.lifecycle == "spot");
+    }
+}
+
+impl fmt::Display for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Instance({} {} {} {} {})",
+            self.id, self.state, self.instance_type, self.lifecycle, self.az
+        )
+    }
+}
+
+/// A spot price observation.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "SpotPrice", extra = super::display_fns)]
+pub struct SpotPrice {
+    #[rhai_type(readonly)]
+    pub instance_type: String,
+    #[rhai_type(readonly)]
+    pub az: String,
+    #[rhai_type(readonly)]
+    pub usd_per_hour: f64,
+    #[rhai_type(readonly)]
+    pub timestamp: String,
+}
+
+impl fmt::Display for SpotPrice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SpotPrice({} {} ${:.4}/h)",
+            self.instance_type, self.az, self.usd_per_hour
+        )
+    }
+}
+
+/// An extra EBS volume (or the root volume) for a launch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeSpec {
+    pub device: String,
+    pub size_gb: i32,
+    pub volume_type: String,
+    pub delete_on_termination: bool,
+    pub encrypted: bool,
+}
+
+/// Everything needed to launch one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchSpec {
+    pub image_id: String,
+    pub instance_type: String,
+    pub subnet_id: String,
+    pub security_group_ids: Vec<String>,
+    pub key_name: Option<String>,
+    pub user_data: Option<String>,
+    pub spot: bool,
+    pub max_price: Option<String>,
+    /// Instance profile name or ARN.
+    pub instance_profile: Option<String>,
+    pub volumes: Vec<VolumeSpec>,
+    pub client_token: String,
+    pub tags: Tags,
+}
+
+/// The EC2 operations primitives use.
+pub trait Ec2Api: Send + Sync {
+    fn default_vpc(&self) -> Result<Vpc, CloudError>;
+    fn vpc(&self, id: &str) -> Result<Vpc, CloudError>;
+    fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>, CloudError>;
+    /// Latest Amazon Linux 2023 for `arch` (`x86_64` | `arm64`): the SSM public parameter,
+    /// falling back to DescribeImages by name.
+    fn latest_al2023(&self, arch: &str) -> Result<Image, CloudError>;
+    fn find_security_group(
+        &self,
+        vpc_id: &str,
+        name: &str,
+    ) -> Result<Option<SecurityGroup>, CloudError>;
+    fn security_group(&self, id: &str) -> Result<SecurityGroup, CloudError>;
+    fn create_security_group(
+        &self,
+        vpc_id: &str,
+        name: &str,
+        description: &str,
+        tags: &Tags,
+    ) -> Result<SecurityGroup, CloudError>;
+    /// Add the rules the group lacks; returns how many were added.
+    fn authorize_ingress(&self, group_id: &str, rules: &[IngressRule])
+        -> Result<usize, CloudError>;
+    fn delete_security_group(&self, id: &str) -> Result<(), CloudError>;
+    fn find_key_pair(&self, name: &str) -> Result<Option<KeyPair>, CloudError>;
+    /// Create an ed25519 key pair; returns it and its private key material.
+    fn create_key_pair(&self, name: &str, tags: &Tags) -> Result<(KeyPair, String), CloudError>;
+    fn import_key_pair(
+        &self,
+        name: &str,
+        public_key: &str,
+        tags: &Tags,
+    ) -> Result<KeyPair, CloudError>;
+    fn delete_key_pair(&self, name: &str) -> Result<(), CloudError>;
+    fn run_instance(&self, spec: &LaunchSpec) -> Result<Instance, CloudError>;
+    fn instance(&self, id: &str) -> Result<Instance, CloudError>;
+    /// Non-terminated instances carrying all these tags.
+    fn find_instances(&self, tags: &[(String, String)]) -> Result<Vec<Instance>, CloudError>;
+    fn terminate_instance(&self, id: &str) -> Result<(), CloudError>;
+    fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError>;
+}
+
+/// [`Ec2Api`] over aws-sdk-ec2 (and SSM for the public AMI parameter).
+pub struct SdkEc2 {
+    client: aws_sdk_ec2::Client,
+    ssm: aws_sdk_ssm::Client,
+    rt: Blocking,
+}
+
+impl SdkEc2 {
+    pub fn new(client: aws_sdk_ec2::Client, ssm: aws_sdk_ssm::Client, rt: Blocking) -> Self {
+        SdkEc2 { client, ssm, rt }
+    }
+}
+
+fn filter(name: &str, values: &[&str]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+        .build()
+}
+
+fn tag_spec(rt: ResourceType, tags: &Tags) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(rt)
+        .set_tags(Some(
+            tags.pairs()
+                .into_iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect(),
+        ))
+        .build()
+}
+
+fn s(v: Option<&str>) -> String {
+    v.unwrap_or_default().to_string()
+}
+
+fn to_sg(g: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {
+    let mut ingress = Vec::new();
+    for p in g.ip_permissions() {
+        let protocol = s(p.ip_protocol());
+        let (from_port, to_port) = (
+            p.from_port().unwrap_or(-1) as i64,
+            p.to_port().unwrap_or(-1) as i64,
+        );
+        for r in p.ip_ranges() {
+            ingress.push(IngressRule {
+                protocol: protocol.clone(),
+                from_port,
+                to_port,
+                cidr: r.cidr_ip().map(str::to_string),
+                source_sg: None,
+                description: s(r.description()),
+            });
+        }
+        for pair in p.user_id_group_pairs() {
+            ingress.push(IngressRule {
+                protocol: protocol.clone(),
+                from_port,
+                to_port,
+                cidr: None,
+                source_sg: pair.group_id().map(str::to_string),
+                description: s(pair.description()),
+            });
+        }
+    }
+    SecurityGroup {
+        id: s(g.group_id()),
+        name: s(g.group_name()),
+        vpc_id: s(g.vpc_id()),
+        ingress,
+    }
+}
+
+fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
+    let name = i
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some("Name"))
+        .and_then(|t| t.value())
+        .unwrap_or_default()
+        .to_string();
+    Instance {
+        id: s(i.instance_id()),
+        name,
+        state: i
+            .state()
+            .and_then(|st| st.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default(),
+        instance_type: i
+            .instance_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        az: s(i.placement().and_then(|p| p.availability_zone())),
+        subnet_id: s(i.subnet_id()),
+        vpc_id: s(i.vpc_id()),
+        image_id: s(i.image_id()),
+        private_ip: i.private_ip_address().map(str::to_string),
+        public_ip: i.public_ip_address().map(str::to_string),
+        public_dns: i
+            .public_dns_name()
+            .filter(|d| !d.is_empty())
+            .map(str::to_string),
+        lifecycle: match i.instance_lifecycle() {
+            Some(l) if l.as_str() == "spot" => "spot".into(),
+            _ => "on-demand".into(),
+        },
+        imdsv2_required: i
+            .metadata_options()
+            .and_then(|m| m.http_tokens())
+            .is_some_and(|t| *t == HttpTokensState::Required),
+        instance_profile_arn: i
+            .iam_instance_profile()
+            .and_then(|p| p.arn())
+            .map(str::to_string),
+        security_groups: i
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_string))
+            .collect(),
+    }
+}
+
+fn ip_permission(rule: &IngressRule) -> IpPermission {
+    let mut p = IpPermission::builder()
+        .ip_protocol(&rule.protocol)
+        .from_port(rule.from_port as i32)
+        .to_port(rule.to_port as i32);
+    if let Some(cidr) = &rule.cidr {
+        p = p.ip_ranges(
+            IpRange::builder()
+                .cidr_ip(cidr)
+                .description(&rule.description)
+                .build(),
+        );
+    }
+    if let Some(sg) = &rule.source_sg {
+        p = p.user_id_group_pairs(
+            UserIdGroupPair::builder()
+                .group_id(sg)
+                .description(&rule.description)
+                .build(),
+        );
+    }
+    p.build()
+}
+
+impl Ec2Api for SdkEc2 {
+    fn default_vpc(&self) -> Result<Vpc, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_vpcs()
+                    .filters(filter("is-default", &["true"]))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeVpcs", e))?;
+        let v = out.vpcs().first().ok_or_else(|| {
+            let mut e = CloudError::new(SVC, "DescribeVpcs", "NoDefaultVpc", "this region has no default VPC");
+            e.hint = Some("pass a VPC explicitly (--set vpc_id=vpc-…) or create a default VPC with `aws ec2 create-default-vpc`".into());
+            e
+        })?;
+        Ok(Vpc {
+            id: s(v.vpc_id()),
+            cidr: s(v.cidr_block()),
+            is_default: true,
+        })
+    }
+
+    fn vpc(&self, id: &str) -> Result<Vpc, CloudError> {
+        let out = self
+            .rt
+            .block_on(self.client.describe_vpcs().vpc_ids(id).send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeVpcs", e))?;
+        let v = out.vpcs().first().ok_or_else(|| {
+            CloudError::new(
+                SVC,
+                "DescribeVpcs",
+                "InvalidVpcID.NotFound",
+                format!("VPC {id} not found"),
+            )
+        })?;
+        Ok(Vpc {
+            id: s(v.vpc_id()),
+            cidr: s(v.cidr_block()),
+            is_default: v.is_default().unwrap_or(false),
+        })
+    }
+
+    fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_subnets()
+                    .filters(filter("vpc-id", &[vpc_id]))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSubnets", e))?;
+        let mut subnets: Vec<Subnet> = out
+            .subnets()
+            .iter()
+            .map(|n| Subnet {
+                id: s(n.subnet_id()),
+                vpc_id: s(n.vpc_id()),
+                az: s(n.availability_zone()),
+                cidr: s(n.cidr_block()),
+                default_for_az: n.default_for_az().unwrap_or(false),
+                public_ip_on_launch: n.map_public_ip_on_launch().unwrap_or(false),
+            })
+            .collect();
+        subnets.sort_by(|a, b| a.az.cmp(&b.az).then(a.id.cmp(&b.id)));
+        Ok(subnets)
+    }
+
+    fn latest_al2023(&self, arch: &str) -> Result<Image, CloudError> {
+        let param =
+            format!("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}");
+        match self
+            .rt
+            .block_on(self.ssm.get_parameter().name(&param).send())
+        {
+            Ok(out) => {
+                if let Some(id) = out.parameter().and_then(|p| p.value()) {
+                    return Ok(Image {
+                        id: id.to_string(),
+                        name: param,
+                        architecture: arch.to_string(),
+                        source: "ssm".into(),
+                    });
+                }
+            }
+            Err(e) => {
+                let e = CloudError::from_sdk("ssm", "GetParameter", e);
+                tracing::debug!(error = %e, "AL2023 SSM parameter unavailable, using DescribeImages");
+            }
+        }
+        let pattern = format!("al2023-ami-2023.*-{arch}");
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_images()
+                    .owners("amazon")
+                    .filters(filter("name", &[&pattern]))
+                    .filters(filter("state", &["available"]))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeImages", e))?;
+        // Newest by name (names embed the build date; CreationDate is not reliable everywhere).
+        let best = out
+            .images()
+            .iter()
+            .filter(|i| !i.name().unwrap_or_default().contains("minimal"))
+            .max_by(|a, b| a.name().cmp(&b.name()))
+            .ok_or_else(|| {
+                CloudError::new(
+                    SVC,
+                    "DescribeImages",
+                    "NoImage",
+                    format!("no Amazon Linux 2023 image for {arch} in this region"),
+                )
+            })?;
+        Ok(Image {
+            id: s(best.image_id()),
+            name: s(best.name()),
+            architecture: arch.to_string(),
+            source: "describe_images".into(),
+        })
+    }
+
+    fn find_security_group(
+        &self,
+        vpc_id: &str,
+        name: &str,
+    ) -> Result<Option<SecurityGroup>, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_security_groups()
+                    .filters(filter("vpc-id", &[vpc_id]))
+                    .filters(filter("group-name", &[name]))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSecurityGroups", e))?;
+        Ok(out.security_groups().first().map(to_sg))
+    }
+
+    fn security_group(&self, id: &str) -> Result<SecurityGroup, CloudError> {
+        let out = self
+            .rt
+            .block_on(self.client.describe_security_groups().group_ids(id).send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSecurityGroups", e))?;
+        out.security_groups().first().map(to_sg).ok_or_else(|| {
+            CloudError::new(
+                SVC,
+                "DescribeSecurityGroups",
+                "InvalidGroup.NotFound",
+                format!("security group {id} not found"),
+            )
+        })
+    }
+
+    fn create_security_group(
+        &self,
+        vpc_id: &str,
+        name: &str,
+        description: &str,
+        tags: &Tags,
+    ) -> Result<SecurityGroup, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .create_security_group()
+                    .group_name(name)
+                    .description(description)
+                    .vpc_id(vpc_id)
+                    .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateSecurityGroup", e))?;
+        Ok(SecurityGroup {
+            id: s(out.group_id()),
+            name: name.to_string(),
+            vpc_id: vpc_id.to_string(),
+            ingress: Vec::new(),
+        })
+    }
+
+    fn authorize_ingress(
+        &self,
+        group_id: &str,
+        rules: &[IngressRule],
+    ) -> Result<usize, CloudError> {
+        let existing = self.security_group(group_id)?.ingress;
+        let missing: Vec<&IngressRule> = rules
+            .iter()
+            .filter(|r| !existing.iter().any(|e| e.same_grant(r)))
+            .collect();
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        self.rt
+            .block_on(
+                self.client
+                    .authorize_security_group_ingress()
+                    .group_id(group_id)
+                    .set_ip_permissions(Some(missing.iter().map(|r| ip_permission(r)).collect()))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "AuthorizeSecurityGroupIngress", e))?;
+        Ok(missing.len())
+    }
+
+    fn delete_security_group(&self, id: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(self.client.delete_security_group().group_id(id).send())
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "DeleteSecurityGroup", e))
+    }
+
+    fn find_key_pair(&self, name: &str) -> Result<Option<KeyPair>, CloudError> {
+        match self
+            .rt
+            .block_on(self.client.describe_key_pairs().key_names(name).send())
+        {
+            Ok(out) => Ok(out.key_pairs().first().map(|k| KeyPair {
+                name: s(k.key_name()),
+                id: s(k.key_pair_id()),
+                fingerprint: s(k.key_fingerprint()),
+                private_key_path: None,
+            })),
+            Err(e) => {
+                let e = CloudError::from_sdk(SVC, "DescribeKeyPairs", e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn create_key_pair(&self, name: &str, tags: &Tags) -> Result<(KeyPair, String), CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .create_key_pair()
+                    .key_name(name)
+                    .key_type(KeyType::Ed25519)
+                    .tag_specifications(tag_spec(ResourceType::KeyPair, tags))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateKeyPair", e))?;
+        let key = KeyPair {
+            name: s(out.key_name()),
+            id: s(out.key_pair_id()),
+            fingerprint: s(out.key_fingerprint()),
+            private_key_path: None,
+        };
+        Ok((key, s(out.key_material())))
+    }
+
+    fn import_key_pair(
+        &self,
+        name: &str,
+        public_key: &str,
+        tags: &Tags,
+    ) -> Result<KeyPair, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .import_key_pair()
+                    .key_name(name)
+                    .public_key_material(aws_smithy_types::Blob::new(public_key.as_bytes()))
+                    .tag_specifications(tag_spec(ResourceType::KeyPair, tags))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "ImportKeyPair", e))?;
+        Ok(KeyPair {
+            name: s(out.key_name()),
+            id: s(out.key_pair_id()),
+            fingerprint: s(out.key_fingerprint()),
+            private_key_path: None,
+        })
+    }
+
+    fn delete_key_pair(&self, name: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(self.client.delete_key_pair().key_name(name).send())
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "DeleteKeyPair", e))
+    }
+
+    fn run_instance(&self, spec: &LaunchSpec) -> Result<Instance, CloudError> {
+        let mut req = self
+            .client
+            .run_instances()
+            .image_id(&spec.image_id)
+            .instance_type(InstanceType::from(spec.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&spec.subnet_id)
+            .set_security_group_ids(Some(spec.security_group_ids.clone()))
+            .client_token(&spec.client_token)
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                    // Containers on the instance are one hop further away.
+                    .http_put_response_hop_limit(2)
+                    .build(),
+            )
+            .tag_specifications(tag_spec(ResourceType::Instance, &spec.tags))
+            .tag_specifications(tag_spec(ResourceType::Volume, &spec.tags));
+        if let Some(key) = &spec.key_name {
+            req = req.key_name(key);
+        }
+        if let Some(ud) = &spec.user_data {
+            req = req.user_data(base64::engine::general_purpose::STANDARD.encode(ud));
+        }
+        if let Some(profile) = &spec.instance_profile {
+            let p = if profile.starts_with("arn:") {
+                IamInstanceProfileSpecification::builder().arn(profile)
+            } else {
+                IamInstanceProfileSpecification::builder().name(profile)
+            };
+            req = req.iam_instance_profile(p.build());
+        }
+        if spec.spot {
+            let mut opts = SpotMarketOptions::builder()
+                .spot_instance_type(SpotInstanceType::OneTime)
+                .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate);
+            if let Some(p) = &spec.max_price {
+                opts = opts.max_price(p);
+            }
+            req = req.instance_market_options(
+                InstanceMarketOptionsRequest::builder()
+                    .market_type(MarketType::Spot)
+                    .spot_options(opts.build())
+                    .build(),
+            );
+        }
+        for v in &spec.volumes {
+            req = req.block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name(&v.device)
+                    .ebs(
+                        EbsBlockDevice::builder()
+                            .volume_size(v.size_gb)
+                            .volume_type(VolumeType::from(v.volume_type.as_str()))
+                            .delete_on_termination(v.delete_on_termination)
+                            .encrypted(v.encrypted)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        let out = self
+            .rt
+            .block_on(req.send())
+            .map_err(|e| CloudError::from_sdk(SVC, "RunInstances", e))?;
+        out.instances().first().map(to_instance).ok_or_else(|| {
+            CloudError::new(
+                SVC,
+                "RunInstances",
+                "NoInstance",
+                "RunInstances returned no instance",
+            )
+        })
+    }
+
+    fn instance(&self, id: &str) -> Result<Instance, CloudError> {
+        let out = self
+            .rt
+            .block_on(self.client.describe_instances().instance_ids(id).send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeInstances", e))?;
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .next()
+            .map(to_instance)
+            .ok_or_else(|| {
+                CloudError::new(
+                    SVC,
+                    "DescribeInstances",
+                    "InvalidInstanceID.NotFound",
+                    format!("instance {id} not found"),
+                )
+            })
+    }
+
+    fn find_instances(&self, tags: &[(String, String)]) -> Result<Vec<Instance>, CloudError> {
+        let mut req = self.client.describe_instances().filters(filter(
+            "instance-state-name",
+            &["pending", "running", "stopping", "stopped"],
+        ));
+        for (k, v) in tags {
+            req = req.filters(filter(&format!("tag:{k}"), &[v]));
+        }
+        let out = self
+            .rt
+            .block_on(req.send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeInstances", e))?;
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(to_instance)
+            .collect())
+    }
+
+    fn terminate_instance(&self, id: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(self.client.terminate_instances().instance_ids(id).send())
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "TerminateInstances", e))
+    }
+
+    fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_spot_price_history()
+                    .instance_types(InstanceType::from(instance_type))
+                    .product_descriptions("Linux/UNIX")
+                    .start_time(aws_smithy_types::DateTime::from(
+                        std::time::SystemTime::now(),
+                    ))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSpotPriceHistory", e))?;
+        let mut prices: Vec<SpotPrice> = out
+            .spot_price_history()
+            .iter()
+            .filter_map(|p| {
+                Some(SpotPrice {
+                    instance_type: p.instance_type()?.as_str().to_string(),
+                    az: s(p.availability_zone()),
+                    usd_per_hour: p.spot_price()?.parse().ok()?,
+                    timestamp: p.timestamp().map(|t| t.to_string()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        // One (the latest) per AZ, cheapest first.
+        prices.sort_by(|a, b| a.az.cmp(&b.az).then(b.timestamp.cmp(&a.timestamp)));
+        prices.dedup_by(|a, b| a.az == b.az);
+        prices.sort_by(|a, b| a.usd_per_hour.total_cmp(&b.usd_per_hour));
+        Ok(prices)
+    }
+}

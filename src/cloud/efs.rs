@@ -1,0 +1,264 @@
+//! EFS: encrypted file systems (idempotent by creation token) and mount targets.
+
+use std::fmt;
+
+use aws_sdk_efs::types::{LifeCycleState, Tag};
+use rhai::CustomType;
+
+use super::{Blocking, CloudError, Tags};
+
+const SVC: &str = "efs";
+
+/// An EFS file system.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "FileSystem", extra = super::display_fns)]
+pub struct FileSystem {
+    #[rhai_type(readonly)]
+    pub id: String,
+    #[rhai_type(readonly)]
+    pub name: String,
+    #[rhai_type(readonly)]
+    pub state: String,
+    #[rhai_type(readonly)]
+    pub encrypted: bool,
+    #[rhai_type(readonly)]
+    pub creation_token: String,
+    #[rhai_type(readonly)]
+    pub size_bytes: i64,
+}
+
+impl fmt::Display for FileSystem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "FileSystem({} {} {})",
+            self.id,
+            self.state,
+            if self.encrypted {
+                "encrypted"
+            } else {
+                "unencrypted"
+            }
+        )
+    }
+}
+
+/// A mount target: the NFS endpoint of a file system in one subnet.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "MountTarget", extra = super::display_fns)]
+pub struct MountTarget {
+    #[rhai_type(readonly)]
+    pub id: String,
+    #[rhai_type(readonly)]
+    pub file_system_id: String,
+    #[rhai_type(readonly)]
+    pub subnet_id: String,
+    #[rhai_type(readonly)]
+    pub az: String,
+    #[rhai_type(readonly)]
+    pub ip: String,
+    #[rhai_type(readonly)]
+    pub state: String,
+}
+
+impl fmt::Display for MountTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "MountTarget({} {} {} {})",
+            self.id, self.az, self.ip, self.state
+        )
+    }
+}
+
+/// The EFS operations primitives use.
+pub trait EfsApi: Send + Sync {
+    fn find_by_token(&self, token: &str) -> Result<Option<FileSystem>, CloudError>;
+    fn file_system(&self, id: &str) -> Result<FileSystem, CloudError>;
+    /// Create an encrypted file system; the creation token makes this idempotent.
+    fn create_file_system(&self, token: &str, tags: &Tags) -> Result<FileSystem, CloudError>;
+    fn delete_file_system(&self, id: &str) -> Result<(), CloudError>;
+    fn mount_targets(&self, fs_id: &str) -> Result<Vec<MountTarget>, CloudError>;
+    fn create_mount_target(
+        &self,
+        fs_id: &str,
+        subnet_id: &str,
+        security_groups: &[String],
+    ) -> Result<MountTarget, CloudError>;
+    fn delete_mount_target(&self, id: &str) -> Result<(), CloudError>;
+}
+
+/// [`EfsApi`] over aws-sdk-efs.
+pub struct SdkEfs {
+    client: aws_sdk_efs::Client,
+    rt: Blocking,
+}
+
+impl SdkEfs {
+    pub fn new(client: aws_sdk_efs::Client, rt: Blocking) -> Self {
+        SdkEfs { client, rt }
+    }
+}
+
+fn state_str(s: Option<&LifeCycleState>) -> String {
+    s.map(|s| s.as_str().to_string()).unwrap_or_default()
+}
+
+fn to_fs(d: &aws_sdk_efs::types::FileSystemDescription) -> FileSystem {
+    FileSystem {
+        id: d.file_system_id().to_string(),
+        name: d.name().unwrap_or_default().to_string(),
+        state: d.life_cycle_state().as_str().to_string(),
+        encrypted: d.encrypted().unwrap_or(false),
+        creation_token: d.creation_token().to_string(),
+        size_bytes: d.size_in_bytes().map(|s| s.value()).unwrap_or(0),
+    }
+}
+
+fn to_mt(m: &aws_sdk_efs::types::MountTargetDescription) -> MountTarget {
+    MountTarget {
+        id: m.mount_target_id().to_string(),
+        file_system_id: m.file_system_id().to_string(),
+        subnet_id: m.subnet_id().to_string(),
+        az: m.availability_zone_name().unwrap_or_default().to_string(),
+        ip: m.ip_address().unwrap_or_default().to_string(),
+        state: state_str(Some(m.life_cycle_state())),
+    }
+}
+
+impl EfsApi for SdkEfs {
+    fn find_by_token(&self, token: &str) -> Result<Option<FileSystem>, CloudError> {
+        match self.rt.block_on(
+            self.client
+                .describe_file_systems()
+                .creation_token(token)
+                .send(),
+        ) {
+            Ok(out) => Ok(out.file_systems().first().map(to_fs)),
+            Err(e) => {
+                let e = CloudError::from_sdk(SVC, "DescribeFileSystems", e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn file_system(&self, id: &str) -> Result<FileSystem, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_file_systems()
+                    .file_system_id(id)
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeFileSystems", e))?;
+        out.file_systems().first().map(to_fs).ok_or_else(|| {
+            CloudError::new(
+                SVC,
+                "DescribeFileSystems",
+                "FileSystemNotFound",
+                format!("file system {id} not found"),
+            )
+        })
+    }
+
+    fn create_file_system(&self, token: &str, tags: &Tags) -> Result<FileSystem, CloudError> {
+        let req = self
+            .client
+            .create_file_system()
+            .creation_token(token)
+            .encrypted(true)
+            .performance_mode(aws_sdk_efs::types::PerformanceMode::GeneralPurpose)
+            .throughput_mode(aws_sdk_efs::types::ThroughputMode::Elastic)
+            .set_tags(Some(
+                tags.pairs()
+                    .into_iter()
+                    .map(|(k, v)| {
+                        Tag::builder()
+                            .key(k)
+                            .value(v)
+                            .build()
+                            .expect("tag has key and value")
+                    })
+                    .collect(),
+            ));
+        match self.rt.block_on(req.send()) {
+            Ok(out) => Ok(FileSystem {
+                id: out.file_system_id().to_string(),
+                name: out.name().unwrap_or_default().to_string(),
+                state: out.life_cycle_state().as_str().to_string(),
+                encrypted: out.encrypted().unwrap_or(false),
+                creation_token: out.creation_token().to_string(),
+                size_bytes: out.size_in_bytes().map(|s| s.value()).unwrap_or(0),
+            }),
+            Err(e) => {
+                let e = CloudError::from_sdk(SVC, "CreateFileSystem", e);
+                // Same token: the earlier request (whose answer we lost) created it.
+                if e.code == "FileSystemAlreadyExists" {
+                    if let Some(fs) = self.find_by_token(token)? {
+                        return Ok(fs);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn delete_file_system(&self, id: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(self.client.delete_file_system().file_system_id(id).send())
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "DeleteFileSystem", e))
+    }
+
+    fn mount_targets(&self, fs_id: &str) -> Result<Vec<MountTarget>, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_mount_targets()
+                    .file_system_id(fs_id)
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeMountTargets", e))?;
+        Ok(out.mount_targets().iter().map(to_mt).collect())
+    }
+
+    fn create_mount_target(
+        &self,
+        fs_id: &str,
+        subnet_id: &str,
+        security_groups: &[String],
+    ) -> Result<MountTarget, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .create_mount_target()
+                    .file_system_id(fs_id)
+                    .subnet_id(subnet_id)
+                    .set_security_groups(Some(security_groups.to_vec()))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateMountTarget", e))?;
+        Ok(MountTarget {
+            id: out.mount_target_id().to_string(),
+            file_system_id: out.file_system_id().to_string(),
+            subnet_id: out.subnet_id().to_string(),
+            az: out.availability_zone_name().unwrap_or_default().to_string(),
+            ip: out.ip_address().unwrap_or_default().to_string(),
+            state: state_str(Some(out.life_cycle_state())),
+        })
+    }
+
+    fn delete_mount_target(&self, id: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(self.client.delete_mount_target().mount_target_id(id).send())
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "DeleteMountTarget", e))
+    }
+}

@@ -1,0 +1,318 @@
+//! IAM: the instance's role and instance profile.
+
+use std::fmt;
+
+use aws_sdk_iam::types::Tag;
+use rhai::CustomType;
+
+use super::{Blocking, CloudError, Tags};
+
+const SVC: &str = "iam";
+
+/// Lets EC2 assume the role.
+pub const EC2_TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
+/// Session Manager and Run Command on the instance (no SSH needed).
+pub const SSM_CORE_POLICY_ARN: &str = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore";
+
+/// An instance profile and the role inside it.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "InstanceProfile", extra = super::display_fns)]
+pub struct InstanceProfile {
+    #[rhai_type(readonly)]
+    pub name: String,
+    #[rhai_type(readonly)]
+    pub arn: String,
+    #[rhai_type(readonly)]
+    pub role_name: String,
+    #[rhai_type(readonly)]
+    pub role_arn: String,
+}
+
+impl fmt::Display for InstanceProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InstanceProfile({} role {})", self.name, self.role_name)
+    }
+}
+
+/// Read access to one stack's SSM parameters, nothing else.
+pub fn stack_parameters_policy(stack: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ReadOwnStackParameters",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+            "Resource": format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}/*")
+        }]
+    })
+    .to_string()
+}
+
+/// The IAM operations primitives use.
+pub trait IamApi: Send + Sync {
+    /// Role (EC2 trust) + managed policies + one inline policy + instance profile containing
+    /// it; each part created only when missing. Returns the profile and whether anything was created.
+    fn ensure_instance_profile(
+        &self,
+        name: &str,
+        managed_policies: &[String],
+        inline_policy: (&str, &str),
+        tags: &Tags,
+    ) -> Result<(InstanceProfile, bool), CloudError>;
+    fn find_instance_profile(&self, name: &str) -> Result<Option<InstanceProfile>, CloudError>;
+    /// Remove the role from the profile, detach/delete its policies, delete both.
+    fn delete_instance_profile(&self, name: &str) -> Result<(), CloudError>;
+}
+
+/// [`IamApi`] over aws-sdk-iam.
+pub struct SdkIam {
+    client: aws_sdk_iam::Client,
+    rt: Blocking,
+}
+
+impl SdkIam {
+    pub fn new(client: aws_sdk_iam::Client, rt: Blocking) -> Self {
+        SdkIam { client, rt }
+    }
+
+    fn role_arn(&self, name: &str) -> Result<Option<String>, CloudError> {
+        match self
+            .rt
+            .block_on(self.client.get_role().role_name(name).send())
+        {
+            Ok(out) => Ok(out.role().map(|r| r.arn().to_string())),
+            Err(e) => {
+                let e = CloudError::from_sdk(SVC, "GetRole", e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+fn iam_tags(tags: &Tags) -> Vec<Tag> {
+    tags.pairs()
+        .into_iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .expect("tag has key and value")
+        })
+        .collect()
+}
+
+impl IamApi for SdkIam {
+    fn ensure_instance_profile(
+        &self,
+        name: &str,
+        managed_policies: &[String],
+        inline_policy: (&str, &str),
+        tags: &Tags,
+    ) -> Result<(InstanceProfile, bool), CloudError> {
+        let mut created = false;
+        let role_arn = match self.role_arn(name)? {
+            Some(arn) => arn,
+            None => {
+                created = true;
+                let out = self
+                    .rt
+                    .block_on(
+                        self.client
+                            .create_role()
+                            .role_name(name)
+                            .assume_role_policy_document(EC2_TRUST_POLICY)
+                            .description("geusemaker instance role")
+                            .set_tags(Some(iam_tags(tags)))
+                            .send(),
+                    )
+                    .map_err(|e| CloudError::from_sdk(SVC, "CreateRole", e))?;
+                out.role().map(|r| r.arn().to_string()).unwrap_or_default()
+            }
+        };
+        for arn in managed_policies {
+            self.rt
+                .block_on(
+                    self.client
+                        .attach_role_policy()
+                        .role_name(name)
+                        .policy_arn(arn)
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "AttachRolePolicy", e))?;
+        }
+        let (policy_name, policy_doc) = inline_policy;
+        self.rt
+            .block_on(
+                self.client
+                    .put_role_policy()
+                    .role_name(name)
+                    .policy_name(policy_name)
+                    .policy_document(policy_doc)
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "PutRolePolicy", e))?;
+
+        let profile = match self.find_instance_profile(name)? {
+            Some(p) => p,
+            None => {
+                created = true;
+                let out = self
+                    .rt
+                    .block_on(
+                        self.client
+                            .create_instance_profile()
+                            .instance_profile_name(name)
+                            .set_tags(Some(iam_tags(tags)))
+                            .send(),
+                    )
+                    .map_err(|e| CloudError::from_sdk(SVC, "CreateInstanceProfile", e))?;
+                let p = out.instance_profile();
+                InstanceProfile {
+                    name: name.to_string(),
+                    arn: p.map(|p| p.arn().to_string()).unwrap_or_default(),
+                    role_name: String::new(),
+                    role_arn: String::new(),
+                }
+            }
+        };
+        if profile.role_name.is_empty() {
+            self.rt
+                .block_on(
+                    self.client
+                        .add_role_to_instance_profile()
+                        .instance_profile_name(name)
+                        .role_name(name)
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "AddRoleToInstanceProfile", e))?;
+        }
+        Ok((
+            InstanceProfile {
+                name: name.to_string(),
+                arn: profile.arn,
+                role_name: name.to_string(),
+                role_arn,
+            },
+            created,
+        ))
+    }
+
+    fn find_instance_profile(&self, name: &str) -> Result<Option<InstanceProfile>, CloudError> {
+        match self.rt.block_on(
+            self.client
+                .get_instance_profile()
+                .instance_profile_name(name)
+                .send(),
+        ) {
+            Ok(out) => Ok(out.instance_profile().map(|p| {
+                let role = p.roles().first();
+                InstanceProfile {
+                    name: p.instance_profile_name().to_string(),
+                    arn: p.arn().to_string(),
+                    role_name: role.map(|r| r.role_name().to_string()).unwrap_or_default(),
+                    role_arn: role.map(|r| r.arn().to_string()).unwrap_or_default(),
+                }
+            })),
+            Err(e) => {
+                let e = CloudError::from_sdk(SVC, "GetInstanceProfile", e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn delete_instance_profile(&self, name: &str) -> Result<(), CloudError> {
+        let ignore_missing = |r: Result<(), CloudError>| match r {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        };
+        if let Some(p) = self.find_instance_profile(name)? {
+            if !p.role_name.is_empty() {
+                ignore_missing(
+                    self.rt
+                        .block_on(
+                            self.client
+                                .remove_role_from_instance_profile()
+                                .instance_profile_name(name)
+                                .role_name(&p.role_name)
+                                .send(),
+                        )
+                        .map(|_| ())
+                        .map_err(|e| CloudError::from_sdk(SVC, "RemoveRoleFromInstanceProfile", e)),
+                )?;
+            }
+            ignore_missing(
+                self.rt
+                    .block_on(
+                        self.client
+                            .delete_instance_profile()
+                            .instance_profile_name(name)
+                            .send(),
+                    )
+                    .map(|_| ())
+                    .map_err(|e| CloudError::from_sdk(SVC, "DeleteInstanceProfile", e)),
+            )?;
+        }
+        if self.role_arn(name)?.is_none() {
+            return Ok(());
+        }
+        let attached = self
+            .rt
+            .block_on(
+                self.client
+                    .list_attached_role_policies()
+                    .role_name(name)
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "ListAttachedRolePolicies", e))?;
+        for p in attached.attached_policies() {
+            if let Some(arn) = p.policy_arn() {
+                ignore_missing(
+                    self.rt
+                        .block_on(
+                            self.client
+                                .detach_role_policy()
+                                .role_name(name)
+                                .policy_arn(arn)
+                                .send(),
+                        )
+                        .map(|_| ())
+                        .map_err(|e| CloudError::from_sdk(SVC, "DetachRolePolicy", e)),
+                )?;
+            }
+        }
+        let inline = self
+            .rt
+            .block_on(self.client.list_role_policies().role_name(name).send())
+            .map_err(|e| CloudError::from_sdk(SVC, "ListRolePolicies", e))?;
+        for p in inline.policy_names() {
+            ignore_missing(
+                self.rt
+                    .block_on(
+                        self.client
+                            .delete_role_policy()
+                            .role_name(name)
+                            .policy_name(p)
+                            .send(),
+                    )
+                    .map(|_| ())
+                    .map_err(|e| CloudError::from_sdk(SVC, "DeleteRolePolicy", e)),
+            )?;
+        }
+        ignore_missing(
+            self.rt
+                .block_on(self.client.delete_role().role_name(name).send())
+                .map(|_| ())
+                .map_err(|e| CloudError::from_sdk(SVC, "DeleteRole", e)),
+        )
+    }
+}

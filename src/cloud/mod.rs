@@ -1,0 +1,245 @@
+//! AWS access: clients built from the standard credential chain, one interface per service,
+//! error translation, waiters.
+//!
+//! Primitives reach AWS only through the traits here ([`Ec2Api`], [`EfsApi`], …). The SDK
+//! implementations block on the tokio runtime (Rhai is synchronous); another implementation —
+//! a recording backend for `--plan` — can stand in without touching recipes.
+
+pub mod ec2;
+pub mod efs;
+pub mod error;
+pub mod iam;
+pub mod pricing;
+pub mod ssm;
+pub mod tags;
+pub mod wait;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+pub use ec2::Ec2Api;
+pub use efs::EfsApi;
+pub use error::CloudError;
+pub use iam::IamApi;
+pub use pricing::PricingApi;
+pub use ssm::SsmApi;
+pub use tags::Tags;
+
+/// How to reach AWS: from the CLI flags; everything else comes from the standard chain
+/// (environment, `~/.aws/config`, SSO, instance metadata), including `AWS_ENDPOINT_URL`.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// Counts of AWS requests made by this process (for the run summary).
+#[derive(Debug, Default)]
+pub struct CallStats {
+    inner: Mutex<CallStatsInner>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct CallStatsInner {
+    operations: u64,
+    attempts: u64,
+    by_operation: BTreeMap<String, u64>,
+}
+
+impl CallStats {
+    /// Logical API calls (one per SDK operation invoked).
+    pub fn operations(&self) -> u64 {
+        self.inner.lock().unwrap().operations
+    }
+    /// HTTP attempts, retries included.
+    pub fn attempts(&self) -> u64 {
+        self.inner.lock().unwrap().attempts
+    }
+    /// `service:Operation` → count.
+    pub fn by_operation(&self) -> BTreeMap<String, u64> {
+        self.inner.lock().unwrap().by_operation.clone()
+    }
+}
+
+#[derive(Debug)]
+struct CountingInterceptor(Arc<CallStats>);
+
+impl Intercept for CountingInterceptor {
+    fn name(&self) -> &'static str {
+        "GeusemakerCallCounter"
+    }
+
+    fn read_before_execution(
+        &self,
+        _ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let key = cfg
+            .load::<Metadata>()
+            .map(|m| format!("{}:{}", m.service(), m.name()))
+            .unwrap_or_else(|| "unknown".into());
+        tracing::debug!(call = %key, "aws request");
+        let mut s = self.0.inner.lock().unwrap();
+        s.operations += 1;
+        *s.by_operation.entry(key).or_default() += 1;
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.inner.lock().unwrap().attempts += 1;
+        Ok(())
+    }
+}
+
+/// A tokio runtime that synchronous callers (the Rhai engine's thread) block on.
+#[derive(Clone)]
+pub struct Blocking {
+    rt: Arc<tokio::runtime::Runtime>,
+}
+
+impl Blocking {
+    pub fn new() -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("geusemaker-io")
+            .enable_all()
+            .build()?;
+        Ok(Blocking { rt: Arc::new(rt) })
+    }
+
+    /// Run a future to completion from synchronous code.
+    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        self.rt.block_on(fut)
+    }
+
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.rt.handle()
+    }
+}
+
+/// The AWS clients of one run, behind the per-service interfaces.
+#[derive(Clone)]
+pub struct Aws {
+    pub region: String,
+    pub ec2: Arc<dyn Ec2Api>,
+    pub efs: Arc<dyn EfsApi>,
+    pub ssm: Arc<dyn SsmApi>,
+    pub iam: Arc<dyn IamApi>,
+    pub pricing: Arc<dyn PricingApi>,
+    pub stats: Arc<CallStats>,
+}
+
+impl Aws {
+    /// Resolve region and credentials (lazily: the chain is consulted on the first call) and
+    /// build every client. Fails only when no region can be found.
+    pub fn connect(settings: &AwsSettings, rt: &Blocking) -> Result<Aws, CloudError> {
+        let sdk = rt.block_on(load_sdk_config(settings));
+        let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
+            CloudError::new(
+                "config",
+                "LoadConfig",
+                "MissingRegion",
+                "no region in flags, environment or profile",
+            )
+        })?;
+        let stats = Arc::new(CallStats::default());
+        let counter = || CountingInterceptor(stats.clone());
+
+        let ec2 = aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&sdk)
+                .interceptor(counter())
+                .build(),
+        );
+        let ssm = aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::config::Builder::from(&sdk)
+                .interceptor(counter())
+                .build(),
+        );
+        let efs = aws_sdk_efs::Client::from_conf(
+            aws_sdk_efs::config::Builder::from(&sdk)
+                .interceptor(counter())
+                .build(),
+        );
+        let iam = aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(&sdk)
+                .interceptor(counter())
+                .build(),
+        );
+        // The Pricing API lives in a few regions only; its answer is the same from any of them.
+        // Fail fast: the price has a cached/bundled fallback, a deploy must not wait on it.
+        let pricing = aws_sdk_pricing::Client::from_conf(
+            aws_sdk_pricing::config::Builder::from(&sdk)
+                .region(Region::new(pricing::API_REGION))
+                .retry_config(RetryConfig::standard().with_max_attempts(1))
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .operation_timeout(Duration::from_secs(8))
+                        .build(),
+                )
+                .interceptor(counter())
+                .build(),
+        );
+
+        Ok(Aws {
+            ec2: Arc::new(ec2::SdkEc2::new(ec2, ssm.clone(), rt.clone())),
+            efs: Arc::new(efs::SdkEfs::new(efs, rt.clone())),
+            ssm: Arc::new(ssm::SdkSsm::new(ssm, rt.clone())),
+            iam: Arc::new(iam::SdkIam::new(iam, rt.clone())),
+            pricing: Arc::new(pricing::SdkPricing::new(pricing, rt.clone())),
+            region,
+            stats,
+        })
+    }
+}
+
+async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        // Deploy-time throttling is normal; ride through it with jittered backoff.
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(5)
+                .with_initial_backoff(Duration::from_millis(500))
+                .with_max_backoff(Duration::from_secs(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    loader.load().await
+}
+
+/// `to_string`/`to_debug` for a typed handle, from its `Display` (so `print(vpc)` reads well).
+pub(crate) fn display_fns<T>(b: &mut rhai::TypeBuilder<T>)
+where
+    T: rhai::Variant + Clone + std::fmt::Display,
+{
+    b.with_fn("to_string", |v: &mut T| v.to_string());
+    b.with_fn("to_debug", |v: &mut T| v.to_string());
+}

@@ -1,0 +1,47 @@
+//! Recipes and stdlib modules compiled into the binary.
+
+/// Bundled recipes: `geusemaker run dev` runs `recipes/dev.rhai`.
+pub const RECIPES: &[(&str, &str)] = &[("smoke", include_str!("../../recipes/smoke.rhai"))];
+
+/// Bundled stdlib modules: `import "network"` finds `stdlib/network.rhai`.
+pub const STDLIB: &[(&str, &str)] = &[("network", include_str!("../../stdlib/network.rhai"))];
+
+pub fn recipe(name: &str) -> Option<&'static str> {
+    RECIPES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+pub fn stdlib(name: &str) -> Option<&'static str> {
+    STDLIB.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    fn names(dir: &str) -> BTreeSet<String> {
+        std::fs::read_dir(format!("{}/{dir}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                (p.extension()? == "rhai")
+                    .then(|| p.file_stem().unwrap().to_string_lossy().to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_file_is_embedded() {
+        let recipes: BTreeSet<String> = super::RECIPES.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(
+            recipes,
+            names("recipes"),
+            "recipes/ and engine::embedded::RECIPES differ"
+        );
+        let stdlib: BTreeSet<String> = super::STDLIB.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(
+            stdlib,
+            names("stdlib"),
+            "stdlib/ and engine::embedded::STDLIB differ"
+        );
+    }
+}

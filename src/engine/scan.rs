@@ -1,0 +1,65 @@
+//! Static facts about a recipe, read without running it.
+
+use std::collections::BTreeSet;
+
+use rhai::{ASTNode, Expr, AST};
+
+/// The params a recipe reads with `param("name", …)`.
+#[derive(Debug, Default, PartialEq)]
+pub struct DeclaredParams {
+    pub names: BTreeSet<String>,
+    /// A `param(…)` call whose name is not a string literal: the set cannot be known.
+    pub dynamic: bool,
+}
+
+pub fn param_names(ast: &AST) -> DeclaredParams {
+    let mut out = DeclaredParams::default();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Expr(Expr::FnCall(call, _))) = path.last() {
+            if call.name == "param" && call.namespace.is_empty() {
+                match call.args.first() {
+                    Some(Expr::StringConstant(s, _)) => {
+                        out.names.insert(s.to_string());
+                    }
+                    _ => out.dynamic = true,
+                }
+            }
+        }
+        true
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_literal_params_everywhere() {
+        let engine = rhai::Engine::new_raw();
+        let ast = engine
+            .compile(
+                r#"
+                let a = param("instance_type", "t3.medium");
+                fn f() { param("spot", true) }
+                if true { let b = param("disk_gb", 30); }
+            "#,
+            )
+            .unwrap();
+        let d = param_names(&ast);
+        assert!(!d.dynamic);
+        assert_eq!(
+            d.names.into_iter().collect::<Vec<_>>(),
+            ["disk_gb", "instance_type", "spot"]
+        );
+    }
+
+    #[test]
+    fn computed_names_make_the_set_unknowable() {
+        let engine = rhai::Engine::new_raw();
+        let ast = engine
+            .compile(r#"let k = "x"; let v = param(k, 1);"#)
+            .unwrap();
+        assert!(param_names(&ast).dynamic);
+    }
+}

@@ -1,0 +1,13 @@
+//! GeuseMaker: deployments of a private AI stack on AWS, written as Rhai recipes over typed
+//! primitives.
+//!
+//! Layers, top to bottom: [`cli`] (clap) → [`engine`] (the Rhai host) → [`primitives`]
+//! (script-visible functions) → [`cloud`] (AWS behind one interface per service) and
+//! [`state`] (stack files, ledger, locks).
+
+pub mod cli;
+pub mod cloud;
+pub mod engine;
+pub mod primitives;
+pub mod state;
+pub mod ui;

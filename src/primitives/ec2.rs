@@ -1,0 +1,696 @@
+//! `ec2::` — network discovery, AMIs, security groups, key pairs, instances, spot prices.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
+
+use super::opts::Opts;
+use super::{id_of, rt, usage_err, Runtime};
+use crate::cloud::ec2::{IngressRule, Instance, LaunchSpec, VolumeSpec};
+use crate::cloud::tags::{NAME_TAG, STACK_TAG};
+use crate::cloud::wait::{poll_until, Backoff, Poll};
+
+pub fn types(engine: &mut Engine) {
+    use crate::cloud::ec2::*;
+    engine
+        .build_type::<Vpc>()
+        .build_type::<Subnet>()
+        .build_type::<Image>()
+        .build_type::<IngressRule>()
+        .build_type::<SecurityGroup>()
+        .build_type::<KeyPair>()
+        .build_type::<Instance>()
+        .build_type::<SpotPrice>();
+}
+
+pub fn module() -> rhai::Module {
+    exported_module!(api)
+}
+
+const RULE_KEYS: &[&str] = &[
+    "port",
+    "from_port",
+    "to_port",
+    "protocol",
+    "cidr",
+    "source",
+    "description",
+];
+
+/// `#{ port: 5678, cidr: "203.0.113.7/32" }` or `#{ port: 5432, source: sg }`.
+fn parse_rules(func: &'static str, rules: Array) -> Result<Vec<IngressRule>, Box<EvalAltResult>> {
+    rules
+        .into_iter()
+        .map(|r| {
+            let map = r
+                .try_cast::<Map>()
+                .ok_or_else(|| usage_err(format!("{func}: each ingress rule is a map like #{{ port: 5678, cidr: \"10.0.0.0/16\" }}")))?;
+            let mut o = Opts::new(func, map, RULE_KEYS)?;
+            let port = o.int("port")?;
+            let from_port = o.int("from_port")?.or(port).ok_or_else(|| usage_err(format!("{func}: an ingress rule needs `port` (or `from_port`/`to_port`)")))?;
+            let to_port = o.int("to_port")?.or(port).unwrap_or(from_port);
+            let protocol = o.str("protocol")?.unwrap_or_else(|| "tcp".into());
+            if !["tcp", "udp", "icmp", "-1"].contains(&protocol.as_str()) {
+                return Err(usage_err(format!("{func}: protocol must be tcp, udp, icmp or -1, not `{protocol}`")));
+            }
+            if !(0..=65535).contains(&from_port) || !(0..=65535).contains(&to_port) || from_port > to_port {
+                return Err(usage_err(format!("{func}: invalid port range {from_port}-{to_port}")));
+            }
+            let cidr = o.str("cidr")?;
+            let source = o.value("source").map(|v| id_of(&v, "a security group")).transpose()?;
+            if cidr.is_some() == source.is_some() {
+                return Err(usage_err(format!("{func}: an ingress rule needs exactly one of `cidr` or `source`")));
+            }
+            if let Some(c) = &cidr {
+                validate_cidr(func, c)?;
+            }
+            Ok(IngressRule {
+                protocol,
+                from_port,
+                to_port,
+                cidr,
+                source_sg: source,
+                description: o.str("description")?.unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn validate_cidr(func: &str, c: &str) -> Result<(), Box<EvalAltResult>> {
+    let ok = c.split_once('/').is_some_and(|(ip, len)| {
+        ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 32)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(usage_err(format!(
+            "{func}: `{c}` is not an IPv4 CIDR like 203.0.113.7/32"
+        )))
+    }
+}
+
+fn wait_instance(
+    rt: &Runtime,
+    id: &str,
+    timeout: Duration,
+    target: &'static str,
+) -> Result<Instance, Box<EvalAltResult>> {
+    let aws = rt.aws()?;
+    rt.waiting(
+        &format!("instance {id} {target}"),
+        |tick| {
+            poll_until(
+                "ec2",
+                &format!("instance {id} to be {target}"),
+                Backoff::new(timeout),
+                tick,
+                || {
+                    let i = match aws.ec2.instance(id) {
+                        Ok(i) => i,
+                        Err(e) if target == "terminated" && e.is_not_found() => {
+                            return Ok(Poll::Ready(Instance {
+                                state: "terminated".into(),
+                                ..placeholder(id)
+                            }))
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    Ok(match (target, i.state.as_str()) {
+                        (t, s) if t == s => Poll::Ready(i),
+                        ("running", "pending") => Poll::Pending("pending".into()),
+                        ("running", other) => Poll::Failed(other.to_string()),
+                        (_, other) => Poll::Pending(other.to_string()),
+                    })
+                },
+            )
+        },
+        |i: &Instance| match (&i.public_ip, &i.private_ip) {
+            (Some(ip), _) | (None, Some(ip)) if target == "running" => format!("running at {ip}"),
+            _ => i.state.clone(),
+        },
+    )
+}
+
+fn placeholder(id: &str) -> Instance {
+    Instance {
+        id: id.into(),
+        name: String::new(),
+        state: String::new(),
+        instance_type: String::new(),
+        az: String::new(),
+        subnet_id: String::new(),
+        vpc_id: String::new(),
+        image_id: String::new(),
+        private_ip: None,
+        public_ip: None,
+        public_dns: None,
+        lifecycle: String::new(),
+        imdsv2_required: false,
+        instance_profile_arn: None,
+        security_groups: Vec::new(),
+    }
+}
+
+fn timeout_opt(
+    func: &'static str,
+    options: Map,
+    default_secs: i64,
+) -> Result<Duration, Box<EvalAltResult>> {
+    let mut o = Opts::new(func, options, &["timeout"])?;
+    let secs = o.int("timeout")?.unwrap_or(default_secs);
+    if secs <= 0 {
+        return Err(usage_err(format!(
+            "{func}: timeout must be a positive number of seconds"
+        )));
+    }
+    Ok(Duration::from_secs(secs as u64))
+}
+
+#[export_module]
+pub mod api {
+    use crate::cloud::ec2::{Image, Instance, KeyPair, SecurityGroup, SpotPrice, Vpc};
+    use crate::primitives::{cloud_err, state_err};
+
+    /// The region's default VPC.
+    ///
+    /// ```rhai
+    /// let vpc = ec2::default_vpc();
+    /// print(`${vpc.id} ${vpc.cidr}`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn default_vpc(ctx: NativeCallContext) -> Result<Vpc, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        rt.aws()?.ec2.default_vpc().map_err(cloud_err)
+    }
+
+    /// A VPC by id.
+    ///
+    /// ```rhai
+    /// let vpc = ec2::vpc("vpc-0abc123");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn vpc(ctx: NativeCallContext, id: &str) -> Result<Vpc, Box<EvalAltResult>> {
+        rt(&ctx)?.aws()?.ec2.vpc(id).map_err(cloud_err)
+    }
+
+    /// The subnets of a VPC (a `Vpc` or its id), sorted by Availability Zone.
+    ///
+    /// ```rhai
+    /// let subnets = ec2::subnets(ec2::default_vpc());
+    /// for s in subnets { print(`${s.id} in ${s.az}`); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn subnets(ctx: NativeCallContext, vpc: Dynamic) -> Result<Array, Box<EvalAltResult>> {
+        let id = id_of(&vpc, "a VPC")?;
+        let list = rt(&ctx)?.aws()?.ec2.subnets(&id).map_err(cloud_err)?;
+        Ok(list.into_iter().map(Dynamic::from).collect())
+    }
+
+    /// The latest Amazon Linux 2023 AMI for x86_64, from the public SSM parameter (falling
+    /// back to DescribeImages).
+    ///
+    /// ```rhai
+    /// let ami = ec2::latest_al2023_ami();
+    /// ```
+    #[rhai_fn(name = "latest_al2023_ami", return_raw)]
+    pub fn latest_al2023_ami(ctx: NativeCallContext) -> Result<Image, Box<EvalAltResult>> {
+        latest_al2023_ami_arch(ctx, "x86_64")
+    }
+
+    /// The latest Amazon Linux 2023 AMI for `arch`: `"x86_64"` or `"arm64"`.
+    ///
+    /// ```rhai
+    /// let ami = ec2::latest_al2023_ami("arm64");
+    /// ```
+    #[rhai_fn(name = "latest_al2023_ami", return_raw)]
+    pub fn latest_al2023_ami_arch(
+        ctx: NativeCallContext,
+        arch: &str,
+    ) -> Result<Image, Box<EvalAltResult>> {
+        if !["x86_64", "arm64"].contains(&arch) {
+            return Err(usage_err(format!(
+                "ec2::latest_al2023_ami: arch must be \"x86_64\" or \"arm64\", not \"{arch}\""
+            )));
+        }
+        rt(&ctx)?.aws()?.ec2.latest_al2023(arch).map_err(cloud_err)
+    }
+
+    /// Create (or find, on a re-run) the security group `<stack>-<name>` in `vpc`, and make
+    /// sure it has the given inbound rules. Options: `description`, `ingress` (an array of
+    /// rules: `port` or `from_port`/`to_port`, `protocol` (tcp), exactly one of `cidr` or
+    /// `source` (another group), `description`).
+    ///
+    /// ```rhai
+    /// let web = ec2::security_group("web", vpc, #{
+    ///     description: "n8n from the office",
+    ///     ingress: [ #{ port: 5678, cidr: "203.0.113.7/32", description: "n8n" } ],
+    /// });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn security_group(
+        ctx: NativeCallContext,
+        name: &str,
+        vpc: Dynamic,
+        options: Map,
+    ) -> Result<SecurityGroup, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let mut o = Opts::new("ec2::security_group", options, &["description", "ingress"])?;
+        let description = o
+            .str("description")?
+            .unwrap_or_else(|| format!("geusemaker {} {name}", rt.stack));
+        let rules = parse_rules(
+            "ec2::security_group",
+            o.array("ingress")?.unwrap_or_default(),
+        )?;
+        let vpc_id = id_of(&vpc, "a VPC")?;
+        let aws = rt.aws()?;
+        let group_name = rt.resource_name(name);
+        let attrs = BTreeMap::from([("vpc".to_string(), vpc_id.clone())]);
+        let sg = match aws
+            .ec2
+            .find_security_group(&vpc_id, &group_name)
+            .map_err(cloud_err)?
+        {
+            Some(sg) => {
+                rt.adopt("ec2:security-group", name, &sg.id, attrs)?;
+                sg
+            }
+            None => rt.create_recorded(
+                "ec2:security-group",
+                name,
+                |_token| {
+                    aws.ec2.create_security_group(
+                        &vpc_id,
+                        &group_name,
+                        &description,
+                        &rt.tags(name),
+                    )
+                },
+                |sg: &SecurityGroup| (sg.id.clone(), attrs.clone()),
+            )?,
+        };
+        if rules.is_empty() {
+            return Ok(sg);
+        }
+        aws.ec2
+            .authorize_ingress(&sg.id, &rules)
+            .map_err(cloud_err)?;
+        aws.ec2.security_group(&sg.id).map_err(cloud_err)
+    }
+
+    /// Add inbound rules to an existing group (rules it already has are skipped).
+    ///
+    /// ```rhai
+    /// ec2::allow_ingress(efs_sg, [ #{ port: 2049, source: instance_sg, description: "NFS" } ]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn allow_ingress(
+        ctx: NativeCallContext,
+        group: Dynamic,
+        rules: Array,
+    ) -> Result<SecurityGroup, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let rules = parse_rules("ec2::allow_ingress", rules)?;
+        let id = id_of(&group, "a security group")?;
+        let aws = rt.aws()?;
+        aws.ec2.authorize_ingress(&id, &rules).map_err(cloud_err)?;
+        aws.ec2.security_group(&id).map_err(cloud_err)
+    }
+
+    /// Delete a security group (a handle or id).
+    ///
+    /// ```rhai
+    /// ec2::delete_security_group(web);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn delete_security_group(
+        ctx: NativeCallContext,
+        group: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&group, "a security group")?;
+        match rt.aws()?.ec2.delete_security_group(&id) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(cloud_err(e)),
+        }
+        rt.mark_deleted("ec2:security-group", &id)
+    }
+
+    /// Create (or find) the key pair `<stack>-<name>` (ed25519). A newly created private key
+    /// is saved under `$GEUSEMAKER_HOME/keys/` with mode 0600; `key.private_key_path` says where.
+    ///
+    /// ```rhai
+    /// let key = ec2::key_pair("admin");
+    /// ui::info(`ssh key: ${key.private_key_path}`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn key_pair(ctx: NativeCallContext, name: &str) -> Result<KeyPair, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let aws = rt.aws()?;
+        let key_name = rt.resource_name(name);
+        let path = rt.home.keys_dir().join(format!("{key_name}.pem"));
+        let path_str = path.to_string_lossy().to_string();
+        if let Some(mut k) = aws.ec2.find_key_pair(&key_name).map_err(cloud_err)? {
+            rt.adopt("ec2:key-pair", name, &k.name, BTreeMap::new())?;
+            k.private_key_path = path.exists().then_some(path_str);
+            return Ok(k);
+        }
+        let (mut key, material) = rt.create_recorded(
+            "ec2:key-pair",
+            name,
+            |_token| aws.ec2.create_key_pair(&key_name, &rt.tags(name)),
+            |(k, _): &(KeyPair, String)| {
+                (
+                    k.name.clone(),
+                    BTreeMap::from([("key_pair_id".to_string(), k.id.clone())]),
+                )
+            },
+        )?;
+        rt.home.ensure().map_err(state_err)?;
+        crate::state::write_atomic(&path, material.as_bytes()).map_err(state_err)?;
+        key.private_key_path = Some(path_str);
+        Ok(key)
+    }
+
+    /// Import a public key as the key pair `<stack>-<name>` (or find it on a re-run).
+    ///
+    /// ```rhai
+    /// let key = ec2::import_key_pair("admin", "ssh-ed25519 AAAA… me@laptop");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn import_key_pair(
+        ctx: NativeCallContext,
+        name: &str,
+        public_key: &str,
+    ) -> Result<KeyPair, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let aws = rt.aws()?;
+        let key_name = rt.resource_name(name);
+        if let Some(k) = aws.ec2.find_key_pair(&key_name).map_err(cloud_err)? {
+            rt.adopt("ec2:key-pair", name, &k.name, BTreeMap::new())?;
+            return Ok(k);
+        }
+        rt.create_recorded(
+            "ec2:key-pair",
+            name,
+            |_token| {
+                aws.ec2
+                    .import_key_pair(&key_name, public_key, &rt.tags(name))
+            },
+            |k: &KeyPair| (k.name.clone(), BTreeMap::new()),
+        )
+    }
+
+    /// Delete a key pair (a handle or its name) and its saved private key.
+    ///
+    /// ```rhai
+    /// ec2::delete_key_pair(key);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn delete_key_pair(ctx: NativeCallContext, key: Dynamic) -> Result<(), Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let name = id_of(&key, "a key pair")?;
+        match rt.aws()?.ec2.delete_key_pair(&name) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(cloud_err(e)),
+        }
+        let _ = std::fs::remove_file(rt.home.keys_dir().join(format!("{name}.pem")));
+        rt.mark_deleted("ec2:key-pair", &name)
+    }
+
+    /// Launch the instance `<stack>-<name>` and return at once (state `pending`); wait with
+    /// `ec2::wait_until_running`. On a re-run, a live instance with that name is returned
+    /// instead of launching another. IMDSv2 is always required.
+    ///
+    /// Options: `image` (required), `instance_type` (t3.medium), `subnet` (required),
+    /// `security_groups` (array), `key_pair`, `user_data` (script text), `spot` (false),
+    /// `max_price`, `instance_profile`, `root_volume_gb` (30), `volumes` (array of
+    /// `#{ device, size_gb, type ("gp3"), delete_on_termination (true), encrypted (true) }`).
+    ///
+    /// ```rhai
+    /// let vm = ec2::run_instance("app", #{
+    ///     image: ec2::latest_al2023_ami(),
+    ///     instance_type: "t3.medium",
+    ///     subnet: subnets[0],
+    ///     security_groups: [web],
+    ///     spot: true,
+    ///     instance_profile: profile,
+    ///     user_data: script,
+    /// });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn run_instance(
+        ctx: NativeCallContext,
+        name: &str,
+        options: Map,
+    ) -> Result<Instance, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        const F: &str = "ec2::run_instance";
+        let mut o = Opts::new(
+            F,
+            options,
+            &[
+                "image",
+                "instance_type",
+                "subnet",
+                "security_groups",
+                "key_pair",
+                "user_data",
+                "spot",
+                "max_price",
+                "instance_profile",
+                "root_volume_gb",
+                "volumes",
+            ],
+        )?;
+        let image_id = id_of(
+            &o.value("image")
+                .ok_or_else(|| usage_err(format!("{F}: option `image` is required")))?,
+            "an image",
+        )?;
+        let subnet_id = id_of(
+            &o.value("subnet")
+                .ok_or_else(|| usage_err(format!("{F}: option `subnet` is required")))?,
+            "a subnet",
+        )?;
+        let instance_type = o
+            .str("instance_type")?
+            .unwrap_or_else(|| "t3.medium".into());
+        let security_group_ids = o
+            .array("security_groups")?
+            .unwrap_or_default()
+            .iter()
+            .map(|g| id_of(g, "a security group"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let key_name = o
+            .value("key_pair")
+            .map(|k| id_of(&k, "a key pair"))
+            .transpose()?;
+        let user_data = o.str("user_data")?;
+        if user_data.as_ref().is_some_and(|u| u.len() > 16 * 1024) {
+            return Err(usage_err(format!(
+                "{F}: user_data is over EC2's 16 KiB limit"
+            )));
+        }
+        let spot = o.bool("spot")?.unwrap_or(false);
+        let max_price = o.str("max_price")?;
+        let instance_profile = o
+            .value("instance_profile")
+            .map(|p| id_of(&p, "an instance profile"))
+            .transpose()?;
+        let root_gb = o.int("root_volume_gb")?.unwrap_or(30);
+        let mut volumes = vec![VolumeSpec {
+            device: "/dev/xvda".into(),
+            size_gb: root_gb as i32,
+            volume_type: "gp3".into(),
+            delete_on_termination: true,
+            encrypted: true,
+        }];
+        for v in o.array("volumes")?.unwrap_or_default() {
+            let map = v
+                .try_cast::<Map>()
+                .ok_or_else(|| usage_err(format!("{F}: each volume is a map")))?;
+            let mut vo = Opts::new(
+                F,
+                map,
+                &[
+                    "device",
+                    "size_gb",
+                    "type",
+                    "delete_on_termination",
+                    "encrypted",
+                ],
+            )?;
+            volumes.push(VolumeSpec {
+                device: vo.req_str("device")?,
+                size_gb: vo
+                    .int("size_gb")?
+                    .ok_or_else(|| usage_err(format!("{F}: a volume needs `size_gb`")))?
+                    as i32,
+                volume_type: vo.str("type")?.unwrap_or_else(|| "gp3".into()),
+                delete_on_termination: vo.bool("delete_on_termination")?.unwrap_or(true),
+                encrypted: vo.bool("encrypted")?.unwrap_or(true),
+            });
+        }
+
+        let aws = rt.aws()?;
+        let tags = rt.tags(name);
+        let alive = aws
+            .ec2
+            .find_instances(&[
+                (STACK_TAG.into(), rt.stack.clone()),
+                (NAME_TAG.into(), tags.name.clone()),
+            ])
+            .map_err(cloud_err)?;
+        if let Some(i) = alive.into_iter().next() {
+            rt.adopt(
+                "ec2:instance",
+                name,
+                &i.id,
+                BTreeMap::from([("az".to_string(), i.az.clone())]),
+            )?;
+            rt.ui.info(&format!(
+                "instance {name}: already running as {} ({})",
+                i.id, i.state
+            ));
+            return Ok(i);
+        }
+        let i = rt.create_recorded(
+            "ec2:instance",
+            name,
+            |token| {
+                aws.ec2.run_instance(&LaunchSpec {
+                    image_id: image_id.clone(),
+                    instance_type: instance_type.clone(),
+                    subnet_id: subnet_id.clone(),
+                    security_group_ids: security_group_ids.clone(),
+                    key_name: key_name.clone(),
+                    user_data: user_data.clone(),
+                    spot,
+                    max_price: max_price.clone(),
+                    instance_profile: instance_profile.clone(),
+                    volumes: volumes.clone(),
+                    client_token: token.to_string(),
+                    tags: tags.clone(),
+                })
+            },
+            |i: &Instance| {
+                (
+                    i.id.clone(),
+                    BTreeMap::from([
+                        ("az".to_string(), i.az.clone()),
+                        ("lifecycle".to_string(), i.lifecycle.clone()),
+                    ]),
+                )
+            },
+        )?;
+        rt.ui.info(&format!(
+            "instance {name}: launched {} ({} {})",
+            i.id, i.instance_type, i.lifecycle
+        ));
+        Ok(i)
+    }
+
+    /// An instance, described now (by handle or id).
+    ///
+    /// ```rhai
+    /// let vm = ec2::instance("i-0abc123");
+    /// print(vm.state);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn instance(
+        ctx: NativeCallContext,
+        instance: Dynamic,
+    ) -> Result<Instance, Box<EvalAltResult>> {
+        let id = id_of(&instance, "an instance")?;
+        rt(&ctx)?.aws()?.ec2.instance(&id).map_err(cloud_err)
+    }
+
+    /// Block until the instance is `running` (default timeout 600 s); returns it described
+    /// again (with its IP addresses).
+    ///
+    /// ```rhai
+    /// vm = ec2::wait_until_running(vm);
+    /// ```
+    #[rhai_fn(name = "wait_until_running", return_raw)]
+    pub fn wait_until_running(
+        ctx: NativeCallContext,
+        instance: Dynamic,
+    ) -> Result<Instance, Box<EvalAltResult>> {
+        wait_until_running_opts(ctx, instance, Map::new())
+    }
+
+    /// Like `wait_until_running(instance)`, with `#{ timeout: seconds }`.
+    ///
+    /// ```rhai
+    /// vm = ec2::wait_until_running(vm, #{ timeout: 300 });
+    /// ```
+    #[rhai_fn(name = "wait_until_running", return_raw)]
+    pub fn wait_until_running_opts(
+        ctx: NativeCallContext,
+        instance: Dynamic,
+        options: Map,
+    ) -> Result<Instance, Box<EvalAltResult>> {
+        let timeout = timeout_opt("ec2::wait_until_running", options, 600)?;
+        let id = id_of(&instance, "an instance")?;
+        let rt = rt(&ctx)?;
+        wait_instance(&rt, &id, timeout, "running")
+    }
+
+    /// Ask EC2 to terminate the instance; returns at once.
+    ///
+    /// ```rhai
+    /// ec2::terminate(vm);
+    /// ec2::wait_until_terminated(vm);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn terminate(ctx: NativeCallContext, instance: Dynamic) -> Result<(), Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&instance, "an instance")?;
+        match rt.aws()?.ec2.terminate_instance(&id) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(cloud_err(e)),
+        }
+    }
+
+    /// Block until the instance is `terminated` (default timeout 600 s) and mark it deleted
+    /// in the ledger.
+    ///
+    /// ```rhai
+    /// ec2::wait_until_terminated(vm);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn wait_until_terminated(
+        ctx: NativeCallContext,
+        instance: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&instance, "an instance")?;
+        wait_instance(&rt, &id, Duration::from_secs(600), "terminated")?;
+        rt.mark_deleted("ec2:instance", &id)
+    }
+
+    /// Current spot prices for an instance type, one per Availability Zone, cheapest first.
+    ///
+    /// ```rhai
+    /// let cheapest = ec2::spot_prices("t3.medium")[0];
+    /// ui::info(`${cheapest.az}: $${cheapest.usd_per_hour}/h`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn spot_prices(
+        ctx: NativeCallContext,
+        instance_type: &str,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        let list: Vec<SpotPrice> = rt(&ctx)?
+            .aws()?
+            .ec2
+            .spot_price_history(instance_type)
+            .map_err(cloud_err)?;
+        Ok(list.into_iter().map(Dynamic::from).collect())
+    }
+}

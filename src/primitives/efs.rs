@@ -1,0 +1,304 @@
+//! `efs::` — encrypted file systems and mount targets.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
+
+use super::opts::Opts;
+use super::{id_of, rt, usage_err};
+
+pub fn types(engine: &mut Engine) {
+    engine
+        .build_type::<crate::cloud::efs::FileSystem>()
+        .build_type::<crate::cloud::efs::MountTarget>();
+}
+
+pub fn module() -> rhai::Module {
+    exported_module!(api)
+}
+
+fn timeout(func: &'static str, options: Map) -> Result<Duration, Box<EvalAltResult>> {
+    let mut o = Opts::new(func, options, &["timeout"])?;
+    let secs = o.int("timeout")?.unwrap_or(600);
+    if secs <= 0 {
+        return Err(usage_err(format!(
+            "{func}: timeout must be a positive number of seconds"
+        )));
+    }
+    Ok(Duration::from_secs(secs as u64))
+}
+
+#[export_module]
+pub mod api {
+    use crate::cloud::efs::{FileSystem, MountTarget};
+    use crate::cloud::wait::{poll_until, Backoff, Poll};
+    use crate::primitives::{cloud_err, state_err};
+
+    /// Create (or find, on a re-run) the encrypted file system `<stack>-<name>`; returns at
+    /// once. Its creation token is derived from stack and name, so a retried or repeated
+    /// create never makes a second file system.
+    ///
+    /// ```rhai
+    /// let fs = efs::file_system("data");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn file_system(
+        ctx: NativeCallContext,
+        name: &str,
+    ) -> Result<FileSystem, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let aws = rt.aws()?;
+        let token = format!("geusemaker-{}", rt.resource_name(name));
+        if let Some(fs) = aws.efs.find_by_token(&token).map_err(cloud_err)? {
+            rt.adopt("efs:file-system", name, &fs.id, BTreeMap::new())?;
+            return Ok(fs);
+        }
+        let region = rt.region()?;
+        // The creation token is deterministic, so the intent carries it instead of a random one.
+        let (idx, token) = rt
+            .store()?
+            .begin_create("efs:file-system", name, &region, || token.clone())
+            .map_err(state_err)?;
+        match aws.efs.create_file_system(&token, &rt.tags(name)) {
+            Ok(fs) => {
+                rt.store()?
+                    .finish_create(idx, &fs.id, BTreeMap::new())
+                    .map_err(state_err)?;
+                rt.ui.info(&format!(
+                    "file system {name}: created {} (encrypted)",
+                    fs.id
+                ));
+                Ok(fs)
+            }
+            Err(e) => {
+                if !matches!(
+                    e.code.as_str(),
+                    "Timeout" | "EndpointUnreachable" | "Unhandled"
+                ) {
+                    rt.store()?
+                        .fail_create(idx, &e.to_string())
+                        .map_err(state_err)?;
+                }
+                Err(cloud_err(e))
+            }
+        }
+    }
+
+    /// Block until the file system is `available` (timeout 600 s, or `#{ timeout: s }`).
+    ///
+    /// ```rhai
+    /// fs = efs::wait_available(fs);
+    /// ```
+    #[rhai_fn(name = "wait_available", return_raw)]
+    pub fn wait_available(
+        ctx: NativeCallContext,
+        fs: Dynamic,
+    ) -> Result<FileSystem, Box<EvalAltResult>> {
+        wait_available_opts(ctx, fs, Map::new())
+    }
+
+    /// Like `wait_available(fs)` with options.
+    ///
+    /// ```rhai
+    /// fs = efs::wait_available(fs, #{ timeout: 120 });
+    /// ```
+    #[rhai_fn(name = "wait_available", return_raw)]
+    pub fn wait_available_opts(
+        ctx: NativeCallContext,
+        fs: Dynamic,
+        options: Map,
+    ) -> Result<FileSystem, Box<EvalAltResult>> {
+        let t = timeout("efs::wait_available", options)?;
+        let id = id_of(&fs, "a file system")?;
+        let rt = rt(&ctx)?;
+        let aws = rt.aws()?;
+        rt.waiting(
+            &format!("file system {id} available"),
+            |tick| {
+                poll_until(
+                    "efs",
+                    &format!("file system {id}"),
+                    Backoff::new(t),
+                    tick,
+                    || {
+                        let fs = aws.efs.file_system(&id)?;
+                        Ok(match fs.state.as_str() {
+                            "available" => Poll::Ready(fs),
+                            "creating" | "updating" => Poll::Pending(fs.state),
+                            other => Poll::Failed(other.to_string()),
+                        })
+                    },
+                )
+            },
+            |_| "available".into(),
+        )
+    }
+
+    /// Create (or find) the mount target of `fs` in `subnet`, with the given security groups;
+    /// returns at once. A file system has one mount target per Availability Zone: an
+    /// existing one in the subnet's zone is returned.
+    ///
+    /// ```rhai
+    /// let mt = efs::mount_target(fs, subnets[0], [efs_sg]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn mount_target(
+        ctx: NativeCallContext,
+        fs: Dynamic,
+        subnet: Dynamic,
+        security_groups: Array,
+    ) -> Result<MountTarget, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let fs_id = id_of(&fs, "a file system")?;
+        let subnet_id = id_of(&subnet, "a subnet")?;
+        let sgs = security_groups
+            .iter()
+            .map(|g| id_of(g, "a security group"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let aws = rt.aws()?;
+        let existing = aws.efs.mount_targets(&fs_id).map_err(cloud_err)?;
+        let logical = format!("mount-{subnet_id}");
+        if let Some(mt) = existing.into_iter().find(|m| m.subnet_id == subnet_id) {
+            rt.adopt(
+                "efs:mount-target",
+                &logical,
+                &mt.id,
+                BTreeMap::from([("file_system".to_string(), fs_id.clone())]),
+            )?;
+            return Ok(mt);
+        }
+        rt.create_recorded(
+            "efs:mount-target",
+            &logical,
+            |_token| aws.efs.create_mount_target(&fs_id, &subnet_id, &sgs),
+            |mt: &MountTarget| {
+                (
+                    mt.id.clone(),
+                    BTreeMap::from([
+                        ("file_system".to_string(), fs_id.clone()),
+                        ("az".to_string(), mt.az.clone()),
+                    ]),
+                )
+            },
+        )
+    }
+
+    /// The mount targets of a file system.
+    ///
+    /// ```rhai
+    /// for mt in efs::mount_targets(fs) { print(mt); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn mount_targets(ctx: NativeCallContext, fs: Dynamic) -> Result<Array, Box<EvalAltResult>> {
+        let id = id_of(&fs, "a file system")?;
+        let list = rt(&ctx)?.aws()?.efs.mount_targets(&id).map_err(cloud_err)?;
+        Ok(list.into_iter().map(Dynamic::from).collect())
+    }
+
+    /// Block until the mount target is `available` (timeout 600 s).
+    ///
+    /// ```rhai
+    /// mt = efs::wait_mount_target(mt);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn wait_mount_target(
+        ctx: NativeCallContext,
+        mt: MountTarget,
+    ) -> Result<MountTarget, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let aws = rt.aws()?;
+        let (fs_id, mt_id) = (mt.file_system_id.clone(), mt.id.clone());
+        rt.waiting(
+            &format!("mount target {mt_id} available"),
+            |tick| {
+                poll_until(
+                    "efs",
+                    &format!("mount target {mt_id}"),
+                    Backoff::new(Duration::from_secs(600)),
+                    tick,
+                    || {
+                        let found = aws
+                            .efs
+                            .mount_targets(&fs_id)?
+                            .into_iter()
+                            .find(|m| m.id == mt_id);
+                        Ok(match found {
+                            Some(m) if m.state == "available" => Poll::Ready(m),
+                            Some(m) if m.state == "creating" => Poll::Pending(m.state),
+                            Some(m) => Poll::Failed(m.state),
+                            None => Poll::Failed("deleted".into()),
+                        })
+                    },
+                )
+            },
+            |m| format!("available at {}", m.ip),
+        )
+    }
+
+    /// Delete a mount target and wait until it is gone.
+    ///
+    /// ```rhai
+    /// efs::delete_mount_target(mt);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn delete_mount_target(
+        ctx: NativeCallContext,
+        mt: MountTarget,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let aws = rt.aws()?;
+        match aws.efs.delete_mount_target(&mt.id) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(cloud_err(e)),
+        }
+        let (fs_id, mt_id) = (mt.file_system_id.clone(), mt.id.clone());
+        rt.waiting(
+            &format!("mount target {mt_id} deleted"),
+            |tick| {
+                poll_until(
+                    "efs",
+                    &format!("mount target {mt_id} deletion"),
+                    Backoff::new(Duration::from_secs(600)),
+                    tick,
+                    || {
+                        let list = match aws.efs.mount_targets(&fs_id) {
+                            Ok(l) => l,
+                            Err(e) if e.is_not_found() => return Ok(Poll::Ready(())),
+                            Err(e) => return Err(e),
+                        };
+                        Ok(match list.into_iter().find(|m| m.id == mt_id) {
+                            None => Poll::Ready(()),
+                            Some(m) => Poll::Pending(m.state),
+                        })
+                    },
+                )
+            },
+            |_| "gone".into(),
+        )?;
+        rt.mark_deleted("efs:mount-target", &mt.id)
+    }
+
+    /// Delete a file system (its mount targets must be gone first). Data is lost: recipes
+    /// keep this behind an explicit confirmation.
+    ///
+    /// ```rhai
+    /// efs::delete_file_system(fs);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn delete_file_system(
+        ctx: NativeCallContext,
+        fs: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&fs, "a file system")?;
+        match rt.aws()?.efs.delete_file_system(&id) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(cloud_err(e)),
+        }
+        rt.mark_deleted("efs:file-system", &id)
+    }
+}

@@ -1,0 +1,100 @@
+//! `iam::` — the instance role and profile.
+
+use std::collections::BTreeMap;
+
+use rhai::plugin::*;
+use rhai::{Dynamic, Engine, EvalAltResult};
+
+use super::{id_of, rt};
+
+pub fn types(engine: &mut Engine) {
+    engine.build_type::<crate::cloud::iam::InstanceProfile>();
+}
+
+pub fn module() -> rhai::Module {
+    exported_module!(api)
+}
+
+#[export_module]
+pub mod api {
+    use crate::cloud::iam::{stack_parameters_policy, InstanceProfile, SSM_CORE_POLICY_ARN};
+    use crate::primitives::cloud_err;
+
+    /// Create (or find) the role and instance profile `<stack>-<name>` for the stack's
+    /// instances: Session Manager / Run Command (AmazonSSMManagedInstanceCore) and read access
+    /// to the stack's own SSM parameters (`/geusemaker/<stack>/*`), nothing more.
+    ///
+    /// ```rhai
+    /// let profile = iam::instance_profile("app");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn instance_profile(
+        ctx: NativeCallContext,
+        name: &str,
+    ) -> Result<InstanceProfile, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let aws = rt.aws()?;
+        let full = rt.resource_name(name);
+        let policy = stack_parameters_policy(&rt.stack);
+        let managed = [SSM_CORE_POLICY_ARN.to_string()];
+        let tags = rt.tags(name);
+        if let Some(p) = aws.iam.find_instance_profile(&full).map_err(cloud_err)? {
+            if !p.role_name.is_empty() {
+                // Re-apply the policies: a customised recipe may have changed them.
+                let (p, _) = aws
+                    .iam
+                    .ensure_instance_profile(
+                        &full,
+                        &managed,
+                        ("geusemaker-stack-parameters", &policy),
+                        &tags,
+                    )
+                    .map_err(cloud_err)?;
+                rt.adopt("iam:instance-profile", name, &p.name, BTreeMap::new())?;
+                return Ok(p);
+            }
+        }
+        rt.create_recorded(
+            "iam:instance-profile",
+            name,
+            |_t| {
+                aws.iam
+                    .ensure_instance_profile(
+                        &full,
+                        &managed,
+                        ("geusemaker-stack-parameters", &policy),
+                        &tags,
+                    )
+                    .map(|(p, _)| p)
+            },
+            |p: &InstanceProfile| {
+                (
+                    p.name.clone(),
+                    BTreeMap::from([("role".to_string(), p.role_name.clone())]),
+                )
+            },
+        )
+    }
+
+    /// Delete an instance profile and its role (by handle or name).
+    ///
+    /// ```rhai
+    /// iam::delete_instance_profile(profile);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn delete_instance_profile(
+        ctx: NativeCallContext,
+        profile: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let name = match profile.clone().try_cast::<InstanceProfile>() {
+            Some(p) => p.name,
+            None => id_of(&profile, "an instance profile")?,
+        };
+        rt.aws()?
+            .iam
+            .delete_instance_profile(&name)
+            .map_err(cloud_err)?;
+        rt.mark_deleted("iam:instance-profile", &name)
+    }
+}

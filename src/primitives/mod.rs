@@ -1,0 +1,374 @@
+//! Script-visible primitives, one module per API group, registered from [`AREAS`].
+//!
+//! Primitives are thin: they check and convert Rhai values, call the cloud/state layers, and
+//! convert back to typed handles. Every create records an intent in the ledger before its API
+//! call and the id right after.
+
+pub mod ec2;
+pub mod efs;
+pub mod health;
+pub mod iam;
+pub mod opts;
+pub mod params;
+pub mod pricing;
+pub mod ssm;
+pub mod state;
+pub mod ui;
+pub mod userdata;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use rhai::{Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext, Position};
+
+use crate::cloud::{Aws, AwsSettings, Blocking, CloudError, Tags};
+use crate::state::{Home, StackStore};
+use crate::ui::Ui;
+
+pub use params::Params;
+
+/// One API group: its Rhai namespace, its functions and its handle types.
+pub struct Area {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub module: fn() -> Module,
+    pub types: fn(&mut Engine),
+}
+
+/// Every primitive module, in the order the reference lists them.
+pub const AREAS: &[Area] = &[
+    Area {
+        name: "ec2",
+        doc: "VPC discovery, AMIs, security groups, key pairs, instances, spot prices.",
+        module: ec2::module,
+        types: ec2::types,
+    },
+    Area {
+        name: "efs",
+        doc: "Encrypted EFS file systems and mount targets.",
+        module: efs::module,
+        types: efs::types,
+    },
+    Area {
+        name: "ssm",
+        doc: "SecureString parameters and Run Command.",
+        module: ssm::module,
+        types: ssm::types,
+    },
+    Area {
+        name: "iam",
+        doc: "The instance role and instance profile.",
+        module: iam::module,
+        types: iam::types,
+    },
+    Area {
+        name: "pricing",
+        doc: "On-demand prices (Price List API, cached, with a bundled fallback).",
+        module: pricing::module,
+        types: pricing::types,
+    },
+    Area {
+        name: "health",
+        doc: "HTTP and TCP health checks, and waiting for them.",
+        module: health::module,
+        types: health::types,
+    },
+    Area {
+        name: "state",
+        doc: "The stack's stored values, outputs, status and resource ledger.",
+        module: state::module,
+        types: state::types,
+    },
+    Area {
+        name: "ui",
+        doc: "Stages, messages, tables and confirmation.",
+        module: ui::module,
+        types: ui::types,
+    },
+    Area {
+        name: "userdata",
+        doc: "Instance boot scripts.",
+        module: userdata::module,
+        types: userdata::types,
+    },
+];
+
+/// Register every area as a static module, plus the global `param()` functions.
+pub fn register_all(engine: &mut Engine) {
+    for area in AREAS {
+        (area.types)(engine);
+        engine.register_static_module(area.name, (area.module)().into());
+    }
+    engine.register_global_module(params::module().into());
+}
+
+/// Everything a primitive needs during a run; reached from a `NativeCallContext` (the
+/// engine's default tag holds it).
+pub struct Runtime {
+    pub stack: String,
+    pub run_id: String,
+    pub home: Home,
+    pub ui: Ui,
+    pub params: Params,
+    pub blocking: Blocking,
+    settings: AwsSettings,
+    aws: OnceLock<Result<Aws, CloudError>>,
+    store: Option<Mutex<StackStore>>,
+    waited: Mutex<Duration>,
+}
+
+impl Runtime {
+    pub fn new(
+        stack: &str,
+        run_id: &str,
+        home: Home,
+        ui: Ui,
+        params: Params,
+        settings: AwsSettings,
+        store: Option<StackStore>,
+    ) -> std::io::Result<Self> {
+        Ok(Runtime {
+            stack: stack.to_string(),
+            run_id: run_id.to_string(),
+            home,
+            ui,
+            params,
+            blocking: Blocking::new()?,
+            settings,
+            aws: OnceLock::new(),
+            store: store.map(Mutex::new),
+            waited: Mutex::new(Duration::ZERO),
+        })
+    }
+
+    /// The AWS clients, connected on first use (a recipe that never touches AWS needs no
+    /// credentials or region).
+    pub fn aws(&self) -> Result<&Aws, Box<EvalAltResult>> {
+        self.aws
+            .get_or_init(|| Aws::connect(&self.settings, &self.blocking))
+            .as_ref()
+            .map_err(|e| cloud_err(e.clone()))
+    }
+
+    /// The AWS clients if they were ever connected (for the run summary).
+    pub fn aws_if_connected(&self) -> Option<&Aws> {
+        self.aws.get().and_then(|r| r.as_ref().ok())
+    }
+
+    pub fn region(&self) -> Result<String, Box<EvalAltResult>> {
+        Ok(self.aws()?.region.clone())
+    }
+
+    /// The locked stack store.
+    pub fn store(&self) -> Result<MutexGuard<'_, StackStore>, Box<EvalAltResult>> {
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| usage_err("this needs a stack: run the recipe with --name"))?;
+        Ok(store.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn take_store(self) -> Option<StackStore> {
+        self.store
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// AWS-visible name for a logical resource: `<stack>-<name>`.
+    pub fn resource_name(&self, logical: &str) -> String {
+        format!("{}-{}", self.stack, logical)
+    }
+
+    pub fn tags(&self, logical: &str) -> Tags {
+        Tags::new(&self.stack, &self.run_id, &self.resource_name(logical))
+    }
+
+    /// A fresh idempotency token for a create call.
+    pub fn new_token(&self, logical: &str) -> String {
+        let r: u32 = rand::random();
+        let mut t = format!("gm-{}-{}-{:08x}", self.stack, logical, r);
+        t.truncate(64);
+        t
+    }
+
+    pub fn add_wait(&self, d: Duration) {
+        *self.waited.lock().unwrap() += d;
+    }
+
+    pub fn waited(&self) -> Duration {
+        *self.waited.lock().unwrap()
+    }
+
+    /// Write-ahead create: intent (with token) → `create(token)` → id recorded (or failure).
+    pub fn create_recorded<T>(
+        &self,
+        kind: &str,
+        logical: &str,
+        create: impl FnOnce(&str) -> Result<T, CloudError>,
+        id_of: impl Fn(&T) -> (String, BTreeMap<String, String>),
+    ) -> Result<T, Box<EvalAltResult>> {
+        let region = self.region()?;
+        let (idx, token) = self
+            .store()?
+            .begin_create(kind, logical, &region, || self.new_token(logical))
+            .map_err(state_err)?;
+        match create(&token) {
+            Ok(v) => {
+                let (id, attrs) = id_of(&v);
+                self.store()?
+                    .finish_create(idx, &id, attrs)
+                    .map_err(state_err)?;
+                Ok(v)
+            }
+            Err(e) => {
+                // Only a refusal proves nothing was created; a timeout or a lost response may
+                // have created it, so the intent stays for the next run (or destroy) to resolve.
+                if !matches!(
+                    e.code.as_str(),
+                    "Timeout" | "EndpointUnreachable" | "Unhandled"
+                ) {
+                    self.store()?
+                        .fail_create(idx, &e.to_string())
+                        .map_err(state_err)?;
+                }
+                Err(cloud_err(e))
+            }
+        }
+    }
+
+    /// Record a resource found (not created) on a re-run.
+    pub fn adopt(
+        &self,
+        kind: &str,
+        logical: &str,
+        id: &str,
+        attrs: BTreeMap<String, String>,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let region = self.region()?;
+        self.store()?
+            .adopt(kind, logical, &region, id, attrs)
+            .map_err(state_err)
+    }
+
+    /// Mark a resource deleted in the ledger.
+    pub fn mark_deleted(&self, kind: &str, id: &str) -> Result<(), Box<EvalAltResult>> {
+        let mut store = self.store()?;
+        store.mark_deleted(kind, id).map_err(state_err)
+    }
+
+    /// Show a spinner while `f` waits; account the time as waiting.
+    pub fn waiting<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&dyn Fn(&str, Duration)) -> Result<T, CloudError>,
+        done: impl Fn(&T) -> String,
+    ) -> Result<T, Box<EvalAltResult>> {
+        let w = self.ui.wait(what);
+        let r = f(&|state, left| w.update(state, left));
+        match r {
+            Ok(v) => {
+                let took = w.done(&done(&v));
+                self.add_wait(took);
+                Ok(v)
+            }
+            Err(e) => {
+                self.add_wait(w.failed());
+                Err(cloud_err(e))
+            }
+        }
+    }
+}
+
+/// The runtime of the current evaluation.
+pub fn rt(ctx: &NativeCallContext) -> Result<Arc<Runtime>, Box<EvalAltResult>> {
+    ctx.tag()
+        .and_then(|t| t.clone().try_cast::<Arc<Runtime>>())
+        .ok_or_else(|| usage_err("primitive called outside a geusemaker run"))
+}
+
+fn error_value(fields: &[(&str, Option<String>)]) -> Box<EvalAltResult> {
+    let mut m = Map::new();
+    for (k, v) in fields {
+        if let Some(v) = v {
+            m.insert((*k).into(), v.clone().into());
+        }
+    }
+    EvalAltResult::ErrorRuntime(Dynamic::from_map(m), Position::NONE).into()
+}
+
+/// An AWS failure as a Rhai error: a map with `kind`, `service`, `operation`, `code`,
+/// `message`, `hint` (so `catch (e)` can test `e.code`).
+pub fn cloud_err(e: CloudError) -> Box<EvalAltResult> {
+    error_value(&[
+        ("kind", Some("aws".into())),
+        ("service", Some(e.service.to_string())),
+        ("operation", Some(e.operation.clone())),
+        ("code", Some(e.code.clone())),
+        ("message", Some(e.message.clone())),
+        ("hint", e.hint.clone()),
+    ])
+}
+
+/// A misuse of a primitive (bad argument, bad option).
+pub fn usage_err(msg: impl Into<String>) -> Box<EvalAltResult> {
+    error_value(&[
+        ("kind", Some("usage".into())),
+        ("message", Some(msg.into())),
+    ])
+}
+
+pub fn usage_err_hint(msg: impl Into<String>, hint: impl Into<String>) -> Box<EvalAltResult> {
+    error_value(&[
+        ("kind", Some("usage".into())),
+        ("message", Some(msg.into())),
+        ("hint", Some(hint.into())),
+    ])
+}
+
+pub fn state_err(e: crate::state::StateError) -> Box<EvalAltResult> {
+    let text = e.to_string();
+    let (msg, hint) = match text.split_once("\nhint: ") {
+        Some((m, h)) => (m.to_string(), Some(h.to_string())),
+        None => (text, None),
+    };
+    error_value(&[
+        ("kind", Some("state".into())),
+        ("message", Some(msg)),
+        ("hint", hint),
+    ])
+}
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// The AWS id behind a typed handle or a plain id string (`vpc` or `"vpc-123"`).
+pub fn id_of(v: &Dynamic, what: &str) -> Result<String, Box<EvalAltResult>> {
+    use crate::cloud::{ec2, efs, iam};
+    if let Some(s) = v.clone().try_cast::<rhai::ImmutableString>() {
+        return Ok(s.to_string());
+    }
+    macro_rules! by_field {
+        ($($t:ty => $f:ident),* $(,)?) => {
+            $(if let Some(h) = v.clone().try_cast::<$t>() { return Ok(h.$f.clone()); })*
+        };
+    }
+    by_field!(
+        ec2::Vpc => id, ec2::Subnet => id, ec2::SecurityGroup => id, ec2::Instance => id,
+        ec2::Image => id, ec2::KeyPair => name, efs::FileSystem => id, efs::MountTarget => id,
+        iam::InstanceProfile => arn,
+    );
+    Err(usage_err(format!(
+        "expected {what} (a handle or an id string), not {}",
+        v.type_name()
+    )))
+}

@@ -1,0 +1,105 @@
+//! Option maps checked strictly: unknown keys are errors with "did you mean", wrong types are
+//! errors naming the key and the expected type.
+
+use rhai::{Array, Dynamic, EvalAltResult, Map};
+
+use super::{did_you_mean, usage_err, usage_err_hint};
+
+/// The options map of one primitive call.
+pub struct Opts {
+    func: &'static str,
+    map: Map,
+}
+
+impl Opts {
+    /// Check `map` against the keys `func` accepts.
+    pub fn new(func: &'static str, map: Map, allowed: &[&str]) -> Result<Self, Box<EvalAltResult>> {
+        for key in map.keys() {
+            if !allowed.contains(&key.as_str()) {
+                let msg = format!("{func}: unknown option `{key}`");
+                return Err(match did_you_mean(key, allowed.iter().copied()) {
+                    Some(s) => usage_err_hint(msg, format!("did you mean `{s}`?")),
+                    None => usage_err_hint(msg, format!("{func} accepts: {}", allowed.join(", "))),
+                });
+            }
+        }
+        Ok(Opts { func, map })
+    }
+
+    pub fn empty(func: &'static str) -> Self {
+        Opts {
+            func,
+            map: Map::new(),
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<Dynamic> {
+        self.map.remove(key).filter(|v| !v.is_unit())
+    }
+
+    fn wrong(&self, key: &str, want: &str, got: &Dynamic) -> Box<EvalAltResult> {
+        usage_err(format!(
+            "{}: option `{key}` must be {want}, not {}",
+            self.func,
+            got.type_name()
+        ))
+    }
+
+    pub fn str(&mut self, key: &str) -> Result<Option<String>, Box<EvalAltResult>> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(v) if v.is_string() => Ok(Some(v.into_string().expect("is string"))),
+            Some(v) => Err(self.wrong(key, "a string", &v)),
+        }
+    }
+
+    pub fn req_str(&mut self, key: &str) -> Result<String, Box<EvalAltResult>> {
+        self.str(key)?
+            .ok_or_else(|| usage_err(format!("{}: option `{key}` is required", self.func)))
+    }
+
+    pub fn bool(&mut self, key: &str) -> Result<Option<bool>, Box<EvalAltResult>> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .map_err(|_| self.wrong(key, "true or false", &v)),
+        }
+    }
+
+    pub fn int(&mut self, key: &str) -> Result<Option<i64>, Box<EvalAltResult>> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_int()
+                .map(Some)
+                .map_err(|_| self.wrong(key, "an integer", &v)),
+        }
+    }
+
+    pub fn array(&mut self, key: &str) -> Result<Option<Array>, Box<EvalAltResult>> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(v) if v.is_array() => Ok(Some(v.into_array().expect("is array"))),
+            Some(v) => Err(self.wrong(key, "an array", &v)),
+        }
+    }
+
+    pub fn map(&mut self, key: &str) -> Result<Option<Map>, Box<EvalAltResult>> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(v) if v.is_map() => Ok(Some(v.cast::<Map>())),
+            Some(v) => Err(self.wrong(key, "a map", &v)),
+        }
+    }
+
+    /// Any value (the caller converts it, e.g. an id string or a typed handle).
+    pub fn value(&mut self, key: &str) -> Option<Dynamic> {
+        self.take(key)
+    }
+
+    pub fn func(&self) -> &'static str {
+        self.func
+    }
+}

@@ -1,0 +1,276 @@
+//! `ssm::` — SecureString parameters (secrets) and Run Command.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use rhai::plugin::*;
+use rhai::{Array, CustomType, Dynamic, Engine, EvalAltResult, Map, TypeBuilder};
+
+use super::opts::Opts;
+use super::{id_of, rt, usage_err, Runtime};
+
+/// A secret value read from SSM. It prints as `Secret(name)`, cannot be stored in the state,
+/// and gives its value only through `reveal()`.
+#[derive(Clone, CustomType)]
+#[rhai_type(name = "Secret", extra = Self::extras)]
+pub struct Secret {
+    #[rhai_type(readonly)]
+    pub name: String,
+    #[rhai_type(skip)]
+    value: String,
+}
+
+impl Secret {
+    fn extras(b: &mut TypeBuilder<Self>) {
+        crate::cloud::display_fns(b);
+        b.with_fn("reveal", |s: &mut Secret| s.value.clone());
+        b.with_get("len", |s: &mut Secret| s.value.len() as i64);
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({})", self.name)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({}, <redacted>)", self.name)
+    }
+}
+
+pub fn types(engine: &mut Engine) {
+    engine
+        .build_type::<crate::cloud::ssm::Parameter>()
+        .build_type::<crate::cloud::ssm::CommandResult>()
+        .build_type::<Secret>();
+}
+
+pub fn module() -> rhai::Module {
+    exported_module!(api)
+}
+
+/// Relative names live under the stack's prefix: `n8n/key` → `/geusemaker/<stack>/n8n/key`.
+fn full_name(rt: &Runtime, name: &str) -> Result<String, Box<EvalAltResult>> {
+    if name.is_empty() || name.contains("//") || name.ends_with('/') {
+        return Err(usage_err(format!("`{name}` is not a valid parameter name")));
+    }
+    Ok(if name.starts_with('/') {
+        name.to_string()
+    } else {
+        format!("/geusemaker/{}/{name}", rt.stack)
+    })
+}
+
+fn random_secret(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(&mut buf[..]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+#[export_module]
+pub mod api {
+    use crate::cloud::ssm::{CommandResult, Parameter};
+    use crate::cloud::wait::{poll_until, Backoff, Poll};
+    use crate::primitives::cloud_err;
+
+    /// Store `value` as a SecureString (overwriting). Relative names are placed under
+    /// `/geusemaker/<stack>/`. The value never reaches the state file or the logs.
+    ///
+    /// ```rhai
+    /// let p = ssm::put_secret("smtp/password", param("smtp_password"));
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn put_secret(
+        ctx: NativeCallContext,
+        name: &str,
+        value: &str,
+    ) -> Result<Parameter, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let full = full_name(&rt, name)?;
+        let aws = rt.aws()?;
+        let tags = rt.tags(name);
+        let p = rt.create_recorded(
+            "ssm:parameter",
+            name,
+            |_t| {
+                aws.ssm
+                    .put_secure(&full, value, true, &tags)
+                    .map(|(p, _)| p)
+            },
+            |p: &Parameter| (p.name.clone(), BTreeMap::new()),
+        )?;
+        Ok(p)
+    }
+
+    /// A SecureString generated once per stack and kept: created with `bytes` random bytes
+    /// (≥ 16, default 32, URL-safe base64) when missing, left untouched when present, so every
+    /// redeploy reuses the same secret.
+    ///
+    /// ```rhai
+    /// let key = ssm::ensure_secret("n8n/encryption_key", #{ bytes: 32 });
+    /// ui::info(`n8n key in ${key.name}`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn ensure_secret(
+        ctx: NativeCallContext,
+        name: &str,
+        options: Map,
+    ) -> Result<Parameter, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let mut o = Opts::new("ssm::ensure_secret", options, &["bytes"])?;
+        let bytes = o.int("bytes")?.unwrap_or(32);
+        if !(16..=1024).contains(&bytes) {
+            return Err(usage_err(
+                "ssm::ensure_secret: bytes must be between 16 and 1024 (16 bytes = 128 bits)",
+            ));
+        }
+        let full = full_name(&rt, name)?;
+        let aws = rt.aws()?;
+        if let Some((p, _)) = aws.ssm.get(&full).map_err(cloud_err)? {
+            rt.adopt("ssm:parameter", name, &p.name, BTreeMap::new())?;
+            return Ok(p);
+        }
+        let tags = rt.tags(name);
+        rt.create_recorded(
+            "ssm:parameter",
+            name,
+            |_t| {
+                aws.ssm
+                    .put_secure(&full, &random_secret(bytes as usize), false, &tags)
+                    .map(|(p, _)| p)
+            },
+            |p: &Parameter| (p.name.clone(), BTreeMap::new()),
+        )
+    }
+
+    /// Read a parameter's decrypted value as a `Secret` (prints as `Secret(name)`;
+    /// `s.reveal()` gives the text).
+    ///
+    /// ```rhai
+    /// let s = ssm::get_secret("n8n/encryption_key");
+    /// print(s);            // Secret(/geusemaker/my-stack/n8n/encryption_key)
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn get_secret(ctx: NativeCallContext, name: &str) -> Result<Secret, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let full = full_name(&rt, name)?;
+        match rt.aws()?.ssm.get(&full).map_err(cloud_err)? {
+            Some((p, value)) => Ok(Secret {
+                name: p.name,
+                value,
+            }),
+            None => Err(super::super::usage_err_hint(
+                format!("SSM parameter {full} does not exist"),
+                "create it with ssm::ensure_secret or ssm::put_secret",
+            )),
+        }
+    }
+
+    /// Delete a parameter (by name or handle); missing is fine.
+    ///
+    /// ```rhai
+    /// ssm::delete_parameter("smtp/password");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn delete_parameter(
+        ctx: NativeCallContext,
+        name: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let n = match name.clone().try_cast::<Parameter>() {
+            Some(p) => p.name,
+            None => full_name(&rt, &id_of(&name, "a parameter name")?)?,
+        };
+        match rt.aws()?.ssm.delete(&n) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(cloud_err(e)),
+        }
+        rt.mark_deleted("ssm:parameter", &n)
+    }
+
+    /// Run shell commands on an instance through SSM Run Command; returns the command id at
+    /// once (fetch the result with `ssm::command_result`).
+    ///
+    /// ```rhai
+    /// let id = ssm::send_command(vm, ["docker compose ps"]);
+    /// let r = ssm::command_result(vm, id);
+    /// print(r.stdout);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn send_command(
+        ctx: NativeCallContext,
+        instance: Dynamic,
+        commands: Array,
+    ) -> Result<String, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&instance, "an instance")?;
+        let cmds = commands
+            .into_iter()
+            .map(|c| {
+                c.into_string().map_err(|t| {
+                    usage_err(format!("ssm::send_command: commands are strings, not {t}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if cmds.is_empty() {
+            return Err(usage_err("ssm::send_command: no commands given"));
+        }
+        rt.aws()?
+            .ssm
+            .send_command(
+                &id,
+                &cmds,
+                &format!("geusemaker {} {}", rt.stack, rt.run_id),
+            )
+            .map_err(cloud_err)
+    }
+
+    /// Wait (up to 300 s) for a Run Command invocation to finish and return its status, exit
+    /// code and output.
+    ///
+    /// ```rhai
+    /// let r = ssm::command_result(vm, id);
+    /// if r.exit_code != 0 { throw r.stderr; }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn command_result(
+        ctx: NativeCallContext,
+        instance: Dynamic,
+        command_id: &str,
+    ) -> Result<CommandResult, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&instance, "an instance")?;
+        let aws = rt.aws()?;
+        rt.waiting(
+            &format!("command {command_id} on {id}"),
+            |tick| {
+                poll_until(
+                    "ssm",
+                    &format!("command {command_id}"),
+                    Backoff::new(Duration::from_secs(300)),
+                    tick,
+                    || {
+                        let r = match aws.ssm.command_result(command_id, &id) {
+                            Ok(r) => r,
+                            // The invocation shows up a moment after SendCommand returns.
+                            Err(e) if e.code == "InvocationDoesNotExist" => {
+                                return Ok(Poll::Pending("queued".into()))
+                            }
+                            Err(e) => return Err(e),
+                        };
+                        Ok(match r.status.as_str() {
+                            "Pending" | "InProgress" | "Delayed" => Poll::Pending(r.status),
+                            _ => Poll::Ready(r),
+                        })
+                    },
+                )
+            },
+            |r| format!("{} (exit {})", r.status, r.exit_code),
+        )
+    }
+}

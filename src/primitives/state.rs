@@ -1,0 +1,214 @@
+//! `state::` — values kept with the stack, outputs, status, and the resource ledger.
+
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
+
+use super::ssm::Secret;
+use super::{rt, state_err, usage_err, usage_err_hint};
+use crate::state::{StackStatus, StateError};
+
+pub fn types(_engine: &mut Engine) {}
+
+pub fn module() -> rhai::Module {
+    exported_module!(api)
+}
+
+/// Only plain data goes into the state file, and never a secret.
+fn to_json(func: &str, key: &str, v: &Dynamic) -> Result<serde_json::Value, Box<EvalAltResult>> {
+    fn check(func: &str, key: &str, v: &Dynamic) -> Result<(), Box<EvalAltResult>> {
+        if v.is::<Secret>() {
+            return Err(state_err(StateError::SecretValue {
+                key: key.to_string(),
+            }));
+        }
+        if let Some(a) = v.read_lock::<Array>() {
+            return a.iter().try_for_each(|x| check(func, key, x));
+        }
+        if let Some(m) = v.read_lock::<Map>() {
+            return m.values().try_for_each(|x| check(func, key, x));
+        }
+        if v.is_unit() || v.is_bool() || v.is_int() || v.is_float() || v.is_string() || v.is_char()
+        {
+            return Ok(());
+        }
+        Err(usage_err_hint(
+            format!("{func}: `{key}` is a {}, and only strings, numbers, booleans, arrays and maps can be stored", v.type_name()),
+            "store an id instead of the handle, e.g. `vm.id`",
+        ))
+    }
+    check(func, key, v)?;
+    serde_json::to_value(v).map_err(|e| usage_err(format!("{func}: cannot store `{key}`: {e}")))
+}
+
+fn from_json(v: &serde_json::Value) -> Dynamic {
+    rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
+}
+
+#[export_module]
+pub mod api {
+    /// A value stored with the stack by an earlier `state::set` (or `()` when absent).
+    ///
+    /// ```rhai
+    /// let first_deploy = state::get("first_deploy");
+    /// ```
+    #[rhai_fn(name = "get", return_raw)]
+    pub fn get(ctx: NativeCallContext, key: &str) -> Result<Dynamic, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let store = rt.store()?;
+        Ok(store
+            .state()
+            .values
+            .get(key)
+            .map(from_json)
+            .unwrap_or(Dynamic::UNIT))
+    }
+
+    /// A stored value, or `default` when absent.
+    ///
+    /// ```rhai
+    /// let runs = state::get("deploy_count", 0);
+    /// ```
+    #[rhai_fn(name = "get", return_raw)]
+    pub fn get_or(
+        ctx: NativeCallContext,
+        key: &str,
+        default: Dynamic,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let v = get(ctx, key)?;
+        Ok(if v.is_unit() { default } else { v })
+    }
+
+    /// Store a value with the stack (strings, numbers, booleans, arrays, maps; never secrets).
+    ///
+    /// ```rhai
+    /// state::set("deploy_count", state::get("deploy_count", 0) + 1);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn set(
+        ctx: NativeCallContext,
+        key: &str,
+        value: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let json = to_json("state::set", key, &value)?;
+        let rt = rt(&ctx)?;
+        let mut store = rt.store()?;
+        store
+            .update(|s| s.values.insert(key.to_string(), json))
+            .map(|_| ())
+            .map_err(state_err)
+    }
+
+    /// Record an output of the stack (shown by `status`, e.g. URLs and ids).
+    ///
+    /// ```rhai
+    /// state::output("n8n_url", `http://${vm.public_ip}:5678`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn output(
+        ctx: NativeCallContext,
+        key: &str,
+        value: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let json = to_json("state::output", key, &value)?;
+        let rt = rt(&ctx)?;
+        let mut store = rt.store()?;
+        store
+            .update(|s| s.outputs.insert(key.to_string(), json))
+            .map(|_| ())
+            .map_err(state_err)
+    }
+
+    /// The stack's outputs as a map.
+    ///
+    /// ```rhai
+    /// print(state::outputs().n8n_url);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn outputs(ctx: NativeCallContext) -> Result<Map, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let store = rt.store()?;
+        Ok(store
+            .state()
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.into(), from_json(v)))
+            .collect())
+    }
+
+    /// The stack's status: creating, running, updating, rolling_back, destroying, failed, destroyed.
+    ///
+    /// ```rhai
+    /// if state::status() == "running" { ui::info("updating a running stack"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn status(ctx: NativeCallContext) -> Result<String, Box<EvalAltResult>> {
+        Ok(rt(&ctx)?.store()?.state().status.as_str().to_string())
+    }
+
+    /// Set the stack's status (the run sets `running` on success unless the recipe chose one).
+    ///
+    /// ```rhai
+    /// state::set_status("destroyed");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn set_status(ctx: NativeCallContext, status: &str) -> Result<(), Box<EvalAltResult>> {
+        let s = StackStatus::parse(status).ok_or_else(|| {
+            let all: Vec<&str> = StackStatus::ALL.iter().map(|s| s.as_str()).collect();
+            usage_err(format!(
+                "state::set_status: `{status}` is not one of {}",
+                all.join(", ")
+            ))
+        })?;
+        let rt = rt(&ctx)?;
+        let mut store = rt.store()?;
+        store.update(|st| st.status = s).map_err(state_err)
+    }
+
+    /// The resource ledger: every resource this stack created or meant to create, as maps
+    /// `#{ kind, name, id, status, region, run, token }` in creation order.
+    ///
+    /// ```rhai
+    /// for r in state::ledger() { print(`${r.kind} ${r.name} ${r.id} ${r.status}`); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn ledger(ctx: NativeCallContext) -> Result<Array, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let store = rt.store()?;
+        Ok(store
+            .state()
+            .resources
+            .iter()
+            .map(|r| from_json(&serde_json::to_value(r).unwrap_or_default()))
+            .collect())
+    }
+
+    /// The stack name (`--name`).
+    ///
+    /// ```rhai
+    /// ui::info(`deploying ${state::stack()}`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn stack(ctx: NativeCallContext) -> Result<String, Box<EvalAltResult>> {
+        Ok(rt(&ctx)?.stack.clone())
+    }
+
+    /// This run's id (also the `geusemaker:run` tag on what it creates).
+    ///
+    /// ```rhai
+    /// ui::info(`run ${state::run_id()}`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn run_id(ctx: NativeCallContext) -> Result<String, Box<EvalAltResult>> {
+        Ok(rt(&ctx)?.run_id.clone())
+    }
+
+    /// The AWS region of this run.
+    ///
+    /// ```rhai
+    /// ui::info(`region ${state::region()}`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn region(ctx: NativeCallContext) -> Result<String, Box<EvalAltResult>> {
+        rt(&ctx)?.region()
+    }
+}

@@ -1,0 +1,94 @@
+//! `ui::` — what the user sees while a recipe runs.
+
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, Engine, EvalAltResult};
+
+use super::{rt, usage_err};
+
+pub fn types(_engine: &mut Engine) {}
+
+pub fn module() -> rhai::Module {
+    exported_module!(api)
+}
+
+fn cells(row: Dynamic) -> Result<Vec<String>, Box<EvalAltResult>> {
+    let arr = row
+        .try_cast::<Array>()
+        .ok_or_else(|| usage_err("ui::table: each row is an array of cells"))?;
+    Ok(arr.into_iter().map(|c| c.to_string()).collect())
+}
+
+#[export_module]
+pub mod api {
+    /// A stage heading: `==> Title`.
+    ///
+    /// ```rhai
+    /// ui::stage("Network");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn stage(ctx: NativeCallContext, title: &str) -> Result<(), Box<EvalAltResult>> {
+        rt(&ctx)?.ui.stage(title);
+        Ok(())
+    }
+
+    /// An indented information line.
+    ///
+    /// ```rhai
+    /// ui::info(`VPC ${vpc.id}`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn info(ctx: NativeCallContext, message: &str) -> Result<(), Box<EvalAltResult>> {
+        rt(&ctx)?.ui.info(message);
+        Ok(())
+    }
+
+    /// A success line.
+    ///
+    /// ```rhai
+    /// ui::success("stack ready");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn success(ctx: NativeCallContext, message: &str) -> Result<(), Box<EvalAltResult>> {
+        rt(&ctx)?.ui.success(message);
+        Ok(())
+    }
+
+    /// A warning (on stderr).
+    ///
+    /// ```rhai
+    /// ui::warn("n8n is open to the whole internet");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn warn(ctx: NativeCallContext, message: &str) -> Result<(), Box<EvalAltResult>> {
+        rt(&ctx)?.ui.warn(message);
+        Ok(())
+    }
+
+    /// A table: a header row and rows of cells (any values; printed as text).
+    ///
+    /// ```rhai
+    /// ui::table(["SERVICE", "STATUS"], [["n8n", "healthy"], ["postgres", "healthy"]]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn table(
+        ctx: NativeCallContext,
+        headers: Array,
+        rows: Array,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let headers: Vec<String> = headers.into_iter().map(|h| h.to_string()).collect();
+        let rows = rows.into_iter().map(cells).collect::<Result<Vec<_>, _>>()?;
+        rt(&ctx)?.ui.table(&headers, &rows);
+        Ok(())
+    }
+
+    /// Ask a yes/no question; `--yes` answers yes. Without a terminal and without `--yes`
+    /// this is an error rather than a silent guess.
+    ///
+    /// ```rhai
+    /// if !ui::confirm("Delete the data volume?") { return; }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn confirm(ctx: NativeCallContext, question: &str) -> Result<bool, Box<EvalAltResult>> {
+        rt(&ctx)?.ui.confirm(question).map_err(|e| usage_err(e))
+    }
+}

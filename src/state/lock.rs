@@ -1,0 +1,144 @@
+//! One exclusive advisory lock per stack, held for the whole run.
+//!
+//! The lock file records who holds it so that a second run can say whom it is waiting on.
+//! The OS releases the lock when the process dies, so a crash never leaves a stale lock.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Home, StateError};
+
+/// Who holds a stack lock (written into the lock file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LockHolder {
+    pub pid: u32,
+    pub host: String,
+    pub run: String,
+    pub command: String,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} on {} (run {}, `{}`, since {})",
+            self.pid,
+            self.host,
+            self.run,
+            self.command,
+            self.since.format("%Y-%m-%d %H:%M:%SZ")
+        )
+    }
+}
+
+/// A held stack lock; released when dropped (or when the process exits).
+#[derive(Debug)]
+pub struct StackLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl StackLock {
+    /// Take the stack's lock or fail at once, naming the holder.
+    pub fn acquire(
+        home: &Home,
+        stack: &str,
+        run: &str,
+        command: &str,
+    ) -> Result<StackLock, StateError> {
+        home.ensure()?;
+        let path = home.lock_file(stack);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| StateError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder = serde_json::from_str::<LockHolder>(&text)
+                    .map(|h| h.to_string())
+                    .unwrap_or_else(|_| "another geusemaker process".to_string());
+                return Err(StateError::Locked {
+                    stack: stack.to_string(),
+                    holder,
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(StateError::io(&path, e)),
+        }
+        let holder = LockHolder {
+            pid: std::process::id(),
+            host: hostname(),
+            run: run.to_string(),
+            command: command.to_string(),
+            since: chrono::Utc::now(),
+        };
+        let text = serde_json::to_string(&holder).expect("lock holder serializes");
+        file.set_len(0)
+            .and_then(|_| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(text.as_bytes()))
+            .and_then(|_| file.sync_all())
+            .map_err(|e| StateError::io(&path, e))?;
+        Ok(StackLock { file, path })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for StackLock {
+    fn drop(&mut self) {
+        // Clear the holder before the OS drops the lock with the descriptor.
+        let _ = self.file.set_len(0);
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_acquire_fails_naming_the_holder_and_drop_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let first = StackLock::acquire(&home, "demo", "run-1", "run dev").unwrap();
+        let err = StackLock::acquire(&home, "demo", "run-2", "run dev").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("demo"), "{msg}");
+        assert!(msg.contains("run-1"), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        drop(first);
+        StackLock::acquire(&home, "demo", "run-3", "run dev").expect("lock is free after drop");
+    }
+
+    #[test]
+    fn locks_are_per_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let _a = StackLock::acquire(&home, "alpha", "r", "c").unwrap();
+        let _b = StackLock::acquire(&home, "beta", "r", "c").unwrap();
+    }
+}

@@ -1,0 +1,117 @@
+//! Per-stack state under `$GEUSEMAKER_HOME`: the stack document, its resource ledger, its lock.
+//!
+//! Invariants:
+//! * every write is atomic (temp + fsync + rename) and files are 0600;
+//! * one exclusive lock per stack for the duration of a run;
+//! * a create primitive records an *intent* (with its idempotency token) before calling AWS
+//!   and the resource id right after, so a crash at any point leaves a ledger from which
+//!   destroy can find everything;
+//! * no secret value is ever stored (see [`StackState::set_value`]).
+
+mod atomic;
+mod lock;
+mod paths;
+mod stack;
+
+pub use atomic::write_atomic;
+pub use lock::{LockHolder, StackLock};
+pub use paths::{Home, HOME_ENV};
+pub use stack::{Resource, ResourceStatus, RunRecord, StackState, StackStatus, StackStore};
+
+use std::path::{Path, PathBuf};
+
+/// Errors of the state layer, each with enough context to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot find a home directory for the state; set {HOME_ENV}")]
+    NoHome,
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}:{line}:{column}: the state file is not valid: {message}\n\
+         hint: nothing was changed; fix the file or move it aside (it is the only record of the stack's resources)"
+    )]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("stack `{stack}` is locked by {holder}\nhint: wait for that run to finish; only one run per stack at a time")]
+    Locked { stack: String, holder: String },
+    #[error("invalid stack name `{name}`: {reason}\nhint: use 2-63 characters: a lowercase letter first, then lowercase letters, digits or `-` (e.g. `my-stack`)")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("refusing to store a secret in the state file (key `{key}`)\nhint: keep secrets in SSM SecureString parameters and store the parameter name instead")]
+    SecretValue { key: String },
+}
+
+impl StateError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Validate a stack name: `^[a-z][a-z0-9-]{1,62}$`.
+///
+/// The name ends up in AWS resource names and tags, SSM paths and file names, so it is kept
+/// to characters every one of those accepts.
+pub fn validate_stack_name(name: &str) -> Result<(), StateError> {
+    let invalid = |reason| StateError::InvalidName {
+        name: name.to_string(),
+        reason,
+    };
+    let first = name.chars().next().ok_or_else(|| invalid("it is empty"))?;
+    if !first.is_ascii_lowercase() {
+        return Err(invalid("it must start with a lowercase letter"));
+    }
+    if name.len() < 2 {
+        return Err(invalid("it is shorter than 2 characters"));
+    }
+    if name.len() > 63 {
+        return Err(invalid("it is longer than 63 characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        let _ = c;
+        return Err(invalid(
+            "it may contain only lowercase letters, digits and `-`",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_stack_name;
+
+    #[test]
+    fn stack_names() {
+        for ok in ["ab", "my-stack", "a1", "x-2-y", &"a".repeat(63)] {
+            validate_stack_name(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "",
+            "a",
+            "1abc",
+            "-abc",
+            "My-stack",
+            "my_stack",
+            "my stack",
+            "stack!",
+            "ünï",
+            &"a".repeat(64),
+            "../etc",
+        ] {
+            assert!(validate_stack_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

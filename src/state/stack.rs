@@ -1,0 +1,455 @@
+//! The stack document (`stacks/<name>.json`) and the locked store that writes it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{validate_stack_name, write_atomic, Home, StackLock, StateError};
+
+/// Version of the state file format; bumped on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StackStatus {
+    Creating,
+    Running,
+    Updating,
+    RollingBack,
+    Destroying,
+    Failed,
+    Destroyed,
+}
+
+impl StackStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StackStatus::Creating => "creating",
+            StackStatus::Running => "running",
+            StackStatus::Updating => "updating",
+            StackStatus::RollingBack => "rolling_back",
+            StackStatus::Destroying => "destroying",
+            StackStatus::Failed => "failed",
+            StackStatus::Destroyed => "destroyed",
+        }
+    }
+
+    pub const ALL: [StackStatus; 7] = [
+        StackStatus::Creating,
+        StackStatus::Running,
+        StackStatus::Updating,
+        StackStatus::RollingBack,
+        StackStatus::Destroying,
+        StackStatus::Failed,
+        StackStatus::Destroyed,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Where a ledger entry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceStatus {
+    /// Written before the API call: the resource may or may not exist (find it by token or tags).
+    Intent,
+    /// The API answered with the id.
+    Created,
+    /// The API refused; nothing was created.
+    Failed,
+    /// Deleted (or found gone).
+    Deleted,
+}
+
+/// One ledger entry: a resource this stack created (or meant to create).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Resource {
+    /// `service:type`, e.g. `ec2:instance`, `efs:file-system`.
+    pub kind: String,
+    /// The recipe's logical name for it (also its `Name` tag).
+    pub name: String,
+    pub id: Option<String>,
+    /// The idempotency / client token sent with the create call.
+    pub token: String,
+    pub status: ResourceStatus,
+    pub region: String,
+    pub run: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One `geusemaker run` against this stack.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    pub id: String,
+    pub recipe: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
+/// The whole stack document.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StackState {
+    pub schema_version: u32,
+    pub stack: String,
+    pub status: StackStatus,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub recipe: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The params the last run used (`--set` values and defaults).
+    #[serde(default)]
+    pub config: BTreeMap<String, Value>,
+    /// Values recipes keep between runs (`state::set`).
+    #[serde(default)]
+    pub values: BTreeMap<String, Value>,
+    /// What the stack offers its user (URLs, ids), set by recipes.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, Value>,
+    /// The resource ledger, in creation order.
+    #[serde(default)]
+    pub resources: Vec<Resource>,
+    #[serde(default)]
+    pub runs: Vec<RunRecord>,
+    #[serde(default)]
+    pub rollback_history: Vec<Value>,
+    #[serde(default)]
+    pub last_healthy: Option<Value>,
+}
+
+impl StackState {
+    pub fn new(stack: &str) -> Self {
+        let now = Utc::now();
+        StackState {
+            schema_version: SCHEMA_VERSION,
+            stack: stack.to_string(),
+            status: StackStatus::Creating,
+            region: None,
+            recipe: None,
+            created_at: now,
+            updated_at: now,
+            config: BTreeMap::new(),
+            values: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            resources: Vec::new(),
+            runs: Vec::new(),
+            rollback_history: Vec::new(),
+            last_healthy: None,
+        }
+    }
+
+    /// Parse a state file, pointing at the line and column of any damage.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, StateError> {
+        let state: StackState = serde_json::from_str(text).map_err(|e| StateError::Corrupt {
+            path: path.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        if state.schema_version > SCHEMA_VERSION {
+            return Err(StateError::Corrupt {
+                path: path.to_path_buf(),
+                line: 1,
+                column: 1,
+                message: format!(
+                    "schema_version {} is newer than this geusemaker understands ({SCHEMA_VERSION}); upgrade geusemaker",
+                    state.schema_version
+                ),
+            });
+        }
+        Ok(state)
+    }
+
+    /// The newest ledger entry for a logical resource.
+    pub fn resource(&self, kind: &str, name: &str) -> Option<&Resource> {
+        self.resources
+            .iter()
+            .rev()
+            .find(|r| r.kind == kind && r.name == name)
+    }
+
+    /// Entries that may still exist in AWS (intent or created), newest first: destroy's work list.
+    pub fn live_resources(&self) -> impl Iterator<Item = &Resource> {
+        self.resources
+            .iter()
+            .rev()
+            .filter(|r| matches!(r.status, ResourceStatus::Intent | ResourceStatus::Created))
+    }
+}
+
+/// A locked, writable stack: every mutation is persisted atomically before it returns.
+#[derive(Debug)]
+pub struct StackStore {
+    path: PathBuf,
+    state: StackState,
+    run: String,
+    _lock: StackLock,
+}
+
+impl StackStore {
+    /// Validate the name, take the stack's lock and load (or start) its state.
+    pub fn open(home: &Home, stack: &str, run: &str, command: &str) -> Result<Self, StateError> {
+        validate_stack_name(stack)?;
+        let lock = StackLock::acquire(home, stack, run, command)?;
+        let path = home.stack_file(stack);
+        let state = Self::read(&path)?.unwrap_or_else(|| StackState::new(stack));
+        Ok(StackStore {
+            path,
+            state,
+            run: run.to_string(),
+            _lock: lock,
+        })
+    }
+
+    /// Read a stack without locking it (for listings); `None` when it does not exist.
+    pub fn load(home: &Home, stack: &str) -> Result<Option<StackState>, StateError> {
+        validate_stack_name(stack)?;
+        Self::read(&home.stack_file(stack))
+    }
+
+    fn read(path: &Path) -> Result<Option<StackState>, StateError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => StackState::parse(path, &text).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StateError::io(path, e)),
+        }
+    }
+
+    pub fn state(&self) -> &StackState {
+        &self.state
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn run_id(&self) -> &str {
+        &self.run
+    }
+
+    /// Change the state and persist it before returning.
+    pub fn update<T>(&mut self, f: impl FnOnce(&mut StackState) -> T) -> Result<T, StateError> {
+        let out = f(&mut self.state);
+        self.state.updated_at = Utc::now();
+        self.save()?;
+        Ok(out)
+    }
+
+    fn save(&self) -> Result<(), StateError> {
+        let mut text = serde_json::to_string_pretty(&self.state).expect("state serializes");
+        text.push('\n');
+        write_atomic(&self.path, text.as_bytes())
+    }
+
+    /// Write-ahead: record that `kind`/`name` is about to be created. Returns the ledger index
+    /// and the idempotency token to send. An earlier intent for the same resource that never
+    /// got an id (a crash, a lost response) is resumed with its original token, so the retried
+    /// call is recognised by AWS as the same request.
+    pub fn begin_create(
+        &mut self,
+        kind: &str,
+        name: &str,
+        region: &str,
+        new_token: impl FnOnce() -> String,
+    ) -> Result<(usize, String), StateError> {
+        if let Some(idx) = self.state.resources.iter().rposition(|r| {
+            r.kind == kind
+                && r.name == name
+                && r.region == region
+                && r.status == ResourceStatus::Intent
+        }) {
+            let token = self.state.resources[idx].token.clone();
+            return Ok((idx, token));
+        }
+        let token = new_token();
+        let record = Resource {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            id: None,
+            token: token.clone(),
+            status: ResourceStatus::Intent,
+            region: region.to_string(),
+            run: self.run.clone(),
+            created_at: Utc::now(),
+            attrs: BTreeMap::new(),
+            error: None,
+        };
+        let idx = self.update(|s| {
+            s.resources.push(record);
+            s.resources.len() - 1
+        })?;
+        Ok((idx, token))
+    }
+
+    /// The create call answered: record the id (and any attributes destroy needs).
+    pub fn finish_create(
+        &mut self,
+        idx: usize,
+        id: &str,
+        attrs: BTreeMap<String, String>,
+    ) -> Result<(), StateError> {
+        self.update(|s| {
+            let r = &mut s.resources[idx];
+            r.id = Some(id.to_string());
+            r.status = ResourceStatus::Created;
+            r.attrs.extend(attrs);
+            r.error = None;
+        })
+    }
+
+    /// The create call was refused: nothing exists.
+    pub fn fail_create(&mut self, idx: usize, error: &str) -> Result<(), StateError> {
+        self.update(|s| {
+            let r = &mut s.resources[idx];
+            r.status = ResourceStatus::Failed;
+            r.error = Some(error.to_string());
+        })
+    }
+
+    /// Record an existing resource adopted by this stack (found by tag or name on a re-run).
+    pub fn adopt(
+        &mut self,
+        kind: &str,
+        name: &str,
+        region: &str,
+        id: &str,
+        attrs: BTreeMap<String, String>,
+    ) -> Result<(), StateError> {
+        let already = self.state.resources.iter().any(|r| {
+            r.kind == kind && r.id.as_deref() == Some(id) && r.status == ResourceStatus::Created
+        });
+        if already {
+            return Ok(());
+        }
+        let (idx, _) = self.begin_create(kind, name, region, || format!("adopted:{id}"))?;
+        self.finish_create(idx, id, attrs)
+    }
+
+    /// Mark every live ledger entry with this id as deleted.
+    pub fn mark_deleted(&mut self, kind: &str, id: &str) -> Result<(), StateError> {
+        self.update(|s| {
+            for r in s
+                .resources
+                .iter_mut()
+                .filter(|r| r.kind == kind && r.id.as_deref() == Some(id))
+            {
+                r.status = ResourceStatus::Deleted;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path, stack: &str, run: &str) -> StackStore {
+        StackStore::open(&Home::at(dir), stack, run, "test").unwrap()
+    }
+
+    #[test]
+    fn intent_is_on_disk_before_the_id_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(dir.path(), "demo", "r1");
+        let (idx, token) = s
+            .begin_create("ec2:instance", "app", "us-east-1", || "tok-1".into())
+            .unwrap();
+        assert_eq!(token, "tok-1");
+        // Simulate a crash: re-read the file without the store.
+        let on_disk = StackStore::load(&Home::at(dir.path()), "demo")
+            .unwrap()
+            .unwrap();
+        assert_eq!(on_disk.resources[idx].status, ResourceStatus::Intent);
+        assert_eq!(on_disk.resources[idx].token, "tok-1");
+        assert_eq!(on_disk.resources[idx].id, None);
+        drop(s);
+
+        // The next run resumes the same intent with the same token.
+        let mut s = store(dir.path(), "demo", "r2");
+        let (idx2, token2) = s
+            .begin_create("ec2:instance", "app", "us-east-1", || "tok-2".into())
+            .unwrap();
+        assert_eq!((idx2, token2.as_str()), (idx, "tok-1"));
+        s.finish_create(
+            idx2,
+            "i-123",
+            BTreeMap::from([("az".into(), "us-east-1a".into())]),
+        )
+        .unwrap();
+        let on_disk = StackStore::load(&Home::at(dir.path()), "demo")
+            .unwrap()
+            .unwrap();
+        let r = on_disk.resource("ec2:instance", "app").unwrap();
+        assert_eq!(r.id.as_deref(), Some("i-123"));
+        assert_eq!(r.status, ResourceStatus::Created);
+        assert_eq!(r.attrs["az"], "us-east-1a");
+        assert_eq!(on_disk.live_resources().count(), 1);
+    }
+
+    #[test]
+    fn failed_and_deleted_entries_are_not_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(dir.path(), "demo", "r1");
+        let (a, _) = s
+            .begin_create("efs:file-system", "data", "us-east-1", || "t".into())
+            .unwrap();
+        s.fail_create(a, "AccessDenied").unwrap();
+        let (b, _) = s
+            .begin_create("ec2:key-pair", "k", "us-east-1", || "t2".into())
+            .unwrap();
+        assert_ne!(a, b, "a failed intent is not resumed");
+        s.finish_create(b, "key-1", BTreeMap::new()).unwrap();
+        s.mark_deleted("ec2:key-pair", "key-1").unwrap();
+        assert_eq!(s.state().live_resources().count(), 0);
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_with_position_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        home.ensure().unwrap();
+        let path = home.stack_file("demo");
+        std::fs::write(&path, "{\n  \"stack\": \"demo\",\n  oops\n}").unwrap();
+        let err = StackStore::open(&home, "demo", "r", "t").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("demo.json:3:"), "{msg}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\n  \"stack\": \"demo\",\n  oops\n}"
+        );
+    }
+
+    #[test]
+    fn adopt_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(dir.path(), "demo", "r1");
+        s.adopt(
+            "ec2:security-group",
+            "web",
+            "us-east-1",
+            "sg-1",
+            BTreeMap::new(),
+        )
+        .unwrap();
+        s.adopt(
+            "ec2:security-group",
+            "web",
+            "us-east-1",
+            "sg-1",
+            BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(s.state().resources.len(), 1);
+    }
+}

@@ -1,0 +1,230 @@
+//! Terminal output: stage headings, info/success/warn lines, tables, spinners, confirmation.
+//!
+//! Human-readable lines go to stdout; warnings and errors to stderr. Spinners draw on stderr
+//! only when it is a terminal. Colour is off when the output is not a terminal or `NO_COLOR`
+//! is set, and every line still reads well without it.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use console::Style;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// How the run talks to the user.
+#[derive(Debug, Clone)]
+pub struct Ui {
+    color: bool,
+    spinners: bool,
+    stdin_tty: bool,
+    assume_yes: bool,
+}
+
+impl Ui {
+    /// Detect terminal and `NO_COLOR`; `assume_yes` is `--yes`.
+    pub fn detect(assume_yes: bool) -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Ui {
+            color: !no_color && std::io::stdout().is_terminal(),
+            spinners: std::io::stderr().is_terminal(),
+            stdin_tty: std::io::stdin().is_terminal(),
+            assume_yes,
+        }
+    }
+
+    fn paint(&self, style: Style, s: &str) -> String {
+        if self.color {
+            style.apply_to(s).to_string()
+        } else {
+            s.to_string()
+        }
+    }
+
+    fn out(&self, line: &str) {
+        let mut o = std::io::stdout().lock();
+        let _ = writeln!(o, "{line}");
+        let _ = o.flush();
+    }
+
+    /// `==> Title`: the start of a stage of the recipe.
+    pub fn stage(&self, title: &str) {
+        self.out(&format!(
+            "{} {}",
+            self.paint(Style::new().cyan().bold(), "==>"),
+            self.paint(Style::new().bold(), title)
+        ));
+    }
+
+    pub fn info(&self, msg: &str) {
+        self.out(&format!("    {msg}"));
+    }
+
+    pub fn success(&self, msg: &str) {
+        self.out(&format!(
+            "{} {msg}",
+            self.paint(Style::new().green().bold(), " ok")
+        ));
+    }
+
+    pub fn warn(&self, msg: &str) {
+        let mut e = std::io::stderr().lock();
+        let _ = writeln!(
+            e,
+            "{} {msg}",
+            self.paint(Style::new().yellow().bold(), "warning:")
+        );
+    }
+
+    /// A plain table with a header row; columns padded to their widest cell.
+    pub fn table(&self, headers: &[String], rows: &[Vec<String>]) {
+        self.out(&render_table(headers, rows, |h| {
+            self.paint(Style::new().bold(), h)
+        }));
+    }
+
+    /// Ask a yes/no question. `--yes` answers yes; without a terminal (and without `--yes`)
+    /// the answer is an error rather than a guess.
+    pub fn confirm(&self, question: &str) -> Result<bool, String> {
+        if self.assume_yes {
+            self.info(&format!("{question} yes (--yes)"));
+            return Ok(true);
+        }
+        if !self.stdin_tty {
+            return Err(format!(
+                "cannot ask \"{question}\" without a terminal; pass --yes to confirm non-interactively"
+            ));
+        }
+        let mut e = std::io::stderr().lock();
+        let _ = write!(e, "{question} [y/N] ");
+        let _ = e.flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| e.to_string())?;
+        Ok(matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "y" | "yes"
+        ))
+    }
+
+    /// A spinner for a wait, showing elapsed time; prints a final line when finished.
+    pub fn wait(&self, what: &str) -> Waiting {
+        let bar = if self.spinners {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("  {spinner} {msg} ({elapsed})")
+                    .expect("valid template"),
+            );
+            bar.set_message(what.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            Some(bar)
+        } else {
+            None
+        };
+        Waiting {
+            what: what.to_string(),
+            bar,
+            started: Instant::now(),
+            ui: self.clone(),
+        }
+    }
+}
+
+/// An ongoing wait (see [`Ui::wait`]).
+pub struct Waiting {
+    what: String,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    ui: Ui,
+}
+
+impl Waiting {
+    /// Show the current state, e.g. `pending`, and the time left.
+    pub fn update(&self, state: &str, left: Duration) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{}: {state}, {}s left", self.what, left.as_secs()));
+        }
+    }
+
+    /// Finish with a one-line result; returns how long the wait took.
+    pub fn done(self, result: &str) -> Duration {
+        let took = self.started.elapsed();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        self.ui
+            .info(&format!("{}: {result} ({})", self.what, fmt_duration(took)));
+        took
+    }
+
+    pub fn failed(self) -> Duration {
+        let took = self.started.elapsed();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        took
+    }
+}
+
+/// `1.2s`, `3m 04s`.
+pub fn fmt_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        format!("{}m {:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+fn render_table(headers: &[String], rows: &[Vec<String>], bold: impl Fn(&str) -> String) -> String {
+    let cols = headers
+        .len()
+        .max(rows.iter().map(Vec::len).max().unwrap_or(0));
+    let mut widths = vec![0usize; cols];
+    for row in std::iter::once(headers).chain(rows.iter().map(Vec::as_slice)) {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(console::measure_text_width(cell));
+        }
+    }
+    let line = |row: &[String], style: &dyn Fn(&str) -> String| {
+        let mut s = String::from("    ");
+        for (i, w) in widths.iter().enumerate() {
+            let cell = row.get(i).map(String::as_str).unwrap_or("");
+            let pad = w - console::measure_text_width(cell);
+            s.push_str(&style(cell));
+            if i + 1 < cols {
+                s.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = vec![line(headers, &bold)];
+    out.extend(rows.iter().map(|r| line(r, &|c: &str| c.to_string())));
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_pads_columns() {
+        let t = render_table(
+            &["SERVICE".into(), "STATUS".into()],
+            &[
+                vec!["n8n".into(), "healthy".into()],
+                vec!["postgres".into(), "down".into()],
+            ],
+            |s| s.to_string(),
+        );
+        assert_eq!(
+            t,
+            "    SERVICE   STATUS\n    n8n       healthy\n    postgres  down"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(fmt_duration(Duration::from_secs(184)), "3m 04s");
+    }
+}
