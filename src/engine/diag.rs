@@ -7,7 +7,7 @@ use console::Style;
 use rhai::{Dynamic, EvalAltResult, Map, ParseError, Position};
 
 use super::sources::Sources;
-use crate::primitives::did_you_mean;
+use crate::primitives::{did_you_mean, CallSite};
 
 /// A place in a script.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +65,7 @@ pub fn from_eval(
     root: &str,
     sources: &Sources,
     known_functions: &[String],
+    last_call: Option<&CallSite>,
 ) -> Diagnostic {
     let mut frames = Vec::new();
     let mut source = root.to_string();
@@ -98,10 +99,21 @@ pub fn from_eval(
     }
 
     let (message, hint) = describe(e, known_functions);
-    let primary = match e {
+    let mut primary = match e {
         EvalAltResult::ErrorParsing(_, pos) => loc(&source, *pos),
         other => loc(&source, other.position()),
     };
+    // Primitive errors have no position of their own: they happened at the last primitive call.
+    if primary.is_none() && matches!(e, EvalAltResult::ErrorRuntime(..)) {
+        if let Some(call) = last_call {
+            let src = call
+                .source
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(source.clone());
+            primary = loc(&src, call.position);
+        }
+    }
     // The innermost call (usually a primitive) named from the source text at the caret.
     if let Some(p) = &primary {
         if let Some(name) = sources
@@ -124,13 +136,16 @@ pub fn from_eval(
 
 /// `ec2::run_instance` from `    let vm = ec2::run_instance(#{…})` at the column of `ec2`.
 fn callee_at(line: &str, col: usize) -> Option<String> {
-    let rest: String = line.chars().skip(col.checked_sub(1)?).collect();
-    let name: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
-        .collect();
-    let after = rest[name.len()..].trim_start();
-    (!name.is_empty() && after.starts_with('(')).then_some(name)
+    let chars: Vec<char> = line.chars().collect();
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut start = col.checked_sub(1)?.min(chars.len());
+    // Rhai points at the function name; include its `module::` prefix.
+    while start > 0 && is_name(chars[start - 1]) {
+        start -= 1;
+    }
+    let name: String = chars[start..].iter().take_while(|c| is_name(**c)).collect();
+    let after: String = chars[start + name.chars().count()..].iter().collect();
+    (!name.is_empty() && after.trim_start().starts_with('(')).then_some(name)
 }
 
 fn describe(e: &EvalAltResult, known: &[String]) -> (String, Option<String>) {

@@ -1,10 +1,14 @@
 //! Recipes and stdlib modules compiled into the binary.
 
 /// Bundled recipes: `geusemaker run dev` runs `recipes/dev.rhai`.
-pub const RECIPES: &[(&str, &str)] = &[("smoke", include_str!("../../recipes/smoke.rhai"))];
+pub const RECIPES: &[(&str, &str)] =
+    &[("quickstart", include_str!("../../recipes/quickstart.rhai"))];
 
 /// Bundled stdlib modules: `import "network"` finds `stdlib/network.rhai`.
-pub const STDLIB: &[(&str, &str)] = &[("network", include_str!("../../stdlib/network.rhai"))];
+pub const STDLIB: &[(&str, &str)] = &[
+    ("network", include_str!("../../stdlib/network.rhai")),
+    ("storage", include_str!("../../stdlib/storage.rhai")),
+];
 
 pub fn recipe(name: &str) -> Option<&'static str> {
     RECIPES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)

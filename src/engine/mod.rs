@@ -272,8 +272,9 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
     let config = runtime.params.resolved();
     let rendered_error = result.as_ref().err().map(|e| {
         let known = known_functions(&engine, Some(&ast));
+        let last = runtime.last_call();
         diag::render(
-            &diag::from_eval(e, &recipe.display, &sources, &known),
+            &diag::from_eval(e, &recipe.display, &sources, &known, last.as_ref()),
             &sources,
             color,
         )
@@ -306,6 +307,11 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
             Some(_) => s.status = StackStatus::Failed,
         }
     })?;
+    // A first run that failed before creating anything leaves nothing worth remembering.
+    let discarded = first && rendered_error.is_some() && store.state().resources.is_empty();
+    if discarded {
+        store.discard()?;
+    }
 
     let summary = format!(
         "{api_calls} AWS requests ({attempts} attempts), waited {} of {}",
@@ -318,8 +324,9 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
             ui.info(&format!("state: {}", state_path.display()));
             Ok(RunSummary { run_id, api_calls, attempts })
         }
+        Some(text) if discarded => Err(RunError::Recipe(format!("{text}run {run_id} failed after {summary}; nothing was created\n"))),
         Some(text) => Err(RunError::Recipe(format!(
-            "{text}run {run_id} failed after {summary}\nstate: {} (the ledger lists what this run created)",
+            "{text}run {run_id} failed after {summary}\nstate: {} (the ledger lists what this run created)\n",
             state_path.display()
         ))),
     }

@@ -116,6 +116,16 @@ pub struct Runtime {
     aws: OnceLock<Result<Aws, CloudError>>,
     store: Option<Mutex<StackStore>>,
     waited: Mutex<Duration>,
+    last_call: Mutex<Option<CallSite>>,
+}
+
+/// Where the most recent primitive was called from: errors raised by primitives carry no
+/// position of their own, so the renderer points here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSite {
+    pub function: String,
+    pub source: Option<String>,
+    pub position: Position,
 }
 
 impl Runtime {
@@ -139,6 +149,7 @@ impl Runtime {
             aws: OnceLock::new(),
             store: store.map(Mutex::new),
             waited: Mutex::new(Duration::ZERO),
+            last_call: Mutex::new(None),
         })
     }
 
@@ -189,6 +200,10 @@ impl Runtime {
         let mut t = format!("gm-{}-{}-{:08x}", self.stack, logical, r);
         t.truncate(64);
         t
+    }
+
+    pub fn last_call(&self) -> Option<CallSite> {
+        self.last_call.lock().unwrap().clone()
     }
 
     pub fn add_wait(&self, d: Duration) {
@@ -281,9 +296,16 @@ impl Runtime {
 
 /// The runtime of the current evaluation.
 pub fn rt(ctx: &NativeCallContext) -> Result<Arc<Runtime>, Box<EvalAltResult>> {
-    ctx.tag()
+    let rt = ctx
+        .tag()
         .and_then(|t| t.clone().try_cast::<Arc<Runtime>>())
-        .ok_or_else(|| usage_err("primitive called outside a geusemaker run"))
+        .ok_or_else(|| usage_err("primitive called outside a geusemaker run"))?;
+    *rt.last_call.lock().unwrap() = Some(CallSite {
+        function: ctx.fn_name().to_string(),
+        source: ctx.call_source().map(str::to_string),
+        position: ctx.call_position(),
+    });
+    Ok(rt)
 }
 
 fn error_value(fields: &[(&str, Option<String>)]) -> Box<EvalAltResult> {

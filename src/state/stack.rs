@@ -252,6 +252,15 @@ impl StackStore {
         write_atomic(&self.path, text.as_bytes())
     }
 
+    /// Remove the state file (for a stack that never got any resource).
+    pub fn discard(self) -> Result<(), StateError> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StateError::io(&self.path, e)),
+        }
+    }
+
     /// Write-ahead: record that `kind`/`name` is about to be created. Returns the ledger index
     /// and the idempotency token to send. An earlier intent for the same resource that never
     /// got an id (a crash, a lost response) is resumed with its original token, so the retried
