@@ -23,7 +23,7 @@ use sources::Sources;
 
 /// Sandbox limits: generous for real recipes, finite for runaway ones.
 pub mod limits {
-    pub const MAX_OPERATIONS: u64 = 50_000_000;
+    pub const MAX_OPERATIONS: u64 = 5_000_000;
     pub const MAX_CALL_LEVELS: usize = 64;
     pub const MAX_EXPR_DEPTH: usize = 128;
     pub const MAX_FN_EXPR_DEPTH: usize = 64;

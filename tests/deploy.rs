@@ -1,0 +1,431 @@
+//! End to end through the binary against moto: the quickstart recipe creates a VPC-discovered
+//! security group, an encrypted EFS with a mount target and a tagged spot instance; the state
+//! lists each resource; re-runs converge; a second concurrent run is refused.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use support::{tag, World};
+
+#[test]
+fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
+    let w = World::moto();
+    let stack = support::stack_name("qs");
+    let out = w.run(&[
+        "run",
+        "recipes/quickstart.rhai",
+        "--name",
+        &stack,
+        "--set",
+        "allowed_cidr=203.0.113.7/32",
+    ]);
+    out.success()
+        .stdout_has("==> Network")
+        .stdout_has("==> Waiting")
+        .stdout_has("AWS requests");
+
+    // --- the state file: every resource with its id, nothing pending
+    let state = w.state(&stack);
+    assert_eq!(state["status"], "running");
+    assert_eq!(state["region"], "us-east-1");
+    assert_eq!(support::file_mode(&w.state_path(&stack)), 0o600);
+    let resources = state["resources"].as_array().unwrap();
+    let kinds: Vec<&str> = resources
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "ec2:security-group",
+        "iam:instance-profile",
+        "efs:file-system",
+        "efs:mount-target",
+        "ec2:instance",
+    ] {
+        assert!(
+            kinds.contains(&kind),
+            "{kind} missing from the ledger: {kinds:?}"
+        );
+    }
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "ec2:security-group").count(),
+        2
+    );
+    for r in resources {
+        assert_eq!(r["status"], "created", "{r}");
+        assert!(r["id"].as_str().is_some_and(|id| !id.is_empty()), "{r}");
+        assert!(!r["token"].as_str().unwrap().is_empty());
+    }
+    let id_of = |kind: &str, name: &str| -> String {
+        resources
+            .iter()
+            .find(|r| r["kind"] == kind && r["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let run_id = state["runs"][0]["id"].as_str().unwrap().to_string();
+
+    let sdk = w.sdk();
+    // --- the instance: spot, tagged, IMDSv2, profile, user data mounting the EFS
+    let instances = sdk.stack_instances(&stack);
+    assert_eq!(instances.len(), 1);
+    let i = &instances[0];
+    assert_eq!(i.instance_id().unwrap(), id_of("ec2:instance", "app"));
+    assert_eq!(tag(i.tags(), "geusemaker:stack"), Some(stack.as_str()));
+    assert_eq!(tag(i.tags(), "geusemaker:run"), Some(run_id.as_str()));
+    assert_eq!(tag(i.tags(), "Name"), Some(format!("{stack}-app").as_str()));
+    assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+    assert_eq!(
+        i.metadata_options()
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str()),
+        Some("required")
+    );
+    assert!(i
+        .iam_instance_profile()
+        .and_then(|p| p.arn())
+        .unwrap()
+        .ends_with(&format!("/{stack}-app")));
+    let ud = sdk
+        .block_on(
+            sdk.ec2
+                .describe_instance_attribute()
+                .instance_id(i.instance_id().unwrap())
+                .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+                .send(),
+        )
+        .unwrap();
+    let ud = base64::engine::general_purpose::STANDARD
+        .decode(ud.user_data().unwrap().value().unwrap())
+        .unwrap();
+    let ud = String::from_utf8(ud).unwrap();
+    let fs_id = id_of("efs:file-system", "data");
+    assert!(ud.starts_with("#!/bin/bash"), "{ud}");
+    assert!(
+        ud.contains(&format!("{fs_id}:/ /mnt/efs efs _netdev,tls")),
+        "{ud}"
+    );
+
+    // --- security groups: app port from the allowed CIDR only; NFS from the app group only
+    let sgs = sdk.stack_security_groups(&stack);
+    assert_eq!(sgs.len(), 2);
+    let app = sgs
+        .iter()
+        .find(|g| g.group_id() == Some(id_of("ec2:security-group", "app").as_str()))
+        .unwrap();
+    let efs_sg = sgs
+        .iter()
+        .find(|g| g.group_id() == Some(id_of("ec2:security-group", "efs").as_str()))
+        .unwrap();
+    assert_eq!(app.group_name(), Some(format!("{stack}-app").as_str()));
+    assert_eq!(
+        tag(app.tags(), "Name"),
+        Some(format!("{stack}-app").as_str())
+    );
+    let perms = app.ip_permissions();
+    assert_eq!(perms.len(), 1);
+    assert_eq!(
+        (perms[0].from_port(), perms[0].to_port()),
+        (Some(5678), Some(5678))
+    );
+    let cidrs: Vec<_> = perms[0]
+        .ip_ranges()
+        .iter()
+        .filter_map(|r| r.cidr_ip())
+        .collect();
+    assert_eq!(cidrs, ["203.0.113.7/32"]);
+    let perms = efs_sg.ip_permissions();
+    assert_eq!(perms.len(), 1);
+    assert_eq!(perms[0].from_port(), Some(2049));
+    assert!(perms[0].ip_ranges().is_empty());
+    assert_eq!(perms[0].user_id_group_pairs()[0].group_id(), app.group_id());
+    let default_vpc = sdk
+        .block_on(
+            sdk.ec2
+                .describe_vpcs()
+                .filters(support::filter("is-default", "true"))
+                .send(),
+        )
+        .unwrap()
+        .vpcs()[0]
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.vpc_id(), Some(default_vpc.as_str()));
+
+    // --- EFS: encrypted, tagged, one mount target guarded by the EFS group
+    let fs = sdk
+        .block_on(
+            sdk.efs
+                .describe_file_systems()
+                .file_system_id(&fs_id)
+                .send(),
+        )
+        .unwrap();
+    let fs = &fs.file_systems()[0];
+    assert_eq!(fs.encrypted(), Some(true));
+    assert!(fs
+        .tags()
+        .iter()
+        .any(|t| t.key() == "geusemaker:stack" && t.value() == stack));
+    assert!(fs
+        .tags()
+        .iter()
+        .any(|t| t.key() == "geusemaker:run" && t.value() == run_id));
+    let mts = sdk
+        .block_on(
+            sdk.efs
+                .describe_mount_targets()
+                .file_system_id(&fs_id)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(mts.mount_targets().len(), 1);
+    let mt_id = mts.mount_targets()[0].mount_target_id();
+    assert_eq!(
+        mt_id,
+        id_of(
+            "efs:mount-target",
+            &format!("mount-{}", i.subnet_id().unwrap())
+        )
+    );
+    let mt_sgs = sdk
+        .block_on(
+            sdk.efs
+                .describe_mount_target_security_groups()
+                .mount_target_id(mt_id)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        mt_sgs.security_groups(),
+        [efs_sg.group_id().unwrap().to_string()]
+    );
+
+    // --- IAM: SSM core + read of this stack's parameters only
+    let role = format!("{stack}-app");
+    let attached = sdk
+        .block_on(
+            sdk.iam
+                .list_attached_role_policies()
+                .role_name(&role)
+                .send(),
+        )
+        .unwrap();
+    assert!(attached
+        .attached_policies()
+        .iter()
+        .any(|p| p.policy_arn() == Some("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")));
+    let inline = sdk
+        .block_on(
+            sdk.iam
+                .get_role_policy()
+                .role_name(&role)
+                .policy_name("geusemaker-stack-parameters")
+                .send(),
+        )
+        .unwrap();
+    let doc = urlencoding_decode(inline.policy_document());
+    assert!(
+        doc.contains(&format!("parameter/geusemaker/{stack}/*")),
+        "{doc}"
+    );
+    assert!(!doc.contains("\"*\""), "no wildcard resource: {doc}");
+
+    // --- re-run: converges without creating anything new
+    let again = w.run(&[
+        "run",
+        "recipes/quickstart.rhai",
+        "--name",
+        &stack,
+        "--set",
+        "allowed_cidr=203.0.113.7/32",
+    ]);
+    again.success().stdout_has("already running");
+    assert_eq!(sdk.stack_instances(&stack).len(), 1);
+    assert_eq!(sdk.stack_security_groups(&stack).len(), 2);
+    let state2 = w.state(&stack);
+    assert_eq!(
+        state2["resources"].as_array().unwrap().len(),
+        resources.len(),
+        "no new ledger entries"
+    );
+    assert_eq!(state2["runs"].as_array().unwrap().len(), 2);
+    let fss = sdk
+        .block_on(
+            sdk.efs
+                .describe_file_systems()
+                .creation_token(format!("geusemaker-{stack}-data"))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(fss.file_systems().len(), 1);
+}
+
+fn urlencoding_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn a_second_concurrent_run_on_the_same_stack_is_refused_at_once() {
+    let w = World::moto();
+    let stack = support::stack_name("lock");
+    // A recipe that holds the stack for a while: it waits on a port nobody listens on.
+    let port = support::free_port();
+    let slow = w.recipe(
+        "slow.rhai",
+        &format!("health::wait_until_healthy([#{{ name: \"nothing\", tcp: \"127.0.0.1:{port}\", timeout_ms: 200 }}], #{{ timeout: 20, interval: 1 }});\n"),
+    );
+    let mut first = w
+        .cmd()
+        .args(["run", slow.to_str().unwrap(), "--name", &stack])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = w.home.path().join("stacks").join(format!("{stack}.lock"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&lock)
+        .map(|s| s.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "first run never took the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = w.run(&["run", slow.to_str().unwrap(), "--name", &stack]);
+    out.failure(1)
+        .stderr_has(&format!("stack `{stack}` is locked by pid {}", first.id()))
+        .stderr_has("only one run per stack");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The OS released the dead run's lock: the stack is usable again.
+    let quick = w.recipe("quick.rhai", "ui::success(\"got the lock\");\n");
+    w.run(&["run", quick.to_str().unwrap(), "--name", &stack])
+        .success()
+        .stdout_has("got the lock");
+}
+
+#[test]
+fn aws_errors_show_code_hint_position_and_the_stdlib_frame() {
+    let w = World::moto();
+    let stack = support::stack_name("awserr");
+    let r = w.recipe(
+        "bad-sg.rhai",
+        "import \"storage\" as storage;\nlet vpc = ec2::default_vpc();\nlet sg = storage::nfs_security_group(\"efs\", vpc, \"sg-00000000000000000\");\n",
+    );
+    let out = w.run(&["run", r.to_str().unwrap(), "--name", &stack]);
+    out.failure(1)
+        .stderr_has("AWS ec2:AuthorizeSecurityGroupIngress failed: InvalidGroup.NotFound")
+        .stderr_has("hint:")
+        .stderr_has("stdlib/storage.rhai:")
+        .stderr_has("call stack (outermost first):")
+        .stderr_has("bad-sg.rhai:3:")
+        .stderr_has("ec2::security_group()");
+    // What the failed run did create is in the ledger, so it can be cleaned up.
+    let state = w.state(&stack);
+    assert_eq!(state["status"], "failed");
+    assert!(state["runs"][0]["outcome"]
+        .as_str()
+        .unwrap()
+        .starts_with("failed: AWS ec2:AuthorizeSecurityGroupIngress"));
+    assert_eq!(state["resources"][0]["kind"], "ec2:security-group");
+}
+
+#[test]
+fn invalid_instance_type_is_an_actionable_error_at_the_launch() {
+    let w = World::moto();
+    let stack = support::stack_name("badtype");
+    let out = w.run(&[
+        "run",
+        "quickstart",
+        "--name",
+        &stack,
+        "--set",
+        "instance_type=t9.nope",
+    ]);
+    out.failure(1)
+        .stderr_has("RunInstances failed: InvalidInstanceType")
+        .stderr_has("recipes/quickstart.rhai:")
+        .stderr_has("ec2::run_instance");
+    let state = w.state(&stack);
+    let launch = state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "ec2:instance")
+        .unwrap();
+    assert_eq!(
+        launch["status"], "failed",
+        "a refused launch is recorded as failed, not pending"
+    );
+    assert!(w.sdk().stack_instances(&stack).is_empty());
+}
+
+#[test]
+fn missing_credentials_and_region_are_explained() {
+    let w = World::moto();
+    let out = w
+        .cmd()
+        .args(["run", "quickstart", "--name", "nocreds"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("MissingCredentials"), "{stderr}");
+    assert!(stderr.contains("set AWS_ACCESS_KEY_ID"), "{stderr}");
+    assert!(stderr.contains("quickstart.rhai"), "{stderr}");
+
+    let out = w
+        .cmd()
+        .args(["run", "quickstart", "--name", "noregion"])
+        .env_remove("AWS_REGION")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("MissingRegion") && stderr.contains("--region"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn region_flag_selects_another_region() {
+    let w = World::moto();
+    let stack = support::stack_name("west");
+    let r = w.recipe("where.rhai", "let vpc = ec2::default_vpc();\nlet n = ec2::subnets(vpc).len();\nstate::output(\"subnets\", n);\nstate::output(\"region\", state::region());\n");
+    w.run(&[
+        "run",
+        r.to_str().unwrap(),
+        "--name",
+        &stack,
+        "--region",
+        "us-west-2",
+    ])
+    .success();
+    let s = w.state(&stack);
+    assert_eq!(s["outputs"]["region"], "us-west-2");
+    assert_eq!(
+        s["outputs"]["subnets"], 4,
+        "moto's us-west-2 has 4 default subnets"
+    );
+}

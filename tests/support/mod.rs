@@ -1,0 +1,366 @@
+//! Test support: one moto server per test binary, a temp `$GEUSEMAKER_HOME` per test, the
+//! real binary run with the endpoint and fake credentials, and SDK clients for assertions.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+/// The moto server shared by the tests of one binary.
+pub struct Moto {
+    pub endpoint: String,
+}
+
+/// Start moto (once) with the strict validation flags from shared/reference/moto-coverage.md.
+/// A shell watchdog stops it when the test process exits, however it exits.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let port = free_port();
+        let server = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let script = format!(
+            "{server} -H 127.0.0.1 -p {port} >\"${{TMPDIR:-/tmp}}/geusemaker-moto-{port}.log\" 2>&1 & m=$!\n\
+             trap 'kill $m 2>/dev/null' EXIT\n\
+             while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done",
+            parent = std::process::id()
+        );
+        let child: Child = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .env("MOTO_ENABLE_AMI_VALIDATION", "true")
+            .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
+            .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start moto_server (run scripts/test.sh, which installs it)");
+        std::mem::forget(child);
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_get(port, "/moto-api/config").is_none() {
+            assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { endpoint }
+    })
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1").then_some(out)
+}
+
+/// A unique, valid stack name.
+pub fn stack_name(prefix: &str) -> String {
+    format!("{prefix}-{:06x}", rand_u32() & 0xff_ffff)
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish() as u32
+}
+
+/// One test's world: a private state directory and the environment the binary runs with.
+pub struct World {
+    pub home: tempfile::TempDir,
+    pub region: String,
+    pub endpoint: Option<String>,
+}
+
+impl World {
+    /// Against moto, in `us-east-1`.
+    pub fn moto() -> World {
+        World {
+            home: tempfile::tempdir().unwrap(),
+            region: "us-east-1".into(),
+            endpoint: Some(moto().endpoint.clone()),
+        }
+    }
+
+    /// No AWS at all (for tests that must fail before any call).
+    pub fn offline() -> World {
+        World {
+            home: tempfile::tempdir().unwrap(),
+            region: "us-east-1".into(),
+            endpoint: None,
+        }
+    }
+
+    /// The binary with this world's environment; nothing inherited from the developer's AWS setup.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("geusemaker").unwrap();
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") || k.starts_with("GEUSEMAKER_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("GEUSEMAKER_HOME", self.home.path())
+            .env("NO_COLOR", "1")
+            .env("AWS_CONFIG_FILE", self.home.path().join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.home.path().join("no-aws-credentials"),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", &self.region)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null());
+        match &self.endpoint {
+            Some(e) => c.env("AWS_ENDPOINT_URL", e),
+            // A closed port: any AWS call fails fast instead of reaching the internet.
+            None => c.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        };
+        c
+    }
+
+    /// Run the binary; returns (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        let out = self.cmd().args(args).output().unwrap();
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Write a recipe into the world's directory and return its path.
+    pub fn recipe(&self, name: &str, text: &str) -> PathBuf {
+        let dir = self.home.path().join("recipes");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn state_path(&self, stack: &str) -> PathBuf {
+        self.home
+            .path()
+            .join("stacks")
+            .join(format!("{stack}.json"))
+    }
+
+    pub fn state(&self, stack: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.state_path(stack)).expect("state file exists");
+        serde_json::from_str(&text).expect("state file is JSON")
+    }
+
+    pub fn sdk(&self) -> Sdk {
+        Sdk::new(self.endpoint.as_deref().expect("moto world"), &self.region)
+    }
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    #[track_caller]
+    pub fn success(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn failure(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "panic:\n{}", self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+}
+
+/// SDK clients pointed at moto, for checking what the binary did.
+pub struct Sdk {
+    pub rt: tokio::runtime::Runtime,
+    pub ec2: aws_sdk_ec2::Client,
+    pub efs: aws_sdk_efs::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub iam: aws_sdk_iam::Client,
+}
+
+impl Sdk {
+    pub fn new(endpoint: &str, region: &str) -> Sdk {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conf = rt.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .endpoint_url(endpoint)
+                .region(aws_config::Region::new(region.to_string()))
+                .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                    "test", "test", None, None, "tests",
+                ))
+                .load(),
+        );
+        Sdk {
+            ec2: aws_sdk_ec2::Client::new(&conf),
+            efs: aws_sdk_efs::Client::new(&conf),
+            ssm: aws_sdk_ssm::Client::new(&conf),
+            iam: aws_sdk_iam::Client::new(&conf),
+            rt,
+        }
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Live (non-terminated) instances tagged with the stack.
+    pub fn stack_instances(&self, stack: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+        let out = self
+            .block_on(
+                self.ec2
+                    .describe_instances()
+                    .filters(filter("tag:geusemaker:stack", stack))
+                    .filters(
+                        aws_sdk_ec2::types::Filter::builder()
+                            .name("instance-state-name")
+                            .values("pending")
+                            .values("running")
+                            .build(),
+                    )
+                    .send(),
+            )
+            .unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances().to_vec())
+            .collect()
+    }
+
+    pub fn stack_security_groups(&self, stack: &str) -> Vec<aws_sdk_ec2::types::SecurityGroup> {
+        self.block_on(
+            self.ec2
+                .describe_security_groups()
+                .filters(filter("tag:geusemaker:stack", stack))
+                .send(),
+        )
+        .unwrap()
+        .security_groups()
+        .to_vec()
+    }
+}
+
+pub fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .values(value)
+        .build()
+}
+
+/// Tag value by key.
+pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// A tiny HTTP server on loopback answering every request with `status` and `body`;
+/// stands in for a service that only exists on a real instance.
+pub fn http_stub(status: u16, body: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve_one(stream, status, body.as_bytes(), "text/plain"));
+        }
+    });
+    port
+}
+
+/// Like [`http_stub`] with a JSON body and content type (for AWS JSON protocols).
+pub fn json_stub(body: String) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body: &'static str = Box::leak(body.into_boxed_str());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                serve_one(stream, 200, body.as_bytes(), "application/x-amz-json-1.1")
+            });
+        }
+    });
+    port
+}
+
+fn serve_one(mut stream: TcpStream, status: u16, body: &[u8], content_type: &str) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut discard = vec![0u8; len];
+    let _ = reader.read_exact(&mut discard);
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(body);
+}
+
+pub fn file_mode(p: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).unwrap().mode() & 0o777
+}
