@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use rhai::{ASTNode, Expr, AST};
+use rhai::{ASTNode, Expr, FnCallExpr, Stmt, AST};
 
 /// The params a recipe reads with `param("name", …)`.
 #[derive(Debug, Default, PartialEq)]
@@ -14,16 +14,22 @@ pub struct DeclaredParams {
 
 pub fn param_names(ast: &AST) -> DeclaredParams {
     let mut out = DeclaredParams::default();
-    ast.walk(&mut |path: &[ASTNode]| {
-        if let Some(ASTNode::Expr(Expr::FnCall(call, _))) = path.last() {
-            if call.name == "param" && call.namespace.is_empty() {
-                match call.args.first() {
-                    Some(Expr::StringConstant(s, _)) => {
-                        out.names.insert(s.to_string());
-                    }
-                    _ => out.dynamic = true,
+    let mut visit = |call: &FnCallExpr| {
+        if call.name == "param" && call.namespace.is_empty() {
+            match call.args.first() {
+                Some(Expr::StringConstant(s, _)) => {
+                    out.names.insert(s.to_string());
                 }
+                _ => out.dynamic = true,
             }
+        }
+    };
+    ast.walk(&mut |path: &[ASTNode]| {
+        // A call is an expression, or a statement of its own (`param("x", 1);`).
+        match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, _))) => visit(call),
+            Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => visit(call),
+            _ => {}
         }
         true
     });

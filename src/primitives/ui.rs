@@ -89,6 +89,6 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn confirm(ctx: NativeCallContext, question: &str) -> Result<bool, Box<EvalAltResult>> {
-        rt(&ctx)?.ui.confirm(question).map_err(|e| usage_err(e))
+        rt(&ctx)?.ui.confirm(question).map_err(usage_err)
     }
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what the tests need — a pinned moto server (a real AWS-compatible HTTP server) and
+# shellcheck — then run the whole suite. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+MOTO_VERSION=5.2.1
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/geusemaker-target}"
+
+have_moto() {
+  python3 - "$MOTO_VERSION" <<'PY' 2>/dev/null
+import sys, importlib.metadata as m
+sys.exit(0 if m.version("moto") == sys.argv[1] else 1)
+PY
+}
+
+if ! have_moto; then
+  echo "test.sh: installing moto[server]==$MOTO_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "moto[server]==$MOTO_VERSION"
+fi
+if ! command -v moto_server >/dev/null 2>&1; then
+  # e.g. a pyenv shim not yet rehashed: run the server module directly.
+  export MOTO_SERVER="python3 -m moto.server"
+fi
+
+if ! command -v shellcheck >/dev/null 2>&1; then
+  echo "test.sh: installing shellcheck"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq shellcheck >/dev/null
+fi
+
+cargo test --locked "$@"
