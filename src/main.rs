@@ -1,23 +1,59 @@
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Mutex;
+
 use clap::Parser;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use geusemaker::cli::{Cli, Command};
 
 fn main() {
-    let cli = geusemaker::cli::Cli::parse();
-    init_tracing(cli.verbose);
+    let cli = Cli::parse();
+    init_tracing(&cli);
     std::process::exit(geusemaker::cli::dispatch(cli));
 }
 
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
+/// Logs go to stderr at the `-v` level, and — for runs — to `$GEUSEMAKER_HOME/logs/<stack>.log`
+/// at debug level, so every run of a stack leaves an audit trail (API calls, creates, outcome).
+fn init_tracing(cli: &Cli) {
+    let default = match cli.verbose {
         0 => "warn",
         1 => "geusemaker=info,warn",
         2 => "geusemaker=debug,info",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GEUSEMAKER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr_filter =
+        EnvFilter::try_from_env("GEUSEMAKER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_filter(stderr_filter);
+    let file = match &cli.command {
+        Command::Run(args) => stack_log(&args.name).map(|f| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(Mutex::new(f))
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(EnvFilter::new("geusemaker=debug,warn"))
+        }),
+        _ => None,
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
         .init();
+}
+
+fn stack_log(stack: &str) -> Option<std::fs::File> {
+    geusemaker::state::validate_stack_name(stack).ok()?;
+    let home = geusemaker::state::Home::from_env().ok()?;
+    home.ensure().ok()?;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(home.logs_dir().join(format!("{stack}.log")))
+        .ok()
 }

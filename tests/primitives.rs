@@ -366,3 +366,31 @@ fn generated_user_data_passes_shellcheck() {
         .failure(1)
         .stderr_has("not a plain absolute path");
 }
+
+#[test]
+fn run_command_sends_and_fetches_the_result() {
+    // moto accepts Run Command and reports Success with empty output (nothing really runs).
+    let w = World::moto();
+    let script = r#"
+        let vpc = ec2::default_vpc();
+        let vm = ec2::run_instance("cmd", #{ image: ec2::latest_al2023_ami(), subnet: ec2::subnets(vpc)[0], instance_type: "t3.micro" });
+        vm = ec2::wait_until_running(vm);
+        let id = ssm::send_command(vm, ["docker compose ps", "uptime"]);
+        let r = ssm::command_result(vm, id);
+        state::output("status", r.status);
+        state::output("exit", r.exit_code);
+        state::output("id_matches", r.command_id == id);
+        let refused = "";
+        try { ssm::send_command(vm, []); } catch (e) { refused = e.message; }
+        state::output("empty", refused);
+    "#;
+    let (stack, _) = run_ok(&w, "cmd", script);
+    let s = w.state(&stack);
+    assert_eq!(s["outputs"]["status"], "Success");
+    assert_eq!(s["outputs"]["exit"], 0);
+    assert_eq!(s["outputs"]["id_matches"], true);
+    assert_eq!(
+        s["outputs"]["empty"],
+        "ssm::send_command: no commands given"
+    );
+}

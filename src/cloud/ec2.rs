@@ -324,9 +324,13 @@ pub trait Ec2Api: Send + Sync {
         description: &str,
         tags: &Tags,
     ) -> Result<SecurityGroup, CloudError>;
-    /// Add the rules the group lacks; returns how many were added.
-    fn authorize_ingress(&self, group_id: &str, rules: &[IngressRule])
-        -> Result<usize, CloudError>;
+    /// Add the rules `group` lacks (judged from `group.ingress`); returns the group with
+    /// its rules as they now are.
+    fn authorize_ingress(
+        &self,
+        group: &SecurityGroup,
+        rules: &[IngressRule],
+    ) -> Result<SecurityGroup, CloudError>;
     fn delete_security_group(&self, id: &str) -> Result<(), CloudError>;
     fn find_key_pair(&self, name: &str) -> Result<Option<KeyPair>, CloudError>;
     /// Create an ed25519 key pair; returns it and its private key material.
@@ -680,27 +684,35 @@ impl Ec2Api for SdkEc2 {
 
     fn authorize_ingress(
         &self,
-        group_id: &str,
+        group: &SecurityGroup,
         rules: &[IngressRule],
-    ) -> Result<usize, CloudError> {
-        let existing = self.security_group(group_id)?.ingress;
-        let missing: Vec<&IngressRule> = rules
-            .iter()
-            .filter(|r| !existing.iter().any(|e| e.same_grant(r)))
-            .collect();
+    ) -> Result<SecurityGroup, CloudError> {
+        let mut missing: Vec<IngressRule> = Vec::new();
+        for r in rules {
+            if !group
+                .ingress
+                .iter()
+                .chain(&missing)
+                .any(|e| e.same_grant(r))
+            {
+                missing.push(r.clone());
+            }
+        }
+        let mut updated = group.clone();
         if missing.is_empty() {
-            return Ok(0);
+            return Ok(updated);
         }
         self.rt
             .block_on(
                 self.client
                     .authorize_security_group_ingress()
-                    .group_id(group_id)
-                    .set_ip_permissions(Some(missing.iter().map(|r| ip_permission(r)).collect()))
+                    .group_id(&group.id)
+                    .set_ip_permissions(Some(missing.iter().map(ip_permission).collect()))
                     .send(),
             )
             .map_err(|e| CloudError::from_sdk(SVC, "AuthorizeSecurityGroupIngress", e))?;
-        Ok(missing.len())
+        updated.ingress.extend(missing);
+        Ok(updated)
     }
 
     fn delete_security_group(&self, id: &str) -> Result<(), CloudError> {

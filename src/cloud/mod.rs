@@ -83,9 +83,11 @@ impl Intercept for CountingInterceptor {
         "GeusemakerCallCounter"
     }
 
-    fn read_before_execution(
+    // Once per operation; by now the operation's metadata is in the config bag.
+    fn read_before_serialization(
         &self,
         _ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let key = cfg

@@ -256,6 +256,7 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
         req.stack, recipe.display
     ));
 
+    tracing::info!(stack = %req.stack, recipe = %recipe.display, run = %run_id, "run started");
     let result = engine.run_ast(&ast);
     // The engine holds the runtime in its tag; release it so the store can be finished.
     engine.set_default_tag(Dynamic::UNIT);
@@ -318,6 +319,12 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
         fmt_duration(waited),
         fmt_duration(started.elapsed())
     );
+    match &rendered_error {
+        None => tracing::info!(run = %run_id, %summary, "run succeeded"),
+        Some(e) => {
+            tracing::error!(run = %run_id, %summary, error = %e.lines().next().unwrap_or(""), "run failed")
+        }
+    }
     match rendered_error {
         None => {
             ui.success(&format!("run {run_id} finished: {summary}"));

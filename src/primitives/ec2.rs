@@ -294,10 +294,7 @@ pub mod api {
         if rules.is_empty() {
             return Ok(sg);
         }
-        aws.ec2
-            .authorize_ingress(&sg.id, &rules)
-            .map_err(cloud_err)?;
-        aws.ec2.security_group(&sg.id).map_err(cloud_err)
+        aws.ec2.authorize_ingress(&sg, &rules).map_err(cloud_err)
     }
 
     /// Add inbound rules to an existing group (rules it already has are skipped).
@@ -315,8 +312,8 @@ pub mod api {
         let rules = parse_rules("ec2::allow_ingress", rules)?;
         let id = id_of(&group, "a security group")?;
         let aws = rt.aws()?;
-        aws.ec2.authorize_ingress(&id, &rules).map_err(cloud_err)?;
-        aws.ec2.security_group(&id).map_err(cloud_err)
+        let sg = aws.ec2.security_group(&id).map_err(cloud_err)?;
+        aws.ec2.authorize_ingress(&sg, &rules).map_err(cloud_err)
     }
 
     /// Delete a security group (a handle or id).

@@ -63,6 +63,7 @@ pub mod api {
             .map_err(state_err)?;
         match aws.efs.create_file_system(&token, &rt.tags(name)) {
             Ok(fs) => {
+                tracing::info!(kind = "efs:file-system", name, id = %fs.id, %token, "created");
                 rt.store()?
                     .finish_create(idx, &fs.id, BTreeMap::new())
                     .map_err(state_err)?;

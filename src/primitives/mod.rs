@@ -230,12 +230,14 @@ impl Runtime {
         match create(&token) {
             Ok(v) => {
                 let (id, attrs) = id_of(&v);
+                tracing::info!(kind, name = logical, %id, %token, "created");
                 self.store()?
                     .finish_create(idx, &id, attrs)
                     .map_err(state_err)?;
                 Ok(v)
             }
             Err(e) => {
+                tracing::warn!(kind, name = logical, %token, error = %e, "create failed");
                 // Only a refusal proves nothing was created; a timeout or a lost response may
                 // have created it, so the intent stays for the next run (or destroy) to resolve.
                 if !matches!(
@@ -260,6 +262,7 @@ impl Runtime {
         attrs: BTreeMap<String, String>,
     ) -> Result<(), Box<EvalAltResult>> {
         let region = self.region()?;
+        tracing::debug!(kind, name = logical, id, "found existing");
         self.store()?
             .adopt(kind, logical, &region, id, attrs)
             .map_err(state_err)
