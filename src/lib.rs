@@ -5,6 +5,7 @@
 //! (script-visible functions) → [`cloud`] (AWS behind one interface per service) and
 //! [`state`] (stack files, ledger, locks).
 
+pub mod boot;
 pub mod cli;
 pub mod cloud;
 pub mod engine;

@@ -251,6 +251,55 @@ impl fmt::Display for Instance {
     }
 }
 
+/// An EBS volume.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "Volume", extra = super::display_fns)]
+pub struct Volume {
+    #[rhai_type(readonly)]
+    pub id: String,
+    #[rhai_type(readonly)]
+    pub name: String,
+    #[rhai_type(readonly)]
+    pub az: String,
+    #[rhai_type(readonly)]
+    pub size_gb: i64,
+    #[rhai_type(readonly)]
+    pub volume_type: String,
+    #[rhai_type(readonly)]
+    pub encrypted: bool,
+    /// `creating`, `available`, `in-use`, …
+    #[rhai_type(readonly)]
+    pub state: String,
+    /// The instance it is attached to, if any.
+    #[rhai_type(readonly)]
+    pub attached_to: Option<String>,
+    #[rhai_type(readonly)]
+    pub device: Option<String>,
+    /// Whether terminating the instance deletes it (false for data volumes).
+    #[rhai_type(readonly)]
+    pub delete_on_termination: bool,
+}
+
+impl fmt::Display for Volume {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Volume({} {}GiB {} {} {})",
+            self.id, self.size_gb, self.volume_type, self.az, self.state
+        )
+    }
+}
+
+/// What a new EBS volume looks like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeRequest {
+    pub az: String,
+    pub size_gb: i32,
+    pub volume_type: String,
+    pub client_token: String,
+    pub tags: Tags,
+}
+
 /// A spot price observation.
 #[derive(Debug, Clone, CustomType)]
 #[rhai_type(name = "SpotPrice", extra = super::display_fns)]
@@ -348,6 +397,18 @@ pub trait Ec2Api: Send + Sync {
     fn find_instances(&self, tags: &[(String, String)]) -> Result<Vec<Instance>, CloudError>;
     fn terminate_instance(&self, id: &str) -> Result<(), CloudError>;
     fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError>;
+    /// Volumes (not deleted) carrying all these tags.
+    fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError>;
+    fn volume(&self, id: &str) -> Result<Volume, CloudError>;
+    /// Create an encrypted volume (idempotent through the client token).
+    fn create_volume(&self, req: &VolumeRequest) -> Result<Volume, CloudError>;
+    fn attach_volume(
+        &self,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<(), CloudError>;
+    fn delete_volume(&self, id: &str) -> Result<(), CloudError>;
 }
 
 /// [`Ec2Api`] over aws-sdk-ec2 (and SSM for the public AMI parameter).
@@ -470,6 +531,34 @@ fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
             .iter()
             .filter_map(|g| g.group_id().map(str::to_string))
             .collect(),
+    }
+}
+
+fn to_volume(v: &aws_sdk_ec2::types::Volume) -> Volume {
+    let att = v.attachments().first();
+    Volume {
+        id: s(v.volume_id()),
+        name: v
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("Name"))
+            .and_then(|t| t.value())
+            .unwrap_or_default()
+            .to_string(),
+        az: s(v.availability_zone()),
+        size_gb: v.size().unwrap_or(0) as i64,
+        volume_type: v
+            .volume_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        encrypted: v.encrypted().unwrap_or(false),
+        state: v
+            .state()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        attached_to: att.and_then(|a| a.instance_id()).map(str::to_string),
+        device: att.and_then(|a| a.device()).map(str::to_string),
+        delete_on_termination: att.and_then(|a| a.delete_on_termination()).unwrap_or(false),
     }
 }
 
@@ -953,5 +1042,96 @@ impl Ec2Api for SdkEc2 {
         prices.dedup_by(|a, b| a.az == b.az);
         prices.sort_by(|a, b| a.usd_per_hour.total_cmp(&b.usd_per_hour));
         Ok(prices)
+    }
+
+    fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError> {
+        let mut req = self
+            .client
+            .describe_volumes()
+            .filters(filter("status", &["creating", "available", "in-use"]));
+        for (k, v) in tags {
+            req = req.filters(filter(&format!("tag:{k}"), &[v]));
+        }
+        let out = self
+            .rt
+            .block_on(req.send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeVolumes", e))?;
+        Ok(out.volumes().iter().map(to_volume).collect())
+    }
+
+    fn volume(&self, id: &str) -> Result<Volume, CloudError> {
+        let out = self
+            .rt
+            .block_on(self.client.describe_volumes().volume_ids(id).send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeVolumes", e))?;
+        out.volumes().first().map(to_volume).ok_or_else(|| {
+            CloudError::new(
+                SVC,
+                "DescribeVolumes",
+                "InvalidVolume.NotFound",
+                format!("volume {id} not found"),
+            )
+        })
+    }
+
+    fn create_volume(&self, req: &VolumeRequest) -> Result<Volume, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .create_volume()
+                    .availability_zone(&req.az)
+                    .size(req.size_gb)
+                    .volume_type(VolumeType::from(req.volume_type.as_str()))
+                    .encrypted(true)
+                    .client_token(&req.client_token)
+                    .tag_specifications(tag_spec(ResourceType::Volume, &req.tags))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateVolume", e))?;
+        Ok(Volume {
+            id: s(out.volume_id()),
+            name: req.tags.name.clone(),
+            az: s(out.availability_zone()),
+            size_gb: out.size().unwrap_or(req.size_gb) as i64,
+            volume_type: out
+                .volume_type()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+            encrypted: out.encrypted().unwrap_or(true),
+            state: out
+                .state()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+            attached_to: None,
+            device: None,
+            delete_on_termination: false,
+        })
+    }
+
+    fn attach_volume(
+        &self,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<(), CloudError> {
+        self.rt
+            .block_on(
+                self.client
+                    .attach_volume()
+                    .volume_id(volume_id)
+                    .instance_id(instance_id)
+                    .device(device)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "AttachVolume", e))
+    }
+
+    fn delete_volume(&self, id: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(self.client.delete_volume().volume_id(id).send())
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "DeleteVolume", e))
     }
 }

@@ -1,12 +1,18 @@
 //! Recipes and stdlib modules compiled into the binary.
 
 /// Bundled recipes: `geusemaker run dev` runs `recipes/dev.rhai`.
-pub const RECIPES: &[(&str, &str)] =
-    &[("quickstart", include_str!("../../recipes/quickstart.rhai"))];
+pub const RECIPES: &[(&str, &str)] = &[
+    ("dev", include_str!("../../recipes/dev.rhai")),
+    ("quickstart", include_str!("../../recipes/quickstart.rhai")),
+];
 
 /// Bundled stdlib modules: `import "network"` finds `stdlib/network.rhai`.
 pub const STDLIB: &[(&str, &str)] = &[
+    ("instance", include_str!("../../stdlib/instance.rhai")),
     ("network", include_str!("../../stdlib/network.rhai")),
+    ("report", include_str!("../../stdlib/report.rhai")),
+    ("security", include_str!("../../stdlib/security.rhai")),
+    ("services", include_str!("../../stdlib/services.rhai")),
     ("storage", include_str!("../../stdlib/storage.rhai")),
 ];
 

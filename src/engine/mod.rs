@@ -217,6 +217,19 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
         }
     }
 
+    // `--set region=…` is the same as `--region`, for recipes that list the region as a param.
+    let mut aws = req.aws.clone();
+    if let Some(r) = params.raw("region").filter(|r| !r.is_empty()) {
+        match &aws.region {
+            Some(flag) if flag != r => {
+                return Err(RunError::Usage(format!(
+                    "--region {flag} and --set region={r} disagree; give one"
+                )))
+            }
+            _ => aws.region = Some(r.to_string()),
+        }
+    }
+
     let home = Home::from_env()?;
     let run_id = new_run_id();
     let mut store = StackStore::open(&home, &req.stack, &run_id, &format!("run {}", req.recipe))?;
@@ -308,6 +321,12 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
             Some(_) => s.status = StackStatus::Failed,
         }
     })?;
+    let created = store
+        .state()
+        .resources
+        .iter()
+        .filter(|r| r.run == run_id && !r.token.starts_with("adopted:") && r.id.is_some())
+        .count();
     // A first run that failed before creating anything leaves nothing worth remembering.
     let discarded = first && rendered_error.is_some() && store.state().resources.is_empty();
     if discarded {
@@ -327,6 +346,11 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
     }
     match rendered_error {
         None => {
+            if created == 0 {
+                ui.info("nothing changed: every resource already existed");
+            } else {
+                ui.info(&format!("{created} resource(s) created by this run"));
+            }
             ui.success(&format!("run {run_id} finished: {summary}"));
             ui.info(&format!("state: {}", state_path.display()));
             Ok(RunSummary { run_id, api_calls, attempts })

@@ -8,7 +8,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::opts::Opts;
 use super::{id_of, rt, usage_err, Runtime};
-use crate::cloud::ec2::{IngressRule, Instance, LaunchSpec, VolumeSpec};
+use crate::cloud::ec2::{IngressRule, Instance, LaunchSpec, Volume, VolumeSpec};
 use crate::cloud::tags::{NAME_TAG, STACK_TAG};
 use crate::cloud::wait::{poll_until, Backoff, Poll};
 
@@ -22,7 +22,8 @@ pub fn types(engine: &mut Engine) {
         .build_type::<SecurityGroup>()
         .build_type::<KeyPair>()
         .build_type::<Instance>()
-        .build_type::<SpotPrice>();
+        .build_type::<SpotPrice>()
+        .build_type::<Volume>();
 }
 
 pub fn module() -> rhai::Module {
@@ -168,9 +169,51 @@ fn timeout_opt(
     Ok(Duration::from_secs(secs as u64))
 }
 
+fn wait_volume(
+    rt: &Runtime,
+    id: &str,
+    target: &'static str,
+    instance: Option<&str>,
+) -> Result<Volume, Box<EvalAltResult>> {
+    let aws = rt.aws()?;
+    let what = match instance {
+        Some(i) => format!("volume {id} attached to {i}"),
+        None => format!("volume {id} {target}"),
+    };
+    rt.waiting(
+        &what,
+        |tick| {
+            poll_until(
+                "ec2",
+                &what,
+                Backoff::new(Duration::from_secs(300)),
+                tick,
+                || {
+                    let v = aws.ec2.volume(id)?;
+                    Ok(match (target, v.state.as_str()) {
+                        // Created: free to attach, or already attached (a re-run).
+                        ("available", "available" | "in-use") => Poll::Ready(v),
+                        ("in-use", "in-use") if v.attached_to.as_deref() == instance => {
+                            Poll::Ready(v)
+                        }
+                        (_, "creating" | "available" | "in-use") => Poll::Pending(v.state),
+                        (_, other) => Poll::Failed(other.to_string()),
+                    })
+                },
+            )
+        },
+        |v: &Volume| match &v.device {
+            Some(d) => format!("{} at {d}", v.state),
+            None => v.state.clone(),
+        },
+    )
+}
+
 #[export_module]
 pub mod api {
-    use crate::cloud::ec2::{Image, Instance, KeyPair, SecurityGroup, SpotPrice, Vpc};
+    use crate::cloud::ec2::{
+        Image, Instance, KeyPair, SecurityGroup, SpotPrice, Volume, VolumeRequest, Vpc,
+    };
     use crate::primitives::{cloud_err, state_err};
 
     /// The region's default VPC.
@@ -670,6 +713,173 @@ pub mod api {
         let id = id_of(&instance, "an instance")?;
         wait_instance(&rt, &id, Duration::from_secs(600), "terminated")?;
         rt.mark_deleted("ec2:instance", &id)
+    }
+
+    /// The stack's EBS volume `<stack>-<name>` if it exists (any state but deleted), else `()`.
+    /// Recipes use it to put a replacement instance in the volume's Availability Zone.
+    ///
+    /// ```rhai
+    /// let existing = ec2::find_volume("data");
+    /// if existing != () { ui::info(`data volume in ${existing.az}`); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn find_volume(ctx: NativeCallContext, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let tags = rt.tags(name);
+        let found = rt
+            .aws()?
+            .ec2
+            .find_volumes(&[
+                (STACK_TAG.into(), rt.stack.clone()),
+                (NAME_TAG.into(), tags.name),
+            ])
+            .map_err(cloud_err)?;
+        Ok(found
+            .into_iter()
+            .next()
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT))
+    }
+
+    /// Create (or find, on a re-run) the encrypted EBS volume `<stack>-<name>`; returns at once.
+    /// It is independent of any instance, so it survives instance loss; attach it with
+    /// `ec2::attach_volume`. Options: `az` (required), `size_gb` (50), `type` ("gp3").
+    ///
+    /// ```rhai
+    /// let data = ec2::volume("data", #{ az: vm.az, size_gb: 50 });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn volume(
+        ctx: NativeCallContext,
+        name: &str,
+        options: Map,
+    ) -> Result<Volume, Box<EvalAltResult>> {
+        const F: &str = "ec2::volume";
+        let rt = rt(&ctx)?;
+        let mut o = Opts::new(F, options, &["az", "size_gb", "type"])?;
+        let az = o.req_str("az")?;
+        let size_gb = o.int("size_gb")?.unwrap_or(50);
+        if !(1..=16_384).contains(&size_gb) {
+            return Err(usage_err(format!("{F}: size_gb must be 1..16384")));
+        }
+        let volume_type = o.str("type")?.unwrap_or_else(|| "gp3".into());
+        let aws = rt.aws()?;
+        let tags = rt.tags(name);
+        let found = aws
+            .ec2
+            .find_volumes(&[
+                (STACK_TAG.into(), rt.stack.clone()),
+                (NAME_TAG.into(), tags.name.clone()),
+            ])
+            .map_err(cloud_err)?;
+        if let Some(v) = found.into_iter().next() {
+            if v.az != az {
+                return Err(usage_err(format!(
+                    "{F}: volume {} holds this stack's data in {}, not {az}; launch the instance in {} (ec2::find_volume tells where)",
+                    v.id, v.az, v.az
+                )));
+            }
+            rt.adopt(
+                "ec2:volume",
+                name,
+                &v.id,
+                BTreeMap::from([("az".to_string(), v.az.clone())]),
+            )?;
+            return Ok(v);
+        }
+        rt.create_recorded(
+            "ec2:volume",
+            name,
+            |token| {
+                aws.ec2.create_volume(&VolumeRequest {
+                    az: az.clone(),
+                    size_gb: size_gb as i32,
+                    volume_type: volume_type.clone(),
+                    client_token: token.to_string(),
+                    tags: tags.clone(),
+                })
+            },
+            |v: &Volume| {
+                (
+                    v.id.clone(),
+                    BTreeMap::from([("az".to_string(), v.az.clone())]),
+                )
+            },
+        )
+    }
+
+    /// Block until the volume is created: `available`, or already `in-use` (timeout 300 s).
+    ///
+    /// ```rhai
+    /// data = ec2::wait_volume_available(data);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn wait_volume_available(
+        ctx: NativeCallContext,
+        volume: Dynamic,
+    ) -> Result<Volume, Box<EvalAltResult>> {
+        let id = id_of(&volume, "a volume")?;
+        let rt = rt(&ctx)?;
+        wait_volume(&rt, &id, "available", None)
+    }
+
+    /// Attach the volume to the instance as `device` (e.g. "/dev/sdf") and wait until it is
+    /// in use there. Already attached to that instance: nothing to do.
+    ///
+    /// ```rhai
+    /// data = ec2::attach_volume(data, vm, "/dev/sdf");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn attach_volume(
+        ctx: NativeCallContext,
+        volume: Dynamic,
+        instance: Dynamic,
+        device: &str,
+    ) -> Result<Volume, Box<EvalAltResult>> {
+        const F: &str = "ec2::attach_volume";
+        let rt = rt(&ctx)?;
+        let vol_id = id_of(&volume, "a volume")?;
+        let inst_id = id_of(&instance, "an instance")?;
+        if !device.starts_with("/dev/sd") && !device.starts_with("/dev/xvd") {
+            return Err(usage_err(format!(
+                "{F}: device must look like /dev/sdf, not `{device}`"
+            )));
+        }
+        let aws = rt.aws()?;
+        let v = aws.ec2.volume(&vol_id).map_err(cloud_err)?;
+        match v.attached_to.as_deref() {
+            Some(i) if i == inst_id => return Ok(v),
+            Some(other) => {
+                return Err(usage_err(format!(
+                    "{F}: volume {vol_id} is attached to {other}; detach it (or terminate that instance) first"
+                )))
+            }
+            None => {}
+        }
+        aws.ec2
+            .attach_volume(&vol_id, &inst_id, device)
+            .map_err(cloud_err)?;
+        wait_volume(&rt, &vol_id, "in-use", Some(&inst_id))
+    }
+
+    /// Delete a volume (its data is lost: recipes keep this behind a confirmation).
+    ///
+    /// ```rhai
+    /// ec2::delete_volume(data);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn delete_volume(
+        ctx: NativeCallContext,
+        volume: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&volume, "a volume")?;
+        match rt.aws()?.ec2.delete_volume(&id) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(cloud_err(e)),
+        }
+        rt.mark_deleted("ec2:volume", &id)
     }
 
     /// Current spot prices for an instance type, one per Availability Zone, cheapest first.

@@ -1,5 +1,11 @@
 //! `health::` — HTTP and TCP checks, and waiting until a set of them passes.
+//!
+//! A check can run from here, or `on` an instance (through SSM Run Command, against the
+//! instance's loopback) for services whose ports are closed to the outside. For tests against a
+//! local AWS emulator, `GEUSEMAKER_HEALTH_ENDPOINTS="n8n=127.0.0.1:PORT,postgres=…"` sends each
+//! named check to that address instead.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -8,10 +14,13 @@ use rhai::plugin::*;
 use rhai::{Array, CustomType, Dynamic, Engine, EvalAltResult, Map};
 
 use super::opts::Opts;
-use super::{rt, usage_err, usage_err_hint};
+use super::{id_of, rt, usage_err, usage_err_hint, Runtime};
+
+/// The environment variable that redirects named checks (see the module docs).
+pub const ENDPOINTS_ENV: &str = "GEUSEMAKER_HEALTH_ENDPOINTS";
 
 /// The outcome of one check.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, PartialEq, CustomType)]
 #[rhai_type(name = "HealthResult", extra = crate::cloud::display_fns)]
 pub struct HealthResult {
     #[rhai_type(readonly)]
@@ -39,29 +48,87 @@ impl fmt::Display for HealthResult {
     }
 }
 
-/// One check to run.
+/// What to probe.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Check {
+pub enum Probe {
     Http {
-        name: String,
         url: String,
         status: u16,
         body: Option<String>,
-        timeout: Duration,
     },
     Tcp {
-        name: String,
         addr: String,
-        timeout: Duration,
     },
 }
 
+/// One check: a named probe with a timeout, run from here or on an instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub probe: Probe,
+    pub timeout: Duration,
+    /// Run on this instance (through SSM) instead of from here.
+    pub on: Option<String>,
+}
+
 impl Check {
-    fn name(&self) -> &str {
-        match self {
-            Check::Http { name, .. } | Check::Tcp { name, .. } => name,
+    fn target(&self) -> String {
+        match &self.probe {
+            Probe::Http { url, .. } => url.clone(),
+            Probe::Tcp { addr } => addr.clone(),
         }
     }
+
+    fn failed(&self, error: impl Into<String>) -> HealthResult {
+        HealthResult {
+            name: self.name.clone(),
+            target: self.target(),
+            ok: false,
+            status: 0,
+            latency_ms: 0,
+            error: Some(error.into()),
+        }
+    }
+
+    /// Point the check at `addr` (`host:port`), keeping the URL's path; it then runs from here.
+    fn redirect(&mut self, addr: &str) {
+        self.on = None;
+        match &mut self.probe {
+            Probe::Tcp { addr: a } => *a = addr.to_string(),
+            Probe::Http { url, .. } => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("http", url.as_str()));
+                let path = rest.find('/').map(|i| &rest[i..]).unwrap_or("/");
+                *url = format!("{scheme}://{addr}{path}");
+            }
+        }
+    }
+}
+
+/// `GEUSEMAKER_HEALTH_ENDPOINTS`, parsed: service name → `host:port`.
+pub fn endpoint_overrides(raw: Option<&str>) -> Result<HashMap<String, String>, String> {
+    let mut map = HashMap::new();
+    for item in raw
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (name, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{ENDPOINTS_ENV}: `{item}` is not name=host:port"))?;
+        let valid_addr = addr
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if name.trim().is_empty() || !valid_addr {
+            return Err(format!("{ENDPOINTS_ENV}: `{item}` is not name=host:port"));
+        }
+        map.insert(name.trim().to_string(), addr.trim().to_string());
+    }
+    Ok(map)
+}
+
+fn overrides() -> Result<HashMap<String, String>, Box<EvalAltResult>> {
+    endpoint_overrides(std::env::var(ENDPOINTS_ENV).ok().as_deref()).map_err(usage_err)
 }
 
 fn client() -> &'static reqwest::Client {
@@ -75,22 +142,16 @@ fn client() -> &'static reqwest::Client {
     })
 }
 
-/// Run one check (never fails: a failure is a result with `ok == false`).
+/// Run one check from here (never fails: a failure is a result with `ok == false`).
 pub async fn run_check(check: &Check) -> HealthResult {
     let start = Instant::now();
     let ms = |s: Instant| s.elapsed().as_millis() as i64;
-    match check {
-        Check::Http {
-            name,
-            url,
-            status,
-            body,
-            timeout,
-        } => {
+    let (status, error) = match &check.probe {
+        Probe::Http { url, status, body } => {
             let outcome = async {
                 let resp = client()
                     .get(url)
-                    .timeout(*timeout)
+                    .timeout(check.timeout)
                     .send()
                     .await
                     .map_err(|e| (0, describe(&e)))?;
@@ -108,45 +169,32 @@ pub async fn run_check(check: &Check) -> HealthResult {
             }
             .await;
             match outcome {
-                Ok(code) => HealthResult {
-                    name: name.clone(),
-                    target: url.clone(),
-                    ok: true,
-                    status: code,
-                    latency_ms: ms(start),
-                    error: None,
-                },
-                Err((code, e)) => HealthResult {
-                    name: name.clone(),
-                    target: url.clone(),
-                    ok: false,
-                    status: code,
-                    latency_ms: ms(start),
-                    error: Some(e),
-                },
+                Ok(code) => (code, None),
+                Err((code, e)) => (code, Some(e)),
             }
         }
-        Check::Tcp {
-            name,
-            addr,
-            timeout,
-        } => {
+        Probe::Tcp { addr } => {
             let r =
-                tokio::time::timeout(*timeout, tokio::net::TcpStream::connect(addr.as_str())).await;
+                tokio::time::timeout(check.timeout, tokio::net::TcpStream::connect(addr.as_str()))
+                    .await;
             let error = match r {
                 Ok(Ok(_)) => None,
                 Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some(format!("no connection within {}ms", timeout.as_millis())),
+                Err(_) => Some(format!(
+                    "no connection within {}ms",
+                    check.timeout.as_millis()
+                )),
             };
-            HealthResult {
-                name: name.clone(),
-                target: addr.clone(),
-                ok: error.is_none(),
-                status: 0,
-                latency_ms: ms(start),
-                error,
-            }
+            (0, error)
         }
+    };
+    HealthResult {
+        name: check.name.clone(),
+        target: check.target(),
+        ok: error.is_none(),
+        status,
+        latency_ms: ms(start),
+        error,
     }
 }
 
@@ -160,6 +208,183 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
+/// Run every check concurrently from here; results in the order of `checks`.
+pub async fn run_all(checks: &[Check]) -> Vec<HealthResult> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, c) in checks.iter().cloned().enumerate() {
+        set.spawn(async move { (i, run_check(&c).await) });
+    }
+    let mut out: Vec<Option<HealthResult>> = vec![None; checks.len()];
+    while let Some(joined) = set.join_next().await {
+        if let Ok((i, r)) = joined {
+            out[i] = Some(r);
+        }
+    }
+    out.into_iter()
+        .zip(checks)
+        .map(|(r, c)| r.unwrap_or_else(|| c.failed("check panicked")))
+        .collect()
+}
+
+/// The shell commands that run `checks` on an instance; each prints one line
+/// `GMCHECK <index> <status> <latency_ms> <ok|fail>`.
+pub fn remote_script(checks: &[Check]) -> Vec<String> {
+    let mut cmds = vec!["now_ms() { date +%s%3N; }".to_string()];
+    for (i, c) in checks.iter().enumerate() {
+        let secs = c.timeout.as_secs().max(1);
+        let line = match &c.probe {
+            Probe::Http { url, status, body } => {
+                let body_check = match body {
+                    Some(b) => format!(" && grep -qF -- '{b}' /tmp/gm-health-{i}"),
+                    None => String::new(),
+                };
+                format!(
+                    "t=$(now_ms); code=$(curl -s -o /tmp/gm-health-{i} -w '%{{http_code}}' --max-time {secs} '{url}' || true); \
+                     if [ \"$code\" = '{status}' ]{body_check}; then r=ok; else r=fail; fi; \
+                     echo \"GMCHECK {i} ${{code:-0}} $(( $(now_ms) - t )) $r\""
+                )
+            }
+            Probe::Tcp { addr } => {
+                let (h, p) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "0"));
+                format!(
+                    "t=$(now_ms); if timeout {secs} bash -c ':> /dev/tcp/{h}/{p}' 2>/dev/null; then r=ok; else r=fail; fi; \
+                     echo \"GMCHECK {i} 0 $(( $(now_ms) - t )) $r\""
+                )
+            }
+        };
+        cmds.push(line);
+    }
+    cmds
+}
+
+/// Read the `GMCHECK` lines of [`remote_script`]'s output.
+pub fn parse_remote(output: &str, checks: &[Check]) -> Vec<HealthResult> {
+    let mut results: Vec<HealthResult> = checks
+        .iter()
+        .map(|c| c.failed("no result from the instance"))
+        .collect();
+    for line in output.lines() {
+        let mut f = line.split_whitespace();
+        if f.next() != Some("GMCHECK") {
+            continue;
+        }
+        let (Some(i), Some(status), Some(ms), Some(verdict)) = (
+            f.next().and_then(|v| v.parse::<usize>().ok()),
+            f.next().and_then(|v| v.parse::<i64>().ok()),
+            f.next().and_then(|v| v.parse::<i64>().ok()),
+            f.next(),
+        ) else {
+            continue;
+        };
+        let Some(slot) = results.get_mut(i) else {
+            continue;
+        };
+        slot.status = status;
+        slot.latency_ms = ms;
+        slot.ok = verdict == "ok";
+        slot.error = match (slot.ok, &checks[i].probe) {
+            (true, _) => None,
+            (false, Probe::Http { status: want, .. }) if status != *want as i64 => {
+                Some(if status == 0 {
+                    "connection failed".into()
+                } else {
+                    format!("HTTP {status}, expected {want}")
+                })
+            }
+            (false, Probe::Http { .. }) => Some("body did not match".into()),
+            (false, Probe::Tcp { .. }) => Some("connection failed".into()),
+        };
+    }
+    results
+}
+
+/// Run checks on one instance through SSM Run Command.
+fn run_remote(rt: &Runtime, instance: &str, checks: &[Check]) -> Vec<HealthResult> {
+    let aws = match rt.aws() {
+        Ok(a) => a,
+        Err(_) => {
+            return checks
+                .iter()
+                .map(|c| c.failed("no AWS connection"))
+                .collect()
+        }
+    };
+    let id = match aws
+        .ssm
+        .send_command(instance, &remote_script(checks), "geusemaker health")
+    {
+        Ok(id) => id,
+        Err(e) if e.code.contains("InvalidInstanceId") => {
+            return checks
+                .iter()
+                .map(|c| c.failed("SSM agent on the instance not registered yet"))
+                .collect()
+        }
+        Err(e) => {
+            return checks
+                .iter()
+                .map(|c| c.failed(format!("SSM: {}", e.code)))
+                .collect()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match aws.ssm.command_result(&id, instance) {
+            Ok(r) if !matches!(r.status.as_str(), "Pending" | "InProgress" | "Delayed") => {
+                return parse_remote(&r.stdout, checks);
+            }
+            Ok(_) | Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_secs(2))
+            }
+            Ok(r) => {
+                return checks
+                    .iter()
+                    .map(|c| c.failed(format!("SSM command still {}", r.status)))
+                    .collect()
+            }
+            Err(e) => {
+                return checks
+                    .iter()
+                    .map(|c| c.failed(format!("SSM: {}", e.code)))
+                    .collect()
+            }
+        }
+    }
+}
+
+fn run_round(rt: &Runtime, checks: &[Check]) -> Vec<HealthResult> {
+    let local: Vec<(usize, Check)> = checks
+        .iter()
+        .cloned()
+        .enumerate()
+        .filter(|(_, c)| c.on.is_none())
+        .collect();
+    let local_results = rt.blocking.block_on(run_all(
+        &local.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>(),
+    ));
+    let mut results: Vec<Option<HealthResult>> = vec![None; checks.len()];
+    for ((i, _), r) in local.iter().zip(local_results) {
+        results[*i] = Some(r);
+    }
+    let mut by_instance: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, c) in checks.iter().enumerate() {
+        if let Some(on) = &c.on {
+            by_instance.entry(on.as_str()).or_default().push(i);
+        }
+    }
+    for (instance, idx) in by_instance {
+        let subset: Vec<Check> = idx.iter().map(|i| checks[*i].clone()).collect();
+        for (i, r) in idx.iter().zip(run_remote(rt, instance, &subset)) {
+            results[*i] = Some(r);
+        }
+    }
+    results
+        .into_iter()
+        .zip(checks)
+        .map(|(r, c)| r.unwrap_or_else(|| c.failed("not run")))
+        .collect()
+}
+
 fn timeout_of(o: &mut Opts, default_ms: i64) -> Result<Duration, Box<EvalAltResult>> {
     let ms = o.int("timeout_ms")?.unwrap_or(default_ms);
     if !(1..=120_000).contains(&ms) {
@@ -171,43 +396,69 @@ fn timeout_of(o: &mut Opts, default_ms: i64) -> Result<Duration, Box<EvalAltResu
     Ok(Duration::from_millis(ms as u64))
 }
 
+fn safe_for_shell(func: &str, what: &str, v: &str) -> Result<(), Box<EvalAltResult>> {
+    if v.contains(['\'', '\n', '\\']) {
+        return Err(usage_err(format!(
+            "{func}: {what} may not contain quotes, backslashes or newlines"
+        )));
+    }
+    Ok(())
+}
+
 fn http_check(func: &'static str, url: &str, mut o: Opts) -> Result<Check, Box<EvalAltResult>> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(usage_err(format!("{func}: `{url}` is not an http(s) URL")));
     }
+    safe_for_shell(func, "a URL", url)?;
     let status = o.int("status")?.unwrap_or(200);
-    Ok(Check::Http {
+    let body = o.str("body")?;
+    if let Some(b) = &body {
+        safe_for_shell(func, "`body`", b)?;
+    }
+    Ok(Check {
         name: o.str("name")?.unwrap_or_else(|| url.to_string()),
-        url: url.to_string(),
-        status: u16::try_from(status)
-            .map_err(|_| usage_err(format!("{func}: bad status {status}")))?,
-        body: o.str("body")?,
+        probe: Probe::Http {
+            url: url.to_string(),
+            status: u16::try_from(status)
+                .map_err(|_| usage_err(format!("{func}: bad status {status}")))?,
+            body,
+        },
         timeout: timeout_of(&mut o, 5_000)?,
+        on: o
+            .value("on")
+            .map(|v| id_of(&v, "an instance"))
+            .transpose()?,
     })
 }
 
 fn tcp_check(func: &'static str, addr: String, mut o: Opts) -> Result<Check, Box<EvalAltResult>> {
-    if addr
-        .rsplit_once(':')
-        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-    {
+    let valid = addr.rsplit_once(':').is_some_and(|(h, p)| {
+        !h.is_empty()
+            && p.parse::<u16>().is_ok()
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c))
+    });
+    if !valid {
         return Err(usage_err(format!("{func}: `{addr}` is not host:port")));
     }
-    Ok(Check::Tcp {
+    Ok(Check {
         name: o.str("name")?.unwrap_or_else(|| addr.clone()),
-        addr,
+        probe: Probe::Tcp { addr },
         timeout: timeout_of(&mut o, 3_000)?,
+        on: o
+            .value("on")
+            .map(|v| id_of(&v, "an instance"))
+            .transpose()?,
     })
 }
 
-/// A check from a map: `#{ name, url, status, body, timeout_ms }` or `#{ name, tcp: "host:port", timeout_ms }`.
+const CHECK_KEYS: &[&str] = &["name", "url", "tcp", "status", "body", "timeout_ms", "on"];
+
+/// A check from a map: `#{ name, url, status, body, timeout_ms, on }` or
+/// `#{ name, tcp: "host:port", timeout_ms, on }`.
 fn check_from_map(map: Map) -> Result<Check, Box<EvalAltResult>> {
     const F: &str = "health::wait_until_healthy";
-    let mut o = Opts::new(
-        F,
-        map,
-        &["name", "url", "tcp", "status", "body", "timeout_ms"],
-    )?;
+    let mut o = Opts::new(F, map, CHECK_KEYS)?;
     match (o.str("url")?, o.str("tcp")?) {
         (Some(url), None) => http_check(F, &url, o),
         (None, Some(addr)) => tcp_check(F, addr, o),
@@ -215,6 +466,14 @@ fn check_from_map(map: Map) -> Result<Check, Box<EvalAltResult>> {
             "{F}: each check needs exactly one of `url` or `tcp`"
         ))),
     }
+}
+
+/// Apply `GEUSEMAKER_HEALTH_ENDPOINTS` to a check.
+fn with_override(mut c: Check, o: &HashMap<String, String>) -> Check {
+    if let Some(addr) = o.get(&c.name) {
+        c.redirect(addr);
+    }
+    c
 }
 
 pub fn types(engine: &mut Engine) {
@@ -228,7 +487,8 @@ pub fn module() -> rhai::Module {
 #[export_module]
 pub mod api {
     /// GET `url` and check the status (200 unless `status`) and, with `body`, that the body
-    /// contains that text. Options: `status`, `body`, `timeout_ms` (5000), `name`.
+    /// contains that text. Options: `status`, `body`, `timeout_ms` (5000), `name`, `on` (an
+    /// instance: run the check there, through SSM, e.g. against `http://127.0.0.1:…`).
     ///
     /// ```rhai
     /// let r = health::http("http://10.0.0.5:5678/healthz", #{ timeout_ms: 5000 });
@@ -247,13 +507,14 @@ pub mod api {
             Opts::new(
                 "health::http",
                 options,
-                &["status", "body", "timeout_ms", "name"],
+                &["status", "body", "timeout_ms", "name", "on"],
             )?,
         )?;
-        Ok(rt.blocking.block_on(run_check(&check)))
+        let check = with_override(check, &overrides()?);
+        Ok(run_round(&rt, &[check]).remove(0))
     }
 
-    /// Open a TCP connection to `host:port`. Options: `timeout_ms` (3000), `name`.
+    /// Open a TCP connection to `host:port`. Options: `timeout_ms` (3000), `name`, `on`.
     ///
     /// ```rhai
     /// let r = health::tcp("10.0.0.5", 5432, #{ name: "postgres" });
@@ -269,20 +530,22 @@ pub mod api {
         let check = tcp_check(
             "health::tcp",
             format!("{host}:{port}"),
-            Opts::new("health::tcp", options, &["timeout_ms", "name"])?,
+            Opts::new("health::tcp", options, &["timeout_ms", "name", "on"])?,
         )?;
-        Ok(rt.blocking.block_on(run_check(&check)))
+        let check = with_override(check, &overrides()?);
+        Ok(run_round(&rt, &[check]).remove(0))
     }
 
-    /// Run all `checks` (maps: `#{ name, url, status, body, timeout_ms }` or
-    /// `#{ name, tcp: "host:port" }`) every `interval` seconds (5) until every one passes or
-    /// `timeout` seconds (600) have passed; returns the final results. The error on timeout
-    /// names each failing check and its last error.
+    /// Run all `checks` (maps: `#{ name, url, status, body, timeout_ms, on }` or
+    /// `#{ name, tcp: "host:port", timeout_ms, on }`) every `interval` seconds (5) until every
+    /// one passes or `timeout` seconds (600) have passed; returns the final results. The error
+    /// on timeout names each failing check and its last error. Checks whose `name` appears in
+    /// `GEUSEMAKER_HEALTH_ENDPOINTS` go to the address given there.
     ///
     /// ```rhai
     /// let results = health::wait_until_healthy([
-    ///     #{ name: "n8n", url: `http://${ip}:5678/healthz` },
-    ///     #{ name: "postgres", tcp: `${ip}:5432` },
+    ///     #{ name: "n8n", url: `http://${vm.public_ip}:5678/healthz` },
+    ///     #{ name: "postgres", tcp: "127.0.0.1:5432", on: vm },
     /// ], #{ timeout: 600 });
     /// ```
     #[rhai_fn(return_raw)]
@@ -299,6 +562,7 @@ pub mod api {
         )?;
         let timeout = Duration::from_secs(o.int("timeout")?.unwrap_or(600).max(1) as u64);
         let interval = Duration::from_secs(o.int("interval")?.unwrap_or(5).max(1) as u64);
+        let ov = overrides()?;
         let checks = checks
             .into_iter()
             .map(|c| {
@@ -306,6 +570,7 @@ pub mod api {
                     .ok_or_else(|| usage_err("health::wait_until_healthy: each check is a map"))
                     .and_then(check_from_map)
             })
+            .map(|c| c.map(|c| with_override(c, &ov)))
             .collect::<Result<Vec<_>, _>>()?;
         if checks.is_empty() {
             return Err(usage_err("health::wait_until_healthy: no checks given"));
@@ -314,7 +579,7 @@ pub mod api {
         let deadline = Instant::now() + timeout;
         loop {
             let round = Instant::now();
-            let results: Vec<HealthResult> = rt.blocking.block_on(run_all(&checks));
+            let results = run_round(&rt, &checks);
             let failing: Vec<&HealthResult> = results.iter().filter(|r| !r.ok).collect();
             if failing.is_empty() {
                 rt.add_wait(waiting.done("all healthy"));
@@ -337,7 +602,7 @@ pub mod api {
                     .join("; ");
                 return Err(usage_err_hint(
                     format!("not healthy after {}s: {detail}", timeout.as_secs()),
-                    "check the instance's boot log (cloud-init) and `docker compose ps` via SSM; the run can be repeated",
+                    "check the instance's boot log (/var/log/geusemaker-boot.log) and `docker compose ps` via SSM; the run can be repeated",
                 ));
             }
             let names: Vec<&str> = failing.iter().map(|r| r.name.as_str()).collect();
@@ -355,29 +620,79 @@ pub mod api {
     }
 }
 
-/// Run every check concurrently; results in the order of `checks`.
-pub async fn run_all(checks: &[Check]) -> Vec<HealthResult> {
-    let mut set = tokio::task::JoinSet::new();
-    for (i, c) in checks.iter().cloned().enumerate() {
-        set.spawn(async move { (i, run_check(&c).await) });
-    }
-    let mut out: Vec<Option<HealthResult>> = vec![None; checks.len()];
-    while let Some(joined) = set.join_next().await {
-        if let Ok((i, r)) = joined {
-            out[i] = Some(r);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(name: &str, url: &str) -> Check {
+        Check {
+            name: name.into(),
+            probe: Probe::Http {
+                url: url.into(),
+                status: 200,
+                body: None,
+            },
+            timeout: Duration::from_secs(5),
+            on: Some("i-1".into()),
         }
     }
-    out.into_iter()
-        .zip(checks)
-        .map(|(r, c)| {
-            r.unwrap_or_else(|| HealthResult {
-                name: c.name().to_string(),
-                target: String::new(),
-                ok: false,
-                status: 0,
-                latency_ms: 0,
-                error: Some("check panicked".into()),
-            })
-        })
-        .collect()
+
+    #[test]
+    fn overrides_parse_and_redirect_keeping_the_path() {
+        let o = endpoint_overrides(Some("n8n=127.0.0.1:4000, postgres=127.0.0.1:4001")).unwrap();
+        let c = with_override(http("n8n", "http://10.0.0.5:5678/healthz"), &o);
+        assert_eq!(
+            c.probe,
+            Probe::Http {
+                url: "http://127.0.0.1:4000/healthz".into(),
+                status: 200,
+                body: None
+            }
+        );
+        assert_eq!(c.on, None, "an overridden check runs from here");
+        let t = Check {
+            name: "postgres".into(),
+            probe: Probe::Tcp {
+                addr: "127.0.0.1:5432".into(),
+            },
+            timeout: Duration::from_secs(3),
+            on: Some("i-1".into()),
+        };
+        assert_eq!(
+            with_override(t, &o).probe,
+            Probe::Tcp {
+                addr: "127.0.0.1:4001".into()
+            }
+        );
+        assert!(endpoint_overrides(Some("n8n")).is_err());
+        assert!(endpoint_overrides(Some("n8n=localhost")).is_err());
+        assert!(endpoint_overrides(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn remote_output_is_parsed_per_check() {
+        let checks = vec![
+            http("n8n", "http://127.0.0.1:5678/healthz"),
+            http("ollama", "http://127.0.0.1:11434/api/tags"),
+            Check {
+                name: "postgres".into(),
+                probe: Probe::Tcp {
+                    addr: "127.0.0.1:5432".into(),
+                },
+                timeout: Duration::from_secs(3),
+                on: Some("i-1".into()),
+            },
+        ];
+        let script = remote_script(&checks);
+        assert_eq!(script.len(), 4);
+        assert!(script[1].contains("curl -s -o /tmp/gm-health-0"));
+        assert!(script[3].contains("/dev/tcp/127.0.0.1/5432"));
+        let out = "noise\nGMCHECK 0 200 12 ok\nGMCHECK 1 503 40 fail\n";
+        let r = parse_remote(out, &checks);
+        assert!(r[0].ok && r[0].status == 200 && r[0].latency_ms == 12);
+        assert!(!r[1].ok);
+        assert_eq!(r[1].error.as_deref(), Some("HTTP 503, expected 200"));
+        assert_eq!(r[2].error.as_deref(), Some("no result from the instance"));
+        assert!(parse_remote("", &checks).iter().all(|r| !r.ok));
+    }
 }

@@ -389,7 +389,7 @@ pub fn id_of(v: &Dynamic, what: &str) -> Result<String, Box<EvalAltResult>> {
     }
     by_field!(
         ec2::Vpc => id, ec2::Subnet => id, ec2::SecurityGroup => id, ec2::Instance => id,
-        ec2::Image => id, ec2::KeyPair => name, efs::FileSystem => id, efs::MountTarget => id,
+        ec2::Image => id, ec2::KeyPair => name, ec2::Volume => id, efs::FileSystem => id, efs::MountTarget => id,
         iam::InstanceProfile => arn,
     );
     Err(usage_err(format!(

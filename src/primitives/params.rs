@@ -56,6 +56,11 @@ impl Params {
         })
     }
 
+    /// The raw `--set` text for `name`, if given.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.given.get(name).map(String::as_str)
+    }
+
     pub fn given(&self) -> impl Iterator<Item = &str> {
         self.given.keys().map(String::as_str)
     }

@@ -107,8 +107,9 @@ pub mod api {
     }
 
     /// A SecureString generated once per stack and kept: created with `bytes` random bytes
-    /// (≥ 16, default 32, URL-safe base64) when missing, left untouched when present, so every
-    /// redeploy reuses the same secret.
+    /// (≥ 16, default 32, URL-safe base64, after an optional fixed `prefix` for systems with
+    /// password rules) when missing, left untouched when present, so every redeploy reuses the
+    /// same secret.
     ///
     /// ```rhai
     /// let key = ssm::ensure_secret("n8n/encryption_key", #{ bytes: 32 });
@@ -121,8 +122,18 @@ pub mod api {
         options: Map,
     ) -> Result<Parameter, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
-        let mut o = Opts::new("ssm::ensure_secret", options, &["bytes"])?;
+        let mut o = Opts::new("ssm::ensure_secret", options, &["bytes", "prefix"])?;
         let bytes = o.int("bytes")?.unwrap_or(32);
+        let prefix = o.str("prefix")?.unwrap_or_default();
+        if prefix.len() > 16
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(usage_err(
+                "ssm::ensure_secret: prefix is up to 16 letters, digits, - or _",
+            ));
+        }
         if !(16..=1024).contains(&bytes) {
             return Err(usage_err(
                 "ssm::ensure_secret: bytes must be between 16 and 1024 (16 bytes = 128 bits)",
@@ -140,7 +151,12 @@ pub mod api {
             name,
             |_t| {
                 aws.ssm
-                    .put_secure(&full, &random_secret(bytes as usize), false, &tags)
+                    .put_secure(
+                        &full,
+                        &format!("{prefix}{}", random_secret(bytes as usize)),
+                        false,
+                        &tags,
+                    )
                     .map(|(p, _)| p)
             },
             |p: &Parameter| (p.name.clone(), BTreeMap::new()),

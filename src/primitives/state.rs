@@ -164,6 +164,50 @@ pub mod api {
         store.update(|st| st.status = s).map_err(state_err)
     }
 
+    /// Record the stack as healthy now: `snapshot` (plain data: instance id, AMI, type,
+    /// health results, …) becomes the stack's last-healthy snapshot, which rollback relaunches
+    /// from.
+    ///
+    /// ```rhai
+    /// state::mark_healthy(#{ instance_id: vm.id, image: ami.id, instance_type: vm.instance_type });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn mark_healthy(ctx: NativeCallContext, snapshot: Map) -> Result<(), Box<EvalAltResult>> {
+        let mut json = to_json(
+            "state::mark_healthy",
+            "snapshot",
+            &Dynamic::from_map(snapshot),
+        )?;
+        if let Some(obj) = json.as_object_mut() {
+            obj.insert(
+                "at".into(),
+                serde_json::Value::String(chrono::Utc::now().to_rfc3339()),
+            );
+        }
+        let rt = rt(&ctx)?;
+        let mut store = rt.store()?;
+        store
+            .update(|s| s.last_healthy = Some(json))
+            .map_err(state_err)
+    }
+
+    /// The last-healthy snapshot (or `()` when the stack was never healthy).
+    ///
+    /// ```rhai
+    /// let snap = state::last_healthy();
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn last_healthy(ctx: NativeCallContext) -> Result<Dynamic, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let store = rt.store()?;
+        Ok(store
+            .state()
+            .last_healthy
+            .as_ref()
+            .map(from_json)
+            .unwrap_or(Dynamic::UNIT))
+    }
+
     /// The resource ledger: every resource this stack created or meant to create, as maps
     /// `#{ kind, name, id, status, region, run, token }` in creation order.
     ///

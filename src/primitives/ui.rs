@@ -81,6 +81,19 @@ pub mod api {
         Ok(())
     }
 
+    /// A dollar amount: four decimals below $1 (hourly prices), two above.
+    ///
+    /// ```rhai
+    /// ui::info(`${ui::usd(0.0416)}/h`);   // $0.0416/h
+    /// ```
+    pub fn usd(amount: f64) -> String {
+        if amount.abs() < 1.0 {
+            format!("${amount:.4}")
+        } else {
+            format!("${amount:.2}")
+        }
+    }
+
     /// Ask a yes/no question; `--yes` answers yes. Without a terminal and without `--yes`
     /// this is an error rather than a silent guess.
     ///

@@ -2,6 +2,8 @@
 //! real binary run with the endpoint and fake credentials, and SDK clients for assertions.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

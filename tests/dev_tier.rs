@@ -1,0 +1,605 @@
+//! The dev tier end to end through the binary against moto, with the five services stood in
+//! for by local servers (GEUSEMAKER_HEALTH_ENDPOINTS), and AWS faults injected by a proxy.
+
+mod support;
+
+use std::process::Command;
+
+use base64::Engine as _;
+use support::proxy::{FaultProxy, Rule};
+use support::{tag, Outcome, World};
+
+/// Local stand-ins for the five services; the value for GEUSEMAKER_HEALTH_ENDPOINTS.
+fn stand_ins() -> String {
+    let n8n = support::http_stub(200, "ok");
+    let ollama = support::http_stub(200, "{\"models\":[]}");
+    let qdrant = support::http_stub(200, "healthz check passed");
+    let crawl4ai = support::http_stub(200, "{\"status\":\"ok\"}");
+    let postgres = support::http_stub(200, "");
+    format!("n8n=127.0.0.1:{n8n},ollama=127.0.0.1:{ollama},qdrant=127.0.0.1:{qdrant},crawl4ai=127.0.0.1:{crawl4ai},postgres=127.0.0.1:{postgres}")
+}
+
+fn deploy(w: &World, stack: &str, endpoint: Option<&str>, sets: &[&str]) -> Outcome {
+    let mut args = vec!["run", "dev", "--name", stack, "--set", "health_timeout=30"];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    let mut cmd = w.cmd();
+    cmd.args(&args)
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins());
+    if let Some(e) = endpoint {
+        cmd.env("AWS_ENDPOINT_URL", e);
+    }
+    let out = cmd.output().unwrap();
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ledger_id(state: &serde_json::Value, kind: &str, name: &str) -> String {
+    state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|r| r["kind"] == kind && r["name"] == name && r["status"] == "created")
+        .unwrap_or_else(|| panic!("{kind} {name} not in the ledger"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn user_data(sdk: &support::Sdk, instance: &str) -> String {
+    let ud = sdk
+        .block_on(
+            sdk.ec2
+                .describe_instance_attribute()
+                .instance_id(instance)
+                .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+                .send(),
+        )
+        .unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(ud.user_data().unwrap().value().unwrap())
+        .unwrap();
+    String::from_utf8(raw).unwrap()
+}
+
+fn heredoc<'a>(script: &'a str, path: &str) -> &'a str {
+    let start = format!("cat > '{path}' <<'GEUSEMAKER_EOF'\n");
+    let from = script
+        .find(&start)
+        .unwrap_or_else(|| panic!("{path} is not written by the boot script"))
+        + start.len();
+    let len = script[from..].find("\nGEUSEMAKER_EOF\n").unwrap();
+    &script[from..from + len]
+}
+
+#[test]
+fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
+    let w = World::moto();
+    let stack = support::stack_name("dev");
+    let cidr = "198.51.100.7/32";
+    let out = deploy(&w, &stack, None, &[&format!("allowed_cidr={cidr}")]);
+    out.success()
+        .stdout_has(&format!("Stack {stack} is ready"))
+        .stdout_has("n8n: http://")
+        .stdout_has(&format!("/geusemaker/{stack}/n8n/owner_password"))
+        .stdout_has("aws ssm get-parameter")
+        .stdout_has("/month")
+        .stdout_has(&format!("geusemaker destroy {stack}"))
+        .stdout_has("AWS requests");
+    for svc in ["n8n", "ollama", "qdrant", "crawl4ai", "postgres"] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.contains(svc) && l.contains("healthy")),
+            "{svc} not healthy:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        !out.stderr.contains("open to the whole internet"),
+        "restricted CIDR: no warning"
+    );
+
+    let state = w.state(&stack);
+    let sdk = w.sdk();
+    let instance_id = ledger_id(&state, "ec2:instance", "app");
+    let fs_id = ledger_id(&state, "efs:file-system", "data");
+    let volume_id = ledger_id(&state, "ec2:volume", "data");
+    let app_sg = ledger_id(&state, "ec2:security-group", "app");
+    let efs_sg = ledger_id(&state, "ec2:security-group", "efs");
+
+    // --- state: complete, running, healthy snapshot, no pending intents
+    assert_eq!(state["status"], "running");
+    assert_eq!(state["outputs"]["instance_id"], instance_id.as_str());
+    assert_eq!(state["outputs"]["data_volume_id"], volume_id.as_str());
+    assert_eq!(state["outputs"]["market"], "spot");
+    assert_eq!(state["last_healthy"]["instance_id"], instance_id.as_str());
+    assert_eq!(
+        state["last_healthy"]["services"].as_array().unwrap().len(),
+        5
+    );
+    assert_eq!(state["config"]["allowed_cidr"], cidr);
+    assert!(
+        state["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "created"),
+        "{}",
+        state["resources"]
+    );
+
+    // --- instance: spot, IMDSv2, the profile, tagged
+    let inst = sdk.stack_instances(&stack);
+    assert_eq!(inst.len(), 1);
+    let i = &inst[0];
+    assert_eq!(i.instance_id(), Some(instance_id.as_str()));
+    assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+    assert_eq!(
+        i.metadata_options()
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str()),
+        Some("required")
+    );
+    assert!(i
+        .iam_instance_profile()
+        .and_then(|p| p.arn())
+        .unwrap()
+        .ends_with(&format!("/{stack}-app")));
+    assert_eq!(tag(i.tags(), "geusemaker:stack"), Some(stack.as_str()));
+    assert_eq!(
+        i.security_groups()
+            .iter()
+            .filter_map(|g| g.group_id())
+            .collect::<Vec<_>>(),
+        [app_sg.as_str()]
+    );
+    let az = i
+        .placement()
+        .unwrap()
+        .availability_zone()
+        .unwrap()
+        .to_string();
+
+    // --- security groups: exactly the intended rules
+    let sgs = sdk.stack_security_groups(&stack);
+    assert_eq!(sgs.len(), 2);
+    let app = sgs
+        .iter()
+        .find(|g| g.group_id() == Some(app_sg.as_str()))
+        .unwrap();
+    let mut rules: Vec<(i32, i32, String)> = Vec::new();
+    for p in app.ip_permissions() {
+        for r in p.ip_ranges() {
+            rules.push((
+                p.from_port().unwrap(),
+                p.to_port().unwrap(),
+                r.cidr_ip().unwrap().to_string(),
+            ));
+        }
+        for g in p.user_id_group_pairs() {
+            rules.push((
+                p.from_port().unwrap(),
+                p.to_port().unwrap(),
+                g.group_id().unwrap().to_string(),
+            ));
+        }
+    }
+    rules.sort();
+    let mut want = vec![
+        (5432, 5432, app_sg.clone()),
+        (5678, 5678, cidr.to_string()),
+        (6333, 6334, app_sg.clone()),
+        (8000, 8000, app_sg.clone()),
+        (11434, 11434, app_sg.clone()),
+    ];
+    want.sort();
+    assert_eq!(
+        rules, want,
+        "no SSH, n8n from the allowed range, the rest from the stack only"
+    );
+    let efs_group = sgs
+        .iter()
+        .find(|g| g.group_id() == Some(efs_sg.as_str()))
+        .unwrap();
+    let p = efs_group.ip_permissions();
+    assert_eq!(p.len(), 1);
+    assert_eq!((p[0].from_port(), p[0].to_port()), (Some(2049), Some(2049)));
+    assert!(p[0].ip_ranges().is_empty());
+    assert_eq!(
+        p[0].user_id_group_pairs()[0].group_id(),
+        Some(app_sg.as_str())
+    );
+
+    // --- EFS encrypted + tagged, mount target in the instance's zone behind the EFS group
+    let fs = sdk
+        .block_on(
+            sdk.efs
+                .describe_file_systems()
+                .file_system_id(&fs_id)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(fs.file_systems()[0].encrypted(), Some(true));
+    assert!(fs.file_systems()[0]
+        .tags()
+        .iter()
+        .any(|t| t.key() == "geusemaker:stack" && t.value() == stack));
+    let mts = sdk
+        .block_on(
+            sdk.efs
+                .describe_mount_targets()
+                .file_system_id(&fs_id)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(mts.mount_targets().len(), 1);
+    assert_eq!(
+        mts.mount_targets()[0].availability_zone_name(),
+        Some(az.as_str())
+    );
+    let mt_sgs = sdk
+        .block_on(
+            sdk.efs
+                .describe_mount_target_security_groups()
+                .mount_target_id(mts.mount_targets()[0].mount_target_id())
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(mt_sgs.security_groups(), std::slice::from_ref(&efs_sg));
+
+    // --- the data volume: outlives the instance, same zone, encrypted gp3, tagged
+    let v = sdk
+        .block_on(sdk.ec2.describe_volumes().volume_ids(&volume_id).send())
+        .unwrap();
+    let v = &v.volumes()[0];
+    assert_eq!(v.availability_zone(), Some(az.as_str()));
+    assert_eq!(v.encrypted(), Some(true));
+    assert_eq!(v.volume_type().map(|t| t.as_str()), Some("gp3"));
+    assert_eq!(v.size(), Some(50));
+    assert_eq!(
+        tag(v.tags(), "Name"),
+        Some(format!("{stack}-data").as_str())
+    );
+    let att = &v.attachments()[0];
+    assert_eq!(att.instance_id(), Some(instance_id.as_str()));
+    assert_eq!(att.device(), Some("/dev/sdf"));
+    assert_ne!(
+        att.delete_on_termination(),
+        Some(true),
+        "attached separately: not deleted with the instance"
+    );
+
+    // --- secrets: SecureString, tagged, never in the user data, the state, or the output
+    let state_text = std::fs::read_to_string(w.state_path(&stack)).unwrap();
+    let script = user_data(&sdk, &instance_id);
+    for name in [
+        "n8n/encryption_key",
+        "n8n/owner_password",
+        "postgres/password",
+    ] {
+        let full = format!("/geusemaker/{stack}/{name}");
+        let p = sdk
+            .block_on(
+                sdk.ssm
+                    .get_parameter()
+                    .name(&full)
+                    .with_decryption(true)
+                    .send(),
+            )
+            .unwrap();
+        let p = p.parameter().unwrap();
+        assert_eq!(p.r#type().map(|t| t.as_str()), Some("SecureString"));
+        let value = p.value().unwrap();
+        assert!(value.len() >= 22, "≥ 128 bits");
+        assert!(
+            !state_text.contains(value),
+            "{name} value in the state file"
+        );
+        assert!(!script.contains(value), "{name} value in the user data");
+        assert!(
+            !out.stdout.contains(value) && !out.stderr.contains(value),
+            "{name} value in the output"
+        );
+        assert!(script.contains(&full), "the boot script fetches {full}");
+    }
+
+    // --- the boot script: shellcheck-clean; the compose file: valid YAML, five pinned services
+    let path = w.home.path().join("user-data.sh");
+    std::fs::write(&path, &script).unwrap();
+    let sc = Command::new("shellcheck")
+        .arg(&path)
+        .output()
+        .expect("shellcheck is installed by scripts/test.sh");
+    assert!(
+        sc.status.success(),
+        "shellcheck:\n{}",
+        String::from_utf8_lossy(&sc.stdout)
+    );
+    assert!(script.len() < 16 * 1024, "user data within EC2's 16 KiB");
+    assert!(script.contains(&format!("{fs_id}:/ /mnt/efs efs _netdev,tls")));
+    let compose: serde_yaml::Value =
+        serde_yaml::from_str(heredoc(&script, "/opt/geusemaker/compose.yaml"))
+            .expect("compose file is YAML");
+    let services = compose["services"].as_mapping().unwrap();
+    let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
+    assert_eq!(names, ["postgres", "n8n", "ollama", "qdrant", "crawl4ai"]);
+    for (name, svc) in services {
+        let name = name.as_str().unwrap();
+        let image = svc["image"].as_str().unwrap();
+        let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+        assert!(
+            !tag.is_empty() && tag != "latest",
+            "{name}: {image} is not pinned"
+        );
+        assert_eq!(svc["restart"].as_str(), Some("unless-stopped"), "{name}");
+        assert!(
+            svc["healthcheck"]["test"].is_sequence(),
+            "{name} has a healthcheck"
+        );
+    }
+    let volumes = |svc: &str| -> Vec<String> {
+        services[svc]["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        volumes("qdrant")[0].starts_with("/mnt/data/"),
+        "Qdrant on the EBS data volume, not NFS"
+    );
+    assert!(volumes("postgres")[0].starts_with("/mnt/data/"));
+    assert!(volumes("n8n")[0].starts_with("/mnt/efs/"));
+    assert!(volumes("ollama")[0].starts_with("/mnt/efs/"));
+
+    // --- every resource carries the stack tag
+    let vols = sdk
+        .block_on(
+            sdk.ec2
+                .describe_volumes()
+                .filters(support::filter("attachment.instance-id", &instance_id))
+                .send(),
+        )
+        .unwrap();
+    for vol in vols.volumes() {
+        assert_eq!(
+            tag(vol.tags(), "geusemaker:stack"),
+            Some(stack.as_str()),
+            "{:?}",
+            vol.volume_id()
+        );
+    }
+    let role = sdk
+        .block_on(sdk.iam.get_role().role_name(format!("{stack}-app")).send())
+        .unwrap();
+    assert!(role
+        .role()
+        .unwrap()
+        .tags()
+        .iter()
+        .any(|t| t.key() == "geusemaker:stack" && t.value() == stack));
+
+    // --- re-run: nothing new
+    let again = deploy(&w, &stack, None, &[&format!("allowed_cidr={cidr}")]);
+    again.success().stdout_has("nothing changed");
+    assert_eq!(sdk.stack_instances(&stack).len(), 1);
+    assert_eq!(sdk.stack_security_groups(&stack).len(), 2);
+    let state2 = w.state(&stack);
+    assert_eq!(
+        state2["resources"].as_array().unwrap().len(),
+        state["resources"].as_array().unwrap().len()
+    );
+    let data_vols = sdk
+        .block_on(
+            sdk.ec2
+                .describe_volumes()
+                .filters(support::filter("tag:Name", &format!("{stack}-data")))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(data_vols.volumes().len(), 1);
+
+    // --- losing the instance keeps the data volume (and EFS)
+    sdk.block_on(
+        sdk.ec2
+            .terminate_instances()
+            .instance_ids(&instance_id)
+            .send(),
+    )
+    .unwrap();
+    let _ = sdk.block_on(
+        sdk.ec2
+            .describe_instances()
+            .instance_ids(&instance_id)
+            .send(),
+    );
+    let v = sdk
+        .block_on(sdk.ec2.describe_volumes().volume_ids(&volume_id).send())
+        .expect("the data volume survives termination");
+    assert_eq!(
+        v.volumes()[0].state().map(|s| s.as_str()),
+        Some("available")
+    );
+    assert!(sdk
+        .block_on(
+            sdk.efs
+                .describe_file_systems()
+                .file_system_id(&fs_id)
+                .send()
+        )
+        .is_ok());
+}
+
+#[test]
+fn no_spot_capacity_anywhere_falls_back_to_on_demand() {
+    let w = World::moto();
+    let stack = support::stack_name("dev-od");
+    let proxy = FaultProxy::start(
+        &support::moto().endpoint,
+        vec![Rule::ec2_error(
+            &["Action=RunInstances", "InstanceMarketOptions.MarketType=spot", &format!("{stack}-app")],
+            "InsufficientInstanceCapacity",
+            "We currently do not have sufficient t3.medium capacity in the Availability Zone you requested.",
+        )],
+    );
+    let out = deploy(&w, &stack, Some(&proxy.endpoint()), &[]);
+    out.success()
+        .stderr_has("open to the whole internet")
+        .stderr_has("no spot capacity for t3.medium in us-east-1a (InsufficientInstanceCapacity)")
+        .stderr_has("launched on-demand");
+    assert_eq!(
+        proxy.hit_count(),
+        6,
+        "spot tried once in each of the six zones"
+    );
+    let state = w.state(&stack);
+    assert_eq!(state["outputs"]["market"], "on-demand");
+    assert!(state["outputs"]["market_reason"]
+        .as_str()
+        .unwrap()
+        .contains("InsufficientInstanceCapacity"));
+    let inst = w.sdk().stack_instances(&stack);
+    assert_eq!(inst.len(), 1);
+    assert_eq!(inst[0].instance_lifecycle(), None, "on-demand");
+    // The refused attempts are in the ledger as failed, not as pending intents.
+    let launches: Vec<&serde_json::Value> = state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "ec2:instance")
+        .collect();
+    assert_eq!(
+        launches.iter().filter(|r| r["status"] == "failed").count(),
+        6
+    );
+    assert_eq!(
+        launches.iter().filter(|r| r["status"] == "created").count(),
+        1
+    );
+}
+
+#[test]
+fn a_zone_without_capacity_moves_the_instance_and_its_storage_to_the_next() {
+    let w = World::moto();
+    let stack = support::stack_name("dev-az");
+    let sdk = w.sdk();
+    let subnets = sdk
+        .block_on(
+            sdk.ec2
+                .describe_subnets()
+                .filters(support::filter("default-for-az", "true"))
+                .send(),
+        )
+        .unwrap();
+    let mut subnets: Vec<_> = subnets
+        .subnets()
+        .iter()
+        .map(|s| {
+            (
+                s.availability_zone().unwrap().to_string(),
+                s.subnet_id().unwrap().to_string(),
+            )
+        })
+        .collect();
+    subnets.sort();
+    let (first_az, first_subnet) = subnets[0].clone();
+    let (second_az, _) = subnets[1].clone();
+    let proxy = FaultProxy::start(
+        &support::moto().endpoint,
+        vec![Rule::ec2_error(
+            &[
+                "Action=RunInstances",
+                &format!("SubnetId={first_subnet}"),
+                &format!("{stack}-app"),
+            ],
+            "InsufficientInstanceCapacity",
+            "no capacity",
+        )],
+    );
+    let out = deploy(
+        &w,
+        &stack,
+        Some(&proxy.endpoint()),
+        &["ssh_cidr=192.0.2.0/24", "allowed_cidr=192.0.2.0/24"],
+    );
+    out.success()
+        .stderr_has(&format!("no spot capacity for t3.medium in {first_az}"));
+    let inst = sdk.stack_instances(&stack);
+    assert_eq!(
+        inst[0].placement().unwrap().availability_zone(),
+        Some(second_az.as_str())
+    );
+    assert_eq!(
+        inst[0].instance_lifecycle().map(|l| l.as_str()),
+        Some("spot"),
+        "still spot, one zone over"
+    );
+    let state = w.state(&stack);
+    let vol = sdk
+        .block_on(
+            sdk.ec2
+                .describe_volumes()
+                .volume_ids(ledger_id(&state, "ec2:volume", "data"))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        vol.volumes()[0].availability_zone(),
+        Some(second_az.as_str()),
+        "the data volume follows"
+    );
+    let fs_id = ledger_id(&state, "efs:file-system", "data");
+    let mts = sdk
+        .block_on(
+            sdk.efs
+                .describe_mount_targets()
+                .file_system_id(&fs_id)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        mts.mount_targets()[0].availability_zone_name(),
+        Some(second_az.as_str()),
+        "the mount target follows"
+    );
+    // SSH was asked for explicitly: exactly that range on 22.
+    let app = sdk
+        .block_on(
+            sdk.ec2
+                .describe_security_groups()
+                .group_ids(ledger_id(&state, "ec2:security-group", "app"))
+                .send(),
+        )
+        .unwrap();
+    let ssh: Vec<_> = app.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .filter(|p| p.from_port() == Some(22))
+        .flat_map(|p| p.ip_ranges().iter().filter_map(|r| r.cidr_ip()))
+        .collect();
+    assert_eq!(ssh, ["192.0.2.0/24"]);
+}
+
+#[test]
+fn expensive_instance_types_are_refused_before_anything_is_created() {
+    let w = World::moto();
+    let stack = support::stack_name("dev-p4");
+    let out = deploy(&w, &stack, None, &["instance_type=p4d.24xlarge"]);
+    out.failure(1)
+        .stderr_has("p4d.24xlarge costs dollars per hour")
+        .stderr_has("allow_expensive=true")
+        .stderr_has("stdlib/instance.rhai:");
+    assert!(
+        !w.state_path(&stack).exists(),
+        "nothing created, nothing recorded"
+    );
+    assert!(w.sdk().stack_security_groups(&stack).is_empty());
+}
