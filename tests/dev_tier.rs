@@ -436,6 +436,51 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
                 .send()
         )
         .is_ok());
+
+    // --- the next run converges: a new instance in the data's zone, the same volume re-attached
+    let key_name = format!("/geusemaker/{stack}/n8n/encryption_key");
+    let key = |sdk: &support::Sdk| {
+        let p = sdk
+            .block_on(
+                sdk.ssm
+                    .get_parameter()
+                    .name(&key_name)
+                    .with_decryption(true)
+                    .send(),
+            )
+            .unwrap();
+        p.parameter().unwrap().value().unwrap().to_string()
+    };
+    let key_before = key(&sdk);
+    let healed = deploy(&w, &stack, None, &[&format!("allowed_cidr={cidr}")]);
+    healed
+        .success()
+        .stdout_has("1 resource(s) created by this run");
+    let inst = sdk.stack_instances(&stack);
+    assert_eq!(inst.len(), 1);
+    assert_ne!(
+        inst[0].instance_id(),
+        Some(instance_id.as_str()),
+        "a replacement instance"
+    );
+    assert_eq!(
+        inst[0].placement().unwrap().availability_zone(),
+        Some(az.as_str()),
+        "in the data volume's zone"
+    );
+    let v = sdk
+        .block_on(sdk.ec2.describe_volumes().volume_ids(&volume_id).send())
+        .unwrap();
+    assert_eq!(
+        v.volumes()[0].attachments()[0].instance_id(),
+        inst[0].instance_id(),
+        "the same data volume, re-attached"
+    );
+    assert_eq!(key(&sdk), key_before, "n8n's encryption key is kept");
+    assert_eq!(
+        w.state(&stack)["outputs"]["instance_id"],
+        inst[0].instance_id().unwrap()
+    );
 }
 
 #[test]
