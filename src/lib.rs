@@ -9,6 +9,8 @@ pub mod boot;
 pub mod cli;
 pub mod cloud;
 pub mod engine;
+pub mod interrupt;
+pub mod inventory;
 pub mod primitives;
 pub mod state;
 pub mod ui;

@@ -31,15 +31,17 @@ fn init_tracing(cli: &Cli) {
         .with_target(false)
         .with_filter(stderr_filter);
     let file = match &cli.command {
-        Command::Run(args) => stack_log(&args.name).map(|f| {
-            tracing_subscriber::fmt::layer()
-                .with_writer(Mutex::new(f))
-                .with_ansi(false)
-                .with_target(false)
-                .with_filter(EnvFilter::new("geusemaker=debug,warn"))
-        }),
+        Command::Run(args) => stack_log(&args.name),
+        Command::Destroy(args) | Command::Rollback { stack: args, .. } => stack_log(&args.name),
         _ => None,
-    };
+    }
+    .map(|f| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(Mutex::new(f))
+            .with_ansi(false)
+            .with_target(false)
+            .with_filter(EnvFilter::new("geusemaker=debug,warn"))
+    });
     tracing_subscriber::registry()
         .with(stderr)
         .with(file)

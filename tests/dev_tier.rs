@@ -9,15 +9,7 @@ use base64::Engine as _;
 use support::proxy::{FaultProxy, Rule};
 use support::{tag, Outcome, World};
 
-/// Local stand-ins for the five services; the value for GEUSEMAKER_HEALTH_ENDPOINTS.
-fn stand_ins() -> String {
-    let n8n = support::http_stub(200, "ok");
-    let ollama = support::http_stub(200, "{\"models\":[]}");
-    let qdrant = support::http_stub(200, "healthz check passed");
-    let crawl4ai = support::http_stub(200, "{\"status\":\"ok\"}");
-    let postgres = support::http_stub(200, "");
-    format!("n8n=127.0.0.1:{n8n},ollama=127.0.0.1:{ollama},qdrant=127.0.0.1:{qdrant},crawl4ai=127.0.0.1:{crawl4ai},postgres=127.0.0.1:{postgres}")
-}
+use support::stand_ins;
 
 fn deploy(w: &World, stack: &str, endpoint: Option<&str>, sets: &[&str]) -> Outcome {
     let mut args = vec!["run", "dev", "--name", stack, "--set", "health_timeout=30"];

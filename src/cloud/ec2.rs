@@ -395,8 +395,18 @@ pub trait Ec2Api: Send + Sync {
     fn instance(&self, id: &str) -> Result<Instance, CloudError>;
     /// Non-terminated instances carrying all these tags.
     fn find_instances(&self, tags: &[(String, String)]) -> Result<Vec<Instance>, CloudError>;
-    fn terminate_instance(&self, id: &str) -> Result<(), CloudError>;
+    /// Terminate; returns the state the instance was in before.
+    fn terminate_instance(&self, id: &str) -> Result<String, CloudError>;
     fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError>;
+    /// Security groups carrying all these tags.
+    fn find_security_groups(
+        &self,
+        tags: &[(String, String)],
+    ) -> Result<Vec<SecurityGroup>, CloudError>;
+    /// Remove every inbound rule of the group (so groups that reference each other can go).
+    fn revoke_all_ingress(&self, group: &SecurityGroup) -> Result<(), CloudError>;
+    /// Key pairs carrying all these tags.
+    fn find_key_pairs(&self, tags: &[(String, String)]) -> Result<Vec<KeyPair>, CloudError>;
     /// Volumes (not deleted) carrying all these tags.
     fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError>;
     fn volume(&self, id: &str) -> Result<Volume, CloudError>;
@@ -1004,11 +1014,18 @@ impl Ec2Api for SdkEc2 {
             .collect())
     }
 
-    fn terminate_instance(&self, id: &str) -> Result<(), CloudError> {
-        self.rt
+    fn terminate_instance(&self, id: &str) -> Result<String, CloudError> {
+        let out = self
+            .rt
             .block_on(self.client.terminate_instances().instance_ids(id).send())
-            .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "TerminateInstances", e))
+            .map_err(|e| CloudError::from_sdk(SVC, "TerminateInstances", e))?;
+        Ok(out
+            .terminating_instances()
+            .first()
+            .and_then(|c| c.previous_state())
+            .and_then(|st| st.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default())
     }
 
     fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError> {
@@ -1133,5 +1150,57 @@ impl Ec2Api for SdkEc2 {
             .block_on(self.client.delete_volume().volume_id(id).send())
             .map(|_| ())
             .map_err(|e| CloudError::from_sdk(SVC, "DeleteVolume", e))
+    }
+
+    fn find_security_groups(
+        &self,
+        tags: &[(String, String)],
+    ) -> Result<Vec<SecurityGroup>, CloudError> {
+        let mut req = self.client.describe_security_groups();
+        for (k, v) in tags {
+            req = req.filters(filter(&format!("tag:{k}"), &[v]));
+        }
+        let out = self
+            .rt
+            .block_on(req.send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSecurityGroups", e))?;
+        Ok(out.security_groups().iter().map(to_sg).collect())
+    }
+
+    fn revoke_all_ingress(&self, group: &SecurityGroup) -> Result<(), CloudError> {
+        if group.ingress.is_empty() {
+            return Ok(());
+        }
+        self.rt
+            .block_on(
+                self.client
+                    .revoke_security_group_ingress()
+                    .group_id(&group.id)
+                    .set_ip_permissions(Some(group.ingress.iter().map(ip_permission).collect()))
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "RevokeSecurityGroupIngress", e))
+    }
+
+    fn find_key_pairs(&self, tags: &[(String, String)]) -> Result<Vec<KeyPair>, CloudError> {
+        let mut req = self.client.describe_key_pairs();
+        for (k, v) in tags {
+            req = req.filters(filter(&format!("tag:{k}"), &[v]));
+        }
+        let out = self
+            .rt
+            .block_on(req.send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeKeyPairs", e))?;
+        Ok(out
+            .key_pairs()
+            .iter()
+            .map(|k| KeyPair {
+                name: s(k.key_name()),
+                id: s(k.key_pair_id()),
+                fingerprint: s(k.key_fingerprint()),
+                private_key_path: None,
+            })
+            .collect())
     }
 }

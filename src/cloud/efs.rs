@@ -79,6 +79,10 @@ pub trait EfsApi: Send + Sync {
     fn create_file_system(&self, token: &str, tags: &Tags) -> Result<FileSystem, CloudError>;
     fn delete_file_system(&self, id: &str) -> Result<(), CloudError>;
     fn mount_targets(&self, fs_id: &str) -> Result<Vec<MountTarget>, CloudError>;
+    /// One mount target by id; `None` when it does not exist.
+    fn mount_target(&self, id: &str) -> Result<Option<MountTarget>, CloudError>;
+    /// File systems carrying the tag `key=value`.
+    fn find_by_tag(&self, key: &str, value: &str) -> Result<Vec<FileSystem>, CloudError>;
     fn create_mount_target(
         &self,
         fs_id: &str,
@@ -260,5 +264,54 @@ impl EfsApi for SdkEfs {
             .block_on(self.client.delete_mount_target().mount_target_id(id).send())
             .map(|_| ())
             .map_err(|e| CloudError::from_sdk(SVC, "DeleteMountTarget", e))
+    }
+
+    fn mount_target(&self, id: &str) -> Result<Option<MountTarget>, CloudError> {
+        match self.rt.block_on(
+            self.client
+                .describe_mount_targets()
+                .mount_target_id(id)
+                .send(),
+        ) {
+            Ok(out) => Ok(out.mount_targets().first().map(to_mt)),
+            Err(e) => {
+                let e = CloudError::from_sdk(SVC, "DescribeMountTargets", e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn find_by_tag(&self, key: &str, value: &str) -> Result<Vec<FileSystem>, CloudError> {
+        let mut found = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .rt
+                .block_on(
+                    self.client
+                        .describe_file_systems()
+                        .set_marker(marker.clone())
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "DescribeFileSystems", e))?;
+            found.extend(
+                out.file_systems()
+                    .iter()
+                    .filter(|f| {
+                        f.tags()
+                            .iter()
+                            .any(|t| t.key() == key && t.value() == value)
+                    })
+                    .map(to_fs),
+            );
+            marker = out.next_marker().map(str::to_string);
+            if marker.is_none() {
+                return Ok(found);
+            }
+        }
     }
 }

@@ -61,6 +61,7 @@ pub trait IamApi: Send + Sync {
         tags: &Tags,
     ) -> Result<(InstanceProfile, bool), CloudError>;
     fn find_instance_profile(&self, name: &str) -> Result<Option<InstanceProfile>, CloudError>;
+    fn role_exists(&self, name: &str) -> Result<bool, CloudError>;
     /// Remove the role from the profile, detach/delete its policies, delete both.
     fn delete_instance_profile(&self, name: &str) -> Result<(), CloudError>;
 }
@@ -228,6 +229,10 @@ impl IamApi for SdkIam {
                 }
             }
         }
+    }
+
+    fn role_exists(&self, name: &str) -> Result<bool, CloudError> {
+        Ok(self.role_arn(name)?.is_some())
     }
 
     fn delete_instance_profile(&self, name: &str) -> Result<(), CloudError> {

@@ -51,6 +51,21 @@ pub struct AwsSettings {
 #[derive(Debug, Default)]
 pub struct CallStats {
     inner: Mutex<CallStatsInner>,
+    responses: std::sync::atomic::AtomicU64,
+}
+
+/// Test-only crash switch: `GEUSEMAKER_TEST_KILL_AFTER_RESPONSES=k` makes the process SIGKILL
+/// itself as soon as the k-th AWS response arrives, before it is read — the worst moment for a
+/// crash (AWS did the work, the ledger has not heard). The crash-safety tests use it.
+pub const KILL_SWITCH_ENV: &str = "GEUSEMAKER_TEST_KILL_AFTER_RESPONSES";
+
+fn kill_switch() -> Option<u64> {
+    static AFTER: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *AFTER.get_or_init(|| {
+        std::env::var(KILL_SWITCH_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+    })
 }
 
 #[derive(Debug, Default, Clone)]
@@ -98,6 +113,26 @@ impl Intercept for CountingInterceptor {
         let mut s = self.0.inner.lock().unwrap();
         s.operations += 1;
         *s.by_operation.entry(key).or_default() += 1;
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        _ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let n = self
+            .0
+            .responses
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if kill_switch() == Some(n) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &std::process::id().to_string()])
+                .status();
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        }
         Ok(())
     }
 

@@ -74,6 +74,8 @@ pub trait SsmApi: Send + Sync {
     /// A parameter and its (decrypted) value; `None` when it does not exist.
     fn get(&self, name: &str) -> Result<Option<(Parameter, String)>, CloudError>;
     fn delete(&self, name: &str) -> Result<(), CloudError>;
+    /// Every parameter under `path` (recursively), without values.
+    fn list_by_path(&self, path: &str) -> Result<Vec<Parameter>, CloudError>;
     fn send_command(
         &self,
         instance_id: &str,
@@ -267,5 +269,38 @@ impl SsmApi for SdkSsm {
                 .to_string(),
             stderr: out.standard_error_content().unwrap_or_default().to_string(),
         })
+    }
+
+    fn list_by_path(&self, path: &str) -> Result<Vec<Parameter>, CloudError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .rt
+                .block_on(
+                    self.client
+                        .get_parameters_by_path()
+                        .path(path)
+                        .recursive(true)
+                        .with_decryption(false)
+                        .set_next_token(token.clone())
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "GetParametersByPath", e))?;
+            found.extend(out.parameters().iter().map(|p| {
+                Parameter {
+                    name: p.name().unwrap_or_default().to_string(),
+                    kind: p
+                        .r#type()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    version: p.version(),
+                }
+            }));
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(found);
+            }
+        }
     }
 }

@@ -53,6 +53,14 @@ pub fn poll_until<T>(
     let deadline = start + backoff.timeout;
     let mut attempt = 0;
     loop {
+        if crate::interrupt::requested() {
+            return Err(CloudError::new(
+                service,
+                format!("wait for {what}"),
+                "Interrupted",
+                "interrupted by Ctrl-C",
+            ));
+        }
         match check()? {
             Poll::Ready(v) => return Ok(v),
             Poll::Failed(state) => {

@@ -2,8 +2,10 @@
 
 /// Bundled recipes: `geusemaker run dev` runs `recipes/dev.rhai`.
 pub const RECIPES: &[(&str, &str)] = &[
+    ("destroy", include_str!("../../recipes/destroy.rhai")),
     ("dev", include_str!("../../recipes/dev.rhai")),
     ("quickstart", include_str!("../../recipes/quickstart.rhai")),
+    ("rollback", include_str!("../../recipes/rollback.rhai")),
 ];
 
 /// Bundled stdlib modules: `import "network"` finds `stdlib/network.rhai`.
@@ -14,6 +16,7 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("security", include_str!("../../stdlib/security.rhai")),
     ("services", include_str!("../../stdlib/services.rhai")),
     ("storage", include_str!("../../stdlib/storage.rhai")),
+    ("teardown", include_str!("../../stdlib/teardown.rhai")),
 ];
 
 pub fn recipe(name: &str) -> Option<&'static str> {

@@ -359,7 +359,9 @@ pub mod api {
         aws.ec2.authorize_ingress(&sg, &rules).map_err(cloud_err)
     }
 
-    /// Delete a security group (a handle or id).
+    /// Delete a security group (a handle or id); `false` when it was already gone. While another group (or a network interface
+    /// of a terminating instance) still references it, AWS answers DependencyViolation: that
+    /// is retried for up to 5 minutes. Already gone is fine.
     ///
     /// ```rhai
     /// ec2::delete_security_group(web);
@@ -368,15 +370,64 @@ pub mod api {
     pub fn delete_security_group(
         ctx: NativeCallContext,
         group: Dynamic,
-    ) -> Result<(), Box<EvalAltResult>> {
+    ) -> Result<bool, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
         let id = id_of(&group, "a security group")?;
-        match rt.aws()?.ec2.delete_security_group(&id) {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
+        let aws = rt.aws()?;
+        let existed = rt.waiting(
+            &format!("security group {id} deleted"),
+            |tick| {
+                poll_until(
+                    "ec2",
+                    &format!("security group {id} deletion"),
+                    Backoff::new(Duration::from_secs(300)),
+                    tick,
+                    || match aws.ec2.delete_security_group(&id) {
+                        Ok(()) => Ok(Poll::Ready(true)),
+                        Err(e) if e.is_not_found() => Ok(Poll::Ready(false)),
+                        Err(e) if e.code == "DependencyViolation" => {
+                            Ok(Poll::Pending("still in use".into()))
+                        }
+                        Err(e) => Err(e),
+                    },
+                )
+            },
+            |existed| {
+                if *existed {
+                    "deleted".into()
+                } else {
+                    "already gone".into()
+                }
+            },
+        )?;
+        rt.mark_deleted("ec2:security-group", &id)?;
+        Ok(existed)
+    }
+
+    /// Remove every inbound rule of a group (so that groups referencing each other can be
+    /// deleted). Returns the group without rules.
+    ///
+    /// ```rhai
+    /// ec2::revoke_ingress(app_sg);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn revoke_ingress(
+        ctx: NativeCallContext,
+        group: Dynamic,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&group, "a security group")?;
+        let aws = rt.aws()?;
+        let sg = match aws.ec2.security_group(&id) {
+            Ok(sg) => sg,
+            Err(e) if e.is_not_found() => return Ok(Dynamic::UNIT),
             Err(e) => return Err(cloud_err(e)),
-        }
-        rt.mark_deleted("ec2:security-group", &id)
+        };
+        aws.ec2.revoke_all_ingress(&sg).map_err(cloud_err)?;
+        Ok(Dynamic::from(SecurityGroup {
+            ingress: Vec::new(),
+            ..sg
+        }))
     }
 
     /// Create (or find) the key pair `<stack>-<name>` (ed25519). A newly created private key
@@ -444,22 +495,22 @@ pub mod api {
         )
     }
 
-    /// Delete a key pair (a handle or its name) and its saved private key.
+    /// Delete a key pair (a handle or its name) and its saved private key; `false` when it was
+    /// already gone.
     ///
     /// ```rhai
     /// ec2::delete_key_pair(key);
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn delete_key_pair(ctx: NativeCallContext, key: Dynamic) -> Result<(), Box<EvalAltResult>> {
+    pub fn delete_key_pair(
+        ctx: NativeCallContext,
+        key: Dynamic,
+    ) -> Result<bool, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
         let name = id_of(&key, "a key pair")?;
-        match rt.aws()?.ec2.delete_key_pair(&name) {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(cloud_err(e)),
-        }
+        let result = rt.aws()?.ec2.delete_key_pair(&name);
         let _ = std::fs::remove_file(rt.home.keys_dir().join(format!("{name}.pem")));
-        rt.mark_deleted("ec2:key-pair", &name)
+        rt.settle_delete("ec2:key-pair", &name, result)
     }
 
     /// Launch the instance `<stack>-<name>` and return at once (state `pending`); wait with
@@ -681,19 +732,23 @@ pub mod api {
         wait_instance(&rt, &id, timeout, "running")
     }
 
-    /// Ask EC2 to terminate the instance; returns at once.
+    /// Ask EC2 to terminate the instance; returns at once: `true`, or `false` when it was
+    /// already gone.
     ///
     /// ```rhai
     /// ec2::terminate(vm);
     /// ec2::wait_until_terminated(vm);
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn terminate(ctx: NativeCallContext, instance: Dynamic) -> Result<(), Box<EvalAltResult>> {
+    pub fn terminate(
+        ctx: NativeCallContext,
+        instance: Dynamic,
+    ) -> Result<bool, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
         let id = id_of(&instance, "an instance")?;
         match rt.aws()?.ec2.terminate_instance(&id) {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
+            Ok(previous) => Ok(previous != "terminated"),
+            Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(cloud_err(e)),
         }
     }
@@ -862,7 +917,8 @@ pub mod api {
         wait_volume(&rt, &vol_id, "in-use", Some(&inst_id))
     }
 
-    /// Delete a volume (its data is lost: recipes keep this behind a confirmation).
+    /// Delete a volume (its data is lost: recipes keep this behind a confirmation); `false` when
+    /// it was already gone.
     ///
     /// ```rhai
     /// ec2::delete_volume(data);
@@ -871,15 +927,11 @@ pub mod api {
     pub fn delete_volume(
         ctx: NativeCallContext,
         volume: Dynamic,
-    ) -> Result<(), Box<EvalAltResult>> {
+    ) -> Result<bool, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
         let id = id_of(&volume, "a volume")?;
-        match rt.aws()?.ec2.delete_volume(&id) {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(cloud_err(e)),
-        }
-        rt.mark_deleted("ec2:volume", &id)
+        let result = rt.aws()?.ec2.delete_volume(&id);
+        rt.settle_delete("ec2:volume", &id, result)
     }
 
     /// Current spot prices for an instance type, one per Availability Zone, cheapest first.

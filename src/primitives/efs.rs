@@ -238,7 +238,8 @@ pub mod api {
         )
     }
 
-    /// Delete a mount target and wait until it is gone.
+    /// Delete a mount target (a handle or its id) and wait until it is gone; `false` when it
+    /// was already gone.
     ///
     /// ```rhai
     /// efs::delete_mount_target(mt);
@@ -246,16 +247,19 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn delete_mount_target(
         ctx: NativeCallContext,
-        mt: MountTarget,
-    ) -> Result<(), Box<EvalAltResult>> {
+        mt: Dynamic,
+    ) -> Result<bool, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
         let aws = rt.aws()?;
-        match aws.efs.delete_mount_target(&mt.id) {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(cloud_err(e)),
+        let mt_id = id_of(&mt, "a mount target")?;
+        let existed = rt.settle_delete(
+            "efs:mount-target",
+            &mt_id,
+            aws.efs.delete_mount_target(&mt_id),
+        )?;
+        if !existed {
+            return Ok(false);
         }
-        let (fs_id, mt_id) = (mt.file_system_id.clone(), mt.id.clone());
         rt.waiting(
             &format!("mount target {mt_id} deleted"),
             |tick| {
@@ -265,12 +269,7 @@ pub mod api {
                     Backoff::new(Duration::from_secs(600)),
                     tick,
                     || {
-                        let list = match aws.efs.mount_targets(&fs_id) {
-                            Ok(l) => l,
-                            Err(e) if e.is_not_found() => return Ok(Poll::Ready(())),
-                            Err(e) => return Err(e),
-                        };
-                        Ok(match list.into_iter().find(|m| m.id == mt_id) {
+                        Ok(match aws.efs.mount_target(&mt_id)? {
                             None => Poll::Ready(()),
                             Some(m) => Poll::Pending(m.state),
                         })
@@ -279,11 +278,11 @@ pub mod api {
             },
             |_| "gone".into(),
         )?;
-        rt.mark_deleted("efs:mount-target", &mt.id)
+        Ok(true)
     }
 
-    /// Delete a file system (its mount targets must be gone first). Data is lost: recipes
-    /// keep this behind an explicit confirmation.
+    /// Delete a file system (its mount targets must be gone first); `false` when it was
+    /// already gone. Data is lost: recipes keep this behind an explicit confirmation.
     ///
     /// ```rhai
     /// efs::delete_file_system(fs);
@@ -292,14 +291,10 @@ pub mod api {
     pub fn delete_file_system(
         ctx: NativeCallContext,
         fs: Dynamic,
-    ) -> Result<(), Box<EvalAltResult>> {
+    ) -> Result<bool, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
         let id = id_of(&fs, "a file system")?;
-        match rt.aws()?.efs.delete_file_system(&id) {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(cloud_err(e)),
-        }
-        rt.mark_deleted("efs:file-system", &id)
+        let result = rt.aws()?.efs.delete_file_system(&id);
+        rt.settle_delete("efs:file-system", &id, result)
     }
 }

@@ -578,6 +578,10 @@ pub mod api {
         let waiting = rt.ui.wait(&format!("{} services healthy", checks.len()));
         let deadline = Instant::now() + timeout;
         loop {
+            if crate::interrupt::requested() {
+                rt.add_wait(waiting.failed());
+                return Err(usage_err("interrupted by Ctrl-C"));
+            }
             let round = Instant::now();
             let results = run_round(&rt, &checks);
             let failing: Vec<&HealthResult> = results.iter().filter(|r| !r.ok).collect();

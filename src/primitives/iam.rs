@@ -76,7 +76,7 @@ pub mod api {
         )
     }
 
-    /// Delete an instance profile and its role (by handle or name).
+    /// Delete an instance profile and its role (by handle or name); `false` when neither existed.
     ///
     /// ```rhai
     /// iam::delete_instance_profile(profile);
@@ -85,16 +85,20 @@ pub mod api {
     pub fn delete_instance_profile(
         ctx: NativeCallContext,
         profile: Dynamic,
-    ) -> Result<(), Box<EvalAltResult>> {
+    ) -> Result<bool, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
         let name = match profile.clone().try_cast::<InstanceProfile>() {
             Some(p) => p.name,
             None => id_of(&profile, "an instance profile")?,
         };
-        rt.aws()?
-            .iam
-            .delete_instance_profile(&name)
-            .map_err(cloud_err)?;
-        rt.mark_deleted("iam:instance-profile", &name)
+        let iam = &rt.aws()?.iam;
+        let existed = iam
+            .find_instance_profile(&name)
+            .map_err(cloud_err)?
+            .is_some()
+            || iam.role_exists(&name).map_err(cloud_err)?;
+        iam.delete_instance_profile(&name).map_err(cloud_err)?;
+        rt.mark_deleted("iam:instance-profile", &name)?;
+        Ok(existed)
     }
 }

@@ -108,6 +108,8 @@ pub fn register_all(engine: &mut Engine) {
 pub struct Runtime {
     pub stack: String,
     pub run_id: String,
+    /// The recipe being run (display name), for snapshots.
+    pub recipe: String,
     pub home: Home,
     pub ui: Ui,
     pub params: Params,
@@ -117,6 +119,7 @@ pub struct Runtime {
     store: Option<Mutex<StackStore>>,
     waited: Mutex<Duration>,
     last_call: Mutex<Option<CallSite>>,
+    forget: std::sync::atomic::AtomicBool,
 }
 
 /// Where the most recent primitive was called from: errors raised by primitives carry no
@@ -129,9 +132,11 @@ pub struct CallSite {
 }
 
 impl Runtime {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         stack: &str,
         run_id: &str,
+        recipe: &str,
         home: Home,
         ui: Ui,
         params: Params,
@@ -141,6 +146,7 @@ impl Runtime {
         Ok(Runtime {
             stack: stack.to_string(),
             run_id: run_id.to_string(),
+            recipe: recipe.to_string(),
             home,
             ui,
             params,
@@ -150,7 +156,17 @@ impl Runtime {
             store: store.map(Mutex::new),
             waited: Mutex::new(Duration::ZERO),
             last_call: Mutex::new(None),
+            forget: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Ask for the stack's state file to be removed when the run succeeds (nothing remains).
+    pub fn request_forget(&self) {
+        self.forget.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn forget_requested(&self) -> bool {
+        self.forget.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The AWS clients, connected on first use (a recipe that never touches AWS needs no
@@ -266,6 +282,23 @@ impl Runtime {
         self.store()?
             .adopt(kind, logical, &region, id, attrs)
             .map_err(state_err)
+    }
+
+    /// Settle a delete call: mark the ledger entry deleted and say whether the resource
+    /// existed (`false`: it was already gone, which is not an error).
+    pub fn settle_delete(
+        &self,
+        kind: &str,
+        id: &str,
+        result: Result<(), CloudError>,
+    ) -> Result<bool, Box<EvalAltResult>> {
+        let existed = match result {
+            Ok(()) => true,
+            Err(e) if e.is_not_found() => false,
+            Err(e) => return Err(cloud_err(e)),
+        };
+        self.mark_deleted(kind, id)?;
+        Ok(existed)
     }
 
     /// Mark a resource deleted in the ledger.
@@ -389,7 +422,7 @@ pub fn id_of(v: &Dynamic, what: &str) -> Result<String, Box<EvalAltResult>> {
     }
     by_field!(
         ec2::Vpc => id, ec2::Subnet => id, ec2::SecurityGroup => id, ec2::Instance => id,
-        ec2::Image => id, ec2::KeyPair => name, ec2::Volume => id, efs::FileSystem => id, efs::MountTarget => id,
+        ec2::Image => id, ec2::KeyPair => name, ec2::Volume => id, efs::FileSystem => id, efs::MountTarget => id, crate::cloud::ssm::Parameter => name,
         iam::InstanceProfile => arn,
     );
     Err(usage_err(format!(

@@ -186,7 +186,7 @@ pub mod api {
         }
     }
 
-    /// Delete a parameter (by name or handle); missing is fine.
+    /// Delete a parameter (by name or handle); `false` when it was already gone.
     ///
     /// ```rhai
     /// ssm::delete_parameter("smtp/password");
@@ -195,18 +195,11 @@ pub mod api {
     pub fn delete_parameter(
         ctx: NativeCallContext,
         name: Dynamic,
-    ) -> Result<(), Box<EvalAltResult>> {
+    ) -> Result<bool, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
-        let n = match name.clone().try_cast::<Parameter>() {
-            Some(p) => p.name,
-            None => full_name(&rt, &id_of(&name, "a parameter name")?)?,
-        };
-        match rt.aws()?.ssm.delete(&n) {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(cloud_err(e)),
-        }
-        rt.mark_deleted("ssm:parameter", &n)
+        let n = full_name(&rt, &id_of(&name, "a parameter name")?)?;
+        let result = rt.aws()?.ssm.delete(&n);
+        rt.settle_delete("ssm:parameter", &n, result)
     }
 
     /// Run shell commands on an instance through SSM Run Command; returns the command id at

@@ -208,6 +208,133 @@ pub mod api {
             .unwrap_or(Dynamic::UNIT))
     }
 
+    /// Bring the ledger in line with AWS before tearing down: every intent whose id was never
+    /// recorded (a crash, a lost response) is looked up by its token, name or tags and either
+    /// completed or marked failed; resources that carry the stack's tag (or live under its
+    /// SSM path) but are missing from the ledger are added. Returns the counts
+    /// `#{ resolved, gone, found, unknown }`.
+    ///
+    /// ```rhai
+    /// let r = state::reconcile();
+    /// if r.found > 0 { ui::warn(`${r.found} resources were missing from the ledger`); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn reconcile(ctx: NativeCallContext) -> Result<Map, Box<EvalAltResult>> {
+        use crate::state::ResourceStatus;
+        let rt = rt(&ctx)?;
+        let aws = rt.aws()?;
+        let region = rt.region()?;
+        let ledger = rt.store()?.state().resources.clone();
+        let (mut resolved, mut gone, mut unknown) = (0i64, 0i64, 0i64);
+        for (idx, r) in ledger.iter().enumerate() {
+            if r.status != ResourceStatus::Intent || r.region != region {
+                continue;
+            }
+            match crate::inventory::resolve_intent(aws, &rt.stack, r, &ledger) {
+                Ok(Some(id)) => {
+                    rt.store()?
+                        .finish_create(idx, &id, Default::default())
+                        .map_err(state_err)?;
+                    rt.ui.info(&format!(
+                        "ledger: {} {} was created as {id} (its id had not been recorded)",
+                        r.kind, r.name
+                    ));
+                    resolved += 1;
+                }
+                Ok(None) => {
+                    rt.store()?
+                        .fail_create(idx, "not found in AWS: the create never happened")
+                        .map_err(state_err)?;
+                    gone += 1;
+                }
+                Err(e) if e.code == "UnknownKind" => unknown += 1,
+                Err(e) => return Err(super::super::cloud_err(e)),
+            }
+        }
+        let ledger = rt.store()?.state().resources.clone();
+        let mut found = 0i64;
+        for f in crate::inventory::tagged(aws, &rt.stack).map_err(super::super::cloud_err)? {
+            let known = ledger.iter().any(|r| {
+                r.kind == f.kind
+                    && r.id.as_deref() == Some(f.id.as_str())
+                    && r.status == ResourceStatus::Created
+            });
+            if !known {
+                rt.store()?
+                    .adopt(&f.kind, &f.name, &region, &f.id, f.attrs.clone())
+                    .map_err(state_err)?;
+                rt.ui.info(&format!(
+                    "ledger: found {} {} ({}) by its tags",
+                    f.kind, f.name, f.id
+                ));
+                found += 1;
+            }
+        }
+        let mut m = Map::new();
+        m.insert("resolved".into(), resolved.into());
+        m.insert("gone".into(), gone.into());
+        m.insert("found".into(), found.into());
+        m.insert("unknown".into(), unknown.into());
+        Ok(m)
+    }
+
+    /// Remove the stack's state file at the end of a successful run (after a destroy that left
+    /// nothing behind).
+    ///
+    /// ```rhai
+    /// state::forget();
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn forget(ctx: NativeCallContext) -> Result<(), Box<EvalAltResult>> {
+        rt(&ctx)?.request_forget();
+        Ok(())
+    }
+
+    /// Append a rollback record (`trigger`: manual | health_check_failed | timeout |
+    /// spot_interruption | run_failed; `resources_deleted`; `success`; `error`); the time is
+    /// added.
+    ///
+    /// ```rhai
+    /// state::record_rollback(#{ trigger: "manual", resources_deleted: [vm.id], success: true });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn record_rollback(ctx: NativeCallContext, record: Map) -> Result<(), Box<EvalAltResult>> {
+        const TRIGGERS: [&str; 6] = [
+            "manual",
+            "health_check_failed",
+            "timeout",
+            "spot_interruption",
+            "run_failed",
+            "interrupted",
+        ];
+        let trigger = record
+            .get("trigger")
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        if !TRIGGERS.contains(&trigger.as_str()) {
+            return Err(usage_err(format!(
+                "state::record_rollback: trigger must be one of {}",
+                TRIGGERS.join(", ")
+            )));
+        }
+        let mut json = to_json(
+            "state::record_rollback",
+            "record",
+            &Dynamic::from_map(record),
+        )?;
+        if let Some(obj) = json.as_object_mut() {
+            obj.insert(
+                "at".into(),
+                serde_json::Value::String(chrono::Utc::now().to_rfc3339()),
+            );
+        }
+        let rt = rt(&ctx)?;
+        let mut store = rt.store()?;
+        store
+            .update(|s| s.rollback_history.push(json))
+            .map_err(state_err)
+    }
+
     /// The resource ledger: every resource this stack created or meant to create, as maps
     /// `#{ kind, name, id, status, region, run, token }` in creation order.
     ///

@@ -36,11 +36,20 @@ impl std::fmt::Display for LockHolder {
     }
 }
 
+impl LockHolder {
+    /// Whether the holder is a live process on this machine.
+    pub fn is_alive_here(&self) -> bool {
+        self.host == hostname() && std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
 /// A held stack lock; released when dropped (or when the process exits).
 #[derive(Debug)]
 pub struct StackLock {
     file: File,
     path: PathBuf,
+    /// A holder recorded by a process that died without releasing (the OS freed the lock).
+    previous: Option<LockHolder>,
 }
 
 impl StackLock {
@@ -76,6 +85,10 @@ impl StackLock {
             }
             Err(TryLockError::Error(e)) => return Err(StateError::io(&path, e)),
         }
+        // A clean exit clears the holder; one still recorded belongs to a run that died.
+        let mut previous_text = String::new();
+        let _ = file.read_to_string(&mut previous_text);
+        let previous = serde_json::from_str::<LockHolder>(&previous_text).ok();
         let holder = LockHolder {
             pid: std::process::id(),
             host: hostname(),
@@ -89,11 +102,26 @@ impl StackLock {
             .and_then(|_| file.write_all(text.as_bytes()))
             .and_then(|_| file.sync_all())
             .map_err(|e| StateError::io(&path, e))?;
-        Ok(StackLock { file, path })
+        Ok(StackLock {
+            file,
+            path,
+            previous,
+        })
     }
 
     pub fn path(&self) -> &std::path::Path {
         &self.path
+    }
+
+    /// The holder of a run that died while holding this lock, if any.
+    pub fn previous_holder(&self) -> Option<&LockHolder> {
+        self.previous.as_ref()
+    }
+
+    /// Who holds (or last held) the stack's lock, from the lock file.
+    pub fn holder(home: &Home, stack: &str) -> Option<LockHolder> {
+        let text = std::fs::read_to_string(home.lock_file(stack)).ok()?;
+        serde_json::from_str(&text).ok()
     }
 }
 
@@ -131,7 +159,35 @@ mod tests {
             "{msg}"
         );
         drop(first);
-        StackLock::acquire(&home, "demo", "run-3", "run dev").expect("lock is free after drop");
+        let third =
+            StackLock::acquire(&home, "demo", "run-3", "run dev").expect("lock is free after drop");
+        assert!(
+            third.previous_holder().is_none(),
+            "a clean release leaves no holder behind"
+        );
+    }
+
+    #[test]
+    fn a_holder_left_by_a_dead_process_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        home.ensure().unwrap();
+        let dead = LockHolder {
+            pid: 999_999_999,
+            host: hostname(),
+            run: "r0".into(),
+            command: "run dev".into(),
+            since: chrono::Utc::now(),
+        };
+        std::fs::write(
+            home.lock_file("demo"),
+            serde_json::to_string(&dead).unwrap(),
+        )
+        .unwrap();
+        assert!(!dead.is_alive_here());
+        let lock = StackLock::acquire(&home, "demo", "r1", "run dev").unwrap();
+        assert_eq!(lock.previous_holder().map(|h| h.run.as_str()), Some("r0"));
+        assert_eq!(StackLock::holder(&home, "demo").unwrap().run, "r1");
     }
 
     #[test]

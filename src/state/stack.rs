@@ -231,11 +231,21 @@ impl StackStore {
     pub fn state(&self) -> &StackState {
         &self.state
     }
+
+    /// The holder recorded by a run that died holding this stack's lock.
+    pub fn taken_over(&self) -> Option<&super::LockHolder> {
+        self._lock.previous_holder()
+    }
     pub fn path(&self) -> &Path {
         &self.path
     }
     pub fn run_id(&self) -> &str {
         &self.run
+    }
+
+    /// The run that ledger entries written from now on belong to.
+    pub fn set_run(&mut self, run: &str) {
+        self.run = run.to_string();
     }
 
     /// Change the state and persist it before returning.

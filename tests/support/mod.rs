@@ -366,3 +366,135 @@ pub fn file_mode(p: &Path) -> u32 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(p).unwrap().mode() & 0o777
 }
+
+/// Everything in AWS that belongs to `stack`, by kind: what destroy must leave empty.
+#[derive(Debug, Default, PartialEq)]
+pub struct Leftovers {
+    pub instances: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub volumes: Vec<String>,
+    pub key_pairs: Vec<String>,
+    pub file_systems: Vec<String>,
+    pub parameters: Vec<String>,
+    pub roles: Vec<String>,
+    pub profiles: Vec<String>,
+}
+
+impl Leftovers {
+    pub fn non_data(&self) -> Vec<String> {
+        [
+            &self.instances,
+            &self.security_groups,
+            &self.key_pairs,
+            &self.roles,
+            &self.profiles,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.non_data().is_empty()
+            && self.volumes.is_empty()
+            && self.file_systems.is_empty()
+            && self.parameters.is_empty()
+    }
+}
+
+impl Sdk {
+    pub fn leftovers(&self, stack: &str) -> Leftovers {
+        let tag = filter("tag:geusemaker:stack", stack);
+        let instances = self
+            .stack_instances(stack)
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect();
+        let security_groups = self
+            .stack_security_groups(stack)
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_string))
+            .collect();
+        let vols = self
+            .block_on(self.ec2.describe_volumes().filters(tag.clone()).send())
+            .unwrap();
+        let volumes = vols
+            .volumes()
+            .iter()
+            .filter_map(|v| v.volume_id().map(str::to_string))
+            .collect();
+        let keys = self
+            .block_on(self.ec2.describe_key_pairs().filters(tag).send())
+            .unwrap();
+        let key_pairs = keys
+            .key_pairs()
+            .iter()
+            .filter_map(|k| k.key_name().map(str::to_string))
+            .collect();
+        let fss = self
+            .block_on(self.efs.describe_file_systems().send())
+            .unwrap();
+        let file_systems = fss
+            .file_systems()
+            .iter()
+            .filter(|f| {
+                f.tags()
+                    .iter()
+                    .any(|t| t.key() == "geusemaker:stack" && t.value() == stack)
+            })
+            .map(|f| f.file_system_id().to_string())
+            .collect();
+        let params = self
+            .block_on(
+                self.ssm
+                    .get_parameters_by_path()
+                    .path(format!("/geusemaker/{stack}/"))
+                    .recursive(true)
+                    .send(),
+            )
+            .unwrap();
+        let parameters = params
+            .parameters()
+            .iter()
+            .filter_map(|p| p.name().map(str::to_string))
+            .collect();
+        let roles = self.block_on(self.iam.list_roles().send()).unwrap();
+        let roles = roles
+            .roles()
+            .iter()
+            .map(|r| r.role_name().to_string())
+            .filter(|n| n.starts_with(&format!("{stack}-")))
+            .collect();
+        let profiles = self
+            .block_on(self.iam.list_instance_profiles().send())
+            .unwrap();
+        let profiles = profiles
+            .instance_profiles()
+            .iter()
+            .map(|p| p.instance_profile_name().to_string())
+            .filter(|n| n.starts_with(&format!("{stack}-")))
+            .collect();
+        Leftovers {
+            instances,
+            security_groups,
+            volumes,
+            key_pairs,
+            file_systems,
+            parameters,
+            roles,
+            profiles,
+        }
+    }
+}
+
+/// Local stand-ins for the five services of the AI stack; the value for
+/// GEUSEMAKER_HEALTH_ENDPOINTS.
+pub fn stand_ins() -> String {
+    let n8n = http_stub(200, "ok");
+    let ollama = http_stub(200, "{\"models\":[]}");
+    let qdrant = http_stub(200, "healthz check passed");
+    let crawl4ai = http_stub(200, "{\"status\":\"ok\"}");
+    let postgres = http_stub(200, "");
+    format!("n8n=127.0.0.1:{n8n},ollama=127.0.0.1:{ollama},qdrant=127.0.0.1:{qdrant},crawl4ai=127.0.0.1:{crawl4ai},postgres=127.0.0.1:{postgres}")
+}

@@ -1,0 +1,812 @@
+//! Running recipes against a stack: `run`, `destroy`, `rollback`, `unlock`.
+//!
+//! A [`Session`] holds the stack's lock for as long as it lives, so a failed run and its
+//! automatic rollback, or a rollback and its relaunch, happen under one lock.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rhai::{Dynamic, AST};
+
+use super::resolver::{display_path, Resolver};
+use super::sources::Sources;
+use super::{build_engine, diag, embedded, known_functions, scan};
+use crate::cloud::AwsSettings;
+use crate::primitives::{did_you_mean, Params, Runtime};
+use crate::state::{
+    validate_stack_name, Home, ResourceStatus, RunRecord, StackLock, StackState, StackStatus,
+    StackStore, StateError,
+};
+use crate::ui::{fmt_duration, Ui};
+
+/// What a run was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub recipe: String,
+    pub stack: String,
+    pub sets: Vec<String>,
+    pub aws: AwsSettings,
+    pub assume_yes: bool,
+    /// Keep what a failed run created (no automatic rollback).
+    pub keep_failed: bool,
+}
+
+/// Why a command did not succeed; each carries its fully rendered message.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The invocation itself is wrong (exit 2): nothing was started.
+    #[error("{0}")]
+    Usage(String),
+    /// The recipe failed to compile or failed while running (exit 1).
+    #[error("{0}")]
+    Recipe(String),
+    /// Stopped by Ctrl-C (exit 130).
+    #[error("{0}")]
+    Interrupted(String),
+    #[error("{0}")]
+    State(#[from] StateError),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Usage(_) => 2,
+            RunError::Interrupted(_) => 130,
+            RunError::Recipe(_) | RunError::State(_) => 1,
+        }
+    }
+}
+
+/// A recipe's text and where it came from.
+pub struct LoadedRecipe {
+    /// How errors name it: a path relative to the working directory, or `recipes/<name>.rhai`.
+    pub display: String,
+    /// What `load_recipe` takes to load it again (an absolute path, or a bundled name).
+    pub source_id: String,
+    pub text: String,
+    /// The file on disk (`None` for a bundled recipe).
+    pub path: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+}
+
+/// A path to a `.rhai` file, or the name of a bundled recipe.
+pub fn load_recipe(arg: &str) -> Result<LoadedRecipe, RunError> {
+    let path = Path::new(arg);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RunError::Usage(format!("cannot read recipe {arg}: {e}")))?;
+        let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        return Ok(LoadedRecipe {
+            display: display_path(&abs),
+            source_id: abs.to_string_lossy().to_string(),
+            text,
+            dir: abs.parent().map(Path::to_path_buf),
+            path: Some(abs),
+        });
+    }
+    if let Some(text) = embedded::recipe(arg) {
+        return Ok(LoadedRecipe {
+            display: format!("recipes/{arg}.rhai"),
+            source_id: arg.to_string(),
+            text: text.to_string(),
+            path: None,
+            dir: None,
+        });
+    }
+    let bundled: Vec<&str> = embedded::RECIPES.iter().map(|(n, _)| *n).collect();
+    let mut msg = format!(
+        "no recipe `{arg}`: not a file, and not a bundled recipe ({})",
+        bundled.join(", ")
+    );
+    if let Some(s) = did_you_mean(arg, bundled.iter().copied()) {
+        msg.push_str(&format!("\nhint: did you mean `{s}`?"));
+    }
+    Err(RunError::Usage(msg))
+}
+
+/// A recipe compiled and checked, ready to run.
+struct Compiled {
+    recipe: LoadedRecipe,
+    ast: AST,
+    sources: Arc<Sources>,
+}
+
+fn color() -> bool {
+    console::colors_enabled_stderr() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn compile(recipe: LoadedRecipe) -> Result<Compiled, RunError> {
+    let sources = Arc::new(Sources::default());
+    sources.insert(&recipe.display, &recipe.text, recipe.path.clone());
+    let engine = build_engine(Ui::detect(true), None);
+    let mut ast = engine.compile(&recipe.text).map_err(|e| {
+        RunError::Recipe(diag::render(
+            &diag::from_parse(&e, &recipe.display),
+            &sources,
+            color(),
+        ))
+    })?;
+    ast.set_source(recipe.display.as_str());
+    Ok(Compiled {
+        recipe,
+        ast,
+        sources,
+    })
+}
+
+/// Every `--set` must be a param the recipe reads (unless it computes param names).
+fn check_sets(c: &Compiled, params: &Params) -> Result<(), RunError> {
+    let declared = scan::param_names(&c.ast);
+    if declared.dynamic {
+        return Ok(());
+    }
+    for key in params.given() {
+        if declared.names.contains(key) {
+            continue;
+        }
+        let mut msg = format!(
+            "--set {key}: the recipe {} has no param `{key}`",
+            c.recipe.display
+        );
+        match did_you_mean(key, declared.names.iter().map(String::as_str)) {
+            Some(s) => msg.push_str(&format!("\nhint: did you mean `{s}`?")),
+            None if declared.names.is_empty() => {
+                msg.push_str("\nhint: this recipe takes no params")
+            }
+            None => msg.push_str(&format!(
+                "\nhint: its params are: {}",
+                declared
+                    .names
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+        return Err(RunError::Usage(msg));
+    }
+    Ok(())
+}
+
+fn new_run_id() -> String {
+    format!(
+        "{}-{:06x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u32>() & 0xff_ffff
+    )
+}
+
+/// Outcome figures of a successful command.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub api_calls: u64,
+    pub attempts: u64,
+}
+
+/// What one execution of a recipe did.
+struct Execution {
+    run_id: String,
+    /// The rendered error, when it failed.
+    error: Option<String>,
+    interrupted: bool,
+    api_calls: u64,
+    attempts: u64,
+    waited: Duration,
+    took: Duration,
+    /// Ledger entries this execution created (not found or adopted ones).
+    created: usize,
+    /// Live ledger entries this execution deleted.
+    deleted: usize,
+}
+
+impl Execution {
+    fn summary(&self) -> String {
+        format!(
+            "{} AWS requests ({} attempts), waited {} of {}",
+            self.api_calls,
+            self.attempts,
+            fmt_duration(self.waited),
+            fmt_duration(self.took)
+        )
+    }
+}
+
+/// A locked stack and what is needed to run recipes on it.
+struct Session {
+    stack: String,
+    home: Home,
+    ui: Ui,
+    aws: AwsSettings,
+    store: Option<StackStore>,
+    /// The stack had no state before this session.
+    new_stack: bool,
+}
+
+impl Session {
+    fn open(
+        stack: &str,
+        mut aws: AwsSettings,
+        assume_yes: bool,
+        command: &str,
+    ) -> Result<Session, RunError> {
+        let home = Home::from_env()?;
+        let ui = Ui::detect(assume_yes);
+        let lock_run = new_run_id();
+        let store = StackStore::open(&home, stack, &lock_run, command)?;
+        if let Some(previous) = store.taken_over() {
+            ui.warn(&format!(
+                "the previous run on `{stack}` ({previous}) ended without releasing its lock; taking it over"
+            ));
+        }
+        let new_stack = store.state().runs.is_empty() && store.state().resources.is_empty();
+        // A stack lives in one region: later runs go there unless told otherwise, never elsewhere.
+        if let Some(home_region) = store.state().region.clone() {
+            match &aws.region {
+                None => aws.region = Some(home_region),
+                Some(r) if *r != home_region && store.state().live_resources().next().is_some() => {
+                    return Err(RunError::Usage(format!(
+                        "stack `{stack}` lives in {home_region}, not {r}: run it with --region {home_region} (or pick another stack name)"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(Session {
+            stack: stack.to_string(),
+            home,
+            ui,
+            aws,
+            store: Some(store),
+            new_stack,
+        })
+    }
+
+    fn state(&self) -> &StackState {
+        self.store.as_ref().expect("session has its store").state()
+    }
+
+    fn store_mut(&mut self) -> &mut StackStore {
+        self.store.as_mut().expect("session has its store")
+    }
+
+    /// Run one compiled recipe with `params` on the stack.
+    fn exec(&mut self, c: &Compiled, params: Params, ui: &Ui) -> Result<Execution, RunError> {
+        let started = Instant::now();
+        let run_id = new_run_id();
+        let recipe_name = c.recipe.display.clone();
+        let mut store = self.store.take().expect("session has its store");
+        let first = store.state().resources.is_empty() && store.state().runs.is_empty();
+        let live_before: Vec<usize> = live_indices(store.state());
+        store.set_run(&run_id);
+        store.update(|s| {
+            s.status = if first {
+                StackStatus::Creating
+            } else {
+                StackStatus::Updating
+            };
+            s.recipe = Some(recipe_name.clone());
+            s.runs.push(RunRecord {
+                id: run_id.clone(),
+                recipe: recipe_name.clone(),
+                started_at: chrono::Utc::now(),
+                finished_at: None,
+                outcome: None,
+            });
+        })?;
+
+        let resolver = Resolver::new(c.recipe.dir.as_deref(), c.sources.clone());
+        let mut engine = build_engine(ui.clone(), Some(resolver));
+        let runtime = Arc::new(
+            Runtime::new(
+                &self.stack,
+                &run_id,
+                &c.recipe.source_id,
+                self.home.clone(),
+                ui.clone(),
+                params,
+                self.aws.clone(),
+                Some(store),
+            )
+            .map_err(|e| {
+                RunError::Recipe(format!("error: cannot start the async runtime: {e}\n"))
+            })?,
+        );
+        crate::interrupt::listen(runtime.blocking.handle());
+        engine.set_default_tag(Dynamic::from(runtime.clone()));
+        ui.info(&format!(
+            "stack {} · recipe {recipe_name} · run {run_id}",
+            self.stack
+        ));
+        tracing::info!(stack = %self.stack, recipe = %recipe_name, run = %run_id, "run started");
+
+        let result = engine.run_ast(&c.ast);
+        // The engine holds the runtime in its tag; release it so the store can be taken back.
+        engine.set_default_tag(Dynamic::UNIT);
+
+        let interrupted = crate::interrupt::requested();
+        let (api_calls, attempts, region) = match runtime.aws_if_connected() {
+            Some(aws) => (
+                aws.stats.operations(),
+                aws.stats.attempts(),
+                Some(aws.region.clone()),
+            ),
+            None => (0, 0, None),
+        };
+        let waited = runtime.waited();
+        let config = runtime.params.resolved();
+        let forget = runtime.forget_requested();
+        let error = result.as_ref().err().map(|e| {
+            let known = known_functions(&engine, Some(&c.ast));
+            let last = runtime.last_call();
+            diag::render(
+                &diag::from_eval(e, &recipe_name, &c.sources, &known, last.as_ref()),
+                &c.sources,
+                color(),
+            )
+        });
+        drop(engine);
+        let runtime = Arc::try_unwrap(runtime).map_err(|_| {
+            RunError::Recipe("error: internal: runtime still shared after the run\n".into())
+        })?;
+        let mut store = runtime.take_store().expect("run has a store");
+        store.update(|s| {
+            s.config = config;
+            if region.is_some() {
+                s.region = region.clone();
+            }
+            if let Some(r) = s.runs.iter_mut().rev().find(|r| r.id == run_id) {
+                r.finished_at = Some(chrono::Utc::now());
+                r.outcome = Some(match &error {
+                    None => "succeeded".into(),
+                    Some(_) if interrupted => "interrupted".into(),
+                    Some(e) => format!(
+                        "failed: {}",
+                        e.lines().next().unwrap_or("").trim_start_matches("error: ")
+                    ),
+                });
+            }
+            match &error {
+                None if matches!(s.status, StackStatus::Creating | StackStatus::Updating) => {
+                    s.status = StackStatus::Running
+                }
+                None => {}
+                Some(_) => s.status = StackStatus::Failed,
+            }
+        })?;
+        let created = store
+            .state()
+            .resources
+            .iter()
+            .filter(|r| r.run == run_id && !r.token.starts_with("adopted:") && r.id.is_some())
+            .count();
+        let live_after = live_indices(store.state());
+        let deleted = live_before
+            .iter()
+            .filter(|i| !live_after.contains(i))
+            .count();
+        let exec = Execution {
+            deleted,
+            run_id,
+            error,
+            interrupted,
+            api_calls,
+            attempts,
+            waited,
+            took: started.elapsed(),
+            created,
+        };
+        match &exec.error {
+            None => tracing::info!(run = %exec.run_id, summary = %exec.summary(), "run succeeded"),
+            // Info, not error: the user sees the rendered error; this line is for the log file.
+            Some(e) => {
+                tracing::info!(run = %exec.run_id, summary = %exec.summary(), error = %e.lines().next().unwrap_or(""), "run failed")
+            }
+        }
+        if forget && exec.error.is_none() {
+            store.discard()?;
+        } else {
+            self.store = Some(store);
+        }
+        Ok(exec)
+    }
+
+    /// Remove the state of a stack that never got a resource (a failed first run).
+    fn discard_if_empty(&mut self) -> Result<bool, RunError> {
+        let empty = self.new_stack
+            && self
+                .store
+                .as_ref()
+                .is_some_and(|s| s.state().resources.is_empty());
+        if empty {
+            if let Some(store) = self.store.take() {
+                store.discard()?;
+            }
+        }
+        Ok(empty)
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.home.stack_file(&self.stack)
+    }
+}
+
+/// Ledger positions of entries that may exist in AWS.
+fn live_indices(state: &StackState) -> Vec<usize> {
+    state
+        .resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r.status, ResourceStatus::Intent | ResourceStatus::Created))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn parse_sets(sets: &[String]) -> Result<Params, RunError> {
+    Params::parse(sets).map_err(|e| RunError::Usage(e.to_string()))
+}
+
+/// `--set region=…` is the same as `--region`, for recipes that list the region as a param.
+fn region_from_params(aws: &mut AwsSettings, params: &Params) -> Result<(), RunError> {
+    if let Some(r) = params.raw("region").filter(|r| !r.is_empty()) {
+        match &aws.region {
+            Some(flag) if flag != r => {
+                return Err(RunError::Usage(format!(
+                    "--region {flag} and --set region={r} disagree; give one"
+                )))
+            }
+            _ => aws.region = Some(r.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// Stacks with a state file, for "did you mean" and listings.
+fn known_stacks(home: &Home) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(home.stacks_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            let stem = p.file_stem()?.to_string_lossy().to_string();
+            (p.extension()? == "json").then_some(stem)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn require_existing(stack: &str) -> Result<(), RunError> {
+    validate_stack_name(stack).map_err(|e| RunError::Usage(e.to_string()))?;
+    let home = Home::from_env()?;
+    if home.stack_file(stack).exists() {
+        return Ok(());
+    }
+    let known = known_stacks(&home);
+    let mut msg = format!(
+        "no stack named `{stack}` in {}",
+        home.stacks_dir().display()
+    );
+    match did_you_mean(stack, known.iter().map(String::as_str)) {
+        Some(s) => msg.push_str(&format!("\nhint: did you mean `{s}`?")),
+        None if known.is_empty() => msg.push_str(
+            "\nhint: there are no stacks yet; deploy one with `geusemaker run dev --name NAME`",
+        ),
+        None => msg.push_str(&format!("\nhint: known stacks: {}", known.join(", "))),
+    }
+    Err(RunError::Usage(msg))
+}
+
+/// Recipes whose failure is not rolled back automatically (they are the rollback).
+fn is_teardown(c: &Compiled) -> bool {
+    matches!(c.recipe.source_id.as_str(), "destroy" | "rollback")
+        || c.recipe
+            .path
+            .as_ref()
+            .and_then(|p| p.file_stem())
+            .is_some_and(|s| s == "destroy" || s == "rollback")
+}
+
+/// Ids of ledger entries created by `run_id` that are now deleted.
+fn removed_by(state: &StackState, run_id: &str) -> Vec<String> {
+    state
+        .resources
+        .iter()
+        .filter(|r| r.run == run_id && r.status == ResourceStatus::Deleted)
+        .filter_map(|r| r.id.clone())
+        .collect()
+}
+
+fn record_rollback(store: &mut StackStore, record: serde_json::Value) -> Result<(), StateError> {
+    store.update(|s| s.rollback_history.push(record))
+}
+
+/// Remove what run `run_id` created (data kept), with the bundled (or local) destroy recipe.
+fn roll_back_run(
+    session: &mut Session,
+    run_id: &str,
+    trigger: &str,
+    original: &str,
+) -> Result<String, RunError> {
+    let destroy = compile(load_recipe("destroy")?)?;
+    let ui = Ui::detect(true);
+    let rb = session.exec(&destroy, parse_sets(&[format!("only_run={run_id}")])?, &ui)?;
+    let removed = session
+        .store
+        .as_ref()
+        .map(|s| removed_by(s.state(), run_id))
+        .unwrap_or_default();
+    let success = rb.error.is_none();
+    if let Some(store) = session.store.as_mut() {
+        record_rollback(
+            store,
+            serde_json::json!({
+                "at": chrono::Utc::now().to_rfc3339(),
+                "trigger": trigger,
+                "run": run_id,
+                "resources_deleted": removed,
+                "success": success,
+                "error": original,
+            }),
+        )?;
+        store.update(|s| s.status = StackStatus::Failed)?;
+    }
+    Ok(match rb.error {
+        None if removed.is_empty() => {
+            "automatic rollback: this run had created nothing that needed removing\n".to_string()
+        }
+        None => format!(
+            "automatic rollback removed what this run created: {}\n",
+            removed.join(", ")
+        ),
+        Some(e) => format!("automatic rollback failed too:\n{e}"),
+    })
+}
+
+/// `geusemaker run`: validate everything that can be validated before touching AWS, take the
+/// stack's lock, run the recipe, and on failure remove what the run created (unless
+/// `keep_failed`).
+pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
+    validate_stack_name(&req.stack).map_err(|e| RunError::Usage(e.to_string()))?;
+    let params = parse_sets(&req.sets)?;
+    let compiled = compile(load_recipe(&req.recipe)?)?;
+    check_sets(&compiled, &params)?;
+    let mut aws = req.aws.clone();
+    region_from_params(&mut aws, &params)?;
+
+    let mut session = Session::open(
+        &req.stack,
+        aws,
+        req.assume_yes,
+        &format!("run {}", req.recipe),
+    )?;
+    let ui = session.ui.clone();
+    let exec = session.exec(&compiled, params, &ui)?;
+    let summary = exec.summary();
+
+    let Some(error) = exec.error.clone() else {
+        if session.store.is_none() {
+            ui.success(&format!(
+                "run {} finished: {summary}; the stack's state was removed",
+                exec.run_id
+            ));
+        } else {
+            match (exec.created, exec.deleted) {
+                (0, 0) => ui.info("nothing changed: every resource already existed"),
+                (c, 0) => ui.info(&format!("{c} resource(s) created by this run")),
+                (0, d) => ui.info(&format!("{d} resource(s) deleted by this run")),
+                (c, d) => ui.info(&format!(
+                    "{c} resource(s) created and {d} deleted by this run"
+                )),
+            }
+            ui.success(&format!("run {} finished: {summary}", exec.run_id));
+            ui.info(&format!("state: {}", session.state_path().display()));
+        }
+        return Ok(RunSummary {
+            run_id: exec.run_id,
+            api_calls: exec.api_calls,
+            attempts: exec.attempts,
+        });
+    };
+
+    let run_id = exec.run_id.clone();
+    if exec.interrupted {
+        crate::interrupt::reset();
+        let mut text = format!("{error}run {run_id} interrupted after {summary}\n");
+        if exec.created > 0 {
+            let offer = format!(
+                "Roll back the {} resource(s) this run created?",
+                exec.created
+            );
+            if !req.assume_yes && ui.confirm(&offer).unwrap_or(false) {
+                text.push_str(&roll_back_run(
+                    &mut session,
+                    &run_id,
+                    "interrupted",
+                    "interrupted",
+                )?);
+            } else {
+                text.push_str(&format!(
+                    "nothing was rolled back: `geusemaker rollback {0}` or `geusemaker destroy {0}` removes it, `geusemaker run {1} --name {0}` continues\n",
+                    req.stack, req.recipe
+                ));
+            }
+        }
+        return Err(RunError::Interrupted(text));
+    }
+    if session.discard_if_empty()? {
+        return Err(RunError::Recipe(format!(
+            "{error}run {run_id} failed after {summary}; nothing was created\n"
+        )));
+    }
+    let mut text = format!("{error}run {run_id} failed after {summary}\n");
+    if exec.created > 0 && !req.keep_failed && !is_teardown(&compiled) {
+        let trigger = if error.contains("WaitTimeout") || error.contains("not healthy after") {
+            "timeout"
+        } else {
+            "run_failed"
+        };
+        let first_line = error
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ")
+            .to_string();
+        ui.warn(&format!("run failed: removing the {} resource(s) it created (data is kept; --keep-failed keeps everything)", exec.created));
+        text.push_str(&roll_back_run(&mut session, &run_id, trigger, &first_line)?);
+    } else if exec.created > 0 && req.keep_failed {
+        text.push_str(&format!(
+            "--keep-failed: the {} resource(s) this run created were kept for debugging; `geusemaker destroy {}` removes them\n",
+            exec.created, req.stack
+        ));
+    }
+    text.push_str(&format!(
+        "state: {} (the ledger lists every resource)\n",
+        session.state_path().display()
+    ));
+    Err(RunError::Recipe(text))
+}
+
+/// `geusemaker destroy <name>`: the destroy recipe on an existing stack.
+pub fn destroy(mut req: RunRequest) -> Result<RunSummary, RunError> {
+    require_existing(&req.stack)?;
+    req.recipe = "destroy".into();
+    req.keep_failed = true;
+    run(req)
+}
+
+/// `geusemaker rollback <name>`: the rollback recipe, then — when the stack has a last-healthy
+/// snapshot — the snapshot's recipe with its params, all under one lock.
+pub fn rollback(req: RunRequest, trigger: &str) -> Result<RunSummary, RunError> {
+    require_existing(&req.stack)?;
+    let mut sets = req.sets.clone();
+    sets.push(format!("trigger={trigger}"));
+    let params = parse_sets(&sets)?;
+    let compiled = compile(load_recipe("rollback")?)?;
+    check_sets(&compiled, &params)?;
+    let mut session = Session::open(&req.stack, req.aws.clone(), req.assume_yes, "rollback")?;
+    let ui = session.ui.clone();
+    let exec = session.exec(&compiled, params, &ui)?;
+    if let Some(e) = &exec.error {
+        return Err(RunError::Recipe(format!(
+            "{e}rollback {} failed after {}\n",
+            exec.run_id,
+            exec.summary()
+        )));
+    }
+    let snapshot = session.state().last_healthy.clone();
+    let relaunch = session.state().status == StackStatus::RollingBack;
+    let Some(snapshot) = snapshot.filter(|_| relaunch) else {
+        ui.success(&format!(
+            "rollback {} finished: {}",
+            exec.run_id,
+            exec.summary()
+        ));
+        return Ok(RunSummary {
+            run_id: exec.run_id,
+            api_calls: exec.api_calls,
+            attempts: exec.attempts,
+        });
+    };
+
+    // Relaunch exactly what was last healthy: its recipe, its params, its image.
+    let recipe_id = snapshot["recipe"].as_str().unwrap_or("dev").to_string();
+    let mut relaunch_sets: Vec<String> = snapshot["params"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => format!("{k}={s}"),
+                    serde_json::Value::Array(a) => format!(
+                        "{k}={}",
+                        a.iter()
+                            .map(|x| x
+                                .as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| x.to_string()))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    other => format!("{k}={other}"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let compiled = compile(load_recipe(&recipe_id)?)?;
+    if let Some(image) = snapshot["image_id"].as_str() {
+        if scan::param_names(&compiled.ast).names.contains("image_id") {
+            relaunch_sets.retain(|s| !s.starts_with("image_id="));
+            relaunch_sets.push(format!("image_id={image}"));
+        }
+    }
+    ui.stage(&format!(
+        "Relaunching the last healthy deploy ({})",
+        compiled.recipe.display
+    ));
+    let relaunch = session.exec(&compiled, parse_sets(&relaunch_sets)?, &ui)?;
+    let store = session.store_mut();
+    store.update(|s| {
+        if let Some(last) = s
+            .rollback_history
+            .last_mut()
+            .and_then(|r| r.as_object_mut())
+        {
+            last.insert("relaunch_run".into(), relaunch.run_id.clone().into());
+            last.insert("success".into(), relaunch.error.is_none().into());
+            if let Some(e) = &relaunch.error {
+                last.insert(
+                    "error".into(),
+                    e.lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim_start_matches("error: ")
+                        .into(),
+                );
+            }
+        }
+    })?;
+    match relaunch.error {
+        None => {
+            ui.success(&format!(
+                "rolled back and relaunched: {}",
+                relaunch.summary()
+            ));
+            Ok(RunSummary {
+                run_id: relaunch.run_id,
+                api_calls: relaunch.api_calls,
+                attempts: relaunch.attempts,
+            })
+        }
+        Some(e) => Err(RunError::Recipe(format!(
+            "{e}the relaunch after rollback failed; the data is kept\n"
+        ))),
+    }
+}
+
+/// `geusemaker unlock <name>`: clear a lock whose holder is gone.
+pub fn unlock(stack: &str) -> Result<String, RunError> {
+    validate_stack_name(stack).map_err(|e| RunError::Usage(e.to_string()))?;
+    let home = Home::from_env()?;
+    match StackLock::acquire(&home, stack, "unlock", "unlock") {
+        Ok(lock) => {
+            let msg = match lock.previous_holder() {
+                Some(h) => format!("stack `{stack}` was not locked; cleared the record of a run that died ({h})"),
+                None => format!("stack `{stack}` is not locked"),
+            };
+            Ok(msg)
+        }
+        Err(StateError::Locked { holder, .. }) => match StackLock::holder(&home, stack) {
+            Some(h) if h.is_alive_here() => Err(RunError::Usage(format!(
+                "stack `{stack}` is locked by a live process: {holder}\nhint: wait for it, or stop it (kill {}) and run unlock again",
+                h.pid
+            ))),
+            _ => {
+                std::fs::remove_file(home.lock_file(stack)).map_err(|e| StateError::Io { path: home.lock_file(stack), source: e })?;
+                Ok(format!("removed the lock of `{stack}` held by {holder}, which is not running here"))
+            }
+        },
+        Err(e) => Err(e.into()),
+    }
+}

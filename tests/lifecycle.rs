@@ -1,0 +1,431 @@
+//! Destroy, rollback, automatic rollback, crash safety and lock hygiene, through the binary
+//! against moto.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{stand_ins, Outcome, World};
+
+fn run(w: &World, args: &[&str], extra_env: &[(&str, &str)]) -> Outcome {
+    let mut cmd = w.cmd();
+    cmd.args(args)
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn deploy_dev(w: &World, stack: &str) -> Outcome {
+    run(
+        w,
+        &[
+            "run",
+            "dev",
+            "--name",
+            stack,
+            "--set",
+            "health_timeout=30",
+            "--set",
+            "allowed_cidr=192.0.2.1/32",
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn destroy_keeps_the_data_then_deletes_it_when_asked() {
+    let w = World::moto();
+    let stack = support::stack_name("gone");
+    deploy_dev(&w, &stack).success();
+    let sdk = w.sdk();
+    let before = sdk.leftovers(&stack);
+    assert_eq!(before.instances.len(), 1);
+    assert_eq!((before.file_systems.len(), before.parameters.len()), (1, 3));
+
+    // Without a terminal and without --yes, destroy refuses to guess.
+    run(&w, &["destroy", &stack], &[])
+        .failure(1)
+        .stderr_has("pass --yes");
+    assert_eq!(
+        sdk.leftovers(&stack),
+        before,
+        "nothing deleted without confirmation"
+    );
+
+    let out = run(&w, &["destroy", &stack, "--yes"], &[]);
+    out.success()
+        .stdout_has("WILL BE DELETED")
+        .stdout_has("WILL BE KEPT")
+        .stdout_has("destroyed; its data was kept");
+    let after = sdk.leftovers(&stack);
+    assert!(after.non_data().is_empty(), "left behind: {after:?}");
+    assert_eq!(after.file_systems, before.file_systems, "EFS kept");
+    assert_eq!(after.parameters, before.parameters, "secrets kept");
+    let data_volume = w.state(&stack)["outputs"]["data_volume_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        after.volumes,
+        std::slice::from_ref(&data_volume),
+        "only the data volume is left"
+    );
+    assert!(
+        out.stdout.contains(&before.file_systems[0]) && out.stdout.contains(&data_volume),
+        "kept ids are printed"
+    );
+    assert_eq!(w.state(&stack)["status"], "destroyed");
+
+    // A second destroy is fine and deletes nothing more.
+    run(&w, &["destroy", &stack, "--yes"], &[])
+        .success()
+        .stdout_has("nothing to delete");
+
+    // With delete_data (and the second confirmation, answered by --yes): nothing at all.
+    let out = run(
+        &w,
+        &["destroy", &stack, "--yes", "--set", "delete_data=true"],
+        &[],
+    );
+    out.success()
+        .stdout_has("Really delete the data?")
+        .stdout_has("is gone");
+    assert!(
+        sdk.leftovers(&stack).is_empty(),
+        "{:?}",
+        sdk.leftovers(&stack)
+    );
+    assert!(
+        !w.state_path(&stack).exists(),
+        "nothing remains, so no state either"
+    );
+    run(&w, &["destroy", &stack, "--yes"], &[])
+        .failure(2)
+        .stderr_has(&format!("no stack named `{stack}`"));
+}
+
+#[test]
+fn destroy_of_an_unknown_stack_names_the_known_ones() {
+    let w = World::moto();
+    let r = w.recipe("noop.rhai", "state::output(\"x\", 1);\n");
+    w.run(&["run", r.to_str().unwrap(), "--name", "alpha-one"])
+        .success();
+    w.run(&["destroy", "alpha-onr", "--yes"])
+        .failure(2)
+        .stderr_has("no stack named `alpha-onr`")
+        .stderr_has("did you mean `alpha-one`?");
+    w.run(&["destroy", "zzz-never", "--yes"])
+        .failure(2)
+        .stderr_has("known stacks: alpha-one");
+    w.run(&["rollback", "zzz-never"])
+        .failure(2)
+        .stderr_has("no stack named");
+}
+
+const FAILS_AFTER_CREATING: &str = r#"
+let vpc = ec2::default_vpc();
+let sg = ec2::security_group("web", vpc, #{ ingress: [ #{ port: 443, cidr: "192.0.2.0/24" } ] });
+let key = ec2::key_pair("admin");
+let secret = ssm::ensure_secret("app/token", #{});
+throw "the recipe gives up here";
+"#;
+
+#[test]
+fn a_failed_run_removes_what_it_created_but_not_data() {
+    let w = World::moto();
+    let stack = support::stack_name("autorb");
+    let r = w.recipe("fails.rhai", FAILS_AFTER_CREATING);
+    let out = w.run(&["run", r.to_str().unwrap(), "--name", &stack]);
+    out.failure(1)
+        .stderr_has("error: the recipe gives up here")
+        .stderr_has("fails.rhai:6:")
+        .stderr_has("automatic rollback removed what this run created");
+    let left = w.sdk().leftovers(&stack);
+    assert!(left.non_data().is_empty(), "{left:?}");
+    assert_eq!(
+        left.parameters,
+        [format!("/geusemaker/{stack}/app/token")],
+        "secrets are data: kept"
+    );
+    let state = w.state(&stack);
+    assert_eq!(state["status"], "failed");
+    let record = &state["rollback_history"][0];
+    assert_eq!(record["trigger"], "run_failed");
+    assert_eq!(record["success"], true);
+    assert_eq!(record["error"], "the recipe gives up here");
+    assert_eq!(
+        record["resources_deleted"].as_array().unwrap().len(),
+        2,
+        "{record}"
+    );
+}
+
+#[test]
+fn keep_failed_keeps_everything_for_debugging() {
+    let w = World::moto();
+    let stack = support::stack_name("keepfail");
+    let r = w.recipe("fails.rhai", FAILS_AFTER_CREATING);
+    w.run(&[
+        "run",
+        r.to_str().unwrap(),
+        "--name",
+        &stack,
+        "--keep-failed",
+    ])
+    .failure(1)
+    .stderr_has("--keep-failed: the 3 resource(s) this run created were kept")
+    .stderr_has(&format!("geusemaker destroy {stack}"));
+    let left = w.sdk().leftovers(&stack);
+    assert_eq!((left.security_groups.len(), left.key_pairs.len()), (1, 1));
+    assert!(w.state(&stack)["rollback_history"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    w.run(&["destroy", &stack, "--yes", "--set", "delete_data=true"])
+        .success();
+    assert!(w.sdk().leftovers(&stack).is_empty());
+}
+
+#[test]
+fn a_deploy_that_never_gets_healthy_is_rolled_back_with_its_data_kept() {
+    let w = World::moto();
+    let stack = support::stack_name("unhealthy");
+    let dead = support::free_port();
+    let out = w
+        .cmd()
+        .args(["run", "dev", "--name", &stack, "--set", "health_timeout=3"])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", format!("n8n=127.0.0.1:{dead}"))
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", format!("n8n=127.0.0.1:{dead},ollama=127.0.0.1:{dead},qdrant=127.0.0.1:{dead},crawl4ai=127.0.0.1:{dead},postgres=127.0.0.1:{dead}"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not healthy after 3s") && stderr.contains("automatic rollback removed"),
+        "{stderr}"
+    );
+    let left = w.sdk().leftovers(&stack);
+    assert!(left.non_data().is_empty(), "{left:?}");
+    assert_eq!(
+        (
+            left.file_systems.len(),
+            left.volumes.len(),
+            left.parameters.len()
+        ),
+        (1, 1, 3),
+        "data kept: {left:?}"
+    );
+    let state = w.state(&stack);
+    assert_eq!(state["rollback_history"][0]["trigger"], "timeout");
+    assert_eq!(state["status"], "failed");
+}
+
+#[test]
+fn rollback_relaunches_the_last_healthy_deploy_on_the_same_data() {
+    let w = World::moto();
+    let stack = support::stack_name("rb");
+    deploy_dev(&w, &stack).success();
+    let sdk = w.sdk();
+    let before = w.state(&stack);
+    let old_instance = before["outputs"]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let volume = before["outputs"]["data_volume_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image = before["last_healthy"]["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let out = run(&w, &["rollback", &stack], &[]);
+    out.success()
+        .stdout_has("Relaunching the last healthy deploy")
+        .stdout_has("rolled back and relaunched");
+    let inst = sdk.stack_instances(&stack);
+    assert_eq!(inst.len(), 1);
+    assert_ne!(inst[0].instance_id(), Some(old_instance.as_str()));
+    assert_eq!(
+        inst[0].image_id(),
+        Some(image.as_str()),
+        "the snapshot's image"
+    );
+    let v = sdk
+        .block_on(sdk.ec2.describe_volumes().volume_ids(&volume).send())
+        .unwrap();
+    assert_eq!(
+        v.volumes()[0].attachments()[0].instance_id(),
+        inst[0].instance_id(),
+        "same data volume"
+    );
+    let state = w.state(&stack);
+    assert_eq!(state["status"], "running");
+    let record = &state["rollback_history"][0];
+    assert_eq!(record["trigger"], "manual");
+    assert_eq!(record["success"], true);
+    assert_eq!(
+        record["resources_deleted"],
+        serde_json::json!([old_instance])
+    );
+    assert!(record["relaunch_run"].is_string());
+}
+
+#[test]
+fn rollback_without_a_healthy_snapshot_leaves_the_stack_failed_with_data() {
+    let w = World::moto();
+    let stack = support::stack_name("rbnosnap");
+    w.run(&["run", "quickstart", "--name", &stack]).success();
+    let out = w.run(&["rollback", &stack, "--trigger", "spot-interruption"]);
+    out.success().stderr_has("no healthy deploy recorded");
+    let left = w.sdk().leftovers(&stack);
+    assert!(left.instances.is_empty());
+    assert_eq!(left.file_systems.len(), 1);
+    let state = w.state(&stack);
+    assert_eq!(state["status"], "failed");
+    assert_eq!(state["rollback_history"][0]["trigger"], "spot_interruption");
+}
+
+/// SIGKILL the deploy right after the k-th AWS response (AWS did the work, the ledger has not
+/// heard of it), then destroy: nothing may be left, and the state file must always parse.
+#[test]
+fn a_deploy_killed_at_any_point_can_be_destroyed_completely() {
+    let w = World::moto();
+    let points = [1, 3, 5, 8, 11, 14, 17, 20, 24, 28, 33, 38];
+    for k in points {
+        let stack = support::stack_name(&format!("crash{k}"));
+        let out = run(
+            &w,
+            &["run", "dev", "--name", &stack, "--set", "health_timeout=30"],
+            &[("GEUSEMAKER_TEST_KILL_AFTER_RESPONSES", &k.to_string())],
+        );
+        assert_eq!(
+            out.code, -1,
+            "k={k}: expected death by SIGKILL\n{}\n{}",
+            out.stdout, out.stderr
+        );
+        if w.state_path(&stack).exists() {
+            let text = std::fs::read_to_string(w.state_path(&stack)).unwrap();
+            serde_json::from_str::<serde_json::Value>(&text)
+                .unwrap_or_else(|e| panic!("k={k}: state does not parse: {e}\n{text}"));
+            let d = run(
+                &w,
+                &["destroy", &stack, "--yes", "--set", "delete_data=true"],
+                &[],
+            );
+            d.success();
+            assert!(
+                d.stderr.contains("taking it over"),
+                "k={k}: the dead run's lock is reported:\n{}",
+                d.stderr
+            );
+        }
+        let left = w.sdk().leftovers(&stack);
+        assert!(left.is_empty(), "k={k}: orphans after destroy: {left:?}");
+    }
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_releases_the_lock_and_offers_rollback() {
+    let w = World::moto();
+    let stack = support::stack_name("sigint");
+    let dead = support::free_port();
+    let r = w.recipe(
+        "slow.rhai",
+        &format!("let sg = ec2::security_group(\"web\", ec2::default_vpc(), #{{}});\nhealth::wait_until_healthy([#{{ name: \"x\", tcp: \"127.0.0.1:{dead}\", timeout_ms: 200 }}], #{{ timeout: 60, interval: 1 }});\n"),
+    );
+    let child = w
+        .cmd()
+        .args(["run", r.to_str().unwrap(), "--name", &stack])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = w.home.path().join("logs").join(format!("{stack}.log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("created kind")
+    {
+        assert!(Instant::now() < deadline, "the run never created its group");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stops at the next step, not after the wait"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("geusemaker rollback {stack}")),
+        "rollback is offered: {stderr}"
+    );
+    let state = w.state(&stack);
+    assert_eq!(state["runs"][0]["outcome"], "interrupted");
+    assert_eq!(
+        w.sdk().leftovers(&stack).security_groups.len(),
+        1,
+        "no automatic rollback on Ctrl-C"
+    );
+    // The lock was released on the way out.
+    let quick = w.recipe("quick.rhai", "ui::success(\"lock is free\");\n");
+    let next = w.run(&["run", quick.to_str().unwrap(), "--name", &stack]);
+    next.success().stdout_has("lock is free");
+    assert!(
+        !next.stderr.contains("taking it over"),
+        "a clean stop leaves no stale lock"
+    );
+}
+
+#[test]
+fn unlock_reports_free_locks_and_refuses_live_holders() {
+    let w = World::moto();
+    let stack = support::stack_name("unlock");
+    w.run(&["unlock", &stack])
+        .success()
+        .stdout_has("is not locked");
+    let dead = support::free_port();
+    let r = w.recipe("hold.rhai", &format!("health::wait_until_healthy([#{{ name: \"x\", tcp: \"127.0.0.1:{dead}\", timeout_ms: 200 }}], #{{ timeout: 20, interval: 1 }});\n"));
+    let mut holder = w
+        .cmd()
+        .args(["run", r.to_str().unwrap(), "--name", &stack])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = w.home.path().join("stacks").join(format!("{stack}.lock"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&lock)
+        .map(|s| s.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.run(&["unlock", &stack])
+        .failure(2)
+        .stderr_has("locked by a live process")
+        .stderr_has(&format!("kill {}", holder.id()));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    w.run(&["unlock", &stack])
+        .success()
+        .stdout_has("cleared the record of a run that died");
+}
