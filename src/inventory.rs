@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::cloud::tags::{NAME_TAG, STACK_TAG};
 use crate::cloud::{Aws, CloudError};
+use crate::primitives::elb::elb_name;
 use crate::state::Resource;
 
 /// A resource found in AWS.
@@ -112,6 +113,45 @@ pub fn resolve_intent(
             .ssm
             .get(&parameter_name(stack, &r.name))?
             .map(|(p, _)| p.name),
+        "elb:load-balancer" => aws
+            .elb
+            .find_load_balancer(&elb_name(stack, &r.name))?
+            .map(|l| l.arn),
+        "elb:target-group" => aws
+            .elb
+            .find_target_group(&elb_name(stack, &r.name))?
+            .map(|t| t.arn),
+        "elb:listener" => {
+            let port: i64 = r
+                .name
+                .strip_prefix("port-")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(-1);
+            let mut found = None;
+            for lb in ledger
+                .iter()
+                .filter(|e| e.kind == "elb:load-balancer")
+                .filter_map(|e| e.id.as_deref())
+            {
+                match aws.elb.listeners(lb) {
+                    Ok(ls) => {
+                        if let Some(l) = ls.into_iter().find(|l| l.port == port) {
+                            found = Some(l.arn);
+                            break;
+                        }
+                    }
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            found
+        }
+        "cloudfront:distribution" => aws
+            .cloudfront
+            .find_tagged("geusemaker:caller-reference", &r.token)?
+            .into_iter()
+            .next()
+            .map(|d| d.id),
         other => {
             return Err(CloudError::new(
                 "geusemaker",
@@ -154,6 +194,17 @@ pub fn tagged(aws: &Aws, stack: &str) -> Result<Vec<Found>, CloudError> {
             out.push(f);
         }
         out.push(found("efs:file-system", logical(stack, &fs.name), fs.id));
+    }
+    for (kind, name, arn) in aws.elb.tagged(STACK_TAG, stack)? {
+        if kind == "elb:load-balancer" {
+            for l in aws.elb.listeners(&arn)? {
+                out.push(found("elb:listener", format!("port-{}", l.port), l.arn));
+            }
+        }
+        out.push(found(&kind, logical(stack, &name), arn));
+    }
+    for d in aws.cloudfront.find_tagged(STACK_TAG, stack)? {
+        out.push(found("cloudfront:distribution", d.id.clone(), d.id));
     }
     let prefix = format!("/geusemaker/{stack}/");
     for p in aws.ssm.list_by_path(&prefix)? {

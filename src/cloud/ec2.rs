@@ -290,6 +290,40 @@ impl fmt::Display for Volume {
     }
 }
 
+/// What an instance type offers.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "InstanceTypeInfo", extra = super::display_fns)]
+pub struct InstanceTypeInfo {
+    #[rhai_type(readonly)]
+    pub name: String,
+    #[rhai_type(readonly)]
+    pub vcpus: i64,
+    #[rhai_type(readonly)]
+    pub memory_gib: f64,
+    /// Number of GPUs (0 for none).
+    #[rhai_type(readonly)]
+    pub gpus: i64,
+    #[rhai_type(readonly)]
+    pub gpu_model: String,
+    #[rhai_type(readonly)]
+    pub gpu_memory_gib: f64,
+    /// `x86_64` or `arm64` (the first supported).
+    #[rhai_type(readonly)]
+    pub architecture: String,
+    #[rhai_type(readonly)]
+    pub spot_supported: bool,
+}
+
+impl fmt::Display for InstanceTypeInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "InstanceTypeInfo({} {} vCPU {} GiB {} GPU)",
+            self.name, self.vcpus, self.memory_gib, self.gpus
+        )
+    }
+}
+
 /// What a new EBS volume looks like.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VolumeRequest {
@@ -398,6 +432,16 @@ pub trait Ec2Api: Send + Sync {
     /// Terminate; returns the state the instance was in before.
     fn terminate_instance(&self, id: &str) -> Result<String, CloudError>;
     fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError>;
+    /// What an instance type offers; `None` when the region does not know it.
+    fn instance_type_info(
+        &self,
+        instance_type: &str,
+    ) -> Result<Option<InstanceTypeInfo>, CloudError>;
+    /// The Availability Zones of this region that offer the instance type.
+    fn zones_offering(&self, instance_type: &str) -> Result<Vec<String>, CloudError>;
+    /// The latest Deep Learning Base AMI (NVIDIA driver, Docker with the NVIDIA runtime):
+    /// its public SSM parameter, falling back to DescribeImages by name.
+    fn latest_gpu_ami(&self) -> Result<Image, CloudError>;
     /// Security groups carrying all these tags.
     fn find_security_groups(
         &self,
@@ -1202,5 +1246,138 @@ impl Ec2Api for SdkEc2 {
                 private_key_path: None,
             })
             .collect())
+    }
+
+    fn instance_type_info(
+        &self,
+        instance_type: &str,
+    ) -> Result<Option<InstanceTypeInfo>, CloudError> {
+        let out = match self.rt.block_on(
+            self.client
+                .describe_instance_types()
+                .instance_types(InstanceType::from(instance_type))
+                .send(),
+        ) {
+            Ok(out) => out,
+            Err(e) => {
+                let e = CloudError::from_sdk(SVC, "DescribeInstanceTypes", e);
+                return if e.code.starts_with("InvalidInstanceType") {
+                    Ok(None)
+                } else {
+                    Err(e)
+                };
+            }
+        };
+        Ok(out.instance_types().first().map(|t| {
+            let gpu = t.gpu_info();
+            let first = gpu.and_then(|g| g.gpus().first());
+            InstanceTypeInfo {
+                name: instance_type.to_string(),
+                vcpus: t.v_cpu_info().and_then(|v| v.default_v_cpus()).unwrap_or(0) as i64,
+                memory_gib: t.memory_info().and_then(|m| m.size_in_mib()).unwrap_or(0) as f64
+                    / 1024.0,
+                gpus: gpu
+                    .map(|g| g.gpus().iter().map(|x| x.count().unwrap_or(0) as i64).sum())
+                    .unwrap_or(0),
+                gpu_model: first
+                    .map(|g| {
+                        format!(
+                            "{} {}",
+                            g.manufacturer().unwrap_or_default(),
+                            g.name().unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_default(),
+                gpu_memory_gib: gpu.and_then(|g| g.total_gpu_memory_in_mib()).unwrap_or(0) as f64
+                    / 1024.0,
+                architecture: t
+                    .processor_info()
+                    .and_then(|p| p.supported_architectures().first())
+                    .map(|a| a.as_str().to_string())
+                    .unwrap_or_default(),
+                spot_supported: t
+                    .supported_usage_classes()
+                    .iter()
+                    .any(|u| u.as_str() == "spot"),
+            }
+        }))
+    }
+
+    fn zones_offering(&self, instance_type: &str) -> Result<Vec<String>, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_instance_type_offerings()
+                    .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
+                    .filters(filter("instance-type", &[instance_type]))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeInstanceTypeOfferings", e))?;
+        let mut zones: Vec<String> = out
+            .instance_type_offerings()
+            .iter()
+            .filter_map(|o| o.location().map(str::to_string))
+            .collect();
+        zones.sort();
+        Ok(zones)
+    }
+
+    fn latest_gpu_ami(&self) -> Result<Image, CloudError> {
+        let param = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id";
+        match self
+            .rt
+            .block_on(self.ssm.get_parameter().name(param).send())
+        {
+            Ok(out) => {
+                if let Some(id) = out.parameter().and_then(|p| p.value()) {
+                    return Ok(Image {
+                        id: id.to_string(),
+                        name: param.to_string(),
+                        architecture: "x86_64".into(),
+                        source: "ssm".into(),
+                    });
+                }
+            }
+            Err(e) => {
+                let e = CloudError::from_sdk("ssm", "GetParameter", e);
+                tracing::debug!(error = %e, "Deep Learning AMI parameter unavailable, using DescribeImages");
+            }
+        }
+        // Newest first by name; the AL2023 base image first, older Deep Learning images after.
+        for pattern in [
+            "Deep Learning Base OSS Nvidia Driver GPU AMI (Amazon Linux 2023)*",
+            "Deep Learning*Amazon Linux*",
+        ] {
+            let out = self
+                .rt
+                .block_on(
+                    self.client
+                        .describe_images()
+                        .owners("amazon")
+                        .filters(filter("name", &[pattern]))
+                        .filters(filter("architecture", &["x86_64"]))
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "DescribeImages", e))?;
+            if let Some(best) = out.images().iter().max_by(|a, b| a.name().cmp(&b.name())) {
+                return Ok(Image {
+                    id: s(best.image_id()),
+                    name: s(best.name()),
+                    architecture: "x86_64".into(),
+                    source: "describe_images".into(),
+                });
+            }
+        }
+        let mut e = CloudError::new(
+            SVC,
+            "DescribeImages",
+            "NoImage",
+            "no Deep Learning (GPU) AMI in this region",
+        );
+        e.hint = Some(
+            "pass an AMI with the NVIDIA driver and container toolkit: --set image_id=ami-…".into(),
+        );
+        Err(e)
     }
 }

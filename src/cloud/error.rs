@@ -87,7 +87,11 @@ impl CloudError {
             || self.code.ends_with(".Malformed") && self.message.contains("does not exist")
             || matches!(
                 self.code.as_str(),
-                "NoSuchEntity" | "FileSystemNotFound" | "MountTargetNotFound" | "ParameterNotFound"
+                "NoSuchEntity"
+                    | "FileSystemNotFound"
+                    | "MountTargetNotFound"
+                    | "ParameterNotFound"
+                    | "NoSuchDistribution"
             )
     }
 

@@ -5,8 +5,10 @@
 //! implementations block on the tokio runtime (Rhai is synchronous); another implementation —
 //! a recording backend for `--plan` — can stand in without touching recipes.
 
+pub mod cloudfront;
 pub mod ec2;
 pub mod efs;
+pub mod elb;
 pub mod error;
 pub mod iam;
 pub mod pricing;
@@ -31,8 +33,10 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
+pub use cloudfront::CloudFrontApi;
 pub use ec2::Ec2Api;
 pub use efs::EfsApi;
+pub use elb::ElbApi;
 pub use error::CloudError;
 pub use iam::IamApi;
 pub use pricing::PricingApi;
@@ -179,6 +183,8 @@ pub struct Aws {
     pub region: String,
     pub ec2: Arc<dyn Ec2Api>,
     pub efs: Arc<dyn EfsApi>,
+    pub elb: Arc<dyn ElbApi>,
+    pub cloudfront: Arc<dyn CloudFrontApi>,
     pub ssm: Arc<dyn SsmApi>,
     pub iam: Arc<dyn IamApi>,
     pub pricing: Arc<dyn PricingApi>,
@@ -198,6 +204,7 @@ impl Aws {
                 "no region in flags, environment or profile",
             )
         })?;
+        check_region(&region)?;
         let stats = Arc::new(CallStats::default());
         let counter = || CountingInterceptor(stats.clone());
 
@@ -213,6 +220,16 @@ impl Aws {
         );
         let efs = aws_sdk_efs::Client::from_conf(
             aws_sdk_efs::config::Builder::from(&sdk)
+                .interceptor(counter())
+                .build(),
+        );
+        let elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(
+            aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
+                .interceptor(counter())
+                .build(),
+        );
+        let cloudfront = aws_sdk_cloudfront::Client::from_conf(
+            aws_sdk_cloudfront::config::Builder::from(&sdk)
                 .interceptor(counter())
                 .build(),
         );
@@ -239,6 +256,8 @@ impl Aws {
         Ok(Aws {
             ec2: Arc::new(ec2::SdkEc2::new(ec2, ssm.clone(), rt.clone())),
             efs: Arc::new(efs::SdkEfs::new(efs, rt.clone())),
+            elb: Arc::new(elb::SdkElb::new(elb, rt.clone())),
+            cloudfront: Arc::new(cloudfront::SdkCloudFront::new(cloudfront, rt.clone())),
             ssm: Arc::new(ssm::SdkSsm::new(ssm, rt.clone())),
             iam: Arc::new(iam::SdkIam::new(iam, rt.clone())),
             pricing: Arc::new(pricing::SdkPricing::new(pricing, rt.clone())),
@@ -246,6 +265,67 @@ impl Aws {
             stats,
         })
     }
+}
+
+/// AWS regions this build knows. A region AWS opened since can be used with
+/// `GEUSEMAKER_ALLOW_ANY_REGION=1`.
+pub const KNOWN_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-north-1",
+    "il-central-1",
+    "me-south-1",
+    "me-central-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+];
+
+fn check_region(region: &str) -> Result<(), CloudError> {
+    if KNOWN_REGIONS.contains(&region) || std::env::var_os("GEUSEMAKER_ALLOW_ANY_REGION").is_some()
+    {
+        return Ok(());
+    }
+    let mut e = CloudError::new(
+        "config",
+        "LoadConfig",
+        "UnknownRegion",
+        format!("`{region}` is not an AWS region"),
+    );
+    e.hint = Some(match crate::primitives::did_you_mean(region, KNOWN_REGIONS.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`? (a region AWS opened recently: set GEUSEMAKER_ALLOW_ANY_REGION=1)"),
+        None => "regions look like us-east-1 or eu-west-1 (a region AWS opened recently: set GEUSEMAKER_ALLOW_ANY_REGION=1)".into(),
+    });
+    Err(e)
 }
 
 async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {

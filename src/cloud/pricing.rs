@@ -228,6 +228,10 @@ pub fn on_demand_price(
                 "the Price List API has no on-demand Linux price for {instance_type} in {region}"
             ),
         },
+        // An endpoint without a Pricing API (e.g. a local emulator) answers with HTML.
+        Err(e) if e.code == "Unhandled" => {
+            "the Price List API is unreachable (the endpoint cannot answer it)".to_string()
+        }
         Err(e) => format!(
             "the Price List API is unreachable ({}: {})",
             e.code,

@@ -2,14 +2,17 @@
 
 /// Bundled recipes: `geusemaker run dev` runs `recipes/dev.rhai`.
 pub const RECIPES: &[(&str, &str)] = &[
+    ("automation", include_str!("../../recipes/automation.rhai")),
     ("destroy", include_str!("../../recipes/destroy.rhai")),
     ("dev", include_str!("../../recipes/dev.rhai")),
+    ("gpu", include_str!("../../recipes/gpu.rhai")),
     ("quickstart", include_str!("../../recipes/quickstart.rhai")),
     ("rollback", include_str!("../../recipes/rollback.rhai")),
 ];
 
 /// Bundled stdlib modules: `import "network"` finds `stdlib/network.rhai`.
 pub const STDLIB: &[(&str, &str)] = &[
+    ("edge", include_str!("../../stdlib/edge.rhai")),
     ("instance", include_str!("../../stdlib/instance.rhai")),
     ("network", include_str!("../../stdlib/network.rhai")),
     ("report", include_str!("../../stdlib/report.rhai")),
@@ -17,6 +20,7 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("services", include_str!("../../stdlib/services.rhai")),
     ("storage", include_str!("../../stdlib/storage.rhai")),
     ("teardown", include_str!("../../stdlib/teardown.rhai")),
+    ("tier", include_str!("../../stdlib/tier.rhai")),
 ];
 
 pub fn recipe(name: &str) -> Option<&'static str> {

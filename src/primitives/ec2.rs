@@ -23,7 +23,8 @@ pub fn types(engine: &mut Engine) {
         .build_type::<KeyPair>()
         .build_type::<Instance>()
         .build_type::<SpotPrice>()
-        .build_type::<Volume>();
+        .build_type::<Volume>()
+        .build_type::<InstanceTypeInfo>();
 }
 
 pub fn module() -> rhai::Module {
@@ -932,6 +933,61 @@ pub mod api {
         let id = id_of(&volume, "a volume")?;
         let result = rt.aws()?.ec2.delete_volume(&id);
         rt.settle_delete("ec2:volume", &id, result)
+    }
+
+    /// What an instance type offers in this region (vCPUs, memory, GPUs); an error naming the
+    /// type when the region does not know it.
+    ///
+    /// ```rhai
+    /// let info = ec2::instance_type_info("g4dn.xlarge");
+    /// if info.gpus == 0 { throw "not a GPU type"; }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn instance_type_info(
+        ctx: NativeCallContext,
+        instance_type: &str,
+    ) -> Result<crate::cloud::ec2::InstanceTypeInfo, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let region = rt.region()?;
+        rt.aws()?
+            .ec2
+            .instance_type_info(instance_type)
+            .map_err(cloud_err)?
+            .ok_or_else(|| {
+                super::super::usage_err_hint(
+                    format!("instance type {instance_type} does not exist in {region}"),
+                    "check the spelling (e.g. g4dn.xlarge) and that the region offers it",
+                )
+            })
+    }
+
+    /// The Availability Zones of the region that offer an instance type, sorted.
+    ///
+    /// ```rhai
+    /// let zones = ec2::zones_offering("g4dn.xlarge");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn zones_offering(
+        ctx: NativeCallContext,
+        instance_type: &str,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        let zones = rt(&ctx)?
+            .aws()?
+            .ec2
+            .zones_offering(instance_type)
+            .map_err(cloud_err)?;
+        Ok(zones.into_iter().map(Dynamic::from).collect())
+    }
+
+    /// The latest Deep Learning Base AMI (NVIDIA driver and container toolkit, Amazon Linux
+    /// 2023) from its public SSM parameter, falling back to DescribeImages by name.
+    ///
+    /// ```rhai
+    /// let ami = ec2::latest_gpu_ami();
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn latest_gpu_ami(ctx: NativeCallContext) -> Result<Image, Box<EvalAltResult>> {
+        rt(&ctx)?.aws()?.ec2.latest_gpu_ami().map_err(cloud_err)
     }
 
     /// Current spot prices for an instance type, one per Availability Zone, cheapest first.

@@ -90,15 +90,19 @@ impl Check {
         }
     }
 
-    /// Point the check at `addr` (`host:port`), keeping the URL's path; it then runs from here.
+    /// Point the check at `addr` (`host:port`, plain HTTP), keeping the URL's path; it then
+    /// runs from here.
     fn redirect(&mut self, addr: &str) {
         self.on = None;
         match &mut self.probe {
             Probe::Tcp { addr: a } => *a = addr.to_string(),
             Probe::Http { url, .. } => {
-                let (scheme, rest) = url.split_once("://").unwrap_or(("http", url.as_str()));
+                let rest = url
+                    .split_once("://")
+                    .map(|(_, r)| r)
+                    .unwrap_or(url.as_str());
                 let path = rest.find('/').map(|i| &rest[i..]).unwrap_or("/");
-                *url = format!("{scheme}://{addr}{path}");
+                *url = format!("http://{addr}{path}");
             }
         }
     }
@@ -644,7 +648,7 @@ mod tests {
     #[test]
     fn overrides_parse_and_redirect_keeping_the_path() {
         let o = endpoint_overrides(Some("n8n=127.0.0.1:4000, postgres=127.0.0.1:4001")).unwrap();
-        let c = with_override(http("n8n", "http://10.0.0.5:5678/healthz"), &o);
+        let c = with_override(http("n8n", "https://d111.cloudfront.net/healthz"), &o);
         assert_eq!(
             c.probe,
             Probe::Http {

@@ -4,8 +4,10 @@
 //! convert back to typed handles. Every create records an intent in the ledger before its API
 //! call and the id right after.
 
+pub mod cloudfront;
 pub mod ec2;
 pub mod efs;
+pub mod elb;
 pub mod health;
 pub mod iam;
 pub mod opts;
@@ -49,6 +51,18 @@ pub const AREAS: &[Area] = &[
         doc: "Encrypted EFS file systems and mount targets.",
         module: efs::module,
         types: efs::types,
+    },
+    Area {
+        name: "elb",
+        doc: "Application load balancer, target group, listeners, target health.",
+        module: elb::module,
+        types: elb::types,
+    },
+    Area {
+        name: "cloudfront",
+        doc: "A CloudFront distribution in front of the load balancer.",
+        module: cloudfront::module,
+        types: cloudfront::types,
     },
     Area {
         name: "ssm",
@@ -422,7 +436,7 @@ pub fn id_of(v: &Dynamic, what: &str) -> Result<String, Box<EvalAltResult>> {
     }
     by_field!(
         ec2::Vpc => id, ec2::Subnet => id, ec2::SecurityGroup => id, ec2::Instance => id,
-        ec2::Image => id, ec2::KeyPair => name, ec2::Volume => id, efs::FileSystem => id, efs::MountTarget => id, crate::cloud::ssm::Parameter => name,
+        ec2::Image => id, ec2::KeyPair => name, ec2::Volume => id, efs::FileSystem => id, efs::MountTarget => id, crate::cloud::ssm::Parameter => name, crate::cloud::elb::LoadBalancer => arn, crate::cloud::elb::TargetGroup => arn, crate::cloud::elb::Listener => arn, crate::cloud::cloudfront::Distribution => id,
         iam::InstanceProfile => arn,
     );
     Err(usage_err(format!(

@@ -125,6 +125,7 @@ impl Ui {
             bar,
             started: Instant::now(),
             ui: self.clone(),
+            last_line: std::sync::Mutex::new(Instant::now()),
         }
     }
 }
@@ -135,13 +136,29 @@ pub struct Waiting {
     bar: Option<ProgressBar>,
     started: Instant,
     ui: Ui,
+    /// Without a terminal, a plain progress line at most every 30 s (so CI logs show life).
+    last_line: std::sync::Mutex<Instant>,
 }
 
 impl Waiting {
     /// Show the current state, e.g. `pending`, and the time left.
     pub fn update(&self, state: &str, left: Duration) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!("{}: {state}, {}s left", self.what, left.as_secs()));
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(format!("{}: {state}, {}s left", self.what, left.as_secs()))
+            }
+            None => {
+                let mut last = self.last_line.lock().unwrap();
+                if last.elapsed() >= Duration::from_secs(30) {
+                    *last = Instant::now();
+                    self.ui.info(&format!(
+                        "{}: {state} ({} so far, {}s left)",
+                        self.what,
+                        fmt_duration(self.started.elapsed()),
+                        left.as_secs()
+                    ));
+                }
+            }
         }
     }
 

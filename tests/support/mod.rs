@@ -91,19 +91,23 @@ pub struct World {
 impl World {
     /// Against moto, in `us-east-1`.
     pub fn moto() -> World {
-        World {
-            home: tempfile::tempdir().unwrap(),
-            region: "us-east-1".into(),
-            endpoint: Some(moto().endpoint.clone()),
-        }
+        World::new(Some(moto().endpoint.clone()))
     }
 
     /// No AWS at all (for tests that must fail before any call).
     pub fn offline() -> World {
+        World::new(None)
+    }
+
+    fn new(endpoint: Option<String>) -> World {
+        let home = tempfile::tempdir().unwrap();
+        // Empty AWS config files: nothing from the developer's ~/.aws leaks in.
+        std::fs::write(home.path().join("aws-config"), "").unwrap();
+        std::fs::write(home.path().join("aws-credentials"), "").unwrap();
         World {
-            home: tempfile::tempdir().unwrap(),
+            home,
             region: "us-east-1".into(),
-            endpoint: None,
+            endpoint,
         }
     }
 
@@ -117,10 +121,10 @@ impl World {
         }
         c.env("GEUSEMAKER_HOME", self.home.path())
             .env("NO_COLOR", "1")
-            .env("AWS_CONFIG_FILE", self.home.path().join("no-aws-config"))
+            .env("AWS_CONFIG_FILE", self.home.path().join("aws-config"))
             .env(
                 "AWS_SHARED_CREDENTIALS_FILE",
-                self.home.path().join("no-aws-credentials"),
+                self.home.path().join("aws-credentials"),
             )
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ACCESS_KEY_ID", "test")

@@ -1,0 +1,514 @@
+//! ELBv2: application load balancers, target groups, listeners, target health.
+
+use std::fmt;
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, Certificate, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, Matcher,
+    ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum, Tag, TargetDescription,
+    TargetTypeEnum,
+};
+use rhai::CustomType;
+
+use super::{Blocking, CloudError, Tags};
+
+const SVC: &str = "elb";
+
+/// An application load balancer.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "LoadBalancer", extra = super::display_fns)]
+pub struct LoadBalancer {
+    #[rhai_type(readonly)]
+    pub arn: String,
+    #[rhai_type(readonly)]
+    pub name: String,
+    #[rhai_type(readonly)]
+    pub dns_name: String,
+    /// `provisioning`, `active`, `failed`.
+    #[rhai_type(readonly)]
+    pub state: String,
+    #[rhai_type(readonly)]
+    pub vpc_id: String,
+}
+
+impl fmt::Display for LoadBalancer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "LoadBalancer({} {} {})",
+            self.name, self.dns_name, self.state
+        )
+    }
+}
+
+/// A target group with its health check.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "TargetGroup", extra = super::display_fns)]
+pub struct TargetGroup {
+    #[rhai_type(readonly)]
+    pub arn: String,
+    #[rhai_type(readonly)]
+    pub name: String,
+    #[rhai_type(readonly)]
+    pub port: i64,
+    #[rhai_type(readonly)]
+    pub health_path: String,
+}
+
+impl fmt::Display for TargetGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TargetGroup({} :{} {})",
+            self.name, self.port, self.health_path
+        )
+    }
+}
+
+/// A listener of a load balancer.
+#[derive(Debug, Clone, CustomType)]
+#[rhai_type(name = "Listener", extra = super::display_fns)]
+pub struct Listener {
+    #[rhai_type(readonly)]
+    pub arn: String,
+    #[rhai_type(readonly)]
+    pub port: i64,
+    #[rhai_type(readonly)]
+    pub protocol: String,
+}
+
+impl fmt::Display for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Listener({} {})", self.protocol, self.port)
+    }
+}
+
+/// How a new target group checks its targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetGroupSpec {
+    pub name: String,
+    pub vpc_id: String,
+    pub port: i32,
+    pub health_path: String,
+    pub interval_s: i32,
+    pub timeout_s: i32,
+    pub healthy_threshold: i32,
+    pub unhealthy_threshold: i32,
+    pub matcher: String,
+}
+
+/// What a listener does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListenerAction {
+    Forward { target_group_arn: String },
+    RedirectToHttps,
+}
+
+/// The ELBv2 operations primitives use.
+pub trait ElbApi: Send + Sync {
+    fn find_load_balancer(&self, name: &str) -> Result<Option<LoadBalancer>, CloudError>;
+    fn create_load_balancer(
+        &self,
+        name: &str,
+        subnets: &[String],
+        security_groups: &[String],
+        tags: &Tags,
+    ) -> Result<LoadBalancer, CloudError>;
+    fn delete_load_balancer(&self, arn: &str) -> Result<(), CloudError>;
+    fn find_target_group(&self, name: &str) -> Result<Option<TargetGroup>, CloudError>;
+    fn create_target_group(
+        &self,
+        spec: &TargetGroupSpec,
+        tags: &Tags,
+    ) -> Result<TargetGroup, CloudError>;
+    fn delete_target_group(&self, arn: &str) -> Result<(), CloudError>;
+    fn listeners(&self, lb_arn: &str) -> Result<Vec<Listener>, CloudError>;
+    fn create_listener(
+        &self,
+        lb_arn: &str,
+        port: i32,
+        certificate_arn: Option<&str>,
+        action: &ListenerAction,
+        tags: &Tags,
+    ) -> Result<Listener, CloudError>;
+    fn delete_listener(&self, arn: &str) -> Result<(), CloudError>;
+    fn register(&self, tg_arn: &str, instance_id: &str, port: i32) -> Result<(), CloudError>;
+    fn deregister(&self, tg_arn: &str, instance_id: &str) -> Result<(), CloudError>;
+    /// `(state, reason)` of one target, `None` when it is not registered.
+    fn target_health(
+        &self,
+        tg_arn: &str,
+        instance_id: &str,
+    ) -> Result<Option<(String, String)>, CloudError>;
+    /// ARNs (load balancers and target groups) among `arns` tagged `key=value`.
+    fn tagged(&self, key: &str, value: &str) -> Result<Vec<(String, String, String)>, CloudError>;
+}
+
+/// [`ElbApi`] over aws-sdk-elasticloadbalancingv2.
+pub struct SdkElb {
+    client: aws_sdk_elasticloadbalancingv2::Client,
+    rt: Blocking,
+}
+
+impl SdkElb {
+    pub fn new(client: aws_sdk_elasticloadbalancingv2::Client, rt: Blocking) -> Self {
+        SdkElb { client, rt }
+    }
+}
+
+fn tags_of(tags: &Tags) -> Vec<Tag> {
+    tags.pairs()
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+fn to_lb(l: &aws_sdk_elasticloadbalancingv2::types::LoadBalancer) -> LoadBalancer {
+    LoadBalancer {
+        arn: l.load_balancer_arn().unwrap_or_default().to_string(),
+        name: l.load_balancer_name().unwrap_or_default().to_string(),
+        dns_name: l.dns_name().unwrap_or_default().to_string(),
+        state: l
+            .state()
+            .and_then(|s| s.code())
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_default(),
+        vpc_id: l.vpc_id().unwrap_or_default().to_string(),
+    }
+}
+
+fn to_tg(t: &aws_sdk_elasticloadbalancingv2::types::TargetGroup) -> TargetGroup {
+    TargetGroup {
+        arn: t.target_group_arn().unwrap_or_default().to_string(),
+        name: t.target_group_name().unwrap_or_default().to_string(),
+        port: t.port().unwrap_or(0) as i64,
+        health_path: t.health_check_path().unwrap_or_default().to_string(),
+    }
+}
+
+fn to_listener(l: &aws_sdk_elasticloadbalancingv2::types::Listener) -> Listener {
+    Listener {
+        arn: l.listener_arn().unwrap_or_default().to_string(),
+        port: l.port().unwrap_or(0) as i64,
+        protocol: l
+            .protocol()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+impl ElbApi for SdkElb {
+    fn find_load_balancer(&self, name: &str) -> Result<Option<LoadBalancer>, CloudError> {
+        match self
+            .rt
+            .block_on(self.client.describe_load_balancers().names(name).send())
+        {
+            Ok(out) => Ok(out.load_balancers().first().map(to_lb)),
+            Err(e) => {
+                let e = CloudError::from_sdk(SVC, "DescribeLoadBalancers", e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn create_load_balancer(
+        &self,
+        name: &str,
+        subnets: &[String],
+        security_groups: &[String],
+        tags: &Tags,
+    ) -> Result<LoadBalancer, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .create_load_balancer()
+                    .name(name)
+                    .r#type(LoadBalancerTypeEnum::Application)
+                    .scheme(LoadBalancerSchemeEnum::InternetFacing)
+                    .set_subnets(Some(subnets.to_vec()))
+                    .set_security_groups(Some(security_groups.to_vec()))
+                    .set_tags(Some(tags_of(tags)))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateLoadBalancer", e))?;
+        out.load_balancers().first().map(to_lb).ok_or_else(|| {
+            CloudError::new(
+                SVC,
+                "CreateLoadBalancer",
+                "NoLoadBalancer",
+                "no load balancer in the answer",
+            )
+        })
+    }
+
+    fn delete_load_balancer(&self, arn: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(
+                self.client
+                    .delete_load_balancer()
+                    .load_balancer_arn(arn)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "DeleteLoadBalancer", e))
+    }
+
+    fn find_target_group(&self, name: &str) -> Result<Option<TargetGroup>, CloudError> {
+        match self
+            .rt
+            .block_on(self.client.describe_target_groups().names(name).send())
+        {
+            Ok(out) => Ok(out.target_groups().first().map(to_tg)),
+            Err(e) => {
+                let e = CloudError::from_sdk(SVC, "DescribeTargetGroups", e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn create_target_group(
+        &self,
+        spec: &TargetGroupSpec,
+        tags: &Tags,
+    ) -> Result<TargetGroup, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .create_target_group()
+                    .name(&spec.name)
+                    .protocol(ProtocolEnum::Http)
+                    .port(spec.port)
+                    .vpc_id(&spec.vpc_id)
+                    .target_type(TargetTypeEnum::Instance)
+                    .health_check_path(&spec.health_path)
+                    .health_check_interval_seconds(spec.interval_s)
+                    .health_check_timeout_seconds(spec.timeout_s)
+                    .healthy_threshold_count(spec.healthy_threshold)
+                    .unhealthy_threshold_count(spec.unhealthy_threshold)
+                    .matcher(Matcher::builder().http_code(&spec.matcher).build())
+                    .set_tags(Some(tags_of(tags)))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateTargetGroup", e))?;
+        out.target_groups().first().map(to_tg).ok_or_else(|| {
+            CloudError::new(
+                SVC,
+                "CreateTargetGroup",
+                "NoTargetGroup",
+                "no target group in the answer",
+            )
+        })
+    }
+
+    fn delete_target_group(&self, arn: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(
+                self.client
+                    .delete_target_group()
+                    .target_group_arn(arn)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "DeleteTargetGroup", e))
+    }
+
+    fn listeners(&self, lb_arn: &str) -> Result<Vec<Listener>, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_listeners()
+                    .load_balancer_arn(lb_arn)
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeListeners", e))?;
+        Ok(out.listeners().iter().map(to_listener).collect())
+    }
+
+    fn create_listener(
+        &self,
+        lb_arn: &str,
+        port: i32,
+        certificate_arn: Option<&str>,
+        action: &ListenerAction,
+        tags: &Tags,
+    ) -> Result<Listener, CloudError> {
+        let action = match action {
+            ListenerAction::Forward { target_group_arn } => Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .target_group_arn(target_group_arn)
+                .build(),
+            ListenerAction::RedirectToHttps => Action::builder()
+                .r#type(ActionTypeEnum::Redirect)
+                .redirect_config(
+                    RedirectActionConfig::builder()
+                        .protocol("HTTPS")
+                        .port("443")
+                        .status_code(RedirectActionStatusCodeEnum::Http301)
+                        .build(),
+                )
+                .build(),
+        };
+        let mut req = self
+            .client
+            .create_listener()
+            .load_balancer_arn(lb_arn)
+            .port(port)
+            .default_actions(action)
+            .set_tags(Some(tags_of(tags)));
+        req = match certificate_arn {
+            Some(cert) => req
+                .protocol(ProtocolEnum::Https)
+                .ssl_policy("ELBSecurityPolicy-TLS13-1-2-2021-06")
+                .certificates(Certificate::builder().certificate_arn(cert).build()),
+            None => req.protocol(ProtocolEnum::Http),
+        };
+        let out = self
+            .rt
+            .block_on(req.send())
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateListener", e))?;
+        out.listeners().first().map(to_listener).ok_or_else(|| {
+            CloudError::new(
+                SVC,
+                "CreateListener",
+                "NoListener",
+                "no listener in the answer",
+            )
+        })
+    }
+
+    fn delete_listener(&self, arn: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(self.client.delete_listener().listener_arn(arn).send())
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "DeleteListener", e))
+    }
+
+    fn register(&self, tg_arn: &str, instance_id: &str, port: i32) -> Result<(), CloudError> {
+        self.rt
+            .block_on(
+                self.client
+                    .register_targets()
+                    .target_group_arn(tg_arn)
+                    .targets(
+                        TargetDescription::builder()
+                            .id(instance_id)
+                            .port(port)
+                            .build(),
+                    )
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "RegisterTargets", e))
+    }
+
+    fn deregister(&self, tg_arn: &str, instance_id: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(
+                self.client
+                    .deregister_targets()
+                    .target_group_arn(tg_arn)
+                    .targets(TargetDescription::builder().id(instance_id).build())
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "DeregisterTargets", e))
+    }
+
+    fn target_health(
+        &self,
+        tg_arn: &str,
+        instance_id: &str,
+    ) -> Result<Option<(String, String)>, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_target_health()
+                    .target_group_arn(tg_arn)
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeTargetHealth", e))?;
+        Ok(out
+            .target_health_descriptions()
+            .iter()
+            .find(|d| d.target().and_then(|t| t.id()) == Some(instance_id))
+            .map(|d| {
+                let h = d.target_health();
+                (
+                    h.and_then(|h| h.state())
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    h.and_then(|h| h.reason())
+                        .map(|r| r.as_str().to_string())
+                        .unwrap_or_default(),
+                )
+            }))
+    }
+
+    fn tagged(&self, key: &str, value: &str) -> Result<Vec<(String, String, String)>, CloudError> {
+        // (kind, name, arn) of load balancers and target groups carrying the tag.
+        let lbs = self
+            .rt
+            .block_on(self.client.describe_load_balancers().send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeLoadBalancers", e))?;
+        let tgs = self
+            .rt
+            .block_on(self.client.describe_target_groups().send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeTargetGroups", e))?;
+        let mut candidates: Vec<(String, String, String)> = lbs
+            .load_balancers()
+            .iter()
+            .map(|l| {
+                (
+                    "elb:load-balancer".to_string(),
+                    l.load_balancer_name().unwrap_or_default().to_string(),
+                    l.load_balancer_arn().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        candidates.extend(tgs.target_groups().iter().map(|t| {
+            (
+                "elb:target-group".to_string(),
+                t.target_group_name().unwrap_or_default().to_string(),
+                t.target_group_arn().unwrap_or_default().to_string(),
+            )
+        }));
+        let mut found = Vec::new();
+        // DescribeTags takes at most 20 ARNs per call.
+        for chunk in candidates.chunks(20) {
+            let out = self
+                .rt
+                .block_on(
+                    self.client
+                        .describe_tags()
+                        .set_resource_arns(Some(chunk.iter().map(|c| c.2.clone()).collect()))
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "DescribeTags", e))?;
+            for d in out.tag_descriptions() {
+                if d.tags()
+                    .iter()
+                    .any(|t| t.key() == Some(key) && t.value() == Some(value))
+                {
+                    if let Some(c) = chunk
+                        .iter()
+                        .find(|c| Some(c.2.as_str()) == d.resource_arn())
+                    {
+                        found.push(c.clone());
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+}

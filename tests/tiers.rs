@@ -1,0 +1,407 @@
+//! The automation and GPU tiers end to end through the binary against moto: load balancer,
+//! target group, listeners, CloudFront, GPU instance and AMI; destroy to zero non-data
+//! resources; bad input.
+
+mod support;
+
+use support::{stand_ins, Outcome, World};
+
+fn run(w: &World, args: &[&str]) -> Outcome {
+    let out = w
+        .cmd()
+        .args(args)
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+        .output()
+        .unwrap();
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn elb(
+    w: &World,
+) -> (
+    tokio::runtime::Runtime,
+    aws_sdk_elasticloadbalancingv2::Client,
+    aws_sdk_cloudfront::Client,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let conf = rt.block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(w.endpoint.as_deref().unwrap())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load(),
+    );
+    (
+        rt,
+        aws_sdk_elasticloadbalancingv2::Client::new(&conf),
+        aws_sdk_cloudfront::Client::new(&conf),
+    )
+}
+
+fn app_sg_rules_on_5678(w: &World, stack: &str) -> (Vec<String>, Vec<String>) {
+    let sdk = w.sdk();
+    let groups = sdk.stack_security_groups(stack);
+    let app = groups
+        .iter()
+        .find(|g| g.group_name() == Some(format!("{stack}-app").as_str()))
+        .unwrap();
+    let p = app
+        .ip_permissions()
+        .iter()
+        .find(|p| p.from_port() == Some(5678))
+        .unwrap();
+    (
+        p.ip_ranges()
+            .iter()
+            .filter_map(|r| r.cidr_ip().map(str::to_string))
+            .collect(),
+        p.user_id_group_pairs()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_string))
+            .collect(),
+    )
+}
+
+#[test]
+fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
+    let w = World::moto();
+    let stack = support::stack_name("auto");
+    let out = run(
+        &w,
+        &[
+            "run",
+            "automation",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=30",
+            "--set",
+            "allowed_cidr=198.51.100.0/24",
+        ],
+    );
+    out.success()
+        .stdout_has("healthy behind the load balancer")
+        .stdout_has("includes load balancer");
+    let state = w.state(&stack);
+    let dns = state["outputs"]["load_balancer_dns"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(state["outputs"]["n8n_url"], format!("http://{dns}"));
+
+    let (rt, elbv2, _) = elb(&w);
+    let lbs = rt
+        .block_on(
+            elbv2
+                .describe_load_balancers()
+                .names(format!("{stack}-web"))
+                .send(),
+        )
+        .unwrap();
+    let lb = &lbs.load_balancers()[0];
+    assert_eq!(lb.dns_name(), Some(dns.as_str()));
+    assert_eq!(lb.scheme().map(|s| s.as_str()), Some("internet-facing"));
+    let zones: std::collections::BTreeSet<_> = lb
+        .availability_zones()
+        .iter()
+        .filter_map(|z| z.zone_name())
+        .collect();
+    assert!(zones.len() >= 2, "{zones:?}");
+    let alb_sg = lb.security_groups()[0].clone();
+    let tags = rt
+        .block_on(
+            elbv2
+                .describe_tags()
+                .resource_arns(lb.load_balancer_arn().unwrap())
+                .send(),
+        )
+        .unwrap();
+    assert!(tags.tag_descriptions()[0]
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some("geusemaker:stack") && t.value() == Some(stack.as_str())));
+
+    let tgs = rt
+        .block_on(
+            elbv2
+                .describe_target_groups()
+                .names(format!("{stack}-n8n"))
+                .send(),
+        )
+        .unwrap();
+    let tg = &tgs.target_groups()[0];
+    assert_eq!(tg.port(), Some(5678));
+    assert_eq!(tg.health_check_path(), Some("/healthz"));
+    assert_eq!(
+        (tg.healthy_threshold_count(), tg.unhealthy_threshold_count()),
+        (Some(2), Some(3))
+    );
+    let listeners = rt
+        .block_on(
+            elbv2
+                .describe_listeners()
+                .load_balancer_arn(lb.load_balancer_arn().unwrap())
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(listeners.listeners().len(), 1);
+    let l = &listeners.listeners()[0];
+    assert_eq!(
+        (l.port(), l.protocol().map(|p| p.as_str())),
+        (Some(80), Some("HTTP"))
+    );
+    assert_eq!(
+        l.default_actions()[0].target_group_arn(),
+        tg.target_group_arn()
+    );
+    let health = rt
+        .block_on(
+            elbv2
+                .describe_target_health()
+                .target_group_arn(tg.target_group_arn().unwrap())
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        health.target_health_descriptions()[0]
+            .target()
+            .unwrap()
+            .id(),
+        state["outputs"]["instance_id"].as_str()
+    );
+
+    // The instance takes n8n traffic from the load balancer's group only.
+    let (cidrs, groups) = app_sg_rules_on_5678(&w, &stack);
+    assert!(cidrs.is_empty(), "{cidrs:?}");
+    assert_eq!(groups, std::slice::from_ref(&alb_sg));
+    let sdk = w.sdk();
+    let alb = sdk
+        .block_on(sdk.ec2.describe_security_groups().group_ids(&alb_sg).send())
+        .unwrap();
+    let p = &alb.security_groups()[0].ip_permissions()[0];
+    assert_eq!(
+        (p.from_port(), p.ip_ranges()[0].cidr_ip()),
+        (Some(80), Some("198.51.100.0/24"))
+    );
+
+    // Re-run: no second load balancer or target group.
+    run(
+        &w,
+        &[
+            "run",
+            "automation",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=30",
+            "--set",
+            "allowed_cidr=198.51.100.0/24",
+        ],
+    )
+    .success()
+    .stdout_has("nothing changed");
+    let all = rt.block_on(elbv2.describe_load_balancers().send()).unwrap();
+    assert_eq!(
+        all.load_balancers()
+            .iter()
+            .filter(|l| l.load_balancer_name() == Some(format!("{stack}-web").as_str()))
+            .count(),
+        1
+    );
+
+    run(&w, &["destroy", &stack, "--yes"]).success();
+    let left = sdk.leftovers(&stack);
+    assert!(left.non_data().is_empty(), "{left:?}");
+    assert!(
+        rt.block_on(
+            elbv2
+                .describe_load_balancers()
+                .names(format!("{stack}-web"))
+                .send()
+        )
+        .is_err(),
+        "load balancer deleted"
+    );
+    assert!(
+        rt.block_on(
+            elbv2
+                .describe_target_groups()
+                .names(format!("{stack}-n8n"))
+                .send()
+        )
+        .is_err(),
+        "target group deleted"
+    );
+}
+
+#[test]
+fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
+    let w = World::moto();
+    let stack = support::stack_name("gpu");
+    let out = run(
+        &w,
+        &["run", "gpu", "--name", &stack, "--set", "health_timeout=30"],
+    );
+    out.success()
+        .stdout_has("1× NVIDIA T4")
+        .stdout_has("includes CloudFront");
+    let state = w.state(&stack);
+    let domain = state["outputs"]["cloudfront_domain"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(state["outputs"]["n8n_url"], format!("https://{domain}"));
+
+    // The GPU instance: the type, a Deep Learning AMI, a zone that offers the type.
+    let sdk = w.sdk();
+    let inst = sdk.stack_instances(&stack);
+    let i = &inst[0];
+    assert_eq!(i.instance_type().map(|t| t.as_str()), Some("g4dn.xlarge"));
+    let image = sdk
+        .block_on(
+            sdk.ec2
+                .describe_images()
+                .image_ids(i.image_id().unwrap())
+                .send(),
+        )
+        .unwrap();
+    assert!(
+        image.images()[0].name().unwrap().contains("Deep Learning"),
+        "{:?}",
+        image.images()[0].name()
+    );
+    assert_ne!(
+        i.placement().unwrap().availability_zone(),
+        Some("us-east-1e"),
+        "moto's us-east-1e does not offer g4dn.xlarge"
+    );
+    // Ollama gets the GPU in the compose file.
+    let ud = sdk
+        .block_on(
+            sdk.ec2
+                .describe_instance_attribute()
+                .instance_id(i.instance_id().unwrap())
+                .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+                .send(),
+        )
+        .unwrap();
+    use base64::Engine as _;
+    let script = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(ud.user_data().unwrap().value().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        script.contains("driver: nvidia") && script.contains("capabilities: [gpu]"),
+        "GPU reservation for Ollama"
+    );
+
+    // CloudFront: origin = the load balancer, no caching, HTTPS for viewers.
+    let (rt, _, cf) = elb(&w);
+    let id = state["outputs"]["cloudfront_id"].as_str().unwrap();
+    let d = rt.block_on(cf.get_distribution().id(id).send()).unwrap();
+    let d = d.distribution().unwrap();
+    let config = d.distribution_config().unwrap();
+    assert!(config.enabled());
+    assert_eq!(
+        config.origins().unwrap().items()[0].domain_name(),
+        state["outputs"]["load_balancer_dns"].as_str().unwrap()
+    );
+    let behavior = config.default_cache_behavior().unwrap();
+    assert_eq!(
+        behavior.cache_policy_id(),
+        Some("4135ea2d-6df8-44a3-9df3-4b5a84be39ad"),
+        "CachingDisabled"
+    );
+    assert_eq!(
+        behavior.viewer_protocol_policy().as_str(),
+        "redirect-to-https"
+    );
+    assert_eq!(
+        behavior.allowed_methods().unwrap().quantity(),
+        7,
+        "every method reaches n8n"
+    );
+
+    run(&w, &["destroy", &stack, "--yes"])
+        .success()
+        .stdout_has("cloudfront:distribution");
+    assert!(sdk.leftovers(&stack).non_data().is_empty());
+    assert!(
+        rt.block_on(cf.get_distribution().id(id).send()).is_err(),
+        "distribution deleted"
+    );
+}
+
+#[test]
+fn tier_input_errors_are_caught_before_anything_is_created() {
+    let w = World::moto();
+    let stack = support::stack_name("badgpu");
+    run(
+        &w,
+        &[
+            "run",
+            "gpu",
+            "--name",
+            &stack,
+            "--set",
+            "instance_type=t3.medium",
+        ],
+    )
+    .failure(1)
+    .stderr_has("t3.medium has no GPU")
+    .stderr_has("stdlib/instance.rhai:");
+    assert!(!w.state_path(&stack).exists());
+
+    let stack = support::stack_name("badhttps");
+    run(
+        &w,
+        &["run", "automation", "--name", &stack, "--set", "https=true"],
+    )
+    .failure(1)
+    .stderr_has("HTTPS needs a certificate")
+    .stderr_has("--set certificate_arn=");
+    assert!(!w.state_path(&stack).exists());
+    run(
+        &w,
+        &[
+            "run",
+            "automation",
+            "--name",
+            &stack,
+            "--set",
+            "https=true",
+            "--set",
+            "certificate_arn=not-an-arn",
+        ],
+    )
+    .failure(1)
+    .stderr_has("is not an ACM certificate ARN");
+
+    let stack = support::stack_name("badregion");
+    run(
+        &w,
+        &[
+            "run",
+            "automation",
+            "--name",
+            &stack,
+            "--region",
+            "us-east-9",
+        ],
+    )
+    .failure(1)
+    .stderr_has("`us-east-9` is not an AWS region")
+    .stderr_has("did you mean `us-east-");
+    assert!(w.sdk().leftovers(&stack).is_empty());
+}
