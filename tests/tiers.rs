@@ -244,6 +244,72 @@ fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
 }
 
 #[test]
+fn automation_with_a_certificate_serves_https_and_redirects_http() {
+    let w = World::moto();
+    let stack = support::stack_name("autotls");
+    let cert = support::acm_certificate(w.endpoint.as_deref().unwrap(), "n8n.example.com");
+    run(
+        &w,
+        &[
+            "run",
+            "automation",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=30",
+            "--set",
+            &format!("certificate_arn={cert}"),
+        ],
+    )
+    .success();
+    let state = w.state(&stack);
+    let dns = state["outputs"]["load_balancer_dns"].as_str().unwrap();
+    assert_eq!(state["outputs"]["n8n_url"], format!("https://{dns}"));
+    let (rt, elbv2, _) = elb(&w);
+    let lb_arn = state["outputs"]["load_balancer_arn"].as_str().unwrap();
+    let listeners = rt
+        .block_on(elbv2.describe_listeners().load_balancer_arn(lb_arn).send())
+        .unwrap();
+    let mut ports: Vec<(i32, String)> = listeners
+        .listeners()
+        .iter()
+        .map(|l| {
+            (
+                l.port().unwrap(),
+                l.protocol().unwrap().as_str().to_string(),
+            )
+        })
+        .collect();
+    ports.sort();
+    assert_eq!(
+        ports,
+        [(80, "HTTP".to_string()), (443, "HTTPS".to_string())]
+    );
+    for l in listeners.listeners() {
+        let action = &l.default_actions()[0];
+        if l.port() == Some(443) {
+            assert_eq!(l.certificates()[0].certificate_arn(), Some(cert.as_str()));
+            assert_eq!(
+                action.target_group_arn(),
+                state["outputs"]["target_group_arn"].as_str()
+            );
+        } else {
+            let redirect = action.redirect_config().expect("80 redirects");
+            assert_eq!(
+                (redirect.protocol(), redirect.port()),
+                (Some("HTTPS"), Some("443"))
+            );
+        }
+    }
+    run(
+        &w,
+        &["destroy", &stack, "--yes", "--set", "delete_data=true"],
+    )
+    .success();
+    assert!(w.sdk().leftovers(&stack).is_empty());
+}
+
+#[test]
 fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
     let w = World::moto();
     let stack = support::stack_name("gpu");

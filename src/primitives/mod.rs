@@ -267,7 +267,7 @@ impl Runtime {
                 Ok(v)
             }
             Err(e) => {
-                tracing::warn!(kind, name = logical, %token, error = %e, "create failed");
+                tracing::info!(kind, name = logical, %token, error = %e, "create failed");
                 // Only a refusal proves nothing was created; a timeout or a lost response may
                 // have created it, so the intent stays for the next run (or destroy) to resolve.
                 if !matches!(

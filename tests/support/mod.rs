@@ -502,3 +502,24 @@ pub fn stand_ins() -> String {
     let postgres = http_stub(200, "");
     format!("n8n=127.0.0.1:{n8n},ollama=127.0.0.1:{ollama},qdrant=127.0.0.1:{qdrant},crawl4ai=127.0.0.1:{crawl4ai},postgres=127.0.0.1:{postgres}")
 }
+
+/// Request an ACM certificate from moto (a raw JSON-protocol call: the tool itself never
+/// creates certificates) and return its ARN.
+pub fn acm_certificate(endpoint: &str, domain: &str) -> String {
+    let addr = endpoint.trim_start_matches("http://");
+    let body = format!("{{\"DomainName\":\"{domain}\"}}");
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: CertificateManager.RequestCertificate\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/acm/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let json = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["CertificateArn"].as_str().unwrap().to_string()
+}
