@@ -876,14 +876,7 @@ impl Ec2Api for SdkEc2 {
                 fingerprint: s(k.key_fingerprint()),
                 private_key_path: None,
             })),
-            Err(e) => {
-                let e = CloudError::from_sdk(SVC, "DescribeKeyPairs", e);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => CloudError::from_sdk(SVC, "DescribeKeyPairs", e).absent(),
         }
     }
 

@@ -139,14 +139,7 @@ impl EfsApi for SdkEfs {
                 .send(),
         ) {
             Ok(out) => Ok(out.file_systems().first().map(to_fs)),
-            Err(e) => {
-                let e = CloudError::from_sdk(SVC, "DescribeFileSystems", e);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => CloudError::from_sdk(SVC, "DescribeFileSystems", e).absent(),
         }
     }
 
@@ -274,14 +267,7 @@ impl EfsApi for SdkEfs {
                 .send(),
         ) {
             Ok(out) => Ok(out.mount_targets().first().map(to_mt)),
-            Err(e) => {
-                let e = CloudError::from_sdk(SVC, "DescribeMountTargets", e);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => CloudError::from_sdk(SVC, "DescribeMountTargets", e).absent(),
         }
     }
 

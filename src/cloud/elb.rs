@@ -203,14 +203,7 @@ impl ElbApi for SdkElb {
             .block_on(self.client.describe_load_balancers().names(name).send())
         {
             Ok(out) => Ok(out.load_balancers().first().map(to_lb)),
-            Err(e) => {
-                let e = CloudError::from_sdk(SVC, "DescribeLoadBalancers", e);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => CloudError::from_sdk(SVC, "DescribeLoadBalancers", e).absent(),
         }
     }
 
@@ -263,14 +256,7 @@ impl ElbApi for SdkElb {
             .block_on(self.client.describe_target_groups().names(name).send())
         {
             Ok(out) => Ok(out.target_groups().first().map(to_tg)),
-            Err(e) => {
-                let e = CloudError::from_sdk(SVC, "DescribeTargetGroups", e);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => CloudError::from_sdk(SVC, "DescribeTargetGroups", e).absent(),
         }
     }
 

@@ -81,6 +81,15 @@ impl CloudError {
         CloudError::new(service, operation, code, message)
     }
 
+    /// `Ok(None)` when the error says the resource is not there; the error otherwise.
+    pub fn absent<T>(self) -> Result<Option<T>, CloudError> {
+        if self.is_not_found() {
+            Ok(None)
+        } else {
+            Err(self)
+        }
+    }
+
     /// True for codes that mean "the resource is not there".
     pub fn is_not_found(&self) -> bool {
         self.code.contains("NotFound")

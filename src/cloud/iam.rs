@@ -83,14 +83,7 @@ impl SdkIam {
             .block_on(self.client.get_role().role_name(name).send())
         {
             Ok(out) => Ok(out.role().map(|r| r.arn().to_string())),
-            Err(e) => {
-                let e = CloudError::from_sdk(SVC, "GetRole", e);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => CloudError::from_sdk(SVC, "GetRole", e).absent(),
         }
     }
 }
@@ -220,14 +213,7 @@ impl IamApi for SdkIam {
                     role_arn: role.map(|r| r.arn().to_string()).unwrap_or_default(),
                 }
             })),
-            Err(e) => {
-                let e = CloudError::from_sdk(SVC, "GetInstanceProfile", e);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => CloudError::from_sdk(SVC, "GetInstanceProfile", e).absent(),
         }
     }
 

@@ -191,14 +191,7 @@ impl SsmApi for SdkSsm {
                     p.value().unwrap_or_default().to_string(),
                 )
             })),
-            Err(e) => {
-                let e = CloudError::from_sdk(SVC, "GetParameter", e);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => CloudError::from_sdk(SVC, "GetParameter", e).absent(),
         }
     }
 

@@ -40,6 +40,16 @@ fn to_json(func: &str, key: &str, v: &Dynamic) -> Result<serde_json::Value, Box<
     serde_json::to_value(v).map_err(|e| usage_err(format!("{func}: cannot store `{key}`: {e}")))
 }
 
+/// Apply one change to the stack's state and persist it.
+fn store_entry<T>(
+    ctx: &NativeCallContext,
+    change: impl FnOnce(&mut crate::state::StackState) -> T,
+) -> Result<(), Box<EvalAltResult>> {
+    let rt = rt(ctx)?;
+    let mut store = rt.store()?;
+    store.update(change).map(|_| ()).map_err(state_err)
+}
+
 fn from_json(v: &serde_json::Value) -> Dynamic {
     rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
 }
@@ -90,12 +100,7 @@ pub mod api {
         value: Dynamic,
     ) -> Result<(), Box<EvalAltResult>> {
         let json = to_json("state::set", key, &value)?;
-        let rt = rt(&ctx)?;
-        let mut store = rt.store()?;
-        store
-            .update(|s| s.values.insert(key.to_string(), json))
-            .map(|_| ())
-            .map_err(state_err)
+        store_entry(&ctx, |s| s.values.insert(key.to_string(), json))
     }
 
     /// Record an output of the stack (shown by `status`, e.g. URLs and ids).
@@ -110,12 +115,7 @@ pub mod api {
         value: Dynamic,
     ) -> Result<(), Box<EvalAltResult>> {
         let json = to_json("state::output", key, &value)?;
-        let rt = rt(&ctx)?;
-        let mut store = rt.store()?;
-        store
-            .update(|s| s.outputs.insert(key.to_string(), json))
-            .map(|_| ())
-            .map_err(state_err)
+        store_entry(&ctx, |s| s.outputs.insert(key.to_string(), json))
     }
 
     /// The stack's outputs as a map.
