@@ -40,6 +40,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Trigger::Manual)]
         trigger: Trigger,
     },
+    /// Evaluate one expression against the account and print the result (a table, or JSON).
+    Eval {
+        /// A Rhai expression, e.g. 'ec2::vpcs()' or 'stacks()'.
+        expr: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// AWS region (default: AWS_REGION or the profile's region).
+        #[arg(long)]
+        region: Option<String>,
+        /// AWS profile from ~/.aws/config.
+        #[arg(long)]
+        profile: Option<String>,
+    },
     /// Release a stack's lock left by a process that is gone.
     Unlock {
         /// The stack.
@@ -138,6 +152,13 @@ pub fn dispatch(cli: Cli) -> i32 {
         )
         .map(|_| ()),
         Command::Unlock { name } => engine::unlock(&name).map(|msg| println!("{msg}")),
+        Command::Eval {
+            expr,
+            json,
+            region,
+            profile,
+        } => engine::eval::eval(&expr, json, AwsSettings { region, profile })
+            .map(|out| print!("{out}")),
         Command::Docs { out } => {
             return match engine::docs::write(&out) {
                 Ok(files) => {

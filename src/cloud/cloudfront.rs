@@ -20,7 +20,7 @@ pub const CACHING_DISABLED_POLICY: &str = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 pub const ALL_VIEWER_ORIGIN_REQUEST_POLICY: &str = "216adef6-5c7f-47e4-b989-5492eafa07d3";
 
 /// A CloudFront distribution.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "Distribution", extra = super::display_fns)]
 pub struct Distribution {
     #[rhai_type(readonly)]
@@ -62,6 +62,8 @@ pub trait CloudFrontApi: Send + Sync {
         tags: &Tags,
     ) -> Result<Distribution, CloudError>;
     fn get(&self, id: &str) -> Result<Option<Distribution>, CloudError>;
+    /// Every distribution of the account.
+    fn list(&self) -> Result<Vec<Distribution>, CloudError>;
     /// Distributions tagged `key=value`.
     fn find_tagged(&self, key: &str, value: &str) -> Result<Vec<Distribution>, CloudError>;
     /// Set Enabled=false (with the current ETag).
@@ -275,6 +277,24 @@ impl CloudFrontApi for SdkCloudFront {
                 }
             }
         }
+    }
+
+    fn list(&self) -> Result<Vec<Distribution>, CloudError> {
+        let list = self
+            .rt
+            .block_on(self.client.list_distributions().send())
+            .map_err(|e| CloudError::from_sdk(SVC, "ListDistributions", e))?;
+        let mut out = Vec::new();
+        for item in list
+            .distribution_list()
+            .map(|l| l.items())
+            .unwrap_or_default()
+        {
+            if let Some(d) = self.get(item.id())? {
+                out.push(d);
+            }
+        }
+        Ok(out)
     }
 
     fn find_tagged(&self, key: &str, value: &str) -> Result<Vec<Distribution>, CloudError> {

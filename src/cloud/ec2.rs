@@ -17,7 +17,7 @@ use super::{Blocking, CloudError, Tags};
 const SVC: &str = "ec2";
 
 /// A VPC.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "Vpc", extra = super::display_fns)]
 pub struct Vpc {
     #[rhai_type(readonly)]
@@ -41,7 +41,7 @@ impl fmt::Display for Vpc {
 }
 
 /// A subnet of a VPC, in one Availability Zone.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "Subnet", extra = super::display_fns)]
 pub struct Subnet {
     #[rhai_type(readonly)]
@@ -65,7 +65,7 @@ impl fmt::Display for Subnet {
 }
 
 /// A machine image.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "Image", extra = super::display_fns)]
 pub struct Image {
     #[rhai_type(readonly)]
@@ -86,7 +86,7 @@ impl fmt::Display for Image {
 }
 
 /// One inbound rule: a port range from a CIDR or from another security group.
-#[derive(Debug, Clone, PartialEq, CustomType)]
+#[derive(Debug, Clone, PartialEq, CustomType, serde::Serialize)]
 #[rhai_type(name = "IngressRule", extra = super::display_fns)]
 pub struct IngressRule {
     #[rhai_type(readonly)]
@@ -131,7 +131,7 @@ impl fmt::Display for IngressRule {
 }
 
 /// A security group with its inbound rules.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "SecurityGroup", extra = Self::extras)]
 pub struct SecurityGroup {
     #[rhai_type(readonly)]
@@ -171,7 +171,7 @@ impl fmt::Display for SecurityGroup {
 
 /// An EC2 key pair. The private key (when geusemaker created it) is saved under the state
 /// directory with mode 0600; only its path is ever shown.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "KeyPair", extra = super::display_fns)]
 pub struct KeyPair {
     #[rhai_type(readonly)]
@@ -191,7 +191,7 @@ impl fmt::Display for KeyPair {
 }
 
 /// An EC2 instance as last described.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "Instance", extra = Self::extras)]
 pub struct Instance {
     #[rhai_type(readonly)]
@@ -252,7 +252,7 @@ impl fmt::Display for Instance {
 }
 
 /// An EBS volume.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "Volume", extra = super::display_fns)]
 pub struct Volume {
     #[rhai_type(readonly)]
@@ -291,7 +291,7 @@ impl fmt::Display for Volume {
 }
 
 /// What an instance type offers.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "InstanceTypeInfo", extra = super::display_fns)]
 pub struct InstanceTypeInfo {
     #[rhai_type(readonly)]
@@ -335,7 +335,7 @@ pub struct VolumeRequest {
 }
 
 /// A spot price observation.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "SpotPrice", extra = super::display_fns)]
 pub struct SpotPrice {
     #[rhai_type(readonly)]
@@ -442,6 +442,15 @@ pub trait Ec2Api: Send + Sync {
     /// The latest Deep Learning Base AMI (NVIDIA driver, Docker with the NVIDIA runtime):
     /// its public SSM parameter, falling back to DescribeImages by name.
     fn latest_gpu_ami(&self) -> Result<Image, CloudError>;
+    /// Every VPC of the region.
+    fn vpcs(&self) -> Result<Vec<Vpc>, CloudError>;
+    /// Instances matching DescribeInstances filters (`name` → values).
+    fn describe_instances(
+        &self,
+        filters: &[(String, Vec<String>)],
+    ) -> Result<Vec<Instance>, CloudError>;
+    /// Security groups, optionally of one VPC.
+    fn list_security_groups(&self, vpc_id: Option<&str>) -> Result<Vec<SecurityGroup>, CloudError>;
     /// Security groups carrying all these tags.
     fn find_security_groups(
         &self,
@@ -1372,5 +1381,58 @@ impl Ec2Api for SdkEc2 {
             "pass an AMI with the NVIDIA driver and container toolkit: --set image_id=ami-…".into(),
         );
         Err(e)
+    }
+
+    fn vpcs(&self) -> Result<Vec<Vpc>, CloudError> {
+        let out = self
+            .rt
+            .block_on(self.client.describe_vpcs().send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeVpcs", e))?;
+        Ok(out
+            .vpcs()
+            .iter()
+            .map(|v| Vpc {
+                id: s(v.vpc_id()),
+                cidr: s(v.cidr_block()),
+                is_default: v.is_default().unwrap_or(false),
+            })
+            .collect())
+    }
+
+    fn describe_instances(
+        &self,
+        filters: &[(String, Vec<String>)],
+    ) -> Result<Vec<Instance>, CloudError> {
+        let mut req = self.client.describe_instances();
+        for (name, values) in filters {
+            req = req.filters(
+                Filter::builder()
+                    .name(name)
+                    .set_values(Some(values.clone()))
+                    .build(),
+            );
+        }
+        let out = self
+            .rt
+            .block_on(req.send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeInstances", e))?;
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(to_instance)
+            .collect())
+    }
+
+    fn list_security_groups(&self, vpc_id: Option<&str>) -> Result<Vec<SecurityGroup>, CloudError> {
+        let mut req = self.client.describe_security_groups();
+        if let Some(v) = vpc_id {
+            req = req.filters(filter("vpc-id", &[v]));
+        }
+        let out = self
+            .rt
+            .block_on(req.send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSecurityGroups", e))?;
+        Ok(out.security_groups().iter().map(to_sg).collect())
     }
 }

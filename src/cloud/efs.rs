@@ -10,7 +10,7 @@ use super::{Blocking, CloudError, Tags};
 const SVC: &str = "efs";
 
 /// An EFS file system.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "FileSystem", extra = super::display_fns)]
 pub struct FileSystem {
     #[rhai_type(readonly)]
@@ -44,7 +44,7 @@ impl fmt::Display for FileSystem {
 }
 
 /// A mount target: the NFS endpoint of a file system in one subnet.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "MountTarget", extra = super::display_fns)]
 pub struct MountTarget {
     #[rhai_type(readonly)]
@@ -81,6 +81,8 @@ pub trait EfsApi: Send + Sync {
     fn mount_targets(&self, fs_id: &str) -> Result<Vec<MountTarget>, CloudError>;
     /// One mount target by id; `None` when it does not exist.
     fn mount_target(&self, id: &str) -> Result<Option<MountTarget>, CloudError>;
+    /// Every file system of the region.
+    fn list(&self) -> Result<Vec<FileSystem>, CloudError>;
     /// File systems carrying the tag `key=value`.
     fn find_by_tag(&self, key: &str, value: &str) -> Result<Vec<FileSystem>, CloudError>;
     fn create_mount_target(
@@ -294,6 +296,27 @@ impl EfsApi for SdkEfs {
                     })
                     .map(to_fs),
             );
+            marker = out.next_marker().map(str::to_string);
+            if marker.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
+    fn list(&self) -> Result<Vec<FileSystem>, CloudError> {
+        let mut found = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .rt
+                .block_on(
+                    self.client
+                        .describe_file_systems()
+                        .set_marker(marker.clone())
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "DescribeFileSystems", e))?;
+            found.extend(out.file_systems().iter().map(to_fs));
             marker = out.next_marker().map(str::to_string);
             if marker.is_none() {
                 return Ok(found);

@@ -14,7 +14,7 @@ use super::{Blocking, CloudError, Tags};
 const SVC: &str = "elb";
 
 /// An application load balancer.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "LoadBalancer", extra = super::display_fns)]
 pub struct LoadBalancer {
     #[rhai_type(readonly)]
@@ -41,7 +41,7 @@ impl fmt::Display for LoadBalancer {
 }
 
 /// A target group with its health check.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "TargetGroup", extra = super::display_fns)]
 pub struct TargetGroup {
     #[rhai_type(readonly)]
@@ -65,7 +65,7 @@ impl fmt::Display for TargetGroup {
 }
 
 /// A listener of a load balancer.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "Listener", extra = super::display_fns)]
 pub struct Listener {
     #[rhai_type(readonly)]
@@ -106,6 +106,7 @@ pub enum ListenerAction {
 /// The ELBv2 operations primitives use.
 pub trait ElbApi: Send + Sync {
     fn find_load_balancer(&self, name: &str) -> Result<Option<LoadBalancer>, CloudError>;
+    fn load_balancers(&self) -> Result<Vec<LoadBalancer>, CloudError>;
     fn create_load_balancer(
         &self,
         name: &str,
@@ -197,6 +198,14 @@ fn to_listener(l: &aws_sdk_elasticloadbalancingv2::types::Listener) -> Listener 
 }
 
 impl ElbApi for SdkElb {
+    fn load_balancers(&self) -> Result<Vec<LoadBalancer>, CloudError> {
+        let out = self
+            .rt
+            .block_on(self.client.describe_load_balancers().send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeLoadBalancers", e))?;
+        Ok(out.load_balancers().iter().map(to_lb).collect())
+    }
+
     fn find_load_balancer(&self, name: &str) -> Result<Option<LoadBalancer>, CloudError> {
         match self
             .rt

@@ -16,7 +16,7 @@ pub const EC2_TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Eff
 pub const SSM_CORE_POLICY_ARN: &str = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore";
 
 /// An instance profile and the role inside it.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "InstanceProfile", extra = super::display_fns)]
 pub struct InstanceProfile {
     #[rhai_type(readonly)]

@@ -54,7 +54,7 @@ pub const FALLBACK_ON_DEMAND: &[(&str, f64)] = &[
 ];
 
 /// An hourly price and where it came from.
-#[derive(Debug, Clone, PartialEq, CustomType)]
+#[derive(Debug, Clone, PartialEq, CustomType, serde::Serialize)]
 #[rhai_type(name = "Price", extra = super::display_fns)]
 pub struct Price {
     #[rhai_type(readonly)]

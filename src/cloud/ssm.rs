@@ -10,7 +10,7 @@ use super::{Blocking, CloudError, Tags};
 const SVC: &str = "ssm";
 
 /// A parameter's metadata (never its value).
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "Parameter", extra = super::display_fns)]
 pub struct Parameter {
     #[rhai_type(readonly)]
@@ -33,7 +33,7 @@ impl fmt::Display for Parameter {
 }
 
 /// The outcome of a Run Command invocation on one instance.
-#[derive(Debug, Clone, CustomType)]
+#[derive(Debug, Clone, CustomType, serde::Serialize)]
 #[rhai_type(name = "CommandResult", extra = super::display_fns)]
 pub struct CommandResult {
     #[rhai_type(readonly)]

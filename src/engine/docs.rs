@@ -30,13 +30,13 @@ pub fn primitives_markdown() -> String {
         .and_then(Value::as_array)
         .map(|a| a.iter().collect())
         .unwrap_or_default();
-    out.push_str("## Recipe parameters\n\n");
+    out.push_str("## Global functions\n\n");
     write_functions(
         &mut out,
         globals
             .iter()
             .copied()
-            .filter(|f| f["name"] == "param")
+            .filter(|f| !f["name"].as_str().unwrap_or("").contains('$'))
             .collect(),
         None,
     );

@@ -4,6 +4,7 @@
 pub mod diag;
 pub mod docs;
 pub mod embedded;
+pub mod eval;
 pub mod resolver;
 pub mod scan;
 pub mod session;

@@ -133,6 +133,17 @@ pub mod api {
         )
     }
 
+    /// Every distribution of the account (for exploring it).
+    ///
+    /// ```rhai
+    /// cloudfront::distributions()
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn distributions(ctx: NativeCallContext) -> Result<rhai::Array, Box<EvalAltResult>> {
+        let list = rt(&ctx)?.aws()?.cloudfront.list().map_err(cloud_err)?;
+        Ok(list.into_iter().map(Dynamic::from).collect())
+    }
+
     /// Block until the distribution is `Deployed` (timeout 1800 s, or `#{ timeout: s }`):
     /// CloudFront takes minutes.
     ///

@@ -990,6 +990,67 @@ pub mod api {
         rt(&ctx)?.aws()?.ec2.latest_gpu_ami().map_err(cloud_err)
     }
 
+    /// Every VPC of the region (for exploring an account).
+    ///
+    /// ```rhai
+    /// ec2::vpcs()
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn vpcs(ctx: NativeCallContext) -> Result<Array, Box<EvalAltResult>> {
+        let list = rt(&ctx)?.aws()?.ec2.vpcs().map_err(cloud_err)?;
+        Ok(list.into_iter().map(Dynamic::from).collect())
+    }
+
+    /// Instances, filtered: `#{ state: "running", tag: "Name=web", stack: "my-stack" }` (all
+    /// optional; `tag` is `key=value` or just `key`).
+    ///
+    /// ```rhai
+    /// ec2::instances(#{ state: "running", stack: "my-stack" })
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn instances(ctx: NativeCallContext, options: Map) -> Result<Array, Box<EvalAltResult>> {
+        let mut o = Opts::new("ec2::instances", options, &["state", "tag", "stack"])?;
+        let mut filters: Vec<(String, Vec<String>)> = Vec::new();
+        if let Some(state) = o.str("state")? {
+            filters.push(("instance-state-name".into(), vec![state]));
+        }
+        if let Some(tag) = o.str("tag")? {
+            match tag.split_once('=') {
+                Some((k, v)) => filters.push((format!("tag:{k}"), vec![v.to_string()])),
+                None => filters.push(("tag-key".into(), vec![tag])),
+            }
+        }
+        if let Some(stack) = o.str("stack")? {
+            filters.push((format!("tag:{STACK_TAG}"), vec![stack]));
+        }
+        let list = rt(&ctx)?
+            .aws()?
+            .ec2
+            .describe_instances(&filters)
+            .map_err(cloud_err)?;
+        Ok(list.into_iter().map(Dynamic::from).collect())
+    }
+
+    /// Security groups, optionally of one VPC: `#{ vpc: vpc }`.
+    ///
+    /// ```rhai
+    /// ec2::security_groups(#{ vpc: ec2::default_vpc() })
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn security_groups(
+        ctx: NativeCallContext,
+        options: Map,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        let mut o = Opts::new("ec2::security_groups", options, &["vpc"])?;
+        let vpc = o.value("vpc").map(|v| id_of(&v, "a VPC")).transpose()?;
+        let list = rt(&ctx)?
+            .aws()?
+            .ec2
+            .list_security_groups(vpc.as_deref())
+            .map_err(cloud_err)?;
+        Ok(list.into_iter().map(Dynamic::from).collect())
+    }
+
     /// Current spot prices for an instance type, one per Availability Zone, cheapest first.
     ///
     /// ```rhai

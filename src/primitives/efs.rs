@@ -198,6 +198,17 @@ pub mod api {
         Ok(list.into_iter().map(Dynamic::from).collect())
     }
 
+    /// Every EFS file system of the region (for exploring an account).
+    ///
+    /// ```rhai
+    /// efs::file_systems()
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn file_systems(ctx: NativeCallContext) -> Result<Array, Box<EvalAltResult>> {
+        let list = rt(&ctx)?.aws()?.efs.list().map_err(cloud_err)?;
+        Ok(list.into_iter().map(Dynamic::from).collect())
+    }
+
     /// Block until the mount target is `available` (timeout 600 s).
     ///
     /// ```rhai

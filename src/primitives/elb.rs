@@ -157,6 +157,17 @@ pub mod api {
         )
     }
 
+    /// Every load balancer of the region (for exploring an account).
+    ///
+    /// ```rhai
+    /// elb::load_balancers()
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn load_balancers(ctx: NativeCallContext) -> Result<Array, Box<EvalAltResult>> {
+        let list = rt(&ctx)?.aws()?.elb.load_balancers().map_err(cloud_err)?;
+        Ok(list.into_iter().map(Dynamic::from).collect())
+    }
+
     /// Block until the load balancer is `active` (timeout 600 s).
     ///
     /// ```rhai

@@ -20,7 +20,7 @@ use super::{id_of, rt, usage_err, usage_err_hint, Runtime};
 pub const ENDPOINTS_ENV: &str = "GEUSEMAKER_HEALTH_ENDPOINTS";
 
 /// The outcome of one check.
-#[derive(Debug, Clone, PartialEq, CustomType)]
+#[derive(Debug, Clone, PartialEq, CustomType, serde::Serialize)]
 #[rhai_type(name = "HealthResult", extra = crate::cloud::display_fns)]
 pub struct HealthResult {
     #[rhai_type(readonly)]

@@ -14,9 +14,11 @@ pub mod opts;
 pub mod params;
 pub mod pricing;
 pub mod ssm;
+pub mod stacks;
 pub mod state;
 pub mod ui;
 pub mod userdata;
+pub mod value;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -115,6 +117,7 @@ pub fn register_all(engine: &mut Engine) {
         engine.register_static_module(area.name, (area.module)().into());
     }
     engine.register_global_module(params::module().into());
+    engine.register_global_module(stacks::module().into());
 }
 
 /// Everything a primitive needs during a run; reached from a `NativeCallContext` (the

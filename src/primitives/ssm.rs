@@ -23,6 +23,13 @@ pub struct Secret {
 }
 
 impl Secret {
+    pub fn new(name: &str, value: &str) -> Self {
+        Secret {
+            name: name.to_string(),
+            value: value.to_string(),
+        }
+    }
+
     fn extras(b: &mut TypeBuilder<Self>) {
         crate::cloud::display_fns(b);
         b.with_fn("reveal", |s: &mut Secret| s.value.clone());

@@ -17,6 +17,8 @@ pub struct Ui {
     spinners: bool,
     stdin_tty: bool,
     assume_yes: bool,
+    /// Human lines go to stderr (stdout carries a result, e.g. `eval --json`).
+    stdout_reserved: bool,
 }
 
 impl Ui {
@@ -28,7 +30,15 @@ impl Ui {
             spinners: std::io::stderr().is_terminal(),
             stdin_tty: std::io::stdin().is_terminal(),
             assume_yes,
+            stdout_reserved: false,
         }
+    }
+
+    /// The same, with every human line on stderr: stdout is left for a command's result.
+    pub fn with_stdout_reserved(mut self) -> Self {
+        self.stdout_reserved = true;
+        self.color = self.color && std::io::stderr().is_terminal();
+        self
     }
 
     fn paint(&self, style: Style, s: &str) -> String {
@@ -40,6 +50,10 @@ impl Ui {
     }
 
     fn out(&self, line: &str) {
+        if self.stdout_reserved {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+            return;
+        }
         let mut o = std::io::stdout().lock();
         let _ = writeln!(o, "{line}");
         let _ = o.flush();
@@ -192,7 +206,12 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
-fn render_table(headers: &[String], rows: &[Vec<String>], bold: impl Fn(&str) -> String) -> String {
+/// Columns padded to their widest cell, a header row first, indented four spaces.
+pub fn render_table(
+    headers: &[String],
+    rows: &[Vec<String>],
+    bold: impl Fn(&str) -> String,
+) -> String {
     let cols = headers
         .len()
         .max(rows.iter().map(Vec::len).max().unwrap_or(0));
