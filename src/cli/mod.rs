@@ -40,6 +40,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Trigger::Manual)]
         trigger: Trigger,
     },
+    /// Explore an AWS account (and prototype a recipe) with the recipes' primitives.
+    Repl {
+        /// A stack to work on: create primitives then work and are recorded in its ledger.
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        /// AWS region (default: AWS_REGION or the profile's region).
+        #[arg(long)]
+        region: Option<String>,
+        /// AWS profile from ~/.aws/config.
+        #[arg(long)]
+        profile: Option<String>,
+    },
     /// Evaluate one expression against the account and print the result (a table, or JSON).
     Eval {
         /// A Rhai expression, e.g. 'ec2::vpcs()' or 'stacks()'.
@@ -152,6 +164,21 @@ pub fn dispatch(cli: Cli) -> i32 {
         )
         .map(|_| ()),
         Command::Unlock { name } => engine::unlock(&name).map(|msg| println!("{msg}")),
+        Command::Repl {
+            name,
+            region,
+            profile,
+        } => {
+            if let Some(n) = &name {
+                if let Err(e) = crate::state::validate_stack_name(n) {
+                    return report(&RunError::Usage(e.to_string()));
+                }
+            }
+            engine::repl::repl(engine::repl::ReplOptions {
+                aws: AwsSettings { region, profile },
+                stack: name,
+            })
+        }
         Command::Eval {
             expr,
             json,

@@ -76,7 +76,8 @@ fn rhai_type(t: &str) -> String {
     }
 }
 
-fn signature(f: &Value, module: Option<&str>) -> String {
+/// `module::name(param: type, …) -> type`, in the names recipe authors know.
+pub(crate) fn signature(f: &Value, module: Option<&str>) -> String {
     let params: Vec<String> = f["params"]
         .as_array()
         .into_iter()

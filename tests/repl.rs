@@ -1,0 +1,93 @@
+//! `geusemaker repl` driven through piped stdin: values, multi-line input, errors that do not
+//! end the session, meta-commands, and `:save` producing a recipe `geusemaker run` accepts.
+
+mod support;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use support::{Outcome, World};
+
+fn repl(w: &World, args: &[&str], input: &str) -> Outcome {
+    let mut child = w
+        .cmd()
+        .arg("repl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_session_explores_survives_errors_and_saves_a_runnable_recipe() {
+    let w = World::moto();
+    let saved = w.home.path().join("saved.rhai");
+    let input = format!(
+        "let vpc = ec2::default_vpc();\nvpc.cidr\nlet zones = #{{\n  count: ec2::subnets(vpc)\n    .len()\n}};\nzones.count\nec2::defualt_vpc()\nlet after = \"still here\";\nafter\n:vars\n:help ec2::subnets\n:functions efs\n:region\n:bogus\nstate::output(\"zones\", zones.count);\n:save {}\n:quit\nnever_evaluated()\n",
+        saved.display()
+    );
+    let out = repl(&w, &[], &input);
+    out.success()
+        .stdout_has("172.31.0.0/16")
+        .stdout_has("\n6\n")
+        .stdout_has("still here")
+        .stdout_has("let vpc: Vpc")
+        .stdout_has("ec2::subnets(vpc: any) -> array")
+        .stdout_has("efs::file_systems")
+        .stdout_has("us-east-1")
+        .stdout_has("wrote");
+    out.stderr_has("did you mean `ec2::default_vpc`?")
+        .stderr_has("<repl:")
+        .stderr_has("unknown command :bogus");
+    // Without a stack, state and create primitives say what they need.
+    out.stderr_has("needs a stack");
+    assert!(
+        !out.stderr.contains("never_evaluated"),
+        ":quit ends the session"
+    );
+    assert!(
+        w.home.path().join("repl_history").exists(),
+        "history is kept"
+    );
+
+    // The saved statements run as a recipe.
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(
+        text.contains("let vpc = ec2::default_vpc();") && text.contains("count: ec2::subnets(vpc)"),
+        "{text}"
+    );
+    assert!(!text.contains("defualt"), "failed statements are not saved");
+    w.run(&["run", saved.to_str().unwrap(), "--name", "from-repl"])
+        .success();
+}
+
+#[test]
+fn with_a_stack_creates_are_recorded_in_its_ledger() {
+    let w = World::moto();
+    let stack = support::stack_name("replstack");
+    let out = repl(
+        &w,
+        &["--name", &stack],
+        "let sg = ec2::security_group(\"lab\", ec2::default_vpc(), #{});\nsg.name\n",
+    );
+    out.success().stdout_has(&format!("{stack}-lab"));
+    let state = w.state(&stack);
+    assert_eq!(state["resources"][0]["kind"], "ec2:security-group");
+    assert_eq!(w.sdk().leftovers(&stack).security_groups.len(), 1);
+    w.run(&["destroy", &stack, "--yes"]).success();
+    assert!(w.sdk().leftovers(&stack).is_empty());
+}
