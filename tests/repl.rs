@@ -91,3 +91,45 @@ fn with_a_stack_creates_are_recorded_in_its_ledger() {
     w.run(&["destroy", &stack, "--yes"]).success();
     assert!(w.sdk().leftovers(&stack).is_empty());
 }
+
+#[test]
+fn ctrl_c_cancels_a_running_call_without_leaving() {
+    let w = World::offline();
+    let closed = support::free_port();
+    let mut child = w
+        .cmd()
+        .arg("repl")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(
+        stdin,
+        "health::wait_until_healthy([#{{ name: \"x\", tcp: \"127.0.0.1:{closed}\", timeout_ms: 200 }}], #{{ timeout: 60, interval: 1 }});\n\"still alive\""
+    )
+    .unwrap();
+    drop(stdin);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "the call stopped at once"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        stdout.contains("still alive"),
+        "the session went on: {stdout}"
+    );
+}

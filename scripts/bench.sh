@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Benchmarks (figures printed, never asserted). Usage: scripts/bench.sh [eval]
+#
+#   eval  one-shot account query: `geusemaker eval 'ec2::vpcs()'` against
+#         `aws ec2 describe-vpcs` (aws-cli), both against the same local moto server;
+#         median wall time of each over N runs and the ratio. Target: ≥ 15× faster than
+#         aws-cli and < 60 ms, release build.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/geusemaker-target}"
+what="${1:-eval}"
+runs="${RUNS:-25}"
+MOTO_VERSION=5.2.1
+
+python3 -c "import moto" 2>/dev/null || python3 -m pip install --quiet --root-user-action=ignore "moto[server]==$MOTO_VERSION"
+command -v aws >/dev/null 2>&1 || python3 -m pip install --quiet --root-user-action=ignore awscli
+
+cargo build --release --locked --quiet
+bin="$CARGO_TARGET_DIR/release/geusemaker"
+
+port="$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')"
+python3 -m moto.server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+moto=$!
+trap 'kill $moto 2>/dev/null' EXIT
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/moto-api/config" && break; sleep 0.1; done
+
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+export GEUSEMAKER_HOME="$(mktemp -d)"
+aws ec2 describe-vpcs >/dev/null   # warm moto's EC2 backend
+
+# Median wall time (ms) of a command over $runs runs.
+median_ms() {
+  python3 - "$runs" "$@" <<'PY'
+import subprocess, sys, time, statistics
+runs = int(sys.argv[1]); cmd = sys.argv[2:]
+times = []
+for _ in range(runs):
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    times.append((time.perf_counter() - t) * 1000)
+print(f"{statistics.median(times):.1f}")
+PY
+}
+
+case "$what" in
+  eval)
+    gm=$(median_ms "$bin" eval --json 'ec2::vpcs()')
+    cli=$(median_ms aws ec2 describe-vpcs --output json)
+    ratio=$(python3 -c "print(f'{$cli / $gm:.1f}')")
+    echo "eval benchmark ($runs runs each, release build, moto on loopback)"
+    echo "  geusemaker eval 'ec2::vpcs()'   median ${gm} ms"
+    echo "  aws ec2 describe-vpcs           median ${cli} ms"
+    echo "  ratio                           ${ratio}x"
+    ;;
+  *) echo "usage: scripts/bench.sh [eval]" >&2; exit 2 ;;
+esac
