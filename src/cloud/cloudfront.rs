@@ -98,6 +98,21 @@ impl SdkCloudFront {
         })?;
         Ok((etag, config))
     }
+
+    /// `(id, arn)` of every distribution of the account.
+    fn summaries(&self) -> Result<Vec<(String, String)>, CloudError> {
+        let list = self
+            .rt
+            .block_on(self.client.list_distributions().send())
+            .map_err(|e| CloudError::from_sdk(SVC, "ListDistributions", e))?;
+        Ok(list
+            .distribution_list()
+            .map(|l| l.items())
+            .unwrap_or_default()
+            .iter()
+            .map(|d| (d.id().to_string(), d.arn().to_string()))
+            .collect())
+    }
 }
 
 fn built<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, CloudError> {
@@ -280,17 +295,9 @@ impl CloudFrontApi for SdkCloudFront {
     }
 
     fn list(&self) -> Result<Vec<Distribution>, CloudError> {
-        let list = self
-            .rt
-            .block_on(self.client.list_distributions().send())
-            .map_err(|e| CloudError::from_sdk(SVC, "ListDistributions", e))?;
         let mut out = Vec::new();
-        for item in list
-            .distribution_list()
-            .map(|l| l.items())
-            .unwrap_or_default()
-        {
-            if let Some(d) = self.get(item.id())? {
+        for (id, _) in self.summaries()? {
+            if let Some(d) = self.get(&id)? {
                 out.push(d);
             }
         }
@@ -298,24 +305,11 @@ impl CloudFrontApi for SdkCloudFront {
     }
 
     fn find_tagged(&self, key: &str, value: &str) -> Result<Vec<Distribution>, CloudError> {
-        let list = self
-            .rt
-            .block_on(self.client.list_distributions().send())
-            .map_err(|e| CloudError::from_sdk(SVC, "ListDistributions", e))?;
         let mut found = Vec::new();
-        for item in list
-            .distribution_list()
-            .map(|l| l.items())
-            .unwrap_or_default()
-        {
+        for (id, arn) in self.summaries()? {
             let tags = self
                 .rt
-                .block_on(
-                    self.client
-                        .list_tags_for_resource()
-                        .resource(item.arn())
-                        .send(),
-                )
+                .block_on(self.client.list_tags_for_resource().resource(&arn).send())
                 .map_err(|e| CloudError::from_sdk(SVC, "ListTagsForResource", e))?;
             let tagged = tags
                 .tags()
@@ -324,7 +318,7 @@ impl CloudFrontApi for SdkCloudFront {
                 .iter()
                 .any(|t| t.key() == key && t.value() == Some(value));
             if tagged {
-                if let Some(d) = self.get(item.id())? {
+                if let Some(d) = self.get(&id)? {
                     found.push(d);
                 }
             }

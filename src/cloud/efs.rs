@@ -104,6 +104,28 @@ impl SdkEfs {
     pub fn new(client: aws_sdk_efs::Client, rt: Blocking) -> Self {
         SdkEfs { client, rt }
     }
+
+    /// Every file system of the region, all pages.
+    fn descriptions(&self) -> Result<Vec<aws_sdk_efs::types::FileSystemDescription>, CloudError> {
+        let mut found = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .rt
+                .block_on(
+                    self.client
+                        .describe_file_systems()
+                        .set_marker(marker.clone())
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "DescribeFileSystems", e))?;
+            found.extend(out.file_systems().iter().cloned());
+            marker = out.next_marker().map(str::to_string);
+            if marker.is_none() {
+                return Ok(found);
+            }
+        }
+    }
 }
 
 fn state_str(s: Option<&LifeCycleState>) -> String {
@@ -274,53 +296,19 @@ impl EfsApi for SdkEfs {
     }
 
     fn find_by_tag(&self, key: &str, value: &str) -> Result<Vec<FileSystem>, CloudError> {
-        let mut found = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = self
-                .rt
-                .block_on(
-                    self.client
-                        .describe_file_systems()
-                        .set_marker(marker.clone())
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "DescribeFileSystems", e))?;
-            found.extend(
-                out.file_systems()
+        Ok(self
+            .descriptions()?
+            .iter()
+            .filter(|f| {
+                f.tags()
                     .iter()
-                    .filter(|f| {
-                        f.tags()
-                            .iter()
-                            .any(|t| t.key() == key && t.value() == value)
-                    })
-                    .map(to_fs),
-            );
-            marker = out.next_marker().map(str::to_string);
-            if marker.is_none() {
-                return Ok(found);
-            }
-        }
+                    .any(|t| t.key() == key && t.value() == value)
+            })
+            .map(to_fs)
+            .collect())
     }
 
     fn list(&self) -> Result<Vec<FileSystem>, CloudError> {
-        let mut found = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = self
-                .rt
-                .block_on(
-                    self.client
-                        .describe_file_systems()
-                        .set_marker(marker.clone())
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "DescribeFileSystems", e))?;
-            found.extend(out.file_systems().iter().map(to_fs));
-            marker = out.next_marker().map(str::to_string);
-            if marker.is_none() {
-                return Ok(found);
-            }
-        }
+        Ok(self.descriptions()?.iter().map(to_fs).collect())
     }
 }
