@@ -26,7 +26,8 @@ for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/moto-api/
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-export GEUSEMAKER_HOME="$(mktemp -d)"
+GEUSEMAKER_HOME="$(mktemp -d)"
+export GEUSEMAKER_HOME
 aws ec2 describe-vpcs >/dev/null   # warm moto's EC2 backend
 
 # Median wall time (ms) of a command over $runs runs.

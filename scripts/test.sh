@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install what the tests need — a pinned moto server (a real AWS-compatible HTTP server) and
-# shellcheck — then run the whole suite. Extra arguments go to `cargo test`.
+# Install what the tests need — a pinned moto server (a real AWS-compatible HTTP server),
+# the shellcheck linter and tmux — then run the whole suite. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,12 +23,17 @@ if ! command -v moto_server >/dev/null 2>&1; then
   export MOTO_SERVER="python3 -m moto.server"
 fi
 
-if ! command -v shellcheck >/dev/null 2>&1; then
-  echo "test.sh: installing shellcheck"
+# The linter checks the generated user data; tmux drives the REPL in a terminal.
+missing=""
+command -v shellcheck >/dev/null 2>&1 || missing="$missing shellcheck"
+command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
+if [ -n "$missing" ]; then
+  echo "test.sh: installing$missing"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq shellcheck >/dev/null
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
 cargo test --locked "$@"
