@@ -10,6 +10,22 @@ pub fn module() -> rhai::Module {
     exported_module!(api)
 }
 
+/// The stack's instance as AWS sees it now: its state, `gone`, or `unknown` (no AWS access).
+fn live_instance(rt: &super::Runtime, s: &crate::state::StackState) -> Dynamic {
+    let Some(id) = s.outputs.get("instance_id").and_then(|v| v.as_str()) else {
+        return Dynamic::UNIT;
+    };
+    let aws = match rt.aws() {
+        Ok(a) if s.region.as_deref().is_none_or(|r| r == a.region) => a,
+        _ => return "unknown".into(),
+    };
+    match aws.ec2.instance(id) {
+        Ok(i) => i.state.into(),
+        Err(e) if e.is_not_found() => "gone".into(),
+        Err(_) => "unknown".into(),
+    }
+}
+
 fn summary(s: &crate::state::StackState) -> Map {
     let mut m = Map::new();
     m.insert("name".into(), s.stack.clone().into());
@@ -34,7 +50,9 @@ fn summary(s: &crate::state::StackState) -> Map {
 
 #[export_module]
 pub mod api {
-    /// Every stack in the state directory: `#{ name, status, region, recipe, resources, updated_at }`.
+    /// Every stack in the state directory: `#{ name, status, region, recipe, resources,
+    /// updated_at, instance }` — `instance` is the live state of its instance in AWS
+    /// (`running`, `gone`, `unknown` without AWS access, `()` when it has none).
     ///
     /// ```rhai
     /// stacks()
@@ -56,13 +74,16 @@ pub mod api {
         let mut out = Array::new();
         for n in names {
             if let Some(s) = StackStore::load(&rt.home, &n).map_err(state_err)? {
-                out.push(Dynamic::from_map(super::summary(&s)));
+                let mut m = super::summary(&s);
+                m.insert("instance".into(), super::live_instance(&rt, &s));
+                out.push(Dynamic::from_map(m));
             }
         }
         Ok(out)
     }
 
-    /// One stack's state (outputs, ledger, runs, rollbacks) as a map; secrets are never in it.
+    /// One stack's state (outputs, ledger, runs, rollbacks) as a map, with `live_instance`
+    /// (its instance's state in AWS now); secrets are never in it.
     ///
     /// ```rhai
     /// stack("my-stack").outputs.n8n_url
