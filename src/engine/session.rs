@@ -462,29 +462,13 @@ fn region_from_params(aws: &mut AwsSettings, params: &Params) -> Result<(), RunE
     Ok(())
 }
 
-/// Stacks with a state file, for "did you mean" and listings.
-fn known_stacks(home: &Home) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(home.stacks_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let p = e.path();
-            let stem = p.file_stem()?.to_string_lossy().to_string();
-            (p.extension()? == "json").then_some(stem)
-        })
-        .collect();
-    names.sort();
-    names
-}
-
 fn require_existing(stack: &str) -> Result<(), RunError> {
     validate_stack_name(stack).map_err(|e| RunError::Usage(e.to_string()))?;
     let home = Home::from_env()?;
     if home.stack_file(stack).exists() {
         return Ok(());
     }
-    let known = known_stacks(&home);
+    let known = home.stack_names();
     let mut msg = format!(
         "no stack named `{stack}` in {}",
         home.stacks_dir().display()

@@ -60,19 +60,8 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn stacks(ctx: NativeCallContext) -> Result<Array, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
-        let mut names: Vec<String> = std::fs::read_dir(rt.home.stacks_dir())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let p = e.path();
-                let stem = p.file_stem()?.to_string_lossy().to_string();
-                (p.extension()? == "json").then_some(stem)
-            })
-            .collect();
-        names.sort();
         let mut out = Array::new();
-        for n in names {
+        for n in rt.home.stack_names() {
             if let Some(s) = StackStore::load(&rt.home, &n).map_err(state_err)? {
                 let mut m = super::summary(&s);
                 m.insert("instance".into(), super::live_instance(&rt, &s));

@@ -40,6 +40,16 @@ fn to_json(func: &str, key: &str, v: &Dynamic) -> Result<serde_json::Value, Box<
     serde_json::to_value(v).map_err(|e| usage_err(format!("{func}: cannot store `{key}`: {e}")))
 }
 
+/// Add `at` (now, RFC 3339) to a record.
+fn stamp_now(json: &mut serde_json::Value) {
+    if let Some(obj) = json.as_object_mut() {
+        obj.insert(
+            "at".into(),
+            serde_json::Value::String(chrono::Utc::now().to_rfc3339()),
+        );
+    }
+}
+
 /// Apply one change to the stack's state and persist it.
 fn store_entry<T>(
     ctx: &NativeCallContext,
@@ -178,12 +188,7 @@ pub mod api {
             "snapshot",
             &Dynamic::from_map(snapshot),
         )?;
-        if let Some(obj) = json.as_object_mut() {
-            obj.insert(
-                "at".into(),
-                serde_json::Value::String(chrono::Utc::now().to_rfc3339()),
-            );
-        }
+        stamp_now(&mut json);
         let rt = rt(&ctx)?;
         let mut store = rt.store()?;
         store
@@ -322,12 +327,7 @@ pub mod api {
             "record",
             &Dynamic::from_map(record),
         )?;
-        if let Some(obj) = json.as_object_mut() {
-            obj.insert(
-                "at".into(),
-                serde_json::Value::String(chrono::Utc::now().to_rfc3339()),
-            );
-        }
+        stamp_now(&mut json);
         let rt = rt(&ctx)?;
         let mut store = rt.store()?;
         store

@@ -51,6 +51,22 @@ impl Home {
         self.stacks_dir().join(format!("{stack}.lock"))
     }
 
+    /// Names of the stacks that have a state file, sorted.
+    pub fn stack_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.stacks_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let p = e.path();
+                let stem = p.file_stem()?.to_string_lossy().to_string();
+                (p.extension()? == "json").then_some(stem)
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Create every directory with mode 0700 (state may name resources; keys are private).
     pub fn ensure(&self) -> Result<(), StateError> {
         for dir in [
