@@ -247,6 +247,14 @@ fn rollback_relaunches_the_last_healthy_deploy_on_the_same_data() {
         .as_str()
         .unwrap()
         .to_string();
+    assert_eq!(
+        before["last_healthy"]["recipe"], "dev",
+        "the snapshot names its recipe"
+    );
+    assert_eq!(
+        before["last_healthy"]["params"]["allowed_cidr"], "192.0.2.1/32",
+        "and its params"
+    );
 
     let out = run(&w, &["rollback", &stack], &[]);
     out.success()
@@ -278,6 +286,19 @@ fn rollback_relaunches_the_last_healthy_deploy_on_the_same_data() {
         serde_json::json!([old_instance])
     );
     assert!(record["relaunch_run"].is_string());
+    // The relaunch used the snapshot's params: n8n is still open to that range only.
+    let app = sdk
+        .stack_security_groups(&stack)
+        .into_iter()
+        .find(|g| g.group_name() == Some(format!("{stack}-app").as_str()))
+        .unwrap();
+    let n8n: Vec<_> = app
+        .ip_permissions()
+        .iter()
+        .filter(|p| p.from_port() == Some(5678))
+        .flat_map(|p| p.ip_ranges().iter().filter_map(|r| r.cidr_ip()))
+        .collect();
+    assert_eq!(n8n, ["192.0.2.1/32"]);
 }
 
 #[test]

@@ -175,8 +175,8 @@ pub mod api {
     }
 
     /// Record the stack as healthy now: `snapshot` (plain data: instance id, AMI, type,
-    /// health results, …) becomes the stack's last-healthy snapshot, which rollback relaunches
-    /// from.
+    /// health results, …), plus the recipe, its params and the run, becomes the stack's
+    /// last-healthy snapshot, which rollback relaunches from.
     ///
     /// ```rhai
     /// state::mark_healthy(#{ instance_id: vm.id, image: ami.id, instance_type: vm.instance_type });
@@ -190,6 +190,15 @@ pub mod api {
         )?;
         stamp_now(&mut json);
         let rt = rt(&ctx)?;
+        if let Some(obj) = json.as_object_mut() {
+            // What rollback needs to relaunch exactly this deploy.
+            obj.insert("recipe".into(), rt.recipe.clone().into());
+            obj.insert(
+                "params".into(),
+                serde_json::to_value(rt.params.resolved()).unwrap_or_default(),
+            );
+            obj.insert("run".into(), rt.run_id.clone().into());
+        }
         let mut store = rt.store()?;
         store
             .update(|s| s.last_healthy = Some(json))
