@@ -26,6 +26,8 @@ pub enum ParamError {
 #[derive(Debug, Default)]
 pub struct Params {
     given: BTreeMap<String, String>,
+    /// Values from config.toml: below `--set`, above the recipe's defaults.
+    settings: BTreeMap<String, String>,
     resolved: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
@@ -52,8 +54,15 @@ impl Params {
         }
         Ok(Params {
             given,
+            settings: BTreeMap::new(),
             resolved: Mutex::default(),
         })
+    }
+
+    /// Add the settings' values for params not given with `--set`.
+    pub fn with_settings(mut self, settings: BTreeMap<String, String>) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// The raw `--set` text for `name`, if given.
@@ -72,7 +81,17 @@ impl Params {
 
     /// The value of `name`, converted to the type of `default`.
     pub fn get(&self, name: &str, default: Option<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>> {
-        let value = match (self.given.get(name), default) {
+        let value = match (self.given.get(name), self.settings.get(name), &default) {
+            (None, Some(raw), Some(d)) => Some(convert(name, raw, d).map_err(|_| {
+                usage_err_hint(
+                    format!("config.toml gives param `{name}` the value `{raw}`, which does not fit the recipe's default `{d}`"),
+                    "fix it with `geusemaker config set` (or override it with --set)",
+                )
+            })?),
+            (None, Some(raw), None) => Some(Dynamic::from(raw.clone())),
+            _ => None,
+        };
+        let value = match (self.given.get(name), value.map_or(default, Some)) {
             (None, Some(d)) => d,
             (None, None) => {
                 return Err(usage_err_hint(

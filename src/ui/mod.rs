@@ -10,9 +10,42 @@ use std::time::{Duration, Instant};
 use console::Style;
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// The user's display preferences (`[ui]` in config.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefs {
+    /// Symbols in stage, success and warning lines.
+    pub emoji: bool,
+    /// Colour on terminals (`NO_COLOR` still turns it off).
+    pub color: bool,
+    /// Leave out `info` detail lines.
+    pub compact: bool,
+}
+
+impl Default for Prefs {
+    fn default() -> Self {
+        Prefs {
+            emoji: false,
+            color: true,
+            compact: false,
+        }
+    }
+}
+
+static PREFS: std::sync::OnceLock<Prefs> = std::sync::OnceLock::new();
+
+/// Set the process's display preferences once, before any output (from the settings).
+pub fn set_prefs(prefs: Prefs) {
+    let _ = PREFS.set(prefs);
+}
+
+fn prefs() -> Prefs {
+    PREFS.get().copied().unwrap_or_default()
+}
+
 /// How the run talks to the user.
 #[derive(Debug, Clone)]
 pub struct Ui {
+    prefs: Prefs,
     color: bool,
     spinners: bool,
     stdin_tty: bool,
@@ -25,8 +58,10 @@ impl Ui {
     /// Detect terminal and `NO_COLOR`; `assume_yes` is `--yes`.
     pub fn detect(assume_yes: bool) -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let prefs = prefs();
         Ui {
-            color: !no_color && std::io::stdout().is_terminal(),
+            prefs,
+            color: prefs.color && !no_color && std::io::stdout().is_terminal(),
             spinners: std::io::stderr().is_terminal(),
             stdin_tty: std::io::stdin().is_terminal(),
             assume_yes,
@@ -61,29 +96,65 @@ impl Ui {
 
     /// `==> Title`: the start of a stage of the recipe.
     pub fn stage(&self, title: &str) {
+        let mark = if self.prefs.emoji { "🔧 " } else { "==>" };
         self.out(&format!(
             "{} {}",
-            self.paint(Style::new().cyan().bold(), "==>"),
+            self.paint(Style::new().cyan().bold(), mark),
             self.paint(Style::new().bold(), title)
         ));
     }
 
+    /// A detail line (left out with `ui.compact`).
     pub fn info(&self, msg: &str) {
-        self.out(&format!("    {msg}"));
+        if !self.prefs.compact {
+            self.out(&format!("    {msg}"));
+        }
+    }
+
+    /// A line that is always shown (a command's result).
+    pub fn line(&self, msg: &str) {
+        self.out(msg);
     }
 
     pub fn success(&self, msg: &str) {
+        let mark = if self.prefs.emoji { "✅ " } else { " ok" };
         self.out(&format!(
             "{} {msg}",
-            self.paint(Style::new().green().bold(), " ok")
+            self.paint(Style::new().green().bold(), mark)
         ));
+    }
+
+    /// Style `text` as good (green), warning (yellow) or bad (red) news, when colour is on.
+    pub fn tone(&self, text: &str, tone: Tone) -> String {
+        let style = match tone {
+            Tone::Good => Style::new().green(),
+            Tone::Warn => Style::new().yellow(),
+            Tone::Bad => Style::new().red().bold(),
+            Tone::Plain => return text.to_string(),
+        };
+        self.paint(style, text)
+    }
+
+    /// A symbol for a tone (empty without `ui.emoji`).
+    pub fn mark(&self, tone: Tone) -> &'static str {
+        match (self.prefs.emoji, tone) {
+            (false, _) | (true, Tone::Plain) => "",
+            (true, Tone::Good) => "🟢 ",
+            (true, Tone::Warn) => "🟡 ",
+            (true, Tone::Bad) => "🔴 ",
+        }
+    }
+
+    pub fn color(&self) -> bool {
+        self.color
     }
 
     pub fn warn(&self, msg: &str) {
         let mut e = std::io::stderr().lock();
         let _ = writeln!(
             e,
-            "{} {msg}",
+            "{}{} {msg}",
+            if self.prefs.emoji { "⚠️  " } else { "" },
             self.paint(Style::new().yellow().bold(), "warning:")
         );
     }
@@ -142,6 +213,15 @@ impl Ui {
             last_line: std::sync::Mutex::new(Instant::now()),
         }
     }
+}
+
+/// How a value reads: for colour and symbols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Warn,
+    Bad,
+    Plain,
 }
 
 /// An ongoing wait (see [`Ui::wait`]).

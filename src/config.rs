@@ -1,0 +1,725 @@
+//! User settings: `$GEUSEMAKER_HOME/config.toml`, read and written by `geusemaker config`.
+//!
+//! Precedence, highest first: command-line flags and `--set`, then these settings, then the
+//! recipe's own defaults. Every key is declared in [`KEYS`] with its type and help, so an
+//! unknown key or a value of the wrong type is an error naming the file, line and column.
+//!
+//! ```toml
+//! [aws]
+//! region = "eu-west-1"
+//!
+//! [health]
+//! interval = "30s"
+//! failures = 3
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::state::{write_atomic, Home, StateError};
+
+/// What kind of value a key holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Str,
+    Bool,
+    /// An integer in `min..=max`.
+    Int(i64, i64),
+    /// A duration such as `30s`, `5m`, `1h` (at least one second).
+    Duration,
+    /// A list of strings.
+    List,
+}
+
+impl Kind {
+    fn describe(self) -> String {
+        match self {
+            Kind::Str => "a string".into(),
+            Kind::Bool => "true or false".into(),
+            Kind::Int(lo, hi) => format!("an integer from {lo} to {hi}"),
+            Kind::Duration => "a duration like \"30s\", \"5m\" or \"1h\"".into(),
+            Kind::List => "a list of strings, e.g. [\"n8n\", \"postgres\"]".into(),
+        }
+    }
+}
+
+/// One setting: `section.name`, its type, its default (as TOML text) and what it does.
+#[derive(Debug)]
+pub struct Key {
+    pub key: &'static str,
+    pub kind: Kind,
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+}
+
+/// Every setting geusemaker reads.
+pub const KEYS: &[Key] = &[
+    Key {
+        key: "aws.region",
+        kind: Kind::Str,
+        default: None,
+        help: "region for new stacks (a stack stays in its region; --region wins)",
+    },
+    Key {
+        key: "aws.profile",
+        kind: Kind::Str,
+        default: None,
+        help: "profile from ~/.aws/config (--profile wins)",
+    },
+    Key {
+        key: "deploy.tier",
+        kind: Kind::Str,
+        default: Some("\"dev\""),
+        help: "recipe `geusemaker run --name X` runs when none is given",
+    },
+    Key {
+        key: "deploy.instance_type",
+        kind: Kind::Str,
+        default: None,
+        help: "instance_type param for recipes that take one (--set wins)",
+    },
+    Key {
+        key: "deploy.spot",
+        kind: Kind::Bool,
+        default: None,
+        help: "spot param for recipes that take one (--set wins)",
+    },
+    Key {
+        key: "health.interval",
+        kind: Kind::Duration,
+        default: Some("\"30s\""),
+        help: "time between checks in `monitor` (--interval wins)",
+    },
+    Key {
+        key: "health.failures",
+        kind: Kind::Int(1, 100),
+        default: Some("3"),
+        help: "consecutive failures that make a service critical",
+    },
+    Key {
+        key: "health.warn_ms",
+        kind: Kind::Int(1, 600_000),
+        default: Some("2000"),
+        help: "a response slower than this is a warning",
+    },
+    Key {
+        key: "health.critical_ms",
+        kind: Kind::Int(1, 600_000),
+        default: Some("5000"),
+        help: "a response slower than this counts as a failure",
+    },
+    Key {
+        key: "health.critical_services",
+        kind: Kind::List,
+        default: Some("[\"n8n\", \"postgres\"]"),
+        help: "services whose critical state triggers a rollback",
+    },
+    Key {
+        key: "monitor.auto_rollback",
+        kind: Kind::Bool,
+        default: Some("true"),
+        help: "roll back automatically: failed runs, and critical services in `monitor`",
+    },
+    Key {
+        key: "ui.emoji",
+        kind: Kind::Bool,
+        default: Some("false"),
+        help: "symbols in stage, success and warning lines",
+    },
+    Key {
+        key: "ui.color",
+        kind: Kind::Bool,
+        default: Some("true"),
+        help: "colour on terminals (NO_COLOR always turns it off)",
+    },
+    Key {
+        key: "ui.compact",
+        kind: Kind::Bool,
+        default: Some("false"),
+        help: "leave out detail lines while recipes run (stages, results and warnings stay)",
+    },
+];
+
+/// A setting's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(String),
+    Bool(bool),
+    Int(i64),
+    Duration(Duration),
+    List(Vec<String>),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s) => write!(f, "{s}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Duration(d) => write!(f, "{}", fmt_duration(*d)),
+            Value::List(l) => write!(f, "{}", l.join(",")),
+        }
+    }
+}
+
+impl Value {
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Str(s) => s.clone().into(),
+            Value::Bool(b) => (*b).into(),
+            Value::Int(i) => (*i).into(),
+            Value::Duration(d) => fmt_duration(*d).into(),
+            Value::List(l) => l.clone().into(),
+        }
+    }
+}
+
+/// `90s` → `1m30s`; whole units only.
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, s) => format!("{h}h{m}m{s}s").replace("m0s", "m"),
+    }
+}
+
+/// `30s`, `5m`, `1h30m`, `90` (seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<u64>() {
+        return (secs > 0)
+            .then(|| Duration::from_secs(secs))
+            .ok_or_else(|| "a duration must be at least 1s".to_string());
+    }
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(format!("`{text}` is not a duration like 30s, 5m or 1h")),
+        };
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration like 30s, 5m or 1h"))?;
+        total += n * unit;
+        digits.clear();
+    }
+    if !digits.is_empty() || total == 0 {
+        return Err(format!(
+            "`{text}` is not a duration like 30s, 5m or 1h (at least 1s)"
+        ));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Why the settings could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// The settings in effect: the file's values over the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    values: BTreeMap<&'static str, Value>,
+    path: PathBuf,
+}
+
+fn spec(key: &str) -> Result<&'static Key, ConfigError> {
+    KEYS.iter().find(|k| k.key == key).ok_or_else(|| {
+        let mut msg = format!("no setting `{key}`");
+        match crate::primitives::did_you_mean(key, KEYS.iter().map(|k| k.key)) {
+            Some(s) => msg.push_str(&format!("\nhint: did you mean `{s}`?")),
+            None => msg.push_str("\nhint: `geusemaker config list` shows every setting"),
+        }
+        ConfigError::Usage(msg)
+    })
+}
+
+/// A TOML value as a setting of `kind`.
+fn from_toml(kind: Kind, v: &toml_edit::Value) -> Result<Value, String> {
+    let want = || format!("expected {}", kind.describe());
+    match kind {
+        Kind::Str => v
+            .as_str()
+            .map(|s| Value::Str(s.to_string()))
+            .ok_or_else(want),
+        Kind::Bool => v.as_bool().map(Value::Bool).ok_or_else(want),
+        Kind::Int(lo, hi) => match v.as_integer() {
+            Some(i) if (lo..=hi).contains(&i) => Ok(Value::Int(i)),
+            _ => Err(want()),
+        },
+        Kind::Duration => match (v.as_str(), v.as_integer()) {
+            (Some(s), _) => parse_duration(s).map(Value::Duration),
+            (None, Some(i)) if i > 0 => Ok(Value::Duration(Duration::from_secs(i as u64))),
+            _ => Err(want()),
+        },
+        Kind::List => v
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .map(Value::List)
+            .ok_or_else(want),
+    }
+}
+
+/// Command-line text (`config set KEY TEXT`) as a TOML value of `kind`.
+fn toml_from_text(kind: Kind, text: &str) -> Result<toml_edit::Value, String> {
+    let want = || format!("`{text}` is not {}", kind.describe());
+    Ok(match kind {
+        Kind::Str => text.into(),
+        Kind::Bool => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => true.into(),
+            "false" | "no" | "off" | "0" => false.into(),
+            _ => return Err(want()),
+        },
+        Kind::Int(lo, hi) => match text.trim().parse::<i64>() {
+            Ok(i) if (lo..=hi).contains(&i) => i.into(),
+            _ => return Err(want()),
+        },
+        Kind::Duration => {
+            let d = parse_duration(text)?;
+            fmt_duration(d).into()
+        }
+        Kind::List => {
+            let items: toml_edit::Array = text
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            items.into()
+        }
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl Settings {
+    /// `config.toml` under the state directory.
+    pub fn path_in(home: &Home) -> PathBuf {
+        home.root().join("config.toml")
+    }
+
+    /// Read the settings; a missing file means every default.
+    pub fn load(home: &Home) -> Result<Settings, ConfigError> {
+        let path = Self::path_in(home);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings {
+                values: BTreeMap::new(),
+                path,
+            }),
+            Err(e) => Err(StateError::io(&path, e).into()),
+        }
+    }
+
+    /// Parse and check `text` (the contents of `path`).
+    pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+        let invalid = |offset: usize, message: String| {
+            let (line, column) = line_col(text, offset);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let doc = toml_edit::Document::parse(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            let message = e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("not valid TOML")
+                .to_string();
+            invalid(offset, format!("not valid TOML: {message}"))
+        })?;
+        let mut values = BTreeMap::new();
+        for (section, item) in doc.as_table().iter() {
+            let offset = doc
+                .as_table()
+                .key(section)
+                .and_then(|k| k.span())
+                .map_or(0, |s| s.start);
+            let sections: Vec<&str> = {
+                let mut s: Vec<&str> = KEYS
+                    .iter()
+                    .filter_map(|k| k.key.split_once('.').map(|p| p.0))
+                    .collect();
+                s.dedup();
+                s
+            };
+            let Some(table) = item.as_table_like() else {
+                return Err(invalid(
+                    offset,
+                    format!(
+                        "`{section}` must be a section ([{section}]); settings are grouped as {}",
+                        sections.join(", ")
+                    ),
+                ));
+            };
+            if !sections.contains(&section) {
+                let mut msg = format!("unknown section [{section}]");
+                match crate::primitives::did_you_mean(section, sections.iter().copied()) {
+                    Some(s) => msg.push_str(&format!(" (did you mean [{s}]?)")),
+                    None => msg.push_str(&format!(" (sections: {})", sections.join(", "))),
+                }
+                return Err(invalid(offset, msg));
+            }
+            for (name, value) in table.iter() {
+                let full = format!("{section}.{name}");
+                let key_offset = table
+                    .key(name)
+                    .and_then(|k| k.span())
+                    .or_else(|| value.span())
+                    .unwrap_or(offset..offset)
+                    .start;
+                let Some(spec) = KEYS.iter().find(|k| k.key == full) else {
+                    let mut msg = format!("unknown setting `{full}`");
+                    if let Some(s) =
+                        crate::primitives::did_you_mean(&full, KEYS.iter().map(|k| k.key))
+                    {
+                        msg.push_str(&format!(" (did you mean `{s}`?)"));
+                    }
+                    return Err(invalid(key_offset, msg));
+                };
+                let parsed = value
+                    .as_value()
+                    .ok_or_else(|| format!("expected {}", spec.kind.describe()))
+                    .and_then(|v| from_toml(spec.kind, v))
+                    .map_err(|m| {
+                        let at = value.span().map_or(key_offset, |s| s.start);
+                        invalid(at, format!("{full}: {m}"))
+                    })?;
+                values.insert(spec.key, parsed);
+            }
+        }
+        Ok(Settings {
+            values,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The value in effect for `key` and whether it came from the file.
+    pub fn get(&self, key: &str) -> Result<(Option<Value>, bool), ConfigError> {
+        let spec = spec(key)?;
+        if let Some(v) = self.values.get(spec.key) {
+            return Ok((Some(v.clone()), true));
+        }
+        let default = spec.default.map(|d| {
+            let v: toml_edit::Value = d.parse().expect("defaults are valid TOML");
+            from_toml(spec.kind, &v).expect("defaults have their key's type")
+        });
+        Ok((default, false))
+    }
+
+    fn value(&self, key: &str) -> Option<Value> {
+        self.get(key).ok().and_then(|(v, _)| v)
+    }
+
+    fn string(&self, key: &str) -> Option<String> {
+        match self.value(key) {
+            Some(Value::Str(s)) if !s.is_empty() => Some(s),
+            _ => None,
+        }
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        matches!(self.value(key), Some(Value::Bool(true)))
+    }
+
+    fn int(&self, key: &str) -> i64 {
+        match self.value(key) {
+            Some(Value::Int(i)) => i,
+            _ => unreachable!("{key} is an integer setting with a default"),
+        }
+    }
+
+    pub fn region(&self) -> Option<String> {
+        self.string("aws.region")
+    }
+    pub fn profile(&self) -> Option<String> {
+        self.string("aws.profile")
+    }
+    pub fn tier(&self) -> String {
+        self.string("deploy.tier").unwrap_or_else(|| "dev".into())
+    }
+    pub fn auto_rollback(&self) -> bool {
+        self.flag("monitor.auto_rollback")
+    }
+
+    /// Recipe params these settings supply (lower priority than `--set`).
+    pub fn param_defaults(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Some(t) = self.string("deploy.instance_type") {
+            out.insert("instance_type".into(), t);
+        }
+        if let Some(Value::Bool(b)) = self.value("deploy.spot") {
+            out.insert("spot".into(), b.to_string());
+        }
+        out
+    }
+
+    pub fn health(&self) -> HealthSettings {
+        HealthSettings {
+            interval: match self.value("health.interval") {
+                Some(Value::Duration(d)) => d,
+                _ => Duration::from_secs(30),
+            },
+            failures: self.int("health.failures") as u32,
+            warn_ms: self.int("health.warn_ms") as u64,
+            critical_ms: self.int("health.critical_ms") as u64,
+            critical_services: match self.value("health.critical_services") {
+                Some(Value::List(l)) => l,
+                _ => vec!["n8n".into(), "postgres".into()],
+            },
+        }
+    }
+
+    pub fn ui(&self) -> crate::ui::Prefs {
+        crate::ui::Prefs {
+            emoji: self.flag("ui.emoji"),
+            color: self.flag("ui.color"),
+            compact: self.flag("ui.compact"),
+        }
+    }
+
+    /// Every key: value in effect, whether it is set in the file, and help.
+    pub fn list(&self) -> Vec<(&'static Key, Option<Value>, bool)> {
+        KEYS.iter()
+            .map(|k| {
+                let (v, set) = self.get(k.key).expect("every listed key is known");
+                (k, v, set)
+            })
+            .collect()
+    }
+
+    /// As JSON: `{ key: value }` for the values in effect.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (k, v, _) in self.list() {
+            m.insert(
+                k.key.into(),
+                v.map_or(serde_json::Value::Null, |v| v.to_json()),
+            );
+        }
+        m.into()
+    }
+}
+
+/// Thresholds for `status` and `monitor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthSettings {
+    pub interval: Duration,
+    pub failures: u32,
+    pub warn_ms: u64,
+    pub critical_ms: u64,
+    pub critical_services: Vec<String>,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Settings::default().health()
+    }
+}
+
+/// Set (`Some`) or remove (`None`) one key in `config.toml`, keeping the file's comments and
+/// layout. Returns the value now in effect.
+pub fn write(home: &Home, key: &str, text: Option<&str>) -> Result<Settings, ConfigError> {
+    let spec = spec(key)?;
+    // Refuse to edit a file that does not parse: the user's text is never rewritten blind.
+    let current = Settings::load(home)?;
+    let path = current.path.clone();
+    let raw = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut doc: toml_edit::DocumentMut = raw.parse().map_err(|e: toml_edit::TomlError| {
+        ConfigError::Usage(format!("{}: {}", path.display(), e.message()))
+    })?;
+    let (section, name) = spec.key.split_once('.').expect("keys are section.name");
+    match text {
+        Some(t) => {
+            let value = toml_from_text(spec.kind, t)
+                .map_err(|m| ConfigError::Usage(format!("{key}: {m}")))?;
+            if !doc.contains_table(section) {
+                doc.insert(section, toml_edit::Item::Table(toml_edit::Table::new()));
+            }
+            doc[section][name] = toml_edit::Item::Value(value);
+        }
+        None => {
+            if let Some(t) = doc.get_mut(section).and_then(|t| t.as_table_like_mut()) {
+                t.remove(name);
+            }
+        }
+    }
+    home.ensure()?;
+    let out = doc.to_string();
+    let settings = Settings::parse(&path, &out)?;
+    write_atomic(&path, out.as_bytes())?;
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        Settings::parse(Path::new("config.toml"), text)
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let s = parse("").unwrap();
+        let h = s.health();
+        assert_eq!(h.interval, Duration::from_secs(30));
+        assert_eq!((h.failures, h.warn_ms, h.critical_ms), (3, 2000, 5000));
+        assert_eq!(h.critical_services, ["n8n", "postgres"]);
+        assert!(s.auto_rollback());
+        assert_eq!(s.tier(), "dev");
+        assert_eq!(s.region(), None);
+        assert!(s.param_defaults().is_empty());
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let s = parse(
+            "# mine\n[aws]\nregion = \"eu-west-1\"\n[health]\ninterval = \"1m30s\"\nfailures = 5\ncritical_services = [\"n8n\"]\n[deploy]\nspot = false\ninstance_type = \"t3.large\"\n[monitor]\nauto_rollback = false\n",
+        )
+        .unwrap();
+        assert_eq!(s.region().as_deref(), Some("eu-west-1"));
+        assert_eq!(s.health().interval, Duration::from_secs(90));
+        assert_eq!(s.health().failures, 5);
+        assert_eq!(s.health().critical_services, ["n8n"]);
+        assert!(!s.auto_rollback());
+        assert_eq!(
+            s.param_defaults().into_iter().collect::<Vec<_>>(),
+            [
+                ("instance_type".to_string(), "t3.large".to_string()),
+                ("spot".to_string(), "false".to_string())
+            ]
+        );
+        let (v, set) = s.get("health.failures").unwrap();
+        assert_eq!((v, set), (Some(Value::Int(5)), true));
+        let (v, set) = s.get("health.warn_ms").unwrap();
+        assert_eq!((v, set), (Some(Value::Int(2000)), false));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_column() {
+        let e = parse("[health]\nfailures = \"three\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config.toml:2:12: health.failures: expected an integer from 1 to 100"
+        );
+        let e = parse("[health]\ninterval = 30\nfailurs = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("config.toml:3:1: unknown setting `health.failurs` (did you mean `health.failures`?)"), "{e}");
+        let e = parse("[helth]\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("config.toml:1:2: unknown section [helth] (did you mean [health]?)"),
+            "{e}"
+        );
+        let e = parse("[aws]\nregion = \n").unwrap_err().to_string();
+        assert!(e.starts_with("config.toml:2:"), "{e}");
+        assert!(e.contains("not valid TOML"), "{e}");
+        let e = parse("region = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("`region` must be a section"), "{e}");
+        let e = parse("[health]\ninterval = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config.toml:2:12: health.interval: `soon`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations_parse_and_print() {
+        for (text, secs) in [
+            ("30s", 30),
+            ("5m", 300),
+            ("1h30m", 5400),
+            ("90", 90),
+            ("2h", 7200),
+        ] {
+            assert_eq!(
+                parse_duration(text).unwrap(),
+                Duration::from_secs(secs),
+                "{text}"
+            );
+        }
+        for bad in ["", "0", "0s", "5x", "m", "10m5"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(fmt_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(fmt_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(fmt_duration(Duration::from_secs(3660)), "1h1m");
+    }
+
+    #[test]
+    fn set_and_unset_keep_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        std::fs::write(
+            Settings::path_in(&home),
+            "# my settings\n[aws]\nregion = \"us-west-2\" # home\n",
+        )
+        .unwrap();
+        let s = write(&home, "health.failures", Some("4")).unwrap();
+        assert_eq!(s.health().failures, 4);
+        let s = write(&home, "health.critical_services", Some("n8n, ollama")).unwrap();
+        assert_eq!(s.health().critical_services, ["n8n", "ollama"]);
+        let text = std::fs::read_to_string(Settings::path_in(&home)).unwrap();
+        assert!(
+            text.starts_with("# my settings\n[aws]\nregion = \"us-west-2\" # home\n"),
+            "{text}"
+        );
+        let s = write(&home, "aws.region", None).unwrap();
+        assert_eq!(s.region(), None);
+        assert!(write(&home, "health.failures", Some("zero")).is_err());
+        let e = write(&home, "health.failure", Some("2"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `health.failures`"), "{e}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(Settings::path_in(&home))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
