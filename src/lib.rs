@@ -8,9 +8,11 @@
 pub mod boot;
 pub mod cli;
 pub mod cloud;
+pub mod config;
 pub mod engine;
 pub mod interrupt;
 pub mod inventory;
+pub mod ops;
 pub mod primitives;
 pub mod state;
 pub mod ui;

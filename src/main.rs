@@ -33,6 +33,8 @@ fn init_tracing(cli: &Cli) {
     let file = match &cli.command {
         Command::Run(args) => stack_log(&args.name),
         Command::Destroy(args) | Command::Rollback { stack: args, .. } => stack_log(&args.name),
+        // Every check of the monitor, and the rollbacks it starts, go to the stack's log.
+        Command::Monitor { name, .. } => stack_log(name),
         _ => None,
     }
     .map(|f| {

@@ -399,6 +399,37 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
         "every method reaches n8n"
     );
 
+    // status and cost see what sits in front of the instance.
+    let out = run(&w, &["status", &stack, "--json"]);
+    out.success();
+    let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(s["tier"], "gpu");
+    assert_eq!(s["load_balancer"]["target_state"], "healthy", "{s}");
+    assert_eq!(s["cloudfront"]["id"], id);
+    assert_eq!(s["cloudfront"]["domain"], domain.as_str());
+    assert_eq!(s["cloudfront"]["status"], "Deployed");
+    run(&w, &["status", &stack])
+        .success()
+        .stdout_has("Load balancer  ")
+        .stdout_has("target healthy")
+        .stdout_has(&format!("CloudFront     {domain} · Deployed"));
+    let out = run(&w, &["cost", &stack, "--json"]);
+    out.success();
+    let c: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let items: Vec<&str> = c["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["item"].as_str().unwrap())
+        .collect();
+    assert!(items.contains(&"application load balancer"), "{items:?}");
+    assert!(
+        items.iter().any(|i| i.starts_with("CloudFront (")),
+        "{items:?}"
+    );
+    assert_eq!(c["instance"]["instance_type"], "g4dn.xlarge");
+    assert_eq!(c["instance"]["on_demand_usd_per_hour"], 0.526);
+
     run(&w, &["destroy", &stack, "--yes"])
         .success()
         .stdout_has("cloudfront:distribution");

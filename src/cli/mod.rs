@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cloud::AwsSettings;
+use crate::config::{ConfigError, Settings};
 use crate::engine::{self, RunError, RunRequest};
+use crate::ops;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,6 +68,72 @@ pub enum Command {
         #[arg(long)]
         profile: Option<String>,
     },
+    /// Every stack: tier, status, region, age, instance, URL, cost to date.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// A stack's instance, services' health, load balancer, CDN, last rollback, missing resources.
+    Status {
+        /// The stack.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Check a stack's services every interval; roll back when n8n or PostgreSQL keep failing,
+    /// relaunch when the spot instance is interrupted. Ctrl-C stops.
+    Monitor {
+        /// The stack.
+        name: String,
+        /// Time between checks, e.g. 30s, 1m (default: the `health.interval` setting, 30s).
+        #[arg(long, value_parser = parse_interval)]
+        interval: Option<std::time::Duration>,
+        /// Stop after this many rounds (default: until Ctrl-C).
+        #[arg(long)]
+        rounds: Option<u32>,
+        /// Report critical services and interruptions, but do not roll back or relaunch.
+        #[arg(long)]
+        no_rollback: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// What a stack costs: hourly rate, monthly estimate, cost to date, savings against on-demand.
+    Cost {
+        /// The stack.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// The services' Docker Compose logs from the instance, through SSM.
+    Logs {
+        /// The stack.
+        name: String,
+        /// One service: n8n, ollama, qdrant, crawl4ai or postgres.
+        #[arg(long, short = 's')]
+        service: Option<String>,
+        /// Keep fetching new lines until Ctrl-C.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// How far back to start, e.g. 10m, 1h.
+        #[arg(long, default_value = "10m")]
+        since: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Read and change user settings ($GEUSEMAKER_HOME/config.toml).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Release a stack's lock left by a process that is gone.
     Unlock {
         /// The stack.
@@ -77,6 +145,39 @@ pub enum Command {
         #[arg(long, default_value = "docs")]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Every setting: its value, where it comes from, what it does.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The value of one setting, e.g. `health.interval`.
+    Get { key: String },
+    /// Set one setting, e.g. `geusemaker config set aws.region eu-west-1`.
+    Set { key: String, value: String },
+    /// Remove one setting (back to its default).
+    Unset { key: String },
+    /// Where the settings file is.
+    Path,
+}
+
+/// Flags of the commands that read a stack from AWS.
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// AWS region (default: the stack's region).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// AWS profile from ~/.aws/config.
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(s)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -117,8 +218,9 @@ pub struct AwsArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A recipe file (recipes/dev.rhai) or the name of a bundled recipe (dev).
-    pub recipe: String,
+    /// A recipe file (recipes/dev.rhai) or the name of a bundled recipe (dev); default: the
+    /// `deploy.tier` setting (dev).
+    pub recipe: Option<String>,
     /// The stack: 2-63 characters, lowercase letters, digits and `-`, starting with a letter.
     #[arg(long, short = 'n')]
     pub name: String,
@@ -137,32 +239,111 @@ pub struct StackArgs {
     pub aws: AwsArgs,
 }
 
-fn request(recipe: &str, name: String, aws: AwsArgs, keep_failed: bool) -> RunRequest {
+fn aws_settings(region: Option<String>, profile: Option<String>, s: &Settings) -> AwsSettings {
+    AwsSettings {
+        region,
+        profile: profile.or_else(|| s.profile()),
+        default_region: s.region(),
+    }
+}
+
+fn request(
+    recipe: &str,
+    name: String,
+    aws: AwsArgs,
+    keep_failed: bool,
+    s: &Settings,
+) -> RunRequest {
     RunRequest {
         recipe: recipe.to_string(),
         stack: name,
         sets: aws.sets,
-        aws: AwsSettings {
-            region: aws.region,
-            profile: aws.profile,
-        },
+        aws: aws_settings(aws.region, aws.profile, s),
         assume_yes: aws.yes,
-        keep_failed,
+        keep_failed: keep_failed || !s.auto_rollback(),
+        param_settings: s.param_defaults(),
     }
+}
+
+fn settings() -> Result<Settings, RunError> {
+    let home = crate::state::Home::from_env()?;
+    Settings::load(&home).map_err(|e| RunError::Usage(format!("{e}\nhint: fix the file, or see `geusemaker config list` for the settings and their types")))
 }
 
 /// Run the parsed command; returns the process exit code.
 pub fn dispatch(cli: Cli) -> i32 {
+    let needs_settings = !matches!(
+        cli.command,
+        Command::Docs { .. } | Command::Unlock { .. } | Command::Config { .. }
+    );
+    let s = if needs_settings {
+        match settings() {
+            Ok(s) => s,
+            Err(e) => return report(&e),
+        }
+    } else {
+        Settings::default()
+    };
+    crate::ui::set_prefs(s.ui());
     let result = match cli.command {
         Command::Run(a) => {
-            engine::run(request(&a.recipe, a.name, a.aws, a.keep_failed)).map(|_| ())
+            let recipe = a.recipe.clone().unwrap_or_else(|| s.tier());
+            engine::run(request(&recipe, a.name, a.aws, a.keep_failed, &s)).map(|_| ())
         }
-        Command::Destroy(a) => engine::destroy(request("destroy", a.name, a.aws, true)).map(|_| ()),
+        Command::Destroy(a) => {
+            engine::destroy(request("destroy", a.name, a.aws, true, &s)).map(|_| ())
+        }
         Command::Rollback { stack, trigger } => engine::rollback(
-            request("rollback", stack.name, stack.aws, false),
+            request("rollback", stack.name, stack.aws, false, &s),
             trigger.as_str(),
         )
         .map(|_| ()),
+        Command::List { json, conn } => {
+            ops::list::list(json, &aws_settings(conn.region, conn.profile, &s), &s)
+        }
+        Command::Status { name, json, conn } => ops::status::status(
+            &name,
+            json,
+            &aws_settings(conn.region, conn.profile, &s),
+            &s,
+        ),
+        Command::Monitor {
+            name,
+            interval,
+            rounds,
+            no_rollback,
+            conn,
+        } => ops::monitor::monitor(
+            ops::monitor::MonitorOptions {
+                name,
+                interval,
+                rounds,
+                no_rollback,
+                aws: aws_settings(conn.region, conn.profile, &s),
+            },
+            &s,
+        ),
+        Command::Cost { name, json, conn } => ops::cost::cost(
+            &name,
+            json,
+            &aws_settings(conn.region, conn.profile, &s),
+            &s,
+        ),
+        Command::Logs {
+            name,
+            service,
+            follow,
+            since,
+            conn,
+        } => ops::logs::logs(
+            &name,
+            service.as_deref(),
+            follow,
+            &since,
+            &aws_settings(conn.region, conn.profile, &s),
+            &s,
+        ),
+        Command::Config { action } => config_command(action),
         Command::Unlock { name } => engine::unlock(&name).map(|msg| println!("{msg}")),
         Command::Repl {
             name,
@@ -175,7 +356,7 @@ pub fn dispatch(cli: Cli) -> i32 {
                 }
             }
             engine::repl::repl(engine::repl::ReplOptions {
-                aws: AwsSettings { region, profile },
+                aws: aws_settings(region, profile, &s),
                 stack: name,
             })
         }
@@ -184,7 +365,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             json,
             region,
             profile,
-        } => engine::eval::eval(&expr, json, AwsSettings { region, profile })
+        } => engine::eval::eval(&expr, json, aws_settings(region, profile, &s))
             .map(|out| print!("{out}")),
         Command::Docs { out } => {
             return match engine::docs::write(&out) {
@@ -205,6 +386,68 @@ pub fn dispatch(cli: Cli) -> i32 {
         Ok(()) => 0,
         Err(e) => report(&e),
     }
+}
+
+fn config_command(action: ConfigAction) -> Result<(), RunError> {
+    let home = crate::state::Home::from_env()?;
+    let fail = |e: ConfigError| match e {
+        ConfigError::State(s) => RunError::State(s),
+        other => RunError::Usage(other.to_string()),
+    };
+    match action {
+        ConfigAction::Path => println!("{}", Settings::path_in(&home).display()),
+        ConfigAction::List { json } => {
+            let s = Settings::load(&home).map_err(fail)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s.to_json()).expect("settings serialize")
+                );
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = s
+                .list()
+                .into_iter()
+                .map(|(k, v, set)| {
+                    vec![
+                        k.key.to_string(),
+                        v.map_or("-".into(), |v| v.to_string()),
+                        if set { "config.toml" } else { "default" }.to_string(),
+                        k.help.to_string(),
+                    ]
+                })
+                .collect();
+            crate::ui::Ui::detect(false).table(
+                &["KEY", "VALUE", "FROM", "WHAT IT DOES"].map(String::from),
+                &rows,
+            );
+        }
+        ConfigAction::Get { key } => {
+            let s = Settings::load(&home).map_err(fail)?;
+            match s.get(&key).map_err(fail)? {
+                (Some(v), _) => println!("{v}"),
+                (None, _) => println!("(not set)"),
+            }
+        }
+        ConfigAction::Set { key, value } => {
+            let s = crate::config::write(&home, &key, Some(&value)).map_err(fail)?;
+            let (v, _) = s.get(&key).map_err(fail)?;
+            println!(
+                "{key} = {} ({})",
+                v.map_or("-".into(), |v| v.to_string()),
+                s.path().display()
+            );
+        }
+        ConfigAction::Unset { key } => {
+            let s = crate::config::write(&home, &key, None).map_err(fail)?;
+            let (v, _) = s.get(&key).map_err(fail)?;
+            println!(
+                "{key} unset; now {}",
+                v.map_or("not set".into(), |v| format!("{v} (default)"))
+            );
+        }
+    }
+    Ok(())
 }
 
 fn report(e: &RunError) -> i32 {

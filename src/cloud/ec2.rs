@@ -223,6 +223,15 @@ pub struct Instance {
     pub imdsv2_required: bool,
     #[rhai_type(readonly)]
     pub instance_profile_arn: Option<String>,
+    /// When it was launched (RFC 3339).
+    #[rhai_type(readonly)]
+    pub launch_time: Option<String>,
+    /// Why it is in its state, e.g. `Server.SpotInstanceTermination` (stopped/terminated ones).
+    #[rhai_type(readonly)]
+    pub state_reason: Option<String>,
+    /// The spot request behind a spot instance.
+    #[rhai_type(readonly)]
+    pub spot_request_id: Option<String>,
     #[rhai_type(skip)]
     pub security_groups: Vec<String>,
 }
@@ -432,6 +441,16 @@ pub trait Ec2Api: Send + Sync {
     /// Terminate; returns the state the instance was in before.
     fn terminate_instance(&self, id: &str) -> Result<String, CloudError>;
     fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError>;
+    /// Every spot price change for `instance_type` in `az` since `since` (Linux), oldest first,
+    /// with the price in force at `since` included when AWS reports it.
+    fn spot_price_changes(
+        &self,
+        instance_type: &str,
+        az: &str,
+        since: std::time::SystemTime,
+    ) -> Result<Vec<SpotPrice>, CloudError>;
+    /// The status code of a spot request, e.g. `fulfilled` or `marked-for-termination`.
+    fn spot_request_status(&self, request_id: &str) -> Result<Option<String>, CloudError>;
     /// What an instance type offers; `None` when the region does not know it.
     fn instance_type_info(
         &self,
@@ -589,12 +608,25 @@ fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
             .iam_instance_profile()
             .and_then(|p| p.arn())
             .map(str::to_string),
+        launch_time: i.launch_time().map(smithy_time),
+        state_reason: i
+            .state_reason()
+            .and_then(|r| r.code())
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
+        spot_request_id: i.spot_instance_request_id().map(str::to_string),
         security_groups: i
             .security_groups()
             .iter()
             .filter_map(|g| g.group_id().map(str::to_string))
             .collect(),
     }
+}
+
+/// An SDK timestamp as RFC 3339.
+fn smithy_time(t: &aws_smithy_types::DateTime) -> String {
+    t.fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
 }
 
 fn to_volume(v: &aws_sdk_ec2::types::Volume) -> Volume {
@@ -1105,6 +1137,65 @@ impl Ec2Api for SdkEc2 {
         prices.dedup_by(|a, b| a.az == b.az);
         prices.sort_by(|a, b| a.usd_per_hour.total_cmp(&b.usd_per_hour));
         Ok(prices)
+    }
+
+    fn spot_price_changes(
+        &self,
+        instance_type: &str,
+        az: &str,
+        since: std::time::SystemTime,
+    ) -> Result<Vec<SpotPrice>, CloudError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .rt
+                .block_on(
+                    self.client
+                        .describe_spot_price_history()
+                        .instance_types(InstanceType::from(instance_type))
+                        .availability_zone(az)
+                        .product_descriptions("Linux/UNIX")
+                        .start_time(aws_smithy_types::DateTime::from(since))
+                        .set_next_token(token.take())
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "DescribeSpotPriceHistory", e))?;
+            out.extend(page.spot_price_history().iter().filter_map(|p| {
+                Some(SpotPrice {
+                    instance_type: p.instance_type()?.as_str().to_string(),
+                    az: s(p.availability_zone()),
+                    usd_per_hour: p.spot_price()?.parse().ok()?,
+                    timestamp: p.timestamp().map(smithy_time).unwrap_or_default(),
+                })
+            }));
+            match page.next_token().filter(|t| !t.is_empty()) {
+                // A few weeks of changes is a few pages; stop at 20 so a loop cannot run away.
+                Some(t) if out.len() < 20_000 => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.retain(|p| p.az == az);
+        out.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+        Ok(out)
+    }
+
+    fn spot_request_status(&self, request_id: &str) -> Result<Option<String>, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_spot_instance_requests()
+                    .spot_instance_request_ids(request_id)
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSpotInstanceRequests", e))?;
+        Ok(out
+            .spot_instance_requests()
+            .first()
+            .and_then(|r| r.status())
+            .and_then(|st| st.code())
+            .map(str::to_string))
     }
 
     fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError> {

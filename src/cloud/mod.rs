@@ -49,6 +49,9 @@ pub use tags::Tags;
 pub struct AwsSettings {
     pub region: Option<String>,
     pub profile: Option<String>,
+    /// The region when neither `region` nor the stack gives one (config.toml's `aws.region`);
+    /// it wins over `AWS_REGION` and the profile.
+    pub default_region: Option<String>,
 }
 
 /// Counts of AWS requests made by this process (for the run summary).
@@ -343,7 +346,11 @@ async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
                 .operation_attempt_timeout(Duration::from_secs(60))
                 .build(),
         );
-    if let Some(region) = &settings.region {
+    if let Some(region) = settings
+        .region
+        .as_ref()
+        .or(settings.default_region.as_ref())
+    {
         loader = loader.region(Region::new(region.clone()));
     }
     if let Some(profile) = &settings.profile {

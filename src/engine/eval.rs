@@ -45,7 +45,7 @@ pub fn eval(expr: &str, json: bool, aws: AwsSettings) -> Result<String, RunError
         )
         .map_err(|e| RunError::Recipe(format!("error: cannot start the async runtime: {e}\n")))?,
     );
-    crate::interrupt::listen(runtime.blocking.handle());
+    crate::interrupt::listen();
     engine.set_default_tag(Dynamic::from(runtime.clone()));
     let result = engine.eval_ast::<Dynamic>(&ast);
     engine.set_default_tag(Dynamic::UNIT);

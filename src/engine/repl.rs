@@ -425,7 +425,7 @@ pub fn repl(opts: ReplOptions) -> Result<(), RunError> {
         )
         .map_err(|e| RunError::Recipe(format!("error: cannot start the async runtime: {e}\n")))?,
     );
-    crate::interrupt::listen(runtime.blocking.handle());
+    crate::interrupt::listen();
     engine.set_default_tag(Dynamic::from(runtime.clone()));
     let completions = Arc::new(Mutex::new(Completions {
         functions: known_functions(&engine, None),

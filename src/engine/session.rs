@@ -30,6 +30,8 @@ pub struct RunRequest {
     pub assume_yes: bool,
     /// Keep what a failed run created (no automatic rollback).
     pub keep_failed: bool,
+    /// Param values from config.toml (below `--set`, above the recipe's defaults).
+    pub param_settings: std::collections::BTreeMap<String, String>,
 }
 
 /// Why a command did not succeed; each carries its fully rendered message.
@@ -313,7 +315,7 @@ impl Session {
                 RunError::Recipe(format!("error: cannot start the async runtime: {e}\n"))
             })?,
         );
-        crate::interrupt::listen(runtime.blocking.handle());
+        crate::interrupt::listen();
         engine.set_default_tag(Dynamic::from(runtime.clone()));
         ui.info(&format!(
             "stack {} · recipe {recipe_name} · run {run_id}",
@@ -462,7 +464,7 @@ fn region_from_params(aws: &mut AwsSettings, params: &Params) -> Result<(), RunE
     Ok(())
 }
 
-fn require_existing(stack: &str) -> Result<(), RunError> {
+pub fn require_existing(stack: &str) -> Result<(), RunError> {
     validate_stack_name(stack).map_err(|e| RunError::Usage(e.to_string()))?;
     let home = Home::from_env()?;
     if home.stack_file(stack).exists() {
@@ -554,7 +556,7 @@ fn roll_back_run(
 /// `keep_failed`).
 pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
     validate_stack_name(&req.stack).map_err(|e| RunError::Usage(e.to_string()))?;
-    let params = parse_sets(&req.sets)?;
+    let params = parse_sets(&req.sets)?.with_settings(req.param_settings.clone());
     let compiled = compile(load_recipe(&req.recipe)?)?;
     check_sets(&compiled, &params)?;
     let mut aws = req.aws.clone();

@@ -151,6 +151,9 @@ fn placeholder(id: &str) -> Instance {
         lifecycle: String::new(),
         imdsv2_required: false,
         instance_profile_arn: None,
+        launch_time: None,
+        state_reason: None,
+        spot_request_id: None,
         security_groups: Vec::new(),
     }
 }
@@ -676,6 +679,7 @@ pub mod api {
                     BTreeMap::from([
                         ("az".to_string(), i.az.clone()),
                         ("lifecycle".to_string(), i.lifecycle.clone()),
+                        ("instance_type".to_string(), i.instance_type.clone()),
                     ]),
                 )
             },

@@ -15,6 +15,7 @@ use rhai::{Array, CustomType, Dynamic, Engine, EvalAltResult, Map};
 
 use super::opts::Opts;
 use super::{id_of, rt, usage_err, usage_err_hint, Runtime};
+use crate::cloud::{Aws, Blocking};
 
 /// The environment variable that redirects named checks (see the module docs).
 pub const ENDPOINTS_ENV: &str = "GEUSEMAKER_HEALTH_ENDPOINTS";
@@ -129,6 +130,27 @@ pub fn endpoint_overrides(raw: Option<&str>) -> Result<HashMap<String, String>, 
         map.insert(name.trim().to_string(), addr.trim().to_string());
     }
     Ok(map)
+}
+
+/// Checks as recipes record them (`state::set("health_checks", checks)`), with
+/// `GEUSEMAKER_HEALTH_ENDPOINTS` applied.
+pub fn checks_from_json(value: &serde_json::Value) -> Result<Vec<Check>, String> {
+    let items = value
+        .as_array()
+        .ok_or("health_checks is not a list of checks")?;
+    let ov = endpoint_overrides(std::env::var(ENDPOINTS_ENV).ok().as_deref())?;
+    items
+        .iter()
+        .map(|item| {
+            let map = rhai::serde::to_dynamic(item)
+                .ok()
+                .and_then(|d| d.try_cast::<Map>())
+                .ok_or_else(|| format!("health check {item} is not a map"))?;
+            check_from_map(map)
+                .map(|c| with_override(c, &ov))
+                .map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 fn overrides() -> Result<HashMap<String, String>, Box<EvalAltResult>> {
@@ -303,15 +325,12 @@ pub fn parse_remote(output: &str, checks: &[Check]) -> Vec<HealthResult> {
 }
 
 /// Run checks on one instance through SSM Run Command.
-fn run_remote(rt: &Runtime, instance: &str, checks: &[Check]) -> Vec<HealthResult> {
-    let aws = match rt.aws() {
-        Ok(a) => a,
-        Err(_) => {
-            return checks
-                .iter()
-                .map(|c| c.failed("no AWS connection"))
-                .collect()
-        }
+fn run_remote(aws: Option<&Aws>, instance: &str, checks: &[Check]) -> Vec<HealthResult> {
+    let Some(aws) = aws else {
+        return checks
+            .iter()
+            .map(|c| c.failed("no AWS connection"))
+            .collect();
     };
     let id = match aws
         .ssm
@@ -357,13 +376,21 @@ fn run_remote(rt: &Runtime, instance: &str, checks: &[Check]) -> Vec<HealthResul
 }
 
 fn run_round(rt: &Runtime, checks: &[Check]) -> Vec<HealthResult> {
+    let needs_aws = checks.iter().any(|c| c.on.is_some());
+    let aws = if needs_aws { rt.aws().ok() } else { None };
+    run_checks(&rt.blocking, aws, checks)
+}
+
+/// One round of `checks`: those from here concurrently, those `on` an instance through one SSM
+/// command per instance. Results in the order of `checks`; a check never errors, it fails.
+pub fn run_checks(blocking: &Blocking, aws: Option<&Aws>, checks: &[Check]) -> Vec<HealthResult> {
     let local: Vec<(usize, Check)> = checks
         .iter()
         .cloned()
         .enumerate()
         .filter(|(_, c)| c.on.is_none())
         .collect();
-    let local_results = rt.blocking.block_on(run_all(
+    let local_results = blocking.block_on(run_all(
         &local.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>(),
     ));
     let mut results: Vec<Option<HealthResult>> = vec![None; checks.len()];
@@ -378,7 +405,7 @@ fn run_round(rt: &Runtime, checks: &[Check]) -> Vec<HealthResult> {
     }
     for (instance, idx) in by_instance {
         let subset: Vec<Check> = idx.iter().map(|i| checks[*i].clone()).collect();
-        for (i, r) in idx.iter().zip(run_remote(rt, instance, &subset)) {
+        for (i, r) in idx.iter().zip(run_remote(aws, instance, &subset)) {
             results[*i] = Some(r);
         }
     }
@@ -460,7 +487,7 @@ const CHECK_KEYS: &[&str] = &["name", "url", "tcp", "status", "body", "timeout_m
 
 /// A check from a map: `#{ name, url, status, body, timeout_ms, on }` or
 /// `#{ name, tcp: "host:port", timeout_ms, on }`.
-fn check_from_map(map: Map) -> Result<Check, Box<EvalAltResult>> {
+pub fn check_from_map(map: Map) -> Result<Check, Box<EvalAltResult>> {
     const F: &str = "health::wait_until_healthy";
     let mut o = Opts::new(F, map, CHECK_KEYS)?;
     match (o.str("url")?, o.str("tcp")?) {

@@ -84,6 +84,9 @@ pub struct Resource {
     pub attrs: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When it was deleted (or found gone): with `created_at`, its lifetime for cost to date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// One `geusemaker run` against this stack.
@@ -303,6 +306,7 @@ impl StackStore {
             created_at: Utc::now(),
             attrs: BTreeMap::new(),
             error: None,
+            deleted_at: None,
         };
         let idx = self.update(|s| {
             s.resources.push(record);
@@ -364,6 +368,7 @@ impl StackStore {
                 .filter(|r| r.kind == kind && r.id.as_deref() == Some(id))
             {
                 r.status = ResourceStatus::Deleted;
+                r.deleted_at.get_or_insert_with(Utc::now);
             }
         })
     }

@@ -492,10 +492,29 @@ impl Sdk {
     }
 }
 
+/// An HTTP stand-in that answers 503 to its first `fail_first` requests, then 200.
+pub fn flaky_stub(fail_first: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let status = if n < fail_first { 503 } else { 200 };
+            std::thread::spawn(move || serve_one(stream, status, b"flaky", "text/plain"));
+        }
+    });
+    port
+}
+
 /// Local stand-ins for the five services of the AI stack; the value for
 /// GEUSEMAKER_HEALTH_ENDPOINTS.
 pub fn stand_ins() -> String {
-    let n8n = http_stub(200, "ok");
+    stand_ins_with_n8n(http_stub(200, "ok"))
+}
+
+/// [`stand_ins`] with n8n answered by the server on `n8n` (e.g. a [`flaky_stub`]).
+pub fn stand_ins_with_n8n(n8n: u16) -> String {
     let ollama = http_stub(200, "{\"models\":[]}");
     let qdrant = http_stub(200, "healthz check passed");
     let crawl4ai = http_stub(200, "{\"status\":\"ok\"}");

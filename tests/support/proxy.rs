@@ -30,6 +30,18 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// An error of a JSON-protocol service (SSM, EFS's REST aside): `{"__type": …}`.
+    pub fn json_error(body_contains: &[&str], code: &str, message: &str) -> Rule {
+        Rule {
+            body_contains: body_contains.iter().map(|s| s.to_string()).collect(),
+            status: 400,
+            content_type: "application/x-amz-json-1.1",
+            response: format!("{{\"__type\":\"{code}\",\"message\":\"{message}\"}}"),
+        }
+    }
+}
+
 pub struct FaultProxy {
     pub port: u16,
     pub hits: Arc<Mutex<Vec<String>>>,

@@ -1,0 +1,295 @@
+//! `geusemaker logs <name>`: the services' Docker Compose logs, fetched from the instance through
+//! SSM Run Command (no SSH, no open port), coloured per service; `--follow` polls until Ctrl-C.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use console::Style;
+
+use super::{output, Conn, LiveInstance};
+use crate::boot::Layout;
+use crate::cloud::{Aws, AwsSettings, CloudError};
+use crate::config::Settings;
+use crate::engine::RunError;
+use crate::primitives::did_you_mean;
+
+/// The services of the stack's compose project.
+pub const SERVICES: &[&str] = &["n8n", "ollama", "qdrant", "crawl4ai", "postgres"];
+
+/// SSM returns at most 24,000 characters of output; ask for less so nothing is cut silently.
+const MAX_LINES: usize = 300;
+
+/// How often `--follow` asks again.
+const FOLLOW_EVERY: Duration = Duration::from_secs(5);
+
+/// The shell command that prints the logs (`since`: a compose `--since` value).
+pub fn command(service: Option<&str>, since: &str) -> String {
+    let dir = Layout::default().stack_dir;
+    format!(
+        "docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' logs --no-color --timestamps --since '{since}'{} 2>&1 | tail -n {MAX_LINES}",
+        service.map(|s| format!(" '{s}'")).unwrap_or_default()
+    )
+}
+
+/// A compose log line: `service-1  | 2026-01-01T00:00:00.000000000Z message`.
+pub struct LogLine<'a> {
+    pub service: &'a str,
+    pub timestamp: Option<&'a str>,
+    pub text: &'a str,
+}
+
+pub fn parse_line(line: &str) -> LogLine<'_> {
+    let Some((prefix, rest)) = line.split_once(" | ").or_else(|| line.split_once("| ")) else {
+        return LogLine {
+            service: "",
+            timestamp: None,
+            text: line,
+        };
+    };
+    let container = prefix.trim();
+    // `geusemaker-n8n-1` or `n8n-1` → `n8n`.
+    let service = container
+        .rsplit_once('-')
+        .filter(|(_, n)| n.chars().all(|c| c.is_ascii_digit()))
+        .map_or(container, |(s, _)| s);
+    let service = service.strip_prefix("geusemaker-").unwrap_or(service);
+    let (timestamp, text) = match rest.split_once(' ') {
+        Some((ts, text)) if ts.len() >= 20 && ts.as_bytes()[4] == b'-' && ts.contains('T') => {
+            (Some(ts), text)
+        }
+        _ => (None, rest),
+    };
+    LogLine {
+        service,
+        timestamp,
+        text,
+    }
+}
+
+fn style_for(service: &str) -> Style {
+    match service {
+        "n8n" => Style::new().magenta(),
+        "ollama" => Style::new().cyan(),
+        "qdrant" => Style::new().blue(),
+        "crawl4ai" => Style::new().green(),
+        "postgres" => Style::new().yellow(),
+        _ => Style::new().dim(),
+    }
+}
+
+/// A line for the terminal: `service | text`, the service coloured when `color`.
+pub fn render(line: &LogLine<'_>, color: bool, width: usize) -> String {
+    if line.service.is_empty() {
+        return line.text.to_string();
+    }
+    let name = format!("{:width$}", line.service);
+    let name = if color {
+        style_for(line.service)
+            .force_styling(true)
+            .apply_to(name)
+            .to_string()
+    } else {
+        name
+    };
+    format!("{name} | {}", line.text)
+}
+
+fn run_on(aws: &Aws, instance: &str, script: &str) -> Result<String, CloudError> {
+    let id = aws
+        .ssm
+        .send_command(instance, &[script.to_string()], "geusemaker logs")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = aws.ssm.command_result(&id, instance);
+        match r {
+            Ok(r) if matches!(r.status.as_str(), "Pending" | "InProgress" | "Delayed") => {}
+            Ok(r) if r.status == "Success" => return Ok(r.stdout),
+            Ok(r) => {
+                return Err(CloudError::new(
+                    "ssm",
+                    "GetCommandInvocation",
+                    &r.status,
+                    format!("the log command ended {}: {}", r.status, r.stderr.trim()),
+                ))
+            }
+            // The invocation may not exist for a moment after SendCommand.
+            Err(e) if e.code == "InvocationDoesNotExist" => {}
+            Err(e) => return Err(e),
+        }
+        if Instant::now() >= deadline {
+            return Err(CloudError::new(
+                "ssm",
+                "GetCommandInvocation",
+                "Timeout",
+                "the log command did not finish within 60 s",
+            ));
+        }
+        if crate::interrupt::requested() {
+            return Ok(String::new());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn explain(e: CloudError, instance: &str) -> RunError {
+    if e.code.contains("InvalidInstanceId") {
+        return RunError::Recipe(format!(
+            "error: instance {instance} is not managed by SSM yet, so its logs cannot be fetched\n\
+             hint: the SSM agent registers a minute or two after boot (the instance needs its instance profile \
+             and outbound HTTPS); try again shortly, or check `geusemaker status`\n"
+        ));
+    }
+    RunError::Recipe(format!("error: fetching the logs failed: {e}\n"))
+}
+
+/// `geusemaker logs <name> [--service S] [--follow] [--since 10m]`.
+pub fn logs(
+    name: &str,
+    service: Option<&str>,
+    follow: bool,
+    since: &str,
+    flags: &AwsSettings,
+    settings: &Settings,
+) -> Result<(), RunError> {
+    if let Some(s) = service {
+        if !SERVICES.contains(&s) {
+            let mut msg = format!("--service {s}: the stack runs {}", SERVICES.join(", "));
+            if let Some(m) = did_you_mean(s, SERVICES.iter().copied()) {
+                msg.push_str(&format!("\nhint: did you mean `{m}`?"));
+            }
+            return Err(RunError::Usage(msg));
+        }
+    }
+    crate::config::parse_duration(since).map_err(|e| RunError::Usage(format!("--since: {e}")))?;
+    let opened = super::open(name)?;
+    let state = &opened.state;
+    let conn = Conn::for_stack(state, flags, settings)?;
+    let aws = conn
+        .aws
+        .as_ref()
+        .map_err(|e| RunError::Recipe(format!("error: {e}\n")))?;
+    let live = LiveInstance::of(state, Some(aws), None);
+    let instance = match &live {
+        LiveInstance::Present(i) if i.state == "running" => i.id.clone(),
+        LiveInstance::Present(i) => {
+            return Err(RunError::Recipe(format!(
+                "error: instance {} is {}: there are no logs to fetch\nhint: `geusemaker status {name}` shows the stack; `geusemaker rollback {name}` relaunches it\n",
+                i.id, i.state
+            )))
+        }
+        LiveInstance::Gone(id) => {
+            return Err(RunError::Recipe(format!(
+                "error: instance {id} no longer exists\nhint: `geusemaker rollback {name}` relaunches the stack (its data is kept)\n"
+            )))
+        }
+        LiveInstance::Unknown(id, why) => {
+            return Err(RunError::Recipe(format!("error: cannot describe instance {id}: {why}\n")))
+        }
+        LiveInstance::None => {
+            return Err(RunError::Recipe(format!(
+                "error: stack `{name}` has no instance recorded ({})\n",
+                output(state, "market").map_or("no deploy finished".to_string(), |_| "its outputs lack instance_id".into())
+            )))
+        }
+    };
+
+    crate::interrupt::listen();
+    let color = console::colors_enabled() && std::env::var_os("NO_COLOR").is_none();
+    let width = SERVICES.iter().map(|s| s.len()).max().unwrap_or(8);
+    let mut since_arg = since.to_string();
+    // Lines already shown at the newest timestamp (a poll asks again from that second).
+    let mut seen_at_edge: HashSet<String> = HashSet::new();
+    let mut printed_any = false;
+    loop {
+        let out = run_on(aws, &instance, &command(service, &since_arg))
+            .map_err(|e| explain(e, &instance))?;
+        let mut newest: Option<String> = None;
+        let mut at_newest: HashSet<String> = HashSet::new();
+        for raw in out.lines().filter(|l| !l.trim().is_empty()) {
+            if seen_at_edge.contains(raw) {
+                continue;
+            }
+            let line = parse_line(raw);
+            if let Some(ts) = line.timestamp {
+                match newest.as_deref() {
+                    Some(n) if ts < n => {}
+                    Some(n) if ts == n => {
+                        at_newest.insert(raw.to_string());
+                    }
+                    _ => {
+                        newest = Some(ts.to_string());
+                        at_newest = HashSet::from([raw.to_string()]);
+                    }
+                }
+            }
+            println!("{}", render(&line, color, width));
+            printed_any = true;
+        }
+        if !follow {
+            if !printed_any {
+                eprintln!(
+                    "no log lines from {} in the last {since}",
+                    service.unwrap_or("the services")
+                );
+            }
+            return Ok(());
+        }
+        if let Some(n) = newest {
+            // Whole seconds are what compose takes reliably; the edge set removes repeats.
+            since_arg = n
+                .split('.')
+                .next()
+                .unwrap_or(&n)
+                .trim_end_matches('Z')
+                .to_string()
+                + "Z";
+            seen_at_edge.extend(at_newest);
+        }
+        let until = Instant::now() + FOLLOW_EVERY;
+        while Instant::now() < until {
+            if crate::interrupt::requested() {
+                eprintln!("stopped following the logs");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_names_the_project_the_window_and_the_service() {
+        let c = command(Some("n8n"), "10m");
+        assert!(c.starts_with("docker compose --project-directory '/opt/geusemaker' -f '/opt/geusemaker/compose.yaml' logs --no-color --timestamps --since '10m' 'n8n'"), "{c}");
+        assert!(c.ends_with("| tail -n 300"));
+        assert!(!command(None, "1h").contains("'n8n'"));
+    }
+
+    #[test]
+    fn compose_lines_are_split_into_service_time_and_text() {
+        let l = parse_line(
+            "geusemaker-n8n-1  | 2026-01-01T10:00:00.123456789Z Editor is now accessible",
+        );
+        assert_eq!(l.service, "n8n");
+        assert_eq!(l.timestamp, Some("2026-01-01T10:00:00.123456789Z"));
+        assert_eq!(l.text, "Editor is now accessible");
+        let l = parse_line("postgres-1 | 2026-01-01T10:00:01Z LOG:  database system is ready");
+        assert_eq!(
+            (l.service, l.text),
+            ("postgres", "LOG:  database system is ready")
+        );
+        let l = parse_line("no prefix here");
+        assert_eq!(
+            (l.service, l.timestamp, l.text),
+            ("", None, "no prefix here")
+        );
+        assert_eq!(
+            render(&parse_line("qdrant-1 | hello"), false, 8),
+            "qdrant   | hello"
+        );
+        assert!(render(&parse_line("qdrant-1 | hello"), true, 8).contains("\u{1b}["));
+    }
+}
