@@ -410,12 +410,28 @@ fn monitor_rolls_back_after_three_failures_but_not_after_one() {
 fn a_spot_interruption_relaunches_the_stack_with_its_data() {
     let w = World::moto();
     let stack = support::stack_name("spot");
-    deploy_dev(&w, &stack);
+    run_with(
+        &w,
+        &[
+            "run",
+            "dev",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=30",
+            "--set",
+            "allowed_cidr=192.0.2.1/32",
+            "--set",
+            "fallback_types=t3.large",
+        ],
+        &stand_ins(),
+    )
+    .success();
     let (first_instance, attached) = instance_and_volume_attachment(&w, &stack);
     assert_eq!(attached.as_deref(), Some(first_instance.as_str()));
     let fs_before = w.state(&stack)["outputs"]["file_system_id"].clone();
 
-    // AWS takes the spot instance back (moto cannot interrupt: terminate it through the API).
+    // AWS takes the spot instance back (moto cannot interrupt: terminate it through the API)…
     let sdk = w.sdk();
     sdk.block_on(
         sdk.ec2
@@ -424,15 +440,41 @@ fn a_spot_interruption_relaunches_the_stack_with_its_data() {
             .send(),
     )
     .unwrap();
-
-    let out = run_with(
-        &w,
-        &["monitor", &stack, "--interval", "1s", "--rounds", "1"],
-        &stand_ins(),
+    // …and has no more spot t3.medium anywhere: the tier's fallback rules pick the next type.
+    let proxy = FaultProxy::start(
+        &support::moto().endpoint,
+        vec![Rule::ec2_error(
+            &[
+                "Action=RunInstances",
+                "InstanceType=t3.medium",
+                "InstanceMarketOptions.MarketType=spot",
+            ],
+            "InsufficientInstanceCapacity",
+            "We currently do not have sufficient t3.medium capacity.",
+        )],
     );
+    let out = w
+        .cmd()
+        .args(["monitor", &stack, "--interval", "1s", "--rounds", "1"])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .output()
+        .unwrap();
+    let out = Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
     out.success()
         .stderr_has(&format!("spot instance {first_instance} is terminated"))
+        .stderr_has("no spot capacity for t3.medium in us-east-1a")
+        .stderr_has("launched spot t3.large")
         .stdout_has("rolled back and relaunched");
+    assert_eq!(
+        proxy.hit_count(),
+        1,
+        "the data volume keeps the relaunch in its zone"
+    );
     let state = w.state(&stack);
     let rb = &state["rollback_history"][0];
     assert_eq!(rb["trigger"], "spot_interruption");
@@ -451,6 +493,10 @@ fn a_spot_interruption_relaunches_the_stack_with_its_data() {
     assert_eq!(
         live[0].instance_lifecycle().map(|l| l.as_str()),
         Some("spot")
+    );
+    assert_eq!(
+        live[0].instance_type().map(|t| t.as_str()),
+        Some("t3.large")
     );
 }
 
@@ -520,4 +566,59 @@ fn logs_are_fetched_through_ssm() {
     );
     assert!(stderr.contains("hint: the SSM agent registers"), "{stderr}");
     assert_eq!(proxy.hit_count(), 1);
+}
+
+/// Send SIGINT (Ctrl-C) to a child after `after`, and collect what it printed.
+fn interrupt_after(mut cmd: std::process::Command, after: std::time::Duration) -> Outcome {
+    use std::process::Stdio;
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn monitor_and_followed_logs_stop_cleanly_on_ctrl_c() {
+    let w = World::moto();
+    let stack = support::stack_name("ctrlc");
+    deploy_dev(&w, &stack);
+    let mut monitor = w.cmd();
+    monitor
+        .args(["monitor", &stack, "--interval", "1s"])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins());
+    let out = interrupt_after(monitor, std::time::Duration::from_secs(4));
+    out.success().stdout_has("stopped monitoring");
+    assert!(
+        out.stdout.contains("n8n "),
+        "at least one round ran:\n{}",
+        out.stdout
+    );
+    assert!(
+        !w.home
+            .path()
+            .join("stacks")
+            .join(format!("{stack}.lock"))
+            .exists()
+            || w.run(&["unlock", &stack]).stdout.contains("not locked"),
+        "no lock left behind"
+    );
+
+    let mut follow = w.cmd();
+    follow.args(["logs", &stack, "--follow"]);
+    interrupt_after(follow, std::time::Duration::from_secs(3))
+        .success()
+        .stderr_has("stopped following the logs");
 }
