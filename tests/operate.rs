@@ -184,6 +184,12 @@ fn status_list_and_cost_describe_a_deployed_stack() {
         .stdout_has("savings")
         .stdout_has("Cost to date      ~$")
         .stdout_has("`~` marks an estimate");
+
+    // UI settings apply to every command.
+    w.run(&["config", "set", "ui.emoji", "true"]).success();
+    run_with(&w, &["status", &stack], &endpoints)
+        .success()
+        .stdout_has("🟢 healthy");
 }
 
 #[test]
@@ -305,6 +311,16 @@ fn config_get_set_list_and_a_malformed_file() {
     w.run(&["config", "unset", "health.interval"])
         .success()
         .stdout_has("30s (default)");
+
+    // Precedence: the flag beats the setting, the setting beats AWS_REGION (us-east-1 here).
+    w.run(&["config", "set", "aws.region", "eu-west-1"])
+        .success();
+    w.run(&["eval", "state::region()"])
+        .success()
+        .stdout_has("eu-west-1");
+    w.run(&["eval", "--region", "us-west-2", "state::region()"])
+        .success()
+        .stdout_has("us-west-2");
 
     // A hand-edited mistake stops every command that reads settings, naming the line.
     let path = w.home.path().join("config.toml");
