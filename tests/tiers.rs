@@ -482,8 +482,9 @@ fn tier_input_errors_are_caught_before_anything_is_created() {
             "certificate_arn=not-an-arn",
         ],
     )
-    .failure(1)
-    .stderr_has("is not an ACM certificate ARN");
+    .failure(2)
+    .stderr_has("--set certificate_arn=not-an-arn: `not-an-arn` does not match")
+    .stderr_has("hint: certificate_arn: an ACM certificate");
 
     let stack = support::stack_name("badregion");
     run(

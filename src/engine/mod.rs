@@ -5,6 +5,7 @@ pub mod diag;
 pub mod docs;
 pub mod embedded;
 pub mod eval;
+pub mod meta;
 pub mod repl;
 pub mod resolver;
 pub mod scan;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, AST};
 
+use super::meta::{self, RecipeMeta};
 use super::resolver::{display_path, Resolver};
 use super::sources::Sources;
 use super::{build_engine, diag, embedded, known_functions, scan};
@@ -112,15 +113,37 @@ struct Compiled {
     recipe: LoadedRecipe,
     ast: AST,
     sources: Arc<Sources>,
+    /// The recipe's header, when it has one.
+    meta: Option<RecipeMeta>,
 }
 
 fn color() -> bool {
     console::colors_enabled_stderr() && std::env::var_os("NO_COLOR").is_none()
 }
 
+/// A header problem rendered like any other recipe error.
+pub fn header_error(e: &meta::HeaderError, display: &str, sources: &Sources) -> String {
+    diag::render(
+        &diag::Diagnostic {
+            message: e.message.clone(),
+            hint: None,
+            primary: Some(diag::Loc {
+                source: display.to_string(),
+                line: e.line,
+                col: e.col,
+            }),
+            frames: Vec::new(),
+        },
+        sources,
+        color(),
+    )
+}
+
 fn compile(recipe: LoadedRecipe) -> Result<Compiled, RunError> {
     let sources = Arc::new(Sources::default());
     sources.insert(&recipe.display, &recipe.text, recipe.path.clone());
+    let meta = meta::parse(&recipe.text)
+        .map_err(|e| RunError::Recipe(header_error(&e, &recipe.display, &sources)))?;
     let engine = build_engine(Ui::detect(true), None);
     let mut ast = engine.compile(&recipe.text).map_err(|e| {
         RunError::Recipe(diag::render(
@@ -131,10 +154,58 @@ fn compile(recipe: LoadedRecipe) -> Result<Compiled, RunError> {
     })?;
     ast.set_source(recipe.display.as_str());
     Ok(Compiled {
+        meta,
         recipe,
         ast,
         sources,
     })
+}
+
+/// Check `--set` against the recipe and, for a recipe with a header, resolve every declared
+/// param (typed, validated, required ones present) — all before anything runs.
+fn prepare_params(c: &Compiled, params: Params) -> Result<Params, RunError> {
+    if let Some(m) = &c.meta {
+        for key in params.given() {
+            if m.param(key).is_none() {
+                let mut msg = format!(
+                    "--set {key}: the recipe {} has no param `{key}`",
+                    c.recipe.display
+                );
+                match did_you_mean(key, m.params.iter().map(|p| p.name.as_str())) {
+                    Some(s) => msg.push_str(&format!("\nhint: did you mean `{s}`?")),
+                    None if m.params.is_empty() => {
+                        msg.push_str("\nhint: this recipe takes no params")
+                    }
+                    None => msg.push_str(&format!(
+                        "\nhint: its params are: {} (`geusemaker recipes show {}`)",
+                        m.params
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        c.recipe.source_id
+                    )),
+                }
+                return Err(RunError::Usage(msg));
+            }
+        }
+        let declared =
+            meta::resolve(m, params.given_map(), params.settings()).map_err(RunError::Usage)?;
+        return Ok(params.with_declared(declared));
+    }
+    check_sets(c, &params)?;
+    Ok(params)
+}
+
+/// Does the recipe take param `name` (header, or a literal `param("name", …)` call)?
+fn declares(c: &Compiled, name: &str) -> bool {
+    match &c.meta {
+        Some(m) => m.param(name).is_some(),
+        None => {
+            let d = scan::param_names(&c.ast);
+            d.dynamic || d.names.contains(name)
+        }
+    }
 }
 
 /// Every `--set` must be a param the recipe reads (unless it computes param names).
@@ -518,7 +589,8 @@ fn roll_back_run(
 ) -> Result<String, RunError> {
     let destroy = compile(load_recipe("destroy")?)?;
     let ui = Ui::detect(true);
-    let rb = session.exec(&destroy, parse_sets(&[format!("only_run={run_id}")])?, &ui)?;
+    let only = prepare_params(&destroy, parse_sets(&[format!("only_run={run_id}")])?)?;
+    let rb = session.exec(&destroy, only, &ui)?;
     let removed = session
         .store
         .as_ref()
@@ -558,7 +630,7 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
     validate_stack_name(&req.stack).map_err(|e| RunError::Usage(e.to_string()))?;
     let params = parse_sets(&req.sets)?.with_settings(req.param_settings.clone());
     let compiled = compile(load_recipe(&req.recipe)?)?;
-    check_sets(&compiled, &params)?;
+    let params = prepare_params(&compiled, params)?;
     let mut aws = req.aws.clone();
     region_from_params(&mut aws, &params)?;
 
@@ -669,9 +741,8 @@ pub fn rollback(req: RunRequest, trigger: &str) -> Result<RunSummary, RunError> 
     require_existing(&req.stack)?;
     let mut sets = req.sets.clone();
     sets.push(format!("trigger={trigger}"));
-    let params = parse_sets(&sets)?;
     let compiled = compile(load_recipe("rollback")?)?;
-    check_sets(&compiled, &params)?;
+    let params = prepare_params(&compiled, parse_sets(&sets)?)?;
     let mut session = Session::open(&req.stack, req.aws.clone(), req.assume_yes, "rollback")?;
     let ui = session.ui.clone();
     let exec = session.exec(&compiled, params, &ui)?;
@@ -721,8 +792,13 @@ pub fn rollback(req: RunRequest, trigger: &str) -> Result<RunSummary, RunError> 
         })
         .unwrap_or_default();
     let compiled = compile(load_recipe(&recipe_id)?)?;
+    // A param the recipe no longer declares (it changed since the snapshot) is left out.
+    relaunch_sets.retain(|kv| {
+        let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+        declares(&compiled, key)
+    });
     if let Some(image) = snapshot["image_id"].as_str() {
-        if scan::param_names(&compiled.ast).names.contains("image_id") {
+        if declares(&compiled, "image_id") {
             relaunch_sets.retain(|s| !s.starts_with("image_id="));
             relaunch_sets.push(format!("image_id={image}"));
         }
@@ -731,7 +807,8 @@ pub fn rollback(req: RunRequest, trigger: &str) -> Result<RunSummary, RunError> 
         "Relaunching the last healthy deploy ({})",
         compiled.recipe.display
     ));
-    let relaunch = session.exec(&compiled, parse_sets(&relaunch_sets)?, &ui)?;
+    let relaunch_params = prepare_params(&compiled, parse_sets(&relaunch_sets)?)?;
+    let relaunch = session.exec(&compiled, relaunch_params, &ui)?;
     let store = session.store_mut();
     store.update(|s| {
         if let Some(last) = s

@@ -28,6 +28,8 @@ pub struct Params {
     given: BTreeMap<String, String>,
     /// Values from config.toml: below `--set`, above the recipe's defaults.
     settings: BTreeMap<String, String>,
+    /// The typed values of the params the recipe's header declares (already resolved).
+    declared: BTreeMap<String, crate::engine::meta::Value>,
     resolved: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
@@ -55,8 +57,25 @@ impl Params {
         Ok(Params {
             given,
             settings: BTreeMap::new(),
+            declared: BTreeMap::new(),
             resolved: Mutex::default(),
         })
+    }
+
+    /// The header's params, resolved (see `engine::meta::resolve`): `param(name)` returns them.
+    pub fn with_declared(mut self, declared: BTreeMap<String, crate::engine::meta::Value>) -> Self {
+        self.declared = declared;
+        self
+    }
+
+    /// The config.toml values given to this run.
+    pub fn settings(&self) -> &BTreeMap<String, String> {
+        &self.settings
+    }
+
+    /// The `--set` values.
+    pub fn given_map(&self) -> &BTreeMap<String, String> {
+        &self.given
     }
 
     /// Add the settings' values for params not given with `--set`.
@@ -81,6 +100,13 @@ impl Params {
 
     /// The value of `name`, converted to the type of `default`.
     pub fn get(&self, name: &str, default: Option<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>> {
+        if let Some(v) = self.declared.get(name) {
+            let value = v.to_dynamic();
+            if let Ok(json) = serde_json::to_value(v) {
+                self.resolved.lock().unwrap().insert(name.to_string(), json);
+            }
+            return Ok(value);
+        }
         let value = match (self.given.get(name), self.settings.get(name), &default) {
             (None, Some(raw), Some(d)) => Some(convert(name, raw, d).map_err(|_| {
                 usage_err_hint(
