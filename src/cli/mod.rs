@@ -129,6 +129,18 @@ pub enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Recipes: the ones you can run, their params, a copy of a bundled one to edit.
+    Recipes {
+        #[command(subcommand)]
+        action: RecipesAction,
+    },
+    /// Check recipes without running them: header, syntax, imports, unknown functions, arity,
+    /// params. Exit status 1 on any error (for CI).
+    Check {
+        /// Recipe files or bundled recipe names.
+        #[arg(required = true)]
+        recipes: Vec<String>,
+    },
     /// Read and change user settings ($GEUSEMAKER_HOME/config.toml).
     Config {
         #[command(subcommand)]
@@ -144,6 +156,35 @@ pub enum Command {
         /// Output directory.
         #[arg(long, default_value = "docs")]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipesAction {
+    /// Bundled recipes, and those in ./recipes and . (files with a header).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A recipe's name, version, description and params (type, default, checks, help).
+    Show {
+        /// A recipe file or a bundled recipe name.
+        recipe: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a bundled recipe, and the stdlib modules it imports, into a directory to edit.
+    Copy {
+        /// A bundled recipe: dev, automation, gpu, quickstart, destroy, rollback.
+        name: String,
+        /// Where to write it (default: the current directory).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Replace files that exist.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -274,7 +315,11 @@ fn settings() -> Result<Settings, RunError> {
 pub fn dispatch(cli: Cli) -> i32 {
     let needs_settings = !matches!(
         cli.command,
-        Command::Docs { .. } | Command::Unlock { .. } | Command::Config { .. }
+        Command::Docs { .. }
+            | Command::Unlock { .. }
+            | Command::Config { .. }
+            | Command::Recipes { .. }
+            | Command::Check { .. }
     );
     let s = if needs_settings {
         match settings() {
@@ -344,6 +389,21 @@ pub fn dispatch(cli: Cli) -> i32 {
             &s,
         ),
         Command::Config { action } => config_command(action),
+        Command::Check { recipes } => engine::check::run(&recipes),
+        Command::Recipes { action } => match action {
+            RecipesAction::List { json } => engine::recipes::list(json),
+            RecipesAction::Show { recipe, json } => engine::recipes::show(&recipe, json),
+            RecipesAction::Copy { name, dir, force } => engine::recipes::copy(&name, &dir, force)
+                .map(|files| {
+                    for f in &files {
+                        println!("wrote {}", f.display());
+                    }
+                    println!(
+                        "run it with: geusemaker run {} --name my-stack",
+                        files[0].display()
+                    );
+                }),
+        },
         Command::Unlock { name } => engine::unlock(&name).map(|msg| println!("{msg}")),
         Command::Repl {
             name,

@@ -1,11 +1,13 @@
 //! The Rhai host: a sandboxed engine with the primitives registered, module resolution,
 //! params, and error rendering.
 
+pub mod check;
 pub mod diag;
 pub mod docs;
 pub mod embedded;
 pub mod eval;
 pub mod meta;
+pub mod recipes;
 pub mod repl;
 pub mod resolver;
 pub mod scan;
@@ -59,6 +61,14 @@ pub fn build_engine(ui: Ui, resolver: Option<Resolver>) -> Engine {
         engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
     }
     crate::primitives::register_all(&mut engine);
+    engine
+}
+
+/// An engine only for parsing (static checks): the sandbox's expression limits, nothing
+/// registered.
+pub fn parser() -> Engine {
+    let mut engine = Engine::new_raw();
+    engine.set_max_expr_depths(limits::MAX_EXPR_DEPTH, limits::MAX_FN_EXPR_DEPTH);
     engine
 }
 

@@ -30,7 +30,7 @@ impl Resolver {
     }
 
     /// Where `path` would be loaded from: (display name, text, file path).
-    fn locate(
+    pub(crate) fn locate(
         &self,
         importer: Option<&str>,
         path: &str,

@@ -1,0 +1,304 @@
+//! `geusemaker recipes list|show|copy`: the recipes a user can run, what they take, and a copy
+//! of a bundled one (with the stdlib modules it imports) to edit.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use rhai::{ASTNode, Expr, Stmt, AST};
+use serde::Serialize;
+
+use super::meta::{self, RecipeMeta};
+use super::session::{load_recipe, RunError};
+use super::{embedded, resolver::display_path};
+use crate::ui::Ui;
+
+/// The literal module paths a script imports, with their positions.
+pub fn imports(ast: &AST) -> Vec<(String, rhai::Position)> {
+    let mut out = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = path.last() {
+            if let Expr::StringConstant(s, _) = &x.0 {
+                out.push((s.to_string(), *pos));
+            }
+        }
+        true
+    });
+    out
+}
+
+fn parse_only(text: &str) -> Option<AST> {
+    super::parser().compile(text).ok()
+}
+
+/// Bundled stdlib modules `text` needs, directly or through other stdlib modules.
+pub fn stdlib_closure(text: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<String> = parse_only(text)
+        .map(|a| imports(&a).into_iter().map(|(p, _)| p).collect())
+        .unwrap_or_default();
+    while let Some(m) = todo.pop() {
+        let Some(src) = embedded::stdlib(&m) else {
+            continue;
+        };
+        if seen.insert(m) {
+            if let Some(ast) = parse_only(src) {
+                todo.extend(imports(&ast).into_iter().map(|(p, _)| p));
+            }
+        }
+    }
+    seen
+}
+
+#[derive(Debug, Serialize)]
+struct Listed {
+    name: String,
+    version: Option<String>,
+    description: Option<String>,
+    /// `bundled`, or the file.
+    source: String,
+}
+
+fn listed(name: String, text: &str, source: String) -> Listed {
+    let m = meta::parse(text).ok().flatten();
+    Listed {
+        name: m.as_ref().map_or(name, |m| m.name.clone()),
+        version: m.as_ref().map(|m| m.version.clone()),
+        description: m.map(|m| m.description),
+        source,
+    }
+}
+
+/// Recipes in `dir` (files with a header; modules without one are not recipes).
+fn local_recipes(dir: &Path) -> Vec<Listed> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(&p).ok()?;
+            meta::parse(&text).ok().flatten()?;
+            let stem = p.file_stem()?.to_string_lossy().to_string();
+            Some(listed(stem, &text, display_path(&p)))
+        })
+        .collect()
+}
+
+/// `geusemaker recipes list [--json]`: bundled ones, then those in `./recipes` and `.`.
+pub fn list(json: bool) -> Result<(), RunError> {
+    let mut all: Vec<Listed> = embedded::RECIPES
+        .iter()
+        .map(|(n, t)| listed(n.to_string(), t, "bundled".into()))
+        .collect();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    for dir in [cwd.join("recipes"), cwd.clone()] {
+        all.extend(local_recipes(&dir));
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&all).expect("list serializes")
+        );
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.version.clone().unwrap_or_else(|| "-".into()),
+                r.source.clone(),
+                r.description.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    Ui::detect(false).table(
+        &["NAME", "VERSION", "SOURCE", "DESCRIPTION"].map(String::from),
+        &rows,
+    );
+    Ok(())
+}
+
+fn constraints(p: &meta::ParamSpec) -> String {
+    let mut c = Vec::new();
+    if !p.allowed.is_empty() {
+        c.push(format!(
+            "one of {}",
+            p.allowed
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        ));
+    }
+    if let Some(pat) = &p.pattern {
+        c.push(format!("matches {pat}"));
+    }
+    if let Some(min) = p.min {
+        c.push(format!(">= {min}"));
+    }
+    if let Some(max) = p.max {
+        c.push(format!("<= {max}"));
+    }
+    c.join(", ")
+}
+
+/// The header of `recipe` (a bundled name or a file).
+pub fn header_of(recipe: &str) -> Result<(String, Option<RecipeMeta>), RunError> {
+    let loaded = load_recipe(recipe)?;
+    let sources = super::sources::Sources::default();
+    sources.insert(&loaded.display, &loaded.text, loaded.path.clone());
+    let m = meta::parse(&loaded.text).map_err(|e| {
+        RunError::Recipe(super::session::header_error(&e, &loaded.display, &sources))
+    })?;
+    Ok((loaded.display, m))
+}
+
+/// `geusemaker recipes show <recipe> [--json]`.
+pub fn show(recipe: &str, json: bool) -> Result<(), RunError> {
+    let (display, m) = header_of(recipe)?;
+    let Some(m) = m else {
+        return Err(RunError::Usage(format!(
+            "{display} has no header (`//! [recipe]` … `//! [params]` at the top): its params are not declared\nhint: docs/recipes.md shows the header; `geusemaker check {recipe}` checks it"
+        )));
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&m).expect("header serializes")
+        );
+        return Ok(());
+    }
+    let ui = Ui::detect(false);
+    ui.line(&format!("{} {} — {}", m.name, m.version, display));
+    ui.line(&format!("    {}", m.description));
+    ui.line("");
+    if m.params.is_empty() {
+        ui.line("no params");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = m
+        .params
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.ty.as_str().to_string(),
+                p.default
+                    .as_ref()
+                    .map_or("(required)".to_string(), |d| match d {
+                        meta::Value::String(s) if s.is_empty() => "\"\"".into(),
+                        meta::Value::List(l) if l.is_empty() => "[]".into(),
+                        other => other.to_string(),
+                    }),
+                p.help.clone(),
+                constraints(p),
+            ]
+        })
+        .collect();
+    ui.table(
+        &["PARAM", "TYPE", "DEFAULT", "HELP", "CHECKS"].map(String::from),
+        &rows,
+    );
+    ui.line("");
+    let example = m
+        .params
+        .iter()
+        .find(|p| p.default.is_none())
+        .or_else(|| m.param("instance_type"))
+        .unwrap_or(&m.params[0]);
+    ui.line(&format!(
+        "Set with --set NAME=VALUE, e.g. geusemaker run {recipe} --name my-stack --set {}=…",
+        example.name
+    ));
+    Ok(())
+}
+
+/// `geusemaker recipes copy <name> [dir] [--force]`: the bundled recipe as `dir/<name>.rhai`
+/// and the stdlib modules it uses as `dir/stdlib/*.rhai` (found first by the resolver).
+pub fn copy(name: &str, dir: &Path, force: bool) -> Result<Vec<PathBuf>, RunError> {
+    let Some(text) = embedded::recipe(name) else {
+        let bundled: Vec<&str> = embedded::RECIPES.iter().map(|(n, _)| *n).collect();
+        let mut msg = format!(
+            "no bundled recipe `{name}` (bundled: {})",
+            bundled.join(", ")
+        );
+        if let Some(s) = crate::primitives::did_you_mean(name, bundled.iter().copied()) {
+            msg.push_str(&format!("\nhint: did you mean `{s}`?"));
+        }
+        return Err(RunError::Usage(msg));
+    };
+    let mut files = vec![(dir.join(format!("{name}.rhai")), text)];
+    for m in stdlib_closure(text) {
+        if let Some(src) = embedded::stdlib(&m) {
+            files.push((dir.join("stdlib").join(format!("{m}.rhai")), src));
+        }
+    }
+    if !force {
+        let existing: Vec<String> = files
+            .iter()
+            .filter(|(p, _)| p.exists())
+            .map(|(p, _)| display_path(p))
+            .collect();
+        if !existing.is_empty() {
+            return Err(RunError::Usage(format!(
+                "would overwrite {}\nhint: pass --force to replace them, or copy into another directory",
+                existing.join(", ")
+            )));
+        }
+    }
+    let mut written = Vec::new();
+    for (path, content) in files {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| RunError::Usage(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        std::fs::write(&path, content)
+            .map_err(|e| RunError::Usage(format!("cannot write {}: {e}", path.display())))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_recipe_needs_the_tier_modules_and_what_they_import() {
+        let needed = stdlib_closure(embedded::recipe("dev").unwrap());
+        for m in [
+            "network", "security", "instance", "services", "tier", "storage", "report",
+        ] {
+            assert!(needed.contains(m), "{m} missing from {needed:?}");
+        }
+        assert!(!needed.contains("teardown"));
+    }
+
+    #[test]
+    fn copy_writes_the_recipe_and_its_modules_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = copy("dev", dir.path(), false).unwrap();
+        assert!(dir.path().join("dev.rhai").is_file());
+        assert!(dir.path().join("stdlib/tier.rhai").is_file());
+        assert_eq!(
+            written.len(),
+            1 + stdlib_closure(embedded::recipe("dev").unwrap()).len()
+        );
+        let e = copy("dev", dir.path(), false).unwrap_err().to_string();
+        assert!(
+            e.contains("would overwrite") && e.contains("--force"),
+            "{e}"
+        );
+        assert!(copy("dev", dir.path(), true).is_ok());
+        assert!(copy("deb", dir.path(), false)
+            .unwrap_err()
+            .to_string()
+            .contains("did you mean `dev`"));
+    }
+}

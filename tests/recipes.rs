@@ -1,0 +1,224 @@
+//! Recipe authoring (issue 8): headers, `recipes list|show|copy`, `check`.
+
+mod support;
+
+use support::{stand_ins, World};
+
+const BAD_CALLS: &str = r#"//! [recipe]
+//! name = "bad"
+//! description = "calls that cannot work"
+//! version = "0.1.0"
+//!
+//! [params]
+//! size = { type = "int", default = 1 }
+import "network" as network;
+import "netwrk" as nope;
+let vpc = ec2::default_vpc(1);
+let x = ec2::run_instanse("a", #{});
+let y = network::discovr("");
+let z = param("sise");
+let s = param("size");
+foo(1);
+let q = s3::bucket("b");
+"#;
+
+#[test]
+fn check_accepts_the_bundled_recipes_and_positions_every_problem() {
+    let w = World::offline();
+    w.run(&[
+        "check",
+        "dev",
+        "automation",
+        "gpu",
+        "quickstart",
+        "destroy",
+        "rollback",
+    ])
+    .success()
+    .stdout_has("recipes/dev.rhai: ok (8 files checked)")
+    .stdout_has("recipes/gpu.rhai: ok");
+
+    let bad = w.recipe("bad.rhai", BAD_CALLS);
+    let out = w.run(&["check", bad.to_str().unwrap()]);
+    out.failure(1);
+    let e = &out.stderr;
+    let at = |line: usize, col: usize| format!("bad.rhai:{line}:{col}");
+    for (needle, line, col) in [
+        ("no module \"netwrk\" to import", 9, 1),
+        ("`ec2::default_vpc` takes 0 argument(s), not 1", 10, 11),
+        ("`ec2::` has no function `run_instanse`", 11, 9),
+        (
+            "module `network` (stdlib/network.rhai) has no function `discovr`",
+            12,
+            9,
+        ),
+        ("param `sise` is not declared in the recipe header", 13, 9),
+        ("unknown function `foo`", 15, 1),
+        ("unknown module `s3` in `s3::bucket`", 16, 9),
+    ] {
+        let i = e
+            .find(needle)
+            .unwrap_or_else(|| panic!("missing `{needle}` in:\n{e}"));
+        let after = &e[i..];
+        assert!(
+            after
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l.ends_with(&at(line, col))),
+            "`{needle}` should point at {}:\n{e}",
+            at(line, col)
+        );
+    }
+    assert!(e.contains("did you mean \"network\"?"), "{e}");
+    assert!(e.contains("did you mean `ec2::run_instance`?"), "{e}");
+    assert!(e.contains("did you mean `network::discover`?"), "{e}");
+    assert!(e.contains("did you mean `size`?"), "{e}");
+    assert!(e.contains("7 error(s)"), "{e}");
+
+    // A syntax error, and a header problem, each at its place.
+    let syntax = w.recipe("syntax.rhai", "let a = 1;\nlet b = ;\n");
+    w.run(&["check", syntax.to_str().unwrap()])
+        .failure(1)
+        .stderr_has("syntax.rhai:2:9");
+    let header = w.recipe(
+        "header.rhai",
+        "//! [recipe]\n//! name = \"h\"\n//! description = \"\"\n//! version = \"1\"\nlet a = 1;\n",
+    );
+    w.run(&["check", header.to_str().unwrap()])
+        .failure(1)
+        .stderr_has("version `1` is not MAJOR.MINOR.PATCH")
+        .stderr_has("header.rhai:4:15");
+    // A module with a syntax error is reported in that module's file.
+    w.recipe("broken.rhai", "fn f( { }\n");
+    let importer = w.recipe("uses.rhai", "import \"broken\" as b;\nb::f();\n");
+    w.run(&["check", importer.to_str().unwrap()])
+        .failure(1)
+        .stderr_has("broken.rhai:1:");
+    w.run(&["check", "nosuch"])
+        .failure(2)
+        .stderr_has("no recipe `nosuch`");
+}
+
+#[test]
+fn recipes_list_and_show_read_headers() {
+    let w = World::offline();
+    w.run(&["recipes", "list"])
+        .success()
+        .stdout_has("dev         1.0.0    bundled")
+        .stdout_has("gpu");
+    let out = w.run(&["recipes", "show", "dev", "--json"]);
+    out.success();
+    let m: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(m["name"], "dev");
+    let it = m["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "instance_type")
+        .unwrap();
+    assert_eq!(it["type"], "string");
+    assert_eq!(it["default"], "t3.medium");
+    w.run(&["recipes", "show", "gpu"])
+        .success()
+        .stdout_has("gpu 1.0.0")
+        .stdout_has("cdn_gb_estimate");
+    let plain = w.recipe("plain.rhai", "let a = param(\"a\", 1);\n");
+    w.run(&["recipes", "show", plain.to_str().unwrap()])
+        .failure(2)
+        .stderr_has("has no header");
+}
+
+#[test]
+fn set_values_are_checked_against_the_header_before_anything_runs() {
+    let w = World::offline();
+    w.run(&["run", "dev", "--name", "demo", "--set", "root_volume_gb=0"])
+        .failure(2)
+        .stderr_has("--set root_volume_gb=0: must be at least 1");
+    w.run(&["run", "dev", "--name", "demo", "--set", "spot=maybe"])
+        .failure(2)
+        .stderr_has("--set spot=maybe: expected true or false");
+    w.run(&[
+        "run",
+        "dev",
+        "--name",
+        "demo",
+        "--set",
+        "instance_typ=t3.large",
+    ])
+    .failure(2)
+    .stderr_has("did you mean `instance_type`?");
+    w.run(&["run", "rollback", "--name", "demo", "--set", "trigger=oops"])
+        .failure(2)
+        .stderr_has("must be one of manual, health_check_failed");
+    let required = w.recipe(
+        "needs.rhai",
+        "//! [recipe]\n//! name = \"needs\"\n//! description = \"\"\n//! version = \"1.0.0\"\n//! [params]\n//! cidr = { type = \"string\", required = true, help = \"who may connect\" }\nlet c = param(\"cidr\");\nprint(c);\n",
+    );
+    w.run(&["run", required.to_str().unwrap(), "--name", "demo"])
+        .failure(2)
+        .stderr_has("the recipe needs param `cidr` (who may connect): pass --set cidr=VALUE");
+    assert!(!w.state_path("demo").exists(), "nothing ran");
+}
+
+#[test]
+fn a_copied_recipe_runs_and_its_edits_take_effect() {
+    let w = World::moto();
+    let dir = w.home.path().join("team");
+    let out = w.run(&["recipes", "copy", "dev", dir.to_str().unwrap()]);
+    out.success()
+        .stdout_has("dev.rhai")
+        .stdout_has("stdlib/tier.rhai")
+        .stdout_has("run it with: geusemaker run");
+    w.run(&["recipes", "copy", "dev", dir.to_str().unwrap()])
+        .failure(2)
+        .stderr_has("would overwrite");
+    // The team's edit: a bigger default instance, and a stdlib tweak the recipe picks up.
+    let recipe = dir.join("dev.rhai");
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    std::fs::write(
+        &recipe,
+        text.replace("default = \"t3.medium\"", "default = \"t3.large\""),
+    )
+    .unwrap();
+    let report = dir.join("stdlib/report.rhai");
+    let text = std::fs::read_to_string(&report).unwrap();
+    std::fs::write(
+        &report,
+        text.replace(
+            "ui::stage(`Stack ${stack} is ready`);",
+            "ui::stage(`Team stack ${stack} is ready`);",
+        ),
+    )
+    .unwrap();
+    w.run(&["check", recipe.to_str().unwrap()]).success();
+
+    let stack = support::stack_name("copy");
+    let out = w
+        .cmd()
+        .args([
+            "run",
+            recipe.to_str().unwrap(),
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=30",
+        ])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("Team stack {stack} is ready")),
+        "{stdout}"
+    );
+    let inst = w.sdk().stack_instances(&stack);
+    assert_eq!(
+        inst[0].instance_type().map(|t| t.as_str()),
+        Some("t3.large")
+    );
+}
