@@ -31,7 +31,8 @@ fn init_tracing(cli: &Cli) {
         .with_target(false)
         .with_filter(stderr_filter);
     let file = match &cli.command {
-        Command::Run(args) => stack_log(&args.name),
+        // A plan writes nothing, not even a log.
+        Command::Run(args) if !args.plan => stack_log(&args.name),
         Command::Destroy(args) | Command::Rollback { stack: args, .. } => stack_log(&args.name),
         // Every check of the monitor, and the rollbacks it starts, go to the stack's log.
         Command::Monitor { name, .. } => stack_log(name),

@@ -141,6 +141,17 @@ pub enum Command {
         #[arg(required = true)]
         recipes: Vec<String>,
     },
+    /// The least-privilege IAM policy (JSON) for running a recipe and destroying what it made.
+    Policy {
+        /// A recipe file or a bundled recipe name.
+        recipe: String,
+        /// Scope iam:PassRole to this stack's roles (default: any role, passed to EC2 only).
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        /// Recipe params that change what it creates (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
     /// Read and change user settings ($GEUSEMAKER_HOME/config.toml).
     Config {
         #[command(subcommand)]
@@ -268,6 +279,10 @@ pub struct RunArgs {
     /// Keep what a failed run created (no automatic rollback), for debugging.
     #[arg(long)]
     pub keep_failed: bool,
+    /// Show what the recipe would create and call, without AWS calls or credentials; nothing
+    /// is written.
+    #[arg(long)]
+    pub plan: bool,
     #[command(flatten)]
     pub aws: AwsArgs,
 }
@@ -333,7 +348,33 @@ pub fn dispatch(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Run(a) => {
             let recipe = a.recipe.clone().unwrap_or_else(|| s.tier());
-            engine::run(request(&recipe, a.name, a.aws, a.keep_failed, &s)).map(|_| ())
+            let plan = a.plan;
+            let req = request(&recipe, a.name, a.aws, a.keep_failed, &s);
+            if plan {
+                engine::session::plan(req)
+            } else {
+                engine::run(req).map(|_| ())
+            }
+        }
+        Command::Policy { recipe, name, sets } => {
+            let req = RunRequest {
+                recipe,
+                stack: name.clone().unwrap_or_else(|| "policy".into()),
+                sets,
+                aws: aws_settings(None, None, &s),
+                assume_yes: true,
+                keep_failed: false,
+                param_settings: s.param_defaults(),
+            };
+            engine::session::make_plan(&req, crate::ui::Ui::detect(true).silent(), true).map(|p| {
+                let mut ops = p.calls.clone();
+                ops.extend(p.destroy_calls.iter().cloned());
+                let doc = crate::cloud::policy::document(&ops, name.as_deref());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&doc).expect("policy serializes")
+                );
+            })
         }
         Command::Destroy(a) => {
             engine::destroy(request("destroy", a.name, a.aws, true, &s)).map(|_| ())

@@ -11,6 +11,8 @@ pub mod efs;
 pub mod elb;
 pub mod error;
 pub mod iam;
+pub mod plan;
+pub mod policy;
 pub mod pricing;
 pub mod ssm;
 pub mod tags;

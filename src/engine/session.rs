@@ -13,6 +13,7 @@ use super::meta::{self, RecipeMeta};
 use super::resolver::{display_path, Resolver};
 use super::sources::Sources;
 use super::{build_engine, diag, embedded, known_functions, scan};
+use crate::cloud::plan::{is_planned, Recorder};
 use crate::cloud::AwsSettings;
 use crate::primitives::{did_you_mean, Params, Runtime};
 use crate::state::{
@@ -295,6 +296,8 @@ struct Session {
     store: Option<StackStore>,
     /// The stack had no state before this session.
     new_stack: bool,
+    /// Plan mode: the recording backend, a detached store.
+    plan: Option<Arc<Recorder>>,
 }
 
 impl Session {
@@ -333,6 +336,23 @@ impl Session {
             aws,
             store: Some(store),
             new_stack,
+            plan: None,
+        })
+    }
+
+    /// A session for a plan: a fresh in-memory state, no lock, the recording backend.
+    fn planning(stack: &str, region: &str, ui: Ui) -> Result<Session, RunError> {
+        Ok(Session {
+            stack: stack.to_string(),
+            home: Home::from_env()?,
+            ui,
+            aws: AwsSettings {
+                region: Some(region.to_string()),
+                ..AwsSettings::default()
+            },
+            store: Some(StackStore::detached(StackState::new(stack), "plan")),
+            new_stack: true,
+            plan: Some(Recorder::new(region)),
         })
     }
 
@@ -382,9 +402,8 @@ impl Session {
                 self.aws.clone(),
                 Some(store),
             )
-            .map_err(|e| {
-                RunError::Recipe(format!("error: cannot start the async runtime: {e}\n"))
-            })?,
+            .map_err(|e| RunError::Recipe(format!("error: cannot start the async runtime: {e}\n")))?
+            .planned(self.plan.clone()),
         );
         crate::interrupt::listen();
         engine.set_default_tag(Dynamic::from(runtime.clone()));
@@ -872,4 +891,156 @@ pub fn unlock(stack: &str) -> Result<String, RunError> {
         },
         Err(e) => Err(e.into()),
     }
+}
+
+/// The region a plan is made for: `--region`, config.toml, `AWS_REGION`/`AWS_DEFAULT_REGION`,
+/// or us-east-1 (a plan reads no profile and needs no credentials).
+fn plan_region(aws: &AwsSettings, params: &Params) -> String {
+    aws.region
+        .clone()
+        .or_else(|| {
+            params
+                .raw("region")
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+        })
+        .or_else(|| aws.default_region.clone())
+        .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
+        .or_else(|| {
+            std::env::var("AWS_DEFAULT_REGION")
+                .ok()
+                .filter(|r| !r.is_empty())
+        })
+        .unwrap_or_else(|| "us-east-1".into())
+}
+
+/// What a plan found.
+pub struct Plan {
+    pub stack: String,
+    pub recipe: String,
+    pub region: String,
+    /// (kind, name, id) of every resource the recipe would create.
+    pub resources: Vec<(String, String, String)>,
+    /// Operations of the recipe's run, then of destroy's (when asked), in call order.
+    pub calls: Vec<String>,
+    pub destroy_calls: Vec<String>,
+}
+
+/// Run `req`'s recipe as a plan (and, with `with_destroy`, the destroy recipe after it, on the
+/// planned resources). Nothing is written and no AWS call is made.
+pub fn make_plan(req: &RunRequest, ui: Ui, with_destroy: bool) -> Result<Plan, RunError> {
+    validate_stack_name(&req.stack).map_err(|e| RunError::Usage(e.to_string()))?;
+    let params = parse_sets(&req.sets)?.with_settings(req.param_settings.clone());
+    let compiled = compile(load_recipe(&req.recipe)?)?;
+    let params = prepare_params(&compiled, params)?;
+    let region = plan_region(&req.aws, &params);
+    let mut session = Session::planning(&req.stack, &region, ui.clone())?;
+    let exec = session.exec(&compiled, params, &ui)?;
+    if let Some(e) = exec.error {
+        return Err(RunError::Recipe(format!(
+            "{e}the plan stopped here: this is where a real run would fail too\n"
+        )));
+    }
+    let recorder = session.plan.clone().expect("a planning session records");
+    let calls = recorder.calls();
+    let resources = session
+        .store
+        .as_ref()
+        .map(|s| {
+            s.state()
+                .resources
+                .iter()
+                .filter(|r| r.status == ResourceStatus::Created)
+                .map(|r| {
+                    (
+                        r.kind.clone(),
+                        r.name.clone(),
+                        r.id.clone().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut destroy_calls = Vec::new();
+    if with_destroy {
+        let destroy = compile(load_recipe("destroy")?)?;
+        let dparams = prepare_params(&destroy, parse_sets(&["delete_data=true".to_string()])?)?;
+        let quiet = ui.clone().silent();
+        let d = session.exec(&destroy, dparams, &quiet)?;
+        if let Some(e) = d.error {
+            return Err(RunError::Recipe(format!(
+                "{e}planning the destroy recipe failed\n"
+            )));
+        }
+        destroy_calls = recorder.calls()[calls.len()..].to_vec();
+    }
+    Ok(Plan {
+        stack: req.stack.clone(),
+        recipe: compiled.recipe.display.clone(),
+        region,
+        resources,
+        calls,
+        destroy_calls,
+    })
+}
+
+/// `geusemaker run <recipe> --name x --plan`: the recipe's own output, then what it would
+/// create and call.
+pub fn plan(req: RunRequest) -> Result<(), RunError> {
+    let ui = Ui::detect(true);
+    ui.stage(&format!(
+        "Plan: {} on stack {} — no AWS calls, no credentials, nothing written",
+        req.recipe, req.stack
+    ));
+    let p = make_plan(&req, ui.clone(), false)?;
+    ui.stage(&format!(
+        "Plan for {} ({}, {}): {} resource(s) to create",
+        p.stack,
+        p.recipe,
+        p.region,
+        p.resources.len()
+    ));
+    let rows: Vec<Vec<String>> = p
+        .resources
+        .iter()
+        .map(|(k, n, id)| {
+            vec![
+                k.clone(),
+                n.clone(),
+                if is_planned(id) {
+                    "(known after apply)".into()
+                } else {
+                    id.clone()
+                },
+            ]
+        })
+        .collect();
+    ui.table(&["KIND", "NAME", "ID"].map(String::from), &rows);
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for c in &p.calls {
+        *counts.entry(c.as_str()).or_default() += 1;
+    }
+    ui.line("");
+    ui.line(&format!(
+        "AWS actions it would call ({} requests, {} distinct):",
+        p.calls.len(),
+        counts.len()
+    ));
+    for (op, n) in counts {
+        ui.line(&format!(
+            "    {op}{}",
+            if n > 1 {
+                format!(" ×{n}")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    ui.line("");
+    ui.line(&format!(
+        "`geusemaker policy {} --name {}` prints the IAM policy for these actions (and destroy's); \
+         `geusemaker run {} --name {}` applies it.",
+        req.recipe, p.stack, req.recipe, p.stack
+    ));
+    Ok(())
 }

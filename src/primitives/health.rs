@@ -376,6 +376,20 @@ fn run_remote(aws: Option<&Aws>, instance: &str, checks: &[Check]) -> Vec<Health
 }
 
 fn run_round(rt: &Runtime, checks: &[Check]) -> Vec<HealthResult> {
+    if rt.is_plan() {
+        // A plan probes nothing: every service counts as answering.
+        return checks
+            .iter()
+            .map(|c| HealthResult {
+                name: c.name.clone(),
+                target: c.target(),
+                ok: true,
+                status: 200,
+                latency_ms: 0,
+                error: None,
+            })
+            .collect();
+    }
     let needs_aws = checks.iter().any(|c| c.on.is_some());
     let aws = if needs_aws { rt.aws().ok() } else { None };
     run_checks(&rt.blocking, aws, checks)

@@ -137,6 +137,8 @@ pub struct Runtime {
     waited: Mutex<Duration>,
     last_call: Mutex<Option<CallSite>>,
     forget: std::sync::atomic::AtomicBool,
+    /// Plan mode: AWS is the recording backend, health checks are not probed.
+    plan: Option<Arc<crate::cloud::plan::Recorder>>,
 }
 
 /// Where the most recent primitive was called from: errors raised by primitives carry no
@@ -174,7 +176,19 @@ impl Runtime {
             waited: Mutex::new(Duration::ZERO),
             last_call: Mutex::new(None),
             forget: std::sync::atomic::AtomicBool::new(false),
+            plan: None,
         })
+    }
+
+    /// Run against `recorder` instead of AWS (`run --plan`).
+    pub fn planned(mut self, recorder: Option<Arc<crate::cloud::plan::Recorder>>) -> Self {
+        self.plan = recorder;
+        self
+    }
+
+    /// Is this a plan (no AWS calls, nothing written)?
+    pub fn is_plan(&self) -> bool {
+        self.plan.is_some()
     }
 
     /// Ask for the stack's state file to be removed when the run succeeds (nothing remains).
@@ -190,7 +204,10 @@ impl Runtime {
     /// credentials or region).
     pub fn aws(&self) -> Result<&Aws, Box<EvalAltResult>> {
         self.aws
-            .get_or_init(|| Aws::connect(&self.settings, &self.blocking))
+            .get_or_init(|| match &self.plan {
+                Some(r) => Ok(r.aws()),
+                None => Aws::connect(&self.settings, &self.blocking),
+            })
             .as_ref()
             .map_err(|e| cloud_err(e.clone()))
     }

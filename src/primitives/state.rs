@@ -382,6 +382,18 @@ pub mod api {
         Ok(rt(&ctx)?.run_id.clone())
     }
 
+    /// True while the recipe runs as a plan (`geusemaker run --plan`): nothing is created,
+    /// ids are "known after apply", and services are not probed. Recipes can word their
+    /// report accordingly.
+    ///
+    /// ```rhai
+    /// if state::is_plan() { ui::info("a plan: nothing was created"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn is_plan(ctx: NativeCallContext) -> Result<bool, Box<EvalAltResult>> {
+        Ok(rt(&ctx)?.is_plan())
+    }
+
     /// The AWS region of this run.
     ///
     /// ```rhai

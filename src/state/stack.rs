@@ -199,7 +199,8 @@ pub struct StackStore {
     path: PathBuf,
     state: StackState,
     run: String,
-    _lock: StackLock,
+    /// `None` for a detached store (plan mode): nothing is locked or written.
+    _lock: Option<StackLock>,
 }
 
 impl StackStore {
@@ -213,8 +214,22 @@ impl StackStore {
             path,
             state,
             run: run.to_string(),
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// A store that lives in memory only (plan mode): no lock, no file, same ledger logic.
+    pub fn detached(state: StackState, run: &str) -> Self {
+        StackStore {
+            path: PathBuf::new(),
+            state,
+            run: run.to_string(),
+            _lock: None,
+        }
+    }
+
+    fn persists(&self) -> bool {
+        self._lock.is_some()
     }
 
     /// Read a stack without locking it (for listings); `None` when it does not exist.
@@ -237,7 +252,7 @@ impl StackStore {
 
     /// The holder recorded by a run that died holding this stack's lock.
     pub fn taken_over(&self) -> Option<&super::LockHolder> {
-        self._lock.previous_holder()
+        self._lock.as_ref().and_then(|l| l.previous_holder())
     }
     pub fn path(&self) -> &Path {
         &self.path
@@ -260,6 +275,9 @@ impl StackStore {
     }
 
     fn save(&self) -> Result<(), StateError> {
+        if !self.persists() {
+            return Ok(());
+        }
         let mut text = serde_json::to_string_pretty(&self.state).expect("state serializes");
         text.push('\n');
         write_atomic(&self.path, text.as_bytes())
@@ -267,6 +285,9 @@ impl StackStore {
 
     /// Remove the state file (for a stack that never got any resource).
     pub fn discard(self) -> Result<(), StateError> {
+        if !self.persists() {
+            return Ok(());
+        }
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

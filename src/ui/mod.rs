@@ -52,6 +52,8 @@ pub struct Ui {
     assume_yes: bool,
     /// Human lines go to stderr (stdout carries a result, e.g. `eval --json`).
     stdout_reserved: bool,
+    /// Nothing is shown at all (a plan run only for its recorded calls).
+    silent: bool,
 }
 
 impl Ui {
@@ -66,7 +68,16 @@ impl Ui {
             stdin_tty: std::io::stdin().is_terminal(),
             assume_yes,
             stdout_reserved: false,
+            silent: false,
         }
+    }
+
+    /// The same, showing nothing (confirmations answer yes).
+    pub fn silent(mut self) -> Self {
+        self.silent = true;
+        self.assume_yes = true;
+        self.spinners = false;
+        self
     }
 
     /// The same, with every human line on stderr: stdout is left for a command's result.
@@ -85,6 +96,9 @@ impl Ui {
     }
 
     fn out(&self, line: &str) {
+        if self.silent {
+            return;
+        }
         if self.stdout_reserved {
             let _ = writeln!(std::io::stderr().lock(), "{line}");
             return;
@@ -150,6 +164,9 @@ impl Ui {
     }
 
     pub fn warn(&self, msg: &str) {
+        if self.silent {
+            return;
+        }
         let mut e = std::io::stderr().lock();
         let _ = writeln!(
             e,
@@ -171,6 +188,9 @@ impl Ui {
     pub fn confirm(&self, question: &str) -> Result<bool, String> {
         if self.assume_yes {
             self.info(&format!("{question} yes (--yes)"));
+            return Ok(true);
+        }
+        if self.silent {
             return Ok(true);
         }
         if !self.stdin_tty {

@@ -1,0 +1,981 @@
+//! The recording backend behind `run --plan`: every service interface answered from memory,
+//! with no network and no credentials. Each call records the AWS operations the SDK
+//! implementation would make (the list `geusemaker policy` turns into IAM actions); created
+//! resources get ids marked "known after apply" and are found again by later calls, so a recipe
+//! runs end to end exactly as it would for a first deploy.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use super::cloudfront::{CloudFrontApi, Distribution};
+use super::ec2::{
+    Ec2Api, Image, IngressRule, Instance, InstanceTypeInfo, KeyPair, LaunchSpec, SecurityGroup,
+    SpotPrice, Subnet, Volume, VolumeRequest, Vpc,
+};
+use super::efs::{EfsApi, FileSystem, MountTarget};
+use super::elb::{ElbApi, Listener, ListenerAction, LoadBalancer, TargetGroup, TargetGroupSpec};
+use super::iam::{IamApi, InstanceProfile};
+use super::pricing::PricingApi;
+use super::ssm::{CommandResult, Parameter, SsmApi};
+use super::{Aws, CallStats, CloudError, Tags};
+
+/// Marks ids that exist only after a real run.
+pub const PLANNED: &str = "planned";
+
+/// Is `id` one the plan made up?
+pub fn is_planned(id: &str) -> bool {
+    id.to_ascii_lowercase().contains(PLANNED)
+}
+
+#[derive(Default)]
+struct Model {
+    instances: Vec<(Instance, Vec<(String, String)>)>,
+    groups: Vec<(SecurityGroup, Vec<(String, String)>)>,
+    key_pairs: Vec<(KeyPair, Vec<(String, String)>)>,
+    volumes: Vec<(Volume, Vec<(String, String)>)>,
+    file_systems: Vec<(FileSystem, Vec<(String, String)>)>,
+    mount_targets: Vec<MountTarget>,
+    load_balancers: Vec<(LoadBalancer, Vec<(String, String)>)>,
+    target_groups: Vec<(TargetGroup, Vec<(String, String)>)>,
+    listeners: Vec<(String, Listener)>,
+    distributions: Vec<(Distribution, Vec<(String, String)>)>,
+    parameters: BTreeMap<String, Parameter>,
+    profiles: Vec<InstanceProfile>,
+}
+
+/// What a plan did: the operations, in order, and the model of what it created.
+pub struct Recorder {
+    region: String,
+    calls: Mutex<Vec<String>>,
+    next: Mutex<u32>,
+    model: Mutex<Model>,
+}
+
+fn has_tags(have: &[(String, String)], want: &[(String, String)]) -> bool {
+    want.iter().all(|w| have.contains(w))
+}
+
+fn not_found(service: &'static str, op: &str, code: &str, what: &str) -> CloudError {
+    CloudError::new(service, op, code, format!("{what} does not exist"))
+}
+
+impl Recorder {
+    pub fn new(region: &str) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            region: region.to_string(),
+            calls: Mutex::new(Vec::new()),
+            next: Mutex::new(0),
+            model: Mutex::new(Model::default()),
+        })
+    }
+
+    /// The operations recorded so far (`EC2:RunInstances`, …), in call order.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Operation → count.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for c in self.calls() {
+            *m.entry(c).or_default() += 1;
+        }
+        m
+    }
+
+    fn op(&self, ops: &[&str]) {
+        self.calls
+            .lock()
+            .unwrap()
+            .extend(ops.iter().map(|s| s.to_string()));
+    }
+
+    fn id(&self, prefix: &str) -> String {
+        let mut n = self.next.lock().unwrap();
+        *n += 1;
+        format!("{prefix}-{PLANNED}{:04}", *n)
+    }
+
+    fn az(&self, i: usize) -> String {
+        format!("{}{}", self.region, ["a", "b", "c"][i % 3])
+    }
+
+    /// The AWS clients of a plan: every service answered by this recorder.
+    pub fn aws(self: &Arc<Self>) -> Aws {
+        Aws {
+            region: self.region.clone(),
+            ec2: Arc::new(PlanApi(self.clone())),
+            efs: Arc::new(PlanApi(self.clone())),
+            elb: Arc::new(PlanApi(self.clone())),
+            cloudfront: Arc::new(PlanApi(self.clone())),
+            ssm: Arc::new(PlanApi(self.clone())),
+            iam: Arc::new(PlanApi(self.clone())),
+            pricing: Arc::new(PlanApi(self.clone())),
+            stats: Arc::new(CallStats::default()),
+        }
+    }
+}
+
+/// One handle type implements every service interface over the shared recorder.
+struct PlanApi(Arc<Recorder>);
+
+impl PlanApi {
+    fn model(&self) -> std::sync::MutexGuard<'_, Model> {
+        self.0.model.lock().unwrap()
+    }
+}
+
+const GPU_FAMILIES: &[&str] = &["g4dn", "g4ad", "g5", "g5g", "g6", "g6e", "p3", "p4d", "p5"];
+
+impl Ec2Api for PlanApi {
+    fn default_vpc(&self) -> Result<Vpc, CloudError> {
+        self.0.op(&["EC2:DescribeVpcs"]);
+        Ok(Vpc {
+            id: format!("vpc-{PLANNED}-default"),
+            cidr: "172.31.0.0/16".into(),
+            is_default: true,
+        })
+    }
+    fn vpc(&self, id: &str) -> Result<Vpc, CloudError> {
+        self.0.op(&["EC2:DescribeVpcs"]);
+        Ok(Vpc {
+            id: id.into(),
+            cidr: "10.0.0.0/16".into(),
+            is_default: false,
+        })
+    }
+    fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>, CloudError> {
+        self.0.op(&["EC2:DescribeSubnets"]);
+        Ok((0..3)
+            .map(|i| Subnet {
+                id: format!("subnet-{PLANNED}-{}", self.0.az(i)),
+                vpc_id: vpc_id.into(),
+                az: self.0.az(i),
+                cidr: format!("172.31.{}.0/20", i * 16),
+                default_for_az: true,
+                public_ip_on_launch: true,
+            })
+            .collect())
+    }
+    fn latest_al2023(&self, arch: &str) -> Result<Image, CloudError> {
+        self.0.op(&["SSM:GetParameter"]);
+        Ok(Image {
+            id: format!("ami-{PLANNED}-al2023"),
+            name: format!("al2023-ami-kernel-default-{arch} (latest, looked up at apply)"),
+            architecture: arch.into(),
+            source: "ssm".into(),
+        })
+    }
+    fn find_security_group(
+        &self,
+        vpc_id: &str,
+        name: &str,
+    ) -> Result<Option<SecurityGroup>, CloudError> {
+        self.0.op(&["EC2:DescribeSecurityGroups"]);
+        Ok(self
+            .model()
+            .groups
+            .iter()
+            .find(|(g, _)| g.vpc_id == vpc_id && g.name == name)
+            .map(|(g, _)| g.clone()))
+    }
+    fn security_group(&self, id: &str) -> Result<SecurityGroup, CloudError> {
+        self.0.op(&["EC2:DescribeSecurityGroups"]);
+        self.model()
+            .groups
+            .iter()
+            .find(|(g, _)| g.id == id)
+            .map(|(g, _)| g.clone())
+            .ok_or_else(|| not_found("ec2", "DescribeSecurityGroups", "InvalidGroup.NotFound", id))
+    }
+    fn create_security_group(
+        &self,
+        vpc_id: &str,
+        name: &str,
+        _d: &str,
+        tags: &Tags,
+    ) -> Result<SecurityGroup, CloudError> {
+        self.0.op(&["EC2:CreateSecurityGroup"]);
+        let g = SecurityGroup {
+            id: self.0.id("sg"),
+            name: name.into(),
+            vpc_id: vpc_id.into(),
+            ingress: Vec::new(),
+        };
+        self.model().groups.push((g.clone(), tags.pairs()));
+        Ok(g)
+    }
+    fn authorize_ingress(
+        &self,
+        group: &SecurityGroup,
+        rules: &[IngressRule],
+    ) -> Result<SecurityGroup, CloudError> {
+        self.0.op(&["EC2:AuthorizeSecurityGroupIngress"]);
+        let mut m = self.model();
+        let g = m.groups.iter_mut().find(|(g, _)| g.id == group.id);
+        let mut out = group.clone();
+        out.ingress.extend(rules.iter().cloned());
+        if let Some((g, _)) = g {
+            *g = out.clone();
+        }
+        Ok(out)
+    }
+    fn delete_security_group(&self, id: &str) -> Result<(), CloudError> {
+        self.0.op(&["EC2:DeleteSecurityGroup"]);
+        self.model().groups.retain(|(g, _)| g.id != id);
+        Ok(())
+    }
+    fn find_key_pair(&self, name: &str) -> Result<Option<KeyPair>, CloudError> {
+        self.0.op(&["EC2:DescribeKeyPairs"]);
+        Ok(self
+            .model()
+            .key_pairs
+            .iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(k, _)| k.clone()))
+    }
+    fn create_key_pair(&self, name: &str, tags: &Tags) -> Result<(KeyPair, String), CloudError> {
+        self.0.op(&["EC2:CreateKeyPair"]);
+        let k = KeyPair {
+            name: name.into(),
+            id: self.0.id("key"),
+            fingerprint: String::new(),
+            private_key_path: None,
+        };
+        self.model().key_pairs.push((k.clone(), tags.pairs()));
+        Ok((k, "(a private key, created at apply)".into()))
+    }
+    fn import_key_pair(
+        &self,
+        name: &str,
+        _public_key: &str,
+        tags: &Tags,
+    ) -> Result<KeyPair, CloudError> {
+        self.0.op(&["EC2:ImportKeyPair"]);
+        let k = KeyPair {
+            name: name.into(),
+            id: self.0.id("key"),
+            fingerprint: String::new(),
+            private_key_path: None,
+        };
+        self.model().key_pairs.push((k.clone(), tags.pairs()));
+        Ok(k)
+    }
+    fn delete_key_pair(&self, name: &str) -> Result<(), CloudError> {
+        self.0.op(&["EC2:DeleteKeyPair"]);
+        self.model().key_pairs.retain(|(k, _)| k.name != name);
+        Ok(())
+    }
+    fn run_instance(&self, spec: &LaunchSpec) -> Result<Instance, CloudError> {
+        self.0.op(&["EC2:RunInstances"]);
+        let az = spec
+            .subnet_id
+            .rsplit_once(&format!("{PLANNED}-"))
+            .map(|(_, az)| az.to_string())
+            .unwrap_or_else(|| self.0.az(0));
+        let i = Instance {
+            id: self.0.id("i"),
+            name: spec.tags.name.clone(),
+            state: "running".into(),
+            instance_type: spec.instance_type.clone(),
+            az,
+            subnet_id: spec.subnet_id.clone(),
+            vpc_id: String::new(),
+            image_id: spec.image_id.clone(),
+            private_ip: Some("10.0.0.10".into()),
+            public_ip: Some("192.0.2.10".into()),
+            public_dns: None,
+            lifecycle: if spec.spot { "spot" } else { "on-demand" }.into(),
+            imdsv2_required: true,
+            instance_profile_arn: spec.instance_profile.clone(),
+            launch_time: None,
+            state_reason: None,
+            spot_request_id: None,
+            security_groups: spec.security_group_ids.clone(),
+        };
+        self.model().instances.push((i.clone(), spec.tags.pairs()));
+        Ok(i)
+    }
+    fn instance(&self, id: &str) -> Result<Instance, CloudError> {
+        self.0.op(&["EC2:DescribeInstances"]);
+        self.model()
+            .instances
+            .iter()
+            .find(|(i, _)| i.id == id)
+            .map(|(i, _)| i.clone())
+            .ok_or_else(|| not_found("ec2", "DescribeInstances", "InvalidInstanceID.NotFound", id))
+    }
+    fn find_instances(&self, tags: &[(String, String)]) -> Result<Vec<Instance>, CloudError> {
+        self.0.op(&["EC2:DescribeInstances"]);
+        Ok(self
+            .model()
+            .instances
+            .iter()
+            .filter(|(i, t)| has_tags(t, tags) && i.state != "terminated")
+            .map(|(i, _)| i.clone())
+            .collect())
+    }
+    fn terminate_instance(&self, id: &str) -> Result<String, CloudError> {
+        self.0.op(&["EC2:TerminateInstances"]);
+        let mut m = self.model();
+        let i = m.instances.iter_mut().find(|(i, _)| i.id == id);
+        Ok(match i {
+            Some((i, _)) => std::mem::replace(&mut i.state, "terminated".into()),
+            None => "terminated".into(),
+        })
+    }
+    fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError> {
+        // Unknown until apply: the cost estimate falls back to a share of on-demand.
+        let _ = instance_type;
+        self.0.op(&["EC2:DescribeSpotPriceHistory"]);
+        Ok(Vec::new())
+    }
+    fn spot_price_changes(
+        &self,
+        _t: &str,
+        _az: &str,
+        _since: std::time::SystemTime,
+    ) -> Result<Vec<SpotPrice>, CloudError> {
+        self.0.op(&["EC2:DescribeSpotPriceHistory"]);
+        Ok(Vec::new())
+    }
+    fn spot_request_status(&self, _id: &str) -> Result<Option<String>, CloudError> {
+        self.0.op(&["EC2:DescribeSpotInstanceRequests"]);
+        Ok(None)
+    }
+    fn instance_type_info(
+        &self,
+        instance_type: &str,
+    ) -> Result<Option<InstanceTypeInfo>, CloudError> {
+        self.0.op(&["EC2:DescribeInstanceTypes"]);
+        let family = instance_type.split('.').next().unwrap_or("");
+        let gpu = GPU_FAMILIES.contains(&family);
+        Ok(Some(InstanceTypeInfo {
+            name: instance_type.into(),
+            vcpus: 0,
+            memory_gib: 0.0,
+            gpus: i64::from(gpu),
+            gpu_model: if gpu {
+                "GPU (model known at apply)".into()
+            } else {
+                String::new()
+            },
+            gpu_memory_gib: 0.0,
+            architecture: if family.ends_with('g') && !gpu {
+                "arm64"
+            } else {
+                "x86_64"
+            }
+            .into(),
+            spot_supported: true,
+        }))
+    }
+    fn zones_offering(&self, _t: &str) -> Result<Vec<String>, CloudError> {
+        self.0.op(&["EC2:DescribeInstanceTypeOfferings"]);
+        Ok((0..3).map(|i| self.0.az(i)).collect())
+    }
+    fn latest_gpu_ami(&self) -> Result<Image, CloudError> {
+        self.0.op(&["SSM:GetParameter"]);
+        Ok(Image {
+            id: format!("ami-{PLANNED}-dlami"),
+            name: "Deep Learning Base AMI (latest, looked up at apply)".into(),
+            architecture: "x86_64".into(),
+            source: "ssm".into(),
+        })
+    }
+    fn vpcs(&self) -> Result<Vec<Vpc>, CloudError> {
+        Ok(vec![self.default_vpc()?])
+    }
+    fn describe_instances(
+        &self,
+        _f: &[(String, Vec<String>)],
+    ) -> Result<Vec<Instance>, CloudError> {
+        self.0.op(&["EC2:DescribeInstances"]);
+        Ok(self
+            .model()
+            .instances
+            .iter()
+            .map(|(i, _)| i.clone())
+            .collect())
+    }
+    fn list_security_groups(&self, vpc_id: Option<&str>) -> Result<Vec<SecurityGroup>, CloudError> {
+        self.0.op(&["EC2:DescribeSecurityGroups"]);
+        Ok(self
+            .model()
+            .groups
+            .iter()
+            .filter(|(g, _)| vpc_id.is_none_or(|v| g.vpc_id == v))
+            .map(|(g, _)| g.clone())
+            .collect())
+    }
+    fn find_security_groups(
+        &self,
+        tags: &[(String, String)],
+    ) -> Result<Vec<SecurityGroup>, CloudError> {
+        self.0.op(&["EC2:DescribeSecurityGroups"]);
+        Ok(self
+            .model()
+            .groups
+            .iter()
+            .filter(|(_, t)| has_tags(t, tags))
+            .map(|(g, _)| g.clone())
+            .collect())
+    }
+    fn revoke_all_ingress(&self, group: &SecurityGroup) -> Result<(), CloudError> {
+        if !group.ingress.is_empty() {
+            self.0.op(&["EC2:RevokeSecurityGroupIngress"]);
+        }
+        if let Some((g, _)) = self
+            .model()
+            .groups
+            .iter_mut()
+            .find(|(g, _)| g.id == group.id)
+        {
+            g.ingress.clear();
+        }
+        Ok(())
+    }
+    fn find_key_pairs(&self, tags: &[(String, String)]) -> Result<Vec<KeyPair>, CloudError> {
+        self.0.op(&["EC2:DescribeKeyPairs"]);
+        Ok(self
+            .model()
+            .key_pairs
+            .iter()
+            .filter(|(_, t)| has_tags(t, tags))
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
+    fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError> {
+        self.0.op(&["EC2:DescribeVolumes"]);
+        Ok(self
+            .model()
+            .volumes
+            .iter()
+            .filter(|(v, t)| has_tags(t, tags) && v.state != "deleted")
+            .map(|(v, _)| v.clone())
+            .collect())
+    }
+    fn volume(&self, id: &str) -> Result<Volume, CloudError> {
+        self.0.op(&["EC2:DescribeVolumes"]);
+        self.model()
+            .volumes
+            .iter()
+            .find(|(v, _)| v.id == id)
+            .map(|(v, _)| v.clone())
+            .ok_or_else(|| not_found("ec2", "DescribeVolumes", "InvalidVolume.NotFound", id))
+    }
+    fn create_volume(&self, req: &VolumeRequest) -> Result<Volume, CloudError> {
+        self.0.op(&["EC2:CreateVolume"]);
+        let v = Volume {
+            id: self.0.id("vol"),
+            name: req.tags.name.clone(),
+            az: req.az.clone(),
+            size_gb: i64::from(req.size_gb),
+            volume_type: req.volume_type.clone(),
+            encrypted: true,
+            state: "available".into(),
+            attached_to: None,
+            device: None,
+            delete_on_termination: false,
+        };
+        self.model().volumes.push((v.clone(), req.tags.pairs()));
+        Ok(v)
+    }
+    fn attach_volume(
+        &self,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<(), CloudError> {
+        self.0.op(&["EC2:AttachVolume"]);
+        if let Some((v, _)) = self
+            .model()
+            .volumes
+            .iter_mut()
+            .find(|(v, _)| v.id == volume_id)
+        {
+            v.state = "in-use".into();
+            v.attached_to = Some(instance_id.into());
+            v.device = Some(device.into());
+        }
+        Ok(())
+    }
+    fn delete_volume(&self, id: &str) -> Result<(), CloudError> {
+        self.0.op(&["EC2:DeleteVolume"]);
+        self.model().volumes.retain(|(v, _)| v.id != id);
+        Ok(())
+    }
+}
+
+impl EfsApi for PlanApi {
+    fn find_by_token(&self, token: &str) -> Result<Option<FileSystem>, CloudError> {
+        self.0.op(&["EFS:DescribeFileSystems"]);
+        Ok(self
+            .model()
+            .file_systems
+            .iter()
+            .find(|(f, _)| f.creation_token == token)
+            .map(|(f, _)| f.clone()))
+    }
+    fn file_system(&self, id: &str) -> Result<FileSystem, CloudError> {
+        self.0.op(&["EFS:DescribeFileSystems"]);
+        self.model()
+            .file_systems
+            .iter()
+            .find(|(f, _)| f.id == id)
+            .map(|(f, _)| f.clone())
+            .ok_or_else(|| not_found("efs", "DescribeFileSystems", "FileSystemNotFound", id))
+    }
+    fn create_file_system(&self, token: &str, tags: &Tags) -> Result<FileSystem, CloudError> {
+        self.0.op(&["EFS:CreateFileSystem"]);
+        let f = FileSystem {
+            id: self.0.id("fs"),
+            name: tags.name.clone(),
+            state: "available".into(),
+            encrypted: true,
+            creation_token: token.into(),
+            size_bytes: 0,
+        };
+        self.model().file_systems.push((f.clone(), tags.pairs()));
+        Ok(f)
+    }
+    fn delete_file_system(&self, id: &str) -> Result<(), CloudError> {
+        self.0.op(&["EFS:DeleteFileSystem"]);
+        self.model().file_systems.retain(|(f, _)| f.id != id);
+        Ok(())
+    }
+    fn mount_targets(&self, fs_id: &str) -> Result<Vec<MountTarget>, CloudError> {
+        self.0.op(&["EFS:DescribeMountTargets"]);
+        Ok(self
+            .model()
+            .mount_targets
+            .iter()
+            .filter(|m| m.file_system_id == fs_id)
+            .cloned()
+            .collect())
+    }
+    fn mount_target(&self, id: &str) -> Result<Option<MountTarget>, CloudError> {
+        self.0.op(&["EFS:DescribeMountTargets"]);
+        Ok(self
+            .model()
+            .mount_targets
+            .iter()
+            .find(|m| m.id == id)
+            .cloned())
+    }
+    fn list(&self) -> Result<Vec<FileSystem>, CloudError> {
+        self.0.op(&["EFS:DescribeFileSystems"]);
+        Ok(self
+            .model()
+            .file_systems
+            .iter()
+            .map(|(f, _)| f.clone())
+            .collect())
+    }
+    fn find_by_tag(&self, key: &str, value: &str) -> Result<Vec<FileSystem>, CloudError> {
+        self.0.op(&["EFS:DescribeFileSystems"]);
+        let want = [(key.to_string(), value.to_string())];
+        Ok(self
+            .model()
+            .file_systems
+            .iter()
+            .filter(|(_, t)| has_tags(t, &want))
+            .map(|(f, _)| f.clone())
+            .collect())
+    }
+    fn create_mount_target(
+        &self,
+        fs_id: &str,
+        subnet_id: &str,
+        _sgs: &[String],
+    ) -> Result<MountTarget, CloudError> {
+        self.0.op(&["EFS:CreateMountTarget"]);
+        let m = MountTarget {
+            id: self.0.id("fsmt"),
+            file_system_id: fs_id.into(),
+            subnet_id: subnet_id.into(),
+            az: subnet_id
+                .rsplit_once(&format!("{PLANNED}-"))
+                .map(|(_, a)| a.to_string())
+                .unwrap_or_default(),
+            ip: "10.0.0.20".into(),
+            state: "available".into(),
+        };
+        self.model().mount_targets.push(m.clone());
+        Ok(m)
+    }
+    fn delete_mount_target(&self, id: &str) -> Result<(), CloudError> {
+        self.0.op(&["EFS:DeleteMountTarget"]);
+        self.model().mount_targets.retain(|m| m.id != id);
+        Ok(())
+    }
+}
+
+impl ElbApi for PlanApi {
+    fn find_load_balancer(&self, name: &str) -> Result<Option<LoadBalancer>, CloudError> {
+        self.0
+            .op(&["Elastic Load Balancing v2:DescribeLoadBalancers"]);
+        Ok(self
+            .model()
+            .load_balancers
+            .iter()
+            .find(|(l, _)| l.name == name)
+            .map(|(l, _)| l.clone()))
+    }
+    fn load_balancers(&self) -> Result<Vec<LoadBalancer>, CloudError> {
+        self.0
+            .op(&["Elastic Load Balancing v2:DescribeLoadBalancers"]);
+        Ok(self
+            .model()
+            .load_balancers
+            .iter()
+            .map(|(l, _)| l.clone())
+            .collect())
+    }
+    fn create_load_balancer(
+        &self,
+        name: &str,
+        _subnets: &[String],
+        _sgs: &[String],
+        tags: &Tags,
+    ) -> Result<LoadBalancer, CloudError> {
+        self.0.op(&["Elastic Load Balancing v2:CreateLoadBalancer"]);
+        let id = self.0.id("lb");
+        let l = LoadBalancer {
+            arn: format!(
+                "arn:aws:elasticloadbalancing:{}:000000000000:loadbalancer/app/{name}/{id}",
+                self.0.region
+            ),
+            name: name.into(),
+            dns_name: format!("{name}-{PLANNED}.{}.elb.amazonaws.com", self.0.region),
+            state: "active".into(),
+            vpc_id: String::new(),
+        };
+        self.model().load_balancers.push((l.clone(), tags.pairs()));
+        Ok(l)
+    }
+    fn delete_load_balancer(&self, arn: &str) -> Result<(), CloudError> {
+        self.0.op(&["Elastic Load Balancing v2:DeleteLoadBalancer"]);
+        self.model().load_balancers.retain(|(l, _)| l.arn != arn);
+        Ok(())
+    }
+    fn find_target_group(&self, name: &str) -> Result<Option<TargetGroup>, CloudError> {
+        self.0
+            .op(&["Elastic Load Balancing v2:DescribeTargetGroups"]);
+        Ok(self
+            .model()
+            .target_groups
+            .iter()
+            .find(|(t, _)| t.name == name)
+            .map(|(t, _)| t.clone()))
+    }
+    fn create_target_group(
+        &self,
+        spec: &TargetGroupSpec,
+        tags: &Tags,
+    ) -> Result<TargetGroup, CloudError> {
+        self.0.op(&["Elastic Load Balancing v2:CreateTargetGroup"]);
+        let id = self.0.id("tg");
+        let t = TargetGroup {
+            arn: format!(
+                "arn:aws:elasticloadbalancing:{}:000000000000:targetgroup/{}/{id}",
+                self.0.region, spec.name
+            ),
+            name: spec.name.clone(),
+            port: i64::from(spec.port),
+            health_path: spec.health_path.clone(),
+        };
+        self.model().target_groups.push((t.clone(), tags.pairs()));
+        Ok(t)
+    }
+    fn delete_target_group(&self, arn: &str) -> Result<(), CloudError> {
+        self.0.op(&["Elastic Load Balancing v2:DeleteTargetGroup"]);
+        self.model().target_groups.retain(|(t, _)| t.arn != arn);
+        Ok(())
+    }
+    fn listeners(&self, lb_arn: &str) -> Result<Vec<Listener>, CloudError> {
+        self.0.op(&["Elastic Load Balancing v2:DescribeListeners"]);
+        Ok(self
+            .model()
+            .listeners
+            .iter()
+            .filter(|(l, _)| l == lb_arn)
+            .map(|(_, l)| l.clone())
+            .collect())
+    }
+    fn create_listener(
+        &self,
+        lb_arn: &str,
+        port: i32,
+        certificate_arn: Option<&str>,
+        _a: &ListenerAction,
+        _t: &Tags,
+    ) -> Result<Listener, CloudError> {
+        self.0.op(&["Elastic Load Balancing v2:CreateListener"]);
+        let l = Listener {
+            arn: format!("{lb_arn}/listener-{}", self.0.id("l")),
+            port: i64::from(port),
+            protocol: if certificate_arn.is_some() {
+                "HTTPS"
+            } else {
+                "HTTP"
+            }
+            .into(),
+        };
+        self.model().listeners.push((lb_arn.into(), l.clone()));
+        Ok(l)
+    }
+    fn delete_listener(&self, arn: &str) -> Result<(), CloudError> {
+        self.0.op(&["Elastic Load Balancing v2:DeleteListener"]);
+        self.model().listeners.retain(|(_, l)| l.arn != arn);
+        Ok(())
+    }
+    fn register(&self, _tg: &str, _i: &str, _p: i32) -> Result<(), CloudError> {
+        self.0.op(&["Elastic Load Balancing v2:RegisterTargets"]);
+        Ok(())
+    }
+    fn deregister(&self, _tg: &str, _i: &str) -> Result<(), CloudError> {
+        self.0.op(&["Elastic Load Balancing v2:DeregisterTargets"]);
+        Ok(())
+    }
+    fn target_health(&self, _tg: &str, _i: &str) -> Result<Option<(String, String)>, CloudError> {
+        self.0
+            .op(&["Elastic Load Balancing v2:DescribeTargetHealth"]);
+        Ok(Some(("healthy".into(), String::new())))
+    }
+    fn tagged(&self, key: &str, value: &str) -> Result<Vec<(String, String, String)>, CloudError> {
+        self.0.op(&[
+            "Elastic Load Balancing v2:DescribeLoadBalancers",
+            "Elastic Load Balancing v2:DescribeTargetGroups",
+            "Elastic Load Balancing v2:DescribeTags",
+        ]);
+        let want = [(key.to_string(), value.to_string())];
+        let m = self.model();
+        let mut out: Vec<(String, String, String)> = m
+            .load_balancers
+            .iter()
+            .filter(|(_, t)| has_tags(t, &want))
+            .map(|(l, _)| ("elb:load-balancer".into(), l.arn.clone(), l.name.clone()))
+            .collect();
+        out.extend(
+            m.target_groups
+                .iter()
+                .filter(|(_, t)| has_tags(t, &want))
+                .map(|(g, _)| ("elb:target-group".into(), g.arn.clone(), g.name.clone())),
+        );
+        Ok(out)
+    }
+}
+
+impl CloudFrontApi for PlanApi {
+    fn create(
+        &self,
+        _caller: &str,
+        origin: &str,
+        _https: bool,
+        _comment: &str,
+        tags: &Tags,
+    ) -> Result<Distribution, CloudError> {
+        self.0.op(&["CloudFront:CreateDistributionWithTags"]);
+        let id = self.0.id("E").to_uppercase();
+        let d = Distribution {
+            arn: format!("arn:aws:cloudfront::000000000000:distribution/{id}"),
+            domain: format!("{}.cloudfront.net", id.to_lowercase()),
+            id,
+            status: "Deployed".into(),
+            enabled: true,
+            origin: origin.into(),
+        };
+        self.model().distributions.push((d.clone(), tags.pairs()));
+        Ok(d)
+    }
+    fn get(&self, id: &str) -> Result<Option<Distribution>, CloudError> {
+        self.0.op(&["CloudFront:GetDistribution"]);
+        Ok(self
+            .model()
+            .distributions
+            .iter()
+            .find(|(d, _)| d.id == id)
+            .map(|(d, _)| d.clone()))
+    }
+    fn list(&self) -> Result<Vec<Distribution>, CloudError> {
+        self.0.op(&["CloudFront:ListDistributions"]);
+        Ok(self
+            .model()
+            .distributions
+            .iter()
+            .map(|(d, _)| d.clone())
+            .collect())
+    }
+    fn find_tagged(&self, key: &str, value: &str) -> Result<Vec<Distribution>, CloudError> {
+        self.0.op(&[
+            "CloudFront:ListDistributions",
+            "CloudFront:ListTagsForResource",
+        ]);
+        let want = [(key.to_string(), value.to_string())];
+        Ok(self
+            .model()
+            .distributions
+            .iter()
+            .filter(|(_, t)| has_tags(t, &want))
+            .map(|(d, _)| d.clone())
+            .collect())
+    }
+    fn disable(&self, id: &str) -> Result<(), CloudError> {
+        self.0.op(&[
+            "CloudFront:GetDistributionConfig",
+            "CloudFront:UpdateDistribution",
+        ]);
+        if let Some((d, _)) = self
+            .model()
+            .distributions
+            .iter_mut()
+            .find(|(d, _)| d.id == id)
+        {
+            d.enabled = false;
+        }
+        Ok(())
+    }
+    fn delete(&self, id: &str) -> Result<(), CloudError> {
+        self.0.op(&[
+            "CloudFront:GetDistributionConfig",
+            "CloudFront:DeleteDistribution",
+        ]);
+        self.model().distributions.retain(|(d, _)| d.id != id);
+        Ok(())
+    }
+}
+
+impl SsmApi for PlanApi {
+    fn put_secure(
+        &self,
+        name: &str,
+        _value: &str,
+        overwrite: bool,
+        _tags: &Tags,
+    ) -> Result<(Parameter, bool), CloudError> {
+        self.0.op(&["SSM:PutParameter"]);
+        let mut m = self.model();
+        if let Some(p) = m.parameters.get(name) {
+            if !overwrite {
+                return Ok((p.clone(), false));
+            }
+        }
+        let p = Parameter {
+            name: name.into(),
+            kind: "SecureString".into(),
+            version: 1,
+        };
+        m.parameters.insert(name.into(), p.clone());
+        Ok((p, true))
+    }
+    fn get(&self, name: &str) -> Result<Option<(Parameter, String)>, CloudError> {
+        self.0.op(&["SSM:GetParameter"]);
+        Ok(self
+            .model()
+            .parameters
+            .get(name)
+            .map(|p| (p.clone(), "(generated at apply)".to_string())))
+    }
+    fn delete(&self, name: &str) -> Result<(), CloudError> {
+        self.0.op(&["SSM:DeleteParameter"]);
+        self.model().parameters.remove(name);
+        Ok(())
+    }
+    fn list_by_path(&self, path: &str) -> Result<Vec<Parameter>, CloudError> {
+        self.0.op(&["SSM:GetParametersByPath"]);
+        Ok(self
+            .model()
+            .parameters
+            .values()
+            .filter(|p| p.name.starts_with(path))
+            .cloned()
+            .collect())
+    }
+    fn send_command(&self, _i: &str, _c: &[String], _comment: &str) -> Result<String, CloudError> {
+        self.0.op(&["SSM:SendCommand"]);
+        Ok(self.0.id("cmd"))
+    }
+    fn command_result(
+        &self,
+        command_id: &str,
+        instance_id: &str,
+    ) -> Result<CommandResult, CloudError> {
+        self.0.op(&["SSM:GetCommandInvocation"]);
+        Ok(CommandResult {
+            command_id: command_id.into(),
+            instance_id: instance_id.into(),
+            status: "Success".into(),
+            exit_code: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+        })
+    }
+}
+
+impl IamApi for PlanApi {
+    fn ensure_instance_profile(
+        &self,
+        name: &str,
+        _managed: &[String],
+        _inline: (&str, &str),
+        _tags: &Tags,
+    ) -> Result<(InstanceProfile, bool), CloudError> {
+        self.0.op(&[
+            "IAM:GetInstanceProfile",
+            "IAM:GetRole",
+            "IAM:CreateRole",
+            "IAM:AttachRolePolicy",
+            "IAM:PutRolePolicy",
+            "IAM:CreateInstanceProfile",
+            "IAM:AddRoleToInstanceProfile",
+        ]);
+        let p = InstanceProfile {
+            name: name.into(),
+            arn: format!("arn:aws:iam::000000000000:instance-profile/{name}"),
+            role_name: name.into(),
+            role_arn: format!("arn:aws:iam::000000000000:role/{name}"),
+        };
+        self.model().profiles.push(p.clone());
+        Ok((p, true))
+    }
+    fn find_instance_profile(&self, name: &str) -> Result<Option<InstanceProfile>, CloudError> {
+        self.0.op(&["IAM:GetInstanceProfile"]);
+        Ok(self
+            .model()
+            .profiles
+            .iter()
+            .find(|p| p.name == name)
+            .cloned())
+    }
+    fn role_exists(&self, name: &str) -> Result<bool, CloudError> {
+        self.0.op(&["IAM:GetRole"]);
+        Ok(self.model().profiles.iter().any(|p| p.role_name == name))
+    }
+    fn delete_instance_profile(&self, name: &str) -> Result<(), CloudError> {
+        self.0.op(&[
+            "IAM:GetInstanceProfile",
+            "IAM:RemoveRoleFromInstanceProfile",
+            "IAM:DeleteInstanceProfile",
+            "IAM:ListAttachedRolePolicies",
+            "IAM:DetachRolePolicy",
+            "IAM:ListRolePolicies",
+            "IAM:DeleteRolePolicy",
+            "IAM:DeleteRole",
+        ]);
+        self.model().profiles.retain(|p| p.name != name);
+        Ok(())
+    }
+}
+
+impl PricingApi for PlanApi {
+    fn get_products(&self, _filters: &[(&str, &str)]) -> Result<Vec<String>, CloudError> {
+        self.0.op(&["Pricing:GetProducts"]);
+        Err(CloudError::new(
+            "pricing",
+            "GetProducts",
+            "PlanMode",
+            "a plan makes no AWS calls",
+        ))
+    }
+}

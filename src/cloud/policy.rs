@@ -1,0 +1,171 @@
+//! The least-privilege IAM policy for a set of recorded AWS operations (`geusemaker policy`).
+//!
+//! An SDK operation maps to its IAM action (`EFS:CreateFileSystem` →
+//! `elasticfilesystem:CreateFileSystem`), plus the actions AWS checks besides it: tagging on
+//! create (every geusemaker resource is tagged at creation), `iam:PassRole` for an instance
+//! profile, the network-interface calls EFS makes on the caller's behalf.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+/// The IAM service prefix of an SDK service id.
+fn prefix(service: &str) -> Option<&'static str> {
+    Some(match service {
+        "EC2" => "ec2",
+        "EFS" => "elasticfilesystem",
+        "Elastic Load Balancing v2" => "elasticloadbalancing",
+        "CloudFront" => "cloudfront",
+        "SSM" => "ssm",
+        "IAM" => "iam",
+        "Pricing" => "pricing",
+        "STS" => "sts",
+        _ => return None,
+    })
+}
+
+/// The IAM actions one operation (`EC2:RunInstances`) needs.
+pub fn actions_for(op: &str) -> Vec<String> {
+    let Some((service, name)) = op.split_once(':') else {
+        return Vec::new();
+    };
+    let Some(p) = prefix(service) else {
+        return Vec::new();
+    };
+    let mut out = vec![match (p, name) {
+        ("cloudfront", "CreateDistributionWithTags") => "cloudfront:CreateDistribution".to_string(),
+        _ => format!("{p}:{name}"),
+    }];
+    let extra: &[&str] = match (p, name) {
+        (
+            "ec2",
+            "RunInstances"
+            | "CreateSecurityGroup"
+            | "CreateVolume"
+            | "CreateKeyPair"
+            | "ImportKeyPair",
+        ) => &["ec2:CreateTags"],
+        ("elasticfilesystem", "CreateFileSystem") => &["elasticfilesystem:TagResource"],
+        ("elasticfilesystem", "CreateMountTarget") => &[
+            "ec2:DescribeSubnets",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:CreateNetworkInterface",
+        ],
+        ("elasticfilesystem", "DeleteMountTarget") => &["ec2:DeleteNetworkInterface"],
+        ("elasticloadbalancing", "CreateLoadBalancer" | "CreateTargetGroup" | "CreateListener") => {
+            &["elasticloadbalancing:AddTags"]
+        }
+        ("cloudfront", "CreateDistributionWithTags") => &["cloudfront:TagResource"],
+        ("ssm", "PutParameter") => &["ssm:AddTagsToResource"],
+        ("iam", "CreateRole") => &["iam:TagRole"],
+        ("iam", "CreateInstanceProfile") => &["iam:TagInstanceProfile"],
+        _ => &[],
+    };
+    out.extend(extra.iter().map(|s| s.to_string()));
+    out
+}
+
+/// The policy document for `ops`: one statement per service, sorted actions, and `iam:PassRole`
+/// limited to the stack's roles and to EC2 when instances get a profile.
+pub fn document(ops: &[String], stack: Option<&str>) -> Value {
+    let mut by_prefix: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for op in ops {
+        for a in actions_for(op) {
+            let p = a.split(':').next().unwrap_or("").to_string();
+            by_prefix.entry(p).or_default().insert(a);
+        }
+    }
+    let mut statements: Vec<Value> = by_prefix
+        .iter()
+        .map(|(p, actions)| {
+            json!({
+                "Sid": format!("Geusemaker{}", sid(p)),
+                "Effect": "Allow",
+                "Action": actions.iter().collect::<Vec<_>>(),
+                "Resource": "*",
+            })
+        })
+        .collect();
+    let launches_with_profile = ops.iter().any(|o| o == "EC2:RunInstances")
+        && ops
+            .iter()
+            .any(|o| o.starts_with("IAM:") && o.contains("InstanceProfile"));
+    if launches_with_profile {
+        let role = match stack {
+            Some(s) => format!("arn:aws:iam::*:role/{s}-*"),
+            None => "arn:aws:iam::*:role/*".to_string(),
+        };
+        statements.push(json!({
+            "Sid": "GeusemakerPassInstanceRole",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": role,
+            "Condition": { "StringEquals": { "iam:PassedToService": "ec2.amazonaws.com" } },
+        }));
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+fn sid(prefix: &str) -> String {
+    match prefix {
+        "ec2" => "EC2".into(),
+        "elasticfilesystem" => "EFS".into(),
+        "elasticloadbalancing" => "ELB".into(),
+        "cloudfront" => "CloudFront".into(),
+        "ssm" => "SSM".into(),
+        "iam" => "IAM".into(),
+        "pricing" => "Pricing".into(),
+        other => other.to_uppercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_map_to_their_actions_and_companions() {
+        assert_eq!(
+            actions_for("EC2:RunInstances"),
+            ["ec2:RunInstances", "ec2:CreateTags"]
+        );
+        assert_eq!(
+            actions_for("CloudFront:CreateDistributionWithTags"),
+            ["cloudfront:CreateDistribution", "cloudfront:TagResource"]
+        );
+        assert_eq!(
+            actions_for("Elastic Load Balancing v2:DescribeTargetHealth"),
+            ["elasticloadbalancing:DescribeTargetHealth"]
+        );
+        assert!(actions_for("Unknown:Thing").is_empty());
+    }
+
+    #[test]
+    fn the_document_groups_by_service_and_scopes_pass_role() {
+        let ops: Vec<String> = [
+            "EC2:RunInstances",
+            "EC2:DescribeVpcs",
+            "IAM:CreateInstanceProfile",
+            "EFS:CreateFileSystem",
+        ]
+        .map(String::from)
+        .to_vec();
+        let d = document(&ops, Some("demo"));
+        let st = d["Statement"].as_array().unwrap();
+        let ec2 = st.iter().find(|s| s["Sid"] == "GeusemakerEC2").unwrap();
+        assert_eq!(
+            ec2["Action"],
+            json!(["ec2:CreateTags", "ec2:DescribeVpcs", "ec2:RunInstances"])
+        );
+        let pass = st
+            .iter()
+            .find(|s| s["Sid"] == "GeusemakerPassInstanceRole")
+            .unwrap();
+        assert_eq!(pass["Resource"], "arn:aws:iam::*:role/demo-*");
+        assert!(document(&ops[1..2], None)["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["Action"] != "iam:PassRole"));
+    }
+}
