@@ -23,10 +23,12 @@ if ! command -v moto_server >/dev/null 2>&1; then
   export MOTO_SERVER="python3 -m moto.server"
 fi
 
-# The linter checks the generated user data; tmux drives the REPL in a terminal.
+# The linter checks the generated user data; tmux drives the REPL in a terminal; git serves
+# shared recipe sources (local bare repositories).
 missing=""
 command -v shellcheck >/dev/null 2>&1 || missing="$missing shellcheck"
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
+command -v git >/dev/null 2>&1 || missing="$missing git"
 if [ -n "$missing" ]; then
   echo "test.sh: installing$missing"
   SUDO=""

@@ -186,6 +186,21 @@ pub enum RecipesAction {
         #[arg(long)]
         json: bool,
     },
+    /// Add a shared recipe source to the project (geusemaker.toml), fetch it and lock it.
+    Add {
+        /// What imports call it: `import "NAME/gpu-tier"`.
+        name: String,
+        /// A git repository URL (https://…, git@…, file://…) or a directory.
+        source: String,
+        /// The tag or commit of a git source.
+        #[arg(long)]
+        rev: Option<String>,
+    },
+    /// Fetch the project's sources again (tags may have moved) and rewrite geusemaker.lock.
+    Update {
+        /// Only these sources (default: all).
+        names: Vec<String>,
+    },
     /// Copy a bundled recipe, and the stdlib modules it imports, into a directory to edit.
     Copy {
         /// A bundled recipe: dev, automation, gpu, quickstart, destroy, rollback.
@@ -434,6 +449,10 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Recipes { action } => match action {
             RecipesAction::List { json } => engine::recipes::list(json),
             RecipesAction::Show { recipe, json } => engine::recipes::show(&recipe, json),
+            RecipesAction::Add { name, source, rev } => {
+                engine::recipes::add(&name, &source, rev.as_deref())
+            }
+            RecipesAction::Update { names } => engine::recipes::update(&names),
             RecipesAction::Copy { name, dir, force } => engine::recipes::copy(&name, &dir, force)
                 .map(|files| {
                     for f in &files {

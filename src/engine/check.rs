@@ -199,8 +199,15 @@ impl Checker {
         let mut aliases: BTreeMap<String, String> = BTreeMap::new();
         let alias_of = import_aliases(&ast);
         for (path, pos) in imports(&ast) {
-            match self.resolver.locate(Some(display), &path) {
-                Some((name, mtext, file)) => {
+            match self.resolver.find(Some(display), &path) {
+                Err(e) => {
+                    let (message, hint) = match e.split_once("\nhint: ") {
+                        Some((m, h)) => (m.to_string(), Some(h.to_string())),
+                        None => (e, None),
+                    };
+                    self.push(Severity::Error, display, pos, message, hint);
+                }
+                Ok(Some((name, mtext, file))) => {
                     if !self.modules.contains_key(&name) {
                         self.sources.insert(&name, &mtext, file);
                         self.file(&name, &mtext);
@@ -209,7 +216,7 @@ impl Checker {
                         aliases.insert(alias.clone(), name);
                     }
                 }
-                None => {
+                Ok(None) => {
                     let stdlib: Vec<&str> = embedded::STDLIB.iter().map(|(n, _)| *n).collect();
                     let hint = match did_you_mean(&path, stdlib.iter().copied()) {
                         Some(s) => format!("did you mean \"{s}\"?"),

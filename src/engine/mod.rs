@@ -7,6 +7,7 @@ pub mod docs;
 pub mod embedded;
 pub mod eval;
 pub mod meta;
+pub mod project;
 pub mod recipes;
 pub mod repl;
 pub mod resolver;

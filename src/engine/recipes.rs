@@ -8,6 +8,7 @@ use rhai::{ASTNode, Expr, Stmt, AST};
 use serde::Serialize;
 
 use super::meta::{self, RecipeMeta};
+use super::project::{self, Origin, Project};
 use super::session::{load_recipe, RunError};
 use super::{embedded, resolver::display_path};
 use crate::ui::Ui;
@@ -99,6 +100,32 @@ pub fn list(json: bool) -> Result<(), RunError> {
     for dir in [cwd.join("recipes"), cwd.clone()] {
         all.extend(local_recipes(&dir));
     }
+    // Recipes of the project's locked sources, named as `run` takes them.
+    if let Some((project, home)) = super::resolver::current_project() {
+        for (name, locked) in &project.lock {
+            let Ok(dir) = project.checkout(&home, name) else {
+                continue;
+            };
+            let at = match (&locked.origin, &locked.commit) {
+                (Origin::Git { rev, .. }, Some(c)) => {
+                    format!("{name}@{rev} ({})", &c[..c.len().min(12)])
+                }
+                _ => format!("{name} (directory)"),
+            };
+            for file in locked.files.keys() {
+                let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+                    continue;
+                };
+                if meta::parse(&text).ok().flatten().is_none() {
+                    continue;
+                }
+                let id = format!("{name}/{}", file.trim_end_matches(".rhai"));
+                let mut l = listed(id.clone(), &text, at.clone());
+                l.name = id;
+                all.push(l);
+            }
+        }
+    }
     if json {
         println!(
             "{}",
@@ -157,6 +184,120 @@ pub fn header_of(recipe: &str) -> Result<(String, Option<RecipeMeta>), RunError>
         RunError::Recipe(super::session::header_error(&e, &loaded.display, &sources))
     })?;
     Ok((loaded.display, m))
+}
+
+fn project_root() -> Result<PathBuf, RunError> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| RunError::Usage(format!("no working directory: {e}")))?;
+    Ok(Project::discover(&cwd)
+        .map_err(RunError::Usage)?
+        .map_or(cwd, |p| p.root))
+}
+
+fn report_changes(changes: &std::collections::BTreeMap<String, project::Change>) {
+    for (name, ch) in changes {
+        let mut parts = Vec::new();
+        if let Some((old, new)) = &ch.commit {
+            parts.push(match old {
+                Some(o) => format!(
+                    "commit {} → {}",
+                    &o[..o.len().min(12)],
+                    &new[..new.len().min(12)]
+                ),
+                None => format!("commit {}", &new[..new.len().min(12)]),
+            });
+        }
+        for (what, files) in [
+            ("added", &ch.added),
+            ("changed", &ch.changed),
+            ("removed", &ch.removed),
+        ] {
+            if !files.is_empty() {
+                parts.push(format!("{what} {}", files.join(", ")));
+            }
+        }
+        if parts.is_empty() {
+            parts.push("unchanged".into());
+        }
+        println!("{name}: {}", parts.join("; "));
+    }
+}
+
+/// `geusemaker recipes add <name> <source> [--rev REV]`.
+pub fn add(name: &str, source: &str, rev: Option<&str>) -> Result<(), RunError> {
+    let root = project_root()?;
+    let is_git = source.contains("://") || source.starts_with("git@") || source.ends_with(".git");
+    let origin = if is_git {
+        let rev = rev.ok_or_else(|| {
+            RunError::Usage(format!("a git source needs --rev (a tag or commit), e.g. geusemaker recipes add {name} {source} --rev v1.0.0"))
+        })?;
+        Origin::Git {
+            url: source.to_string(),
+            rev: rev.to_string(),
+        }
+    } else {
+        let dir = Path::new(source);
+        if !dir.is_dir() {
+            return Err(RunError::Usage(format!(
+                "{source} is neither a git URL nor a directory"
+            )));
+        }
+        if rev.is_some() {
+            return Err(RunError::Usage(
+                "--rev is for git sources; a directory is used as it is".into(),
+            ));
+        }
+        let abs = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let root_abs = root.canonicalize().unwrap_or_else(|_| root.clone());
+        Origin::Path(relative(&root_abs, &abs))
+    };
+    project::add_source(&root, name, &origin).map_err(RunError::Usage)?;
+    let project = Project::load(&root).map_err(RunError::Usage)?;
+    let home = crate::state::Home::from_env()?;
+    let changes =
+        project::update(&project, &home, &[name.to_string()]).map_err(RunError::Recipe)?;
+    report_changes(&changes);
+    println!(
+        "locked in {}; import its modules as \"{name}/<file>\", run its recipes as `geusemaker run {name}/<file> --name …`",
+        root.join(project::LOCK_FILE).display()
+    );
+    Ok(())
+}
+
+/// `geusemaker recipes update [names…]`.
+pub fn update(names: &[String]) -> Result<(), RunError> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| RunError::Usage(format!("no working directory: {e}")))?;
+    let project = Project::discover(&cwd)
+        .map_err(RunError::Usage)?
+        .ok_or_else(|| {
+            RunError::Usage(format!(
+                "no {} here or above; `geusemaker recipes add NAME SOURCE` starts one",
+                project::PROJECT_FILE
+            ))
+        })?;
+    let home = crate::state::Home::from_env()?;
+    let changes = project::update(&project, &home, names).map_err(RunError::Usage)?;
+    report_changes(&changes);
+    Ok(())
+}
+
+/// `to` relative to `from` (both absolute), with `..` where needed.
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let f: Vec<_> = from.components().collect();
+    let t: Vec<_> = to.components().collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..f.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c);
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
 
 /// `geusemaker recipes show <recipe> [--json]`.

@@ -8,9 +8,13 @@ use std::sync::{Arc, Mutex};
 use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
 
 use super::embedded;
+use super::project::Project;
 use super::sources::Sources;
+use crate::state::Home;
 
 pub struct Resolver {
+    /// The project (geusemaker.toml) around the working directory: shared sources, verified.
+    project: Option<(Project, Home)>,
     recipe_dir: Option<PathBuf>,
     stdlib_dir: Option<PathBuf>,
     sources: Arc<Sources>,
@@ -22,11 +26,31 @@ impl Resolver {
         let stdlib_dir =
             recipe_dir.and_then(|d| d.ancestors().map(|a| a.join("stdlib")).find(|s| s.is_dir()));
         Resolver {
+            project: current_project(),
             recipe_dir: recipe_dir.map(Path::to_path_buf),
             stdlib_dir,
             sources,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Where `path` would be loaded from, checked against the project's lock: a shared source
+    /// (`acme/gpu-tier`) first, then [`Self::locate`]. `Err` when a file fails verification.
+    pub(crate) fn find(
+        &self,
+        importer: Option<&str>,
+        path: &str,
+    ) -> Result<Option<(String, String, Option<PathBuf>)>, String> {
+        if let Some((project, home)) = &self.project {
+            if let Some((name, text, file)) = project.load_file(home, path)? {
+                return Ok(Some((name, text, Some(file))));
+            }
+        }
+        let found = self.locate(importer, path);
+        if let (Some((project, home)), Some((_, text, Some(file)))) = (&self.project, &found) {
+            project.verify_file(home, file, text)?;
+        }
+        Ok(found)
     }
 
     /// Where `path` would be loaded from: (display name, text, file path).
@@ -57,6 +81,22 @@ impl Resolver {
         }
         embedded::stdlib(path).map(|text| (format!("stdlib/{rel}"), text.to_string(), None))
     }
+}
+
+/// The project around the working directory, if any (a malformed one is reported by
+/// [`check_project`] before anything runs).
+pub fn current_project() -> Option<(Project, Home)> {
+    let cwd = std::env::current_dir().ok()?;
+    let project = Project::discover(&cwd).ok()??;
+    Some((project, Home::from_env().ok()?))
+}
+
+/// Fail early on a malformed geusemaker.toml or geusemaker.lock.
+pub fn check_project() -> Result<(), String> {
+    let Ok(cwd) = std::env::current_dir() else {
+        return Ok(());
+    };
+    Project::discover(&cwd).map(|_| ())
 }
 
 /// A path relative to the working directory when it is below it.
@@ -98,7 +138,8 @@ impl ModuleResolver for Resolver {
             .into());
         }
         let (name, text, file) = self
-            .locate(source, path)
+            .find(source, path)
+            .map_err(|e| Box::new(EvalAltResult::ErrorRuntime(e.into(), pos)))?
             .ok_or_else(|| Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos)))?;
         if let Some(m) = self.cache.lock().unwrap().get(&name) {
             return Ok(m.clone());

@@ -74,12 +74,18 @@ pub struct LoadedRecipe {
     pub dir: Option<PathBuf>,
 }
 
-/// A path to a `.rhai` file, or the name of a bundled recipe.
+/// A path to a `.rhai` file, the name of a bundled recipe, or `source/name` of a shared source
+/// locked in the project (verified against geusemaker.lock).
 pub fn load_recipe(arg: &str) -> Result<LoadedRecipe, RunError> {
+    super::resolver::check_project().map_err(RunError::Usage)?;
+    let project = super::resolver::current_project();
     let path = Path::new(arg);
     if path.is_file() {
         let text = std::fs::read_to_string(path)
             .map_err(|e| RunError::Usage(format!("cannot read recipe {arg}: {e}")))?;
+        if let Some((p, home)) = &project {
+            p.verify_file(home, path, &text).map_err(RunError::Usage)?;
+        }
         let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         return Ok(LoadedRecipe {
             display: display_path(&abs),
@@ -88,6 +94,17 @@ pub fn load_recipe(arg: &str) -> Result<LoadedRecipe, RunError> {
             dir: abs.parent().map(Path::to_path_buf),
             path: Some(abs),
         });
+    }
+    if let Some((p, home)) = &project {
+        if let Some((display, text, file)) = p.load_file(home, arg).map_err(RunError::Usage)? {
+            return Ok(LoadedRecipe {
+                display,
+                source_id: arg.to_string(),
+                text,
+                dir: file.parent().map(Path::to_path_buf),
+                path: Some(file),
+            });
+        }
     }
     if let Some(text) = embedded::recipe(arg) {
         return Ok(LoadedRecipe {

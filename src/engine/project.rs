@@ -1,0 +1,545 @@
+//! Shared recipes with integrity: a project's `geusemaker.toml` names recipe sources (a
+//! directory, or a git repository at a tag or commit); `geusemaker recipes add|update` writes
+//! `geusemaker.lock` with the resolved commit and the sha256 of every `.rhai` file; `run` and
+//! `check` load `import "acme/gpu-tier"` (and `run acme/gpu-tier`) through it and refuse a file
+//! whose hash differs from the lock.
+//!
+//! ```toml
+//! # geusemaker.toml
+//! [sources.acme]
+//! git = "https://github.com/acme/geusemaker-recipes.git"
+//! rev = "v1.2.0"
+//!
+//! [sources.team]
+//! path = "../team-recipes"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::state::{write_atomic, Home};
+
+pub const PROJECT_FILE: &str = "geusemaker.toml";
+pub const LOCK_FILE: &str = "geusemaker.lock";
+
+/// Where a source's files come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    Git { url: String, rev: String },
+    Path(PathBuf),
+}
+
+/// One source as the lock records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Locked {
+    pub origin: Origin,
+    /// The resolved commit (git sources).
+    pub commit: Option<String>,
+    /// Path inside the source → `sha256:<hex>`.
+    pub files: BTreeMap<String, String>,
+}
+
+/// A project: its directory, declared sources and lock.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub sources: BTreeMap<String, Origin>,
+    pub lock: BTreeMap<String, Locked>,
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn valid_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn toml_err(path: &Path, text: &str, e: &toml_edit::TomlError) -> String {
+    let offset = e.span().map_or(0, |s| s.start);
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!(
+        "{}:{line}:{col}: not valid TOML: {}",
+        path.display(),
+        e.message().lines().next().unwrap_or("")
+    )
+}
+
+fn origin_of(
+    name: &str,
+    t: &dyn toml_edit::TableLike,
+    root: &Path,
+    file: &Path,
+) -> Result<Origin, String> {
+    let s = |k: &str| t.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    match (s("git"), s("path")) {
+        (Some(url), None) => Ok(Origin::Git {
+            url,
+            rev: s("rev").ok_or_else(|| {
+                format!(
+                    "{}: source `{name}` needs `rev` (a tag or commit) beside `git`",
+                    file.display()
+                )
+            })?,
+        }),
+        (None, Some(p)) => Ok(Origin::Path(root.join(p))),
+        _ => Err(format!(
+            "{}: source `{name}` needs exactly one of `git` (with `rev`) or `path`",
+            file.display()
+        )),
+    }
+}
+
+impl Project {
+    /// The nearest `geusemaker.toml` at or above `dir`, with its lock; `Ok(None)` without one.
+    pub fn discover(dir: &Path) -> Result<Option<Project>, String> {
+        let Some(root) = dir.ancestors().find(|d| d.join(PROJECT_FILE).is_file()) else {
+            return Ok(None);
+        };
+        Project::load(root).map(Some)
+    }
+
+    pub fn load(root: &Path) -> Result<Project, String> {
+        let file = root.join(PROJECT_FILE);
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let doc: toml_edit::DocumentMut = text.parse().map_err(|e| toml_err(&file, &text, &e))?;
+        let mut sources = BTreeMap::new();
+        if let Some(t) = doc.get("sources").and_then(|s| s.as_table_like()) {
+            for (name, item) in t.iter() {
+                if !valid_name(name) {
+                    return Err(format!(
+                        "{}: source name `{name}`: lowercase letters, digits, - and _",
+                        file.display()
+                    ));
+                }
+                let table = item.as_table_like().ok_or_else(|| {
+                    format!("{}: [sources.{name}] must be a table", file.display())
+                })?;
+                sources.insert(name.to_string(), origin_of(name, table, root, &file)?);
+            }
+        }
+        let lock_file = root.join(LOCK_FILE);
+        let mut lock = BTreeMap::new();
+        if let Ok(ltext) = std::fs::read_to_string(&lock_file) {
+            let ldoc: toml_edit::DocumentMut = ltext
+                .parse()
+                .map_err(|e| toml_err(&lock_file, &ltext, &e))?;
+            if let Some(t) = ldoc.get("sources").and_then(|s| s.as_table_like()) {
+                for (name, item) in t.iter() {
+                    let table = item.as_table_like().ok_or_else(|| {
+                        format!("{}: [sources.{name}] must be a table", lock_file.display())
+                    })?;
+                    let origin = origin_of(name, table, root, &lock_file)?;
+                    let files = table
+                        .get("files")
+                        .and_then(|f| f.as_table_like())
+                        .map(|f| {
+                            f.iter()
+                                .filter_map(|(k, v)| Some((k.to_string(), v.as_str()?.to_string())))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    lock.insert(
+                        name.to_string(),
+                        Locked {
+                            origin,
+                            commit: table
+                                .get("commit")
+                                .and_then(|c| c.as_str())
+                                .map(str::to_string),
+                            files,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(Project {
+            root: root.to_path_buf(),
+            sources,
+            lock,
+        })
+    }
+
+    /// The directory holding a locked source's files (fetching a git commit not yet cached).
+    pub fn checkout(&self, home: &Home, name: &str) -> Result<PathBuf, String> {
+        let locked = self.locked(name)?;
+        match (&locked.origin, &locked.commit) {
+            (Origin::Path(p), _) => Ok(p.clone()),
+            (Origin::Git { url, .. }, Some(commit)) => fetch(home, name, url, commit).map(|(dir, _)| dir),
+            (Origin::Git { .. }, None) => Err(format!("{LOCK_FILE}: source `{name}` has no commit; run `geusemaker recipes update {name}`")),
+        }
+    }
+
+    fn locked(&self, name: &str) -> Result<&Locked, String> {
+        let locked = self.lock.get(name).ok_or_else(|| {
+            format!("source `{name}` is not in {LOCK_FILE}\nhint: run `geusemaker recipes update {name}` to fetch and lock it")
+        })?;
+        if let Some(declared) = self.sources.get(name) {
+            if *declared != locked.origin {
+                return Err(format!(
+                    "source `{name}` in {PROJECT_FILE} differs from {LOCK_FILE}\nhint: run `geusemaker recipes update {name}` to lock the new version"
+                ));
+            }
+        }
+        Ok(locked)
+    }
+
+    /// Load `source/rest` (an import path or a recipe name, without `.rhai`), verified against
+    /// the lock: `Ok(None)` when `source` is not a source of this project.
+    pub fn load_file(
+        &self,
+        home: &Home,
+        path: &str,
+    ) -> Result<Option<(String, String, PathBuf)>, String> {
+        let Some((source, rest)) = path.split_once('/') else {
+            return Ok(None);
+        };
+        if !self.sources.contains_key(source) && !self.lock.contains_key(source) {
+            return Ok(None);
+        }
+        let dir = self.checkout(home, source)?;
+        let rel = format!("{rest}.rhai");
+        let file = dir.join(&rel);
+        let text = std::fs::read_to_string(&file)
+            .map_err(|_| format!("source `{source}` has no {rel} (in {})", dir.display()))?;
+        self.verify(source, &rel, text.as_bytes())?;
+        Ok(Some((format!("{source}/{rel}"), text, file)))
+    }
+
+    /// If `file` is inside a source, its hash must match the lock.
+    pub fn verify_file(&self, home: &Home, file: &Path, text: &str) -> Result<(), String> {
+        for name in self.lock.keys() {
+            let Ok(dir) = self.checkout(home, name) else {
+                continue;
+            };
+            let (Ok(dir), Ok(f)) = (dir.canonicalize(), file.canonicalize()) else {
+                continue;
+            };
+            if let Ok(rel) = f.strip_prefix(&dir) {
+                return self.verify(name, &rel.to_string_lossy(), text.as_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    fn verify(&self, source: &str, rel: &str, bytes: &[u8]) -> Result<(), String> {
+        let locked = self.locked(source)?;
+        let actual = sha256(bytes);
+        match locked.files.get(rel) {
+            Some(expected) if *expected == actual => Ok(()),
+            Some(expected) => Err(format!(
+                "{source}/{rel} does not match {LOCK_FILE}: it is {actual}, the lock says {expected}\nhint: someone changed it since it was locked; if the change is intended, run `geusemaker recipes update {source}`, otherwise restore the file"
+            )),
+            None => Err(format!(
+                "{source}/{rel} is not in {LOCK_FILE}\nhint: run `geusemaker recipes update {source}` if the file is meant to be there"
+            )),
+        }
+    }
+}
+
+fn git(args: &[&str], dir: Option<&Path>) -> Result<String, String> {
+    let mut c = Command::new("git");
+    if let Some(d) = dir {
+        c.arg("-C").arg(d);
+    }
+    let out = c
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|e| format!("cannot run git: {e} (shared git sources need git installed)"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Clone `url` at `rev` into the cache (once per commit); returns the checkout and the commit.
+pub fn fetch(home: &Home, name: &str, url: &str, rev: &str) -> Result<(PathBuf, String), String> {
+    let base = home.cache_dir().join("sources").join(name);
+    let is_commit = rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit());
+    if is_commit && base.join(rev).is_dir() {
+        return Ok((base.join(rev), rev.to_string()));
+    }
+    std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".fetch-")
+        .tempdir_in(&base)
+        .map_err(|e| format!("cannot create a directory in {}: {e}", base.display()))?;
+    let work = tmp.path().join("checkout");
+    git(
+        &[
+            "clone",
+            "--quiet",
+            "--no-checkout",
+            url,
+            &work.to_string_lossy(),
+        ],
+        None,
+    )
+    .map_err(|e| format!("cannot fetch source `{name}` from {url}: {e}"))?;
+    let commit = git(
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{rev}^{{commit}}"),
+        ],
+        Some(&work),
+    )
+    .map_err(|_| format!("source `{name}`: {url} has no tag or commit `{rev}`"))?;
+    let dest = base.join(&commit);
+    if dest.is_dir() {
+        return Ok((dest, commit));
+    }
+    git(&["checkout", "--quiet", "--detach", &commit], Some(&work))?;
+    std::fs::remove_dir_all(work.join(".git"))
+        .map_err(|e| format!("cleaning the checkout: {e}"))?;
+    std::fs::rename(&work, &dest)
+        .map_err(|e| format!("cannot move the checkout into {}: {e}", dest.display()))?;
+    Ok((dest, commit))
+}
+
+/// Every `.rhai` file below `dir` (relative path → sha256).
+pub fn hash_tree(dir: &Path) -> Result<BTreeMap<String, String>, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<(), String> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            if p.is_dir() {
+                walk(root, &p, out)?;
+            } else if p.extension().is_some_and(|x| x == "rhai") {
+                let bytes =
+                    std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .to_string();
+                out.insert(rel, sha256(&bytes));
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out)?;
+    Ok(out)
+}
+
+/// Add (or replace) a source in the project file at `root` (created when missing).
+pub fn add_source(root: &Path, name: &str, origin: &Origin) -> Result<(), String> {
+    if !valid_name(name) {
+        return Err(format!(
+            "source name `{name}`: lowercase letters, digits, - and _, starting with a letter"
+        ));
+    }
+    let file = root.join(PROJECT_FILE);
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| toml_err(&file, &text, &e))?;
+    if !doc.contains_table("sources") {
+        let mut t = toml_edit::Table::new();
+        t.set_implicit(true);
+        doc.insert("sources", toml_edit::Item::Table(t));
+    }
+    let mut t = toml_edit::Table::new();
+    match origin {
+        Origin::Git { url, rev } => {
+            t.insert("git", toml_edit::value(url.as_str()));
+            t.insert("rev", toml_edit::value(rev.as_str()));
+        }
+        Origin::Path(p) => {
+            t.insert("path", toml_edit::value(p.to_string_lossy().as_ref()));
+        }
+    }
+    doc["sources"][name] = toml_edit::Item::Table(t);
+    write_atomic(&file, doc.to_string().as_bytes()).map_err(|e| e.to_string())
+}
+
+/// What `update` changed for one source.
+#[derive(Debug, Default)]
+pub struct Change {
+    pub commit: Option<(Option<String>, String)>,
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Resolve, fetch and hash the named sources (all when `only` is empty) and write the lock.
+pub fn update(
+    project: &Project,
+    home: &Home,
+    only: &[String],
+) -> Result<BTreeMap<String, Change>, String> {
+    for n in only {
+        if !project.sources.contains_key(n) {
+            let mut msg = format!(
+                "no source `{n}` in {}",
+                project.root.join(PROJECT_FILE).display()
+            );
+            if let Some(s) =
+                crate::primitives::did_you_mean(n, project.sources.keys().map(String::as_str))
+            {
+                msg.push_str(&format!("\nhint: did you mean `{s}`?"));
+            }
+            return Err(msg);
+        }
+    }
+    let mut lock = project.lock.clone();
+    lock.retain(|k, _| project.sources.contains_key(k));
+    let mut changes = BTreeMap::new();
+    for (name, origin) in &project.sources {
+        if !only.is_empty() && !only.contains(name) {
+            continue;
+        }
+        let (dir, commit) = match origin {
+            Origin::Git { url, rev } => {
+                let (d, c) = fetch(home, name, url, rev)?;
+                (d, Some(c))
+            }
+            Origin::Path(p) => {
+                if !p.is_dir() {
+                    return Err(format!(
+                        "source `{name}`: {} is not a directory",
+                        p.display()
+                    ));
+                }
+                (p.clone(), None)
+            }
+        };
+        let files = hash_tree(&dir)?;
+        let before = lock.get(name);
+        let mut ch = Change::default();
+        if before.and_then(|b| b.commit.clone()) != commit {
+            if let Some(c) = &commit {
+                ch.commit = Some((before.and_then(|b| b.commit.clone()), c.clone()));
+            }
+        }
+        let old = before.map(|b| b.files.clone()).unwrap_or_default();
+        for (f, h) in &files {
+            match old.get(f) {
+                None => ch.added.push(f.clone()),
+                Some(o) if o != h => ch.changed.push(f.clone()),
+                _ => {}
+            }
+        }
+        ch.removed = old
+            .keys()
+            .filter(|f| !files.contains_key(*f))
+            .cloned()
+            .collect();
+        lock.insert(
+            name.clone(),
+            Locked {
+                origin: origin.clone(),
+                commit,
+                files,
+            },
+        );
+        changes.insert(name.clone(), ch);
+    }
+    write_lock(&project.root, &lock)?;
+    Ok(changes)
+}
+
+fn write_lock(root: &Path, lock: &BTreeMap<String, Locked>) -> Result<(), String> {
+    let mut doc = toml_edit::DocumentMut::new();
+    doc.decor_mut().set_prefix(
+        "# geusemaker.lock — written by `geusemaker recipes add|update`; commit it with the project.\n# `run` and `check` refuse a source file whose sha256 differs from this.\n\n",
+    );
+    let mut sources = toml_edit::Table::new();
+    sources.set_implicit(true);
+    for (name, l) in lock {
+        let mut t = toml_edit::Table::new();
+        match &l.origin {
+            Origin::Git { url, rev } => {
+                t.insert("git", toml_edit::value(url.as_str()));
+                t.insert("rev", toml_edit::value(rev.as_str()));
+            }
+            Origin::Path(p) => {
+                let shown = p.strip_prefix(root).unwrap_or(p);
+                t.insert("path", toml_edit::value(shown.to_string_lossy().as_ref()));
+            }
+        }
+        if let Some(c) = &l.commit {
+            t.insert("commit", toml_edit::value(c.as_str()));
+        }
+        let mut files = toml_edit::Table::new();
+        for (f, h) in &l.files {
+            files.insert(f, toml_edit::value(h.as_str()));
+        }
+        t.insert("files", toml_edit::Item::Table(files));
+        sources.insert(name, toml_edit::Item::Table(t));
+    }
+    doc.insert("sources", toml_edit::Item::Table(sources));
+    write_atomic(&root.join(LOCK_FILE), doc.to_string().as_bytes()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_sources_lock_and_catch_a_changed_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("home"));
+        let team = dir.path().join("team");
+        std::fs::create_dir_all(team.join("lib")).unwrap();
+        std::fs::write(team.join("tier.rhai"), "let a = 1;\n").unwrap();
+        std::fs::write(team.join("lib/x.rhai"), "fn f() { 1 }\n").unwrap();
+        let root = dir.path().join("proj");
+        std::fs::create_dir_all(&root).unwrap();
+        add_source(&root, "team", &Origin::Path(PathBuf::from("../team"))).unwrap();
+        let p = Project::discover(&root.join("sub/dir")).unwrap().unwrap();
+        assert_eq!(p.root, root, "found from below");
+        let changes = update(&p, &home, &[]).unwrap();
+        assert_eq!(changes["team"].added, ["lib/x.rhai", "tier.rhai"]);
+        let p = Project::discover(&root).unwrap().unwrap();
+        let (display, text, _) = p.load_file(&home, "team/lib/x").unwrap().unwrap();
+        assert_eq!(
+            (display.as_str(), text.as_str()),
+            ("team/lib/x.rhai", "fn f() { 1 }\n")
+        );
+        assert!(p.load_file(&home, "other/x").unwrap().is_none());
+        std::fs::write(team.join("tier.rhai"), "let a = 2;\n").unwrap();
+        let e = p.load_file(&home, "team/tier").unwrap_err();
+        assert!(
+            e.contains("team/tier.rhai does not match geusemaker.lock"),
+            "{e}"
+        );
+        std::fs::write(team.join("new.rhai"), "1").unwrap();
+        assert!(p
+            .load_file(&home, "team/new")
+            .unwrap_err()
+            .contains("is not in geusemaker.lock"));
+        let changes = update(&p, &home, &["team".into()]).unwrap();
+        assert_eq!(
+            (
+                changes["team"].changed.clone(),
+                changes["team"].added.clone()
+            ),
+            (vec!["tier.rhai".to_string()], vec!["new.rhai".to_string()])
+        );
+        assert!(update(&p, &home, &["tem".into()])
+            .unwrap_err()
+            .contains("did you mean `team`"));
+    }
+}

@@ -1,0 +1,261 @@
+//! Sharing recipes with integrity (issue 8): sources in geusemaker.toml, a lock with commits
+//! and sha256 hashes, verification on run and check. Git sources are local bare repositories.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{Outcome, World};
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const TIER_V1: &str = r#"// The acme GPU-less tier: a plan-only example.
+//! [recipe]
+//! name = "edge-tier"
+//! description = "Acme's tier: one instance behind our shared helper"
+//! version = "1.0.0"
+//!
+//! [params]
+//! size = { type = "string", default = "t3.small", help = "instance type" }
+
+import "helpers" as helpers;   // a sibling file of the source
+import "network" as network;   // the bundled stdlib
+
+let net = network::discover("");
+helpers::banner(param("size"));
+"#;
+
+const HELPERS: &str = "fn banner(size) { ui::info(`acme tier on ${size}`); }\n";
+
+/// A bare repository with the tier at tag v1; returns (bare repo URL, work clone).
+fn acme_repo(root: &Path) -> (String, PathBuf) {
+    let bare = root.join("acme.git");
+    std::fs::create_dir_all(&bare).unwrap();
+    git(&bare, &["init", "--quiet", "--bare"]);
+    let work = root.join("acme-work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "--quiet"]);
+    std::fs::write(work.join("edge-tier.rhai"), TIER_V1).unwrap();
+    std::fs::write(work.join("helpers.rhai"), HELPERS).unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "--quiet", "-m", "v1"]);
+    git(&work, &["tag", "v1"]);
+    let url = format!("file://{}", bare.display());
+    git(
+        &work,
+        &["push", "--quiet", &url, "HEAD:refs/heads/main", "v1"],
+    );
+    (url, work)
+}
+
+fn in_dir(w: &World, dir: &Path, args: &[&str]) -> Outcome {
+    let mut c = w.cmd();
+    for k in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ENDPOINT_URL",
+    ] {
+        c.env_remove(k);
+    }
+    let out = c.current_dir(dir).args(args).output().unwrap();
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_git_source_is_locked_verified_and_updated() {
+    let w = World::offline();
+    let (url, work) = acme_repo(w.home.path());
+    let project = w.home.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+
+    in_dir(&w, &project, &["recipes", "add", "acme", &url])
+        .failure(2)
+        .stderr_has("needs --rev");
+    in_dir(
+        &w,
+        &project,
+        &["recipes", "add", "acme", &url, "--rev", "v1"],
+    )
+    .success()
+    .stdout_has("acme: commit ")
+    .stdout_has("added edge-tier.rhai, helpers.rhai");
+    let lock = std::fs::read_to_string(project.join("geusemaker.lock")).unwrap();
+    assert!(
+        lock.contains("rev = \"v1\"") && lock.contains("commit = \""),
+        "{lock}"
+    );
+    assert!(lock.contains("\"helpers.rhai\" = \"sha256:"), "{lock}");
+    assert!(std::fs::read_to_string(project.join("geusemaker.toml"))
+        .unwrap()
+        .contains("[sources.acme]"));
+
+    // The source's recipes are listed, checked and runnable (as a plan: no AWS here).
+    in_dir(&w, &project, &["recipes", "list"])
+        .success()
+        .stdout_has("acme/edge-tier")
+        .stdout_has("acme@v1 (");
+    in_dir(&w, &project, &["check", "acme/edge-tier"])
+        .success()
+        .stdout_has("acme/edge-tier.rhai: ok");
+    in_dir(
+        &w,
+        &project,
+        &["run", "acme/edge-tier", "--name", "edge", "--plan"],
+    )
+    .success()
+    .stdout_has("acme tier on t3.small");
+    // A project recipe importing a module of the source.
+    std::fs::write(
+        project.join("mine.rhai"),
+        "import \"acme/helpers\" as acme;\nacme::banner(\"m5.large\");\n",
+    )
+    .unwrap();
+    in_dir(
+        &w,
+        &project,
+        &["run", "mine.rhai", "--name", "mine", "--plan"],
+    )
+    .success()
+    .stdout_has("acme tier on m5.large");
+
+    // Someone edits the fetched copy: run and check refuse it.
+    let cached = w.home.path().join("cache/sources/acme");
+    let commit_dir = std::fs::read_dir(&cached)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .unwrap();
+    std::fs::write(
+        commit_dir.join("helpers.rhai"),
+        "fn banner(size) { ui::info(\"evil\"); }\n",
+    )
+    .unwrap();
+    in_dir(
+        &w,
+        &project,
+        &["run", "mine.rhai", "--name", "mine", "--plan"],
+    )
+    .failure(1)
+    .stderr_has("acme/helpers.rhai does not match geusemaker.lock")
+    .stderr_has("recipes update acme");
+    in_dir(
+        &w,
+        &project,
+        &["run", "acme/edge-tier", "--name", "edge", "--plan"],
+    )
+    .failure(1)
+    .stderr_has("acme/helpers.rhai does not match geusemaker.lock");
+    in_dir(&w, &project, &["check", "mine.rhai"])
+        .failure(1)
+        .stderr_has("acme/helpers.rhai does not match geusemaker.lock")
+        .stderr_has("mine.rhai:1:1");
+
+    // A fresh machine (no cache): the locked commit is fetched again, and verifies.
+    std::fs::remove_dir_all(&cached).unwrap();
+    in_dir(
+        &w,
+        &project,
+        &["run", "mine.rhai", "--name", "mine", "--plan"],
+    )
+    .success()
+    .stdout_has("acme tier on m5.large");
+
+    // v2 moves on; the lock only follows when asked.
+    std::fs::write(
+        work.join("helpers.rhai"),
+        "fn banner(size) { ui::info(`acme v2 on ${size}`); }\n",
+    )
+    .unwrap();
+    git(&work, &["commit", "--quiet", "-am", "v2"]);
+    git(&work, &["tag", "v2"]);
+    git(
+        &work,
+        &["push", "--quiet", &url, "HEAD:refs/heads/main", "v2"],
+    );
+    let toml = project.join("geusemaker.toml");
+    std::fs::write(
+        &toml,
+        std::fs::read_to_string(&toml)
+            .unwrap()
+            .replace("\"v1\"", "\"v2\""),
+    )
+    .unwrap();
+    in_dir(
+        &w,
+        &project,
+        &["run", "mine.rhai", "--name", "mine", "--plan"],
+    )
+    .failure(1)
+    .stderr_has("differs from geusemaker.lock");
+    in_dir(&w, &project, &["recipes", "update"])
+        .success()
+        .stdout_has("acme: commit ")
+        .stdout_has("changed helpers.rhai");
+    in_dir(
+        &w,
+        &project,
+        &["run", "mine.rhai", "--name", "mine", "--plan"],
+    )
+    .success()
+    .stdout_has("acme v2 on m5.large");
+    in_dir(&w, &project, &["recipes", "update", "acm"])
+        .failure(2)
+        .stderr_has("did you mean `acme`?");
+}
+
+#[test]
+fn a_directory_source_is_verified_too() {
+    let w = World::offline();
+    let team = w.home.path().join("team");
+    std::fs::create_dir_all(&team).unwrap();
+    std::fs::write(team.join("helpers.rhai"), HELPERS).unwrap();
+    let project = w.home.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    in_dir(&w, &project, &["recipes", "add", "team", "../team"])
+        .success()
+        .stdout_has("added helpers.rhai");
+    let lock = std::fs::read_to_string(project.join("geusemaker.lock")).unwrap();
+    assert!(lock.contains("path = \"../team\""), "{lock}");
+    std::fs::write(
+        project.join("mine.rhai"),
+        "import \"team/helpers\" as t;\nt::banner(\"x\");\n",
+    )
+    .unwrap();
+    in_dir(
+        &w,
+        &project,
+        &["run", "mine.rhai", "--name", "mine", "--plan"],
+    )
+    .success();
+    std::fs::write(team.join("helpers.rhai"), "fn banner(size) { }\n").unwrap();
+    in_dir(&w, &project, &["check", "mine.rhai"])
+        .failure(1)
+        .stderr_has("team/helpers.rhai does not match geusemaker.lock");
+    // A malformed project file is named with its line.
+    std::fs::write(project.join("geusemaker.toml"), "[sources.team]\npath = \n").unwrap();
+    in_dir(&w, &project, &["check", "mine.rhai"])
+        .failure(2)
+        .stderr_has("geusemaker.toml:2:");
+}
