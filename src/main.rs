@@ -30,15 +30,7 @@ fn init_tracing(cli: &Cli) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_filter(stderr_filter);
-    let file = match &cli.command {
-        // A plan writes nothing, not even a log.
-        Command::Run(args) if !args.plan => stack_log(&args.name),
-        Command::Destroy(args) | Command::Rollback { stack: args, .. } => stack_log(&args.name),
-        // Every check of the monitor, and the rollbacks it starts, go to the stack's log.
-        Command::Monitor { name, .. } => stack_log(name),
-        _ => None,
-    }
-    .map(|f| {
+    let file = cli.command.as_ref().and_then(stack_log_for).map(|f| {
         tracing_subscriber::fmt::layer()
             .with_writer(Mutex::new(f))
             .with_ansi(false)
@@ -49,6 +41,19 @@ fn init_tracing(cli: &Cli) {
         .with(stderr)
         .with(file)
         .init();
+}
+
+/// The stack log a command writes to, if any.
+fn stack_log_for(command: &Command) -> Option<std::fs::File> {
+    match command {
+        // A plan writes nothing, not even a log.
+        Command::Run(args) if !args.plan => stack_log(&args.name),
+        Command::Destroy(args) | Command::Rollback { stack: args, .. } => stack_log(&args.name),
+        // Every check of the monitor, and the rollbacks it starts, go to the stack's log.
+        Command::Monitor { name, .. } => stack_log(name),
+        Command::Deploy { name: Some(n), .. } => stack_log(n),
+        _ => None,
+    }
 }
 
 fn stack_log(stack: &str) -> Option<std::fs::File> {

@@ -24,14 +24,27 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// Without a command, on a terminal: the interactive deploy (see `deploy`).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a recipe against a stack (creating or converging it).
     Run(RunArgs),
+    /// Interactive deploy from the recipes' headers: pick a tier, name the stack, answer its
+    /// params (VPCs and subnets offered), read the cost estimate, confirm. Without a terminal
+    /// it asks nothing and is `run`.
+    Deploy {
+        /// A recipe (default: chosen from the tiers on offer).
+        recipe: Option<String>,
+        /// The stack (default: asked).
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
     /// Delete a stack's resources (the bundled destroy recipe); data is kept unless --set delete_data=true.
     Destroy(StackArgs),
     /// Put a stack back to its last healthy deploy (the bundled rollback recipe).
@@ -343,8 +356,30 @@ fn settings() -> Result<Settings, RunError> {
 
 /// Run the parsed command; returns the process exit code.
 pub fn dispatch(cli: Cli) -> i32 {
+    use std::io::IsTerminal;
+    let command = match cli.command {
+        Some(c) => c,
+        None if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => {
+            Command::Deploy {
+                recipe: None,
+                name: None,
+                aws: AwsArgs {
+                    region: None,
+                    profile: None,
+                    yes: false,
+                    sets: Vec::new(),
+                },
+            }
+        }
+        None => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            eprintln!("\nerror: no command given (without a terminal `geusemaker` does not ask)");
+            return 2;
+        }
+    };
     let needs_settings = !matches!(
-        cli.command,
+        command,
         Command::Docs { .. }
             | Command::Unlock { .. }
             | Command::Config { .. }
@@ -360,7 +395,11 @@ pub fn dispatch(cli: Cli) -> i32 {
         Settings::default()
     };
     crate::ui::set_prefs(s.ui());
-    let result = match cli.command {
+    let result = match command {
+        Command::Deploy { recipe, name, aws } => {
+            let req = request(&s.tier(), name.clone().unwrap_or_default(), aws, false, &s);
+            engine::deploy::deploy(req, recipe, name)
+        }
         Command::Run(a) => {
             let recipe = a.recipe.clone().unwrap_or_else(|| s.tier());
             let plan = a.plan;

@@ -465,8 +465,11 @@ pub fn check(recipe: &str) -> Result<Report, RunError> {
             None
         }
     };
+    let header_failed = !checker.findings.is_empty();
     if let Some(ast) = checker.file(&loaded.display, &loaded.text) {
-        params(&mut checker, &loaded.display, &ast, header.as_ref());
+        if !header_failed {
+            params(&mut checker, &loaded.display, &ast, header.as_ref());
+        }
     }
     Ok(Report {
         findings: checker.findings,

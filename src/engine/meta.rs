@@ -123,6 +123,9 @@ pub struct ParamSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
     pub help: String,
+    /// Asked for by the interactive `deploy` (required params always are).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ask: bool,
     /// Line of the declaration in the recipe file.
     #[serde(skip)]
     pub line: usize,
@@ -195,6 +198,8 @@ pub struct RecipeMeta {
     pub name: String,
     pub description: String,
     pub version: String,
+    /// `tier` (deploys a stack: offered by the interactive `deploy`) or `maintenance`.
+    pub kind: String,
     pub params: Vec<ParamSpec>,
 }
 
@@ -252,7 +257,7 @@ fn to_value(ty: ParamType, v: &toml_edit::Value) -> Result<Value, String> {
 }
 
 const PARAM_KEYS: &[&str] = &[
-    "type", "default", "allowed", "pattern", "min", "max", "help", "required",
+    "type", "default", "allowed", "pattern", "min", "max", "help", "required", "ask",
 ];
 
 /// Read the header of `text`: `Ok(None)` when there is none.
@@ -298,7 +303,10 @@ pub fn parse(text: &str) -> Result<Option<RecipeMeta>, HeaderError> {
             ));
         }
     }
-    let mut meta = RecipeMeta::default();
+    let mut meta = RecipeMeta {
+        kind: "tier".into(),
+        ..RecipeMeta::default()
+    };
     let recipe = root
         .get("recipe")
         .and_then(|r| r.as_table_like())
@@ -315,13 +323,20 @@ pub fn parse(text: &str) -> Result<Option<RecipeMeta>, HeaderError> {
             ("name", Some(t)) => meta.name = t,
             ("description", Some(t)) => meta.description = t,
             ("version", Some(t)) => meta.version = t,
+            ("kind", Some(t)) if t == "tier" || t == "maintenance" => meta.kind = t,
+            ("kind", _) => {
+                return Err(at(
+                    off,
+                    "recipe header: `kind` is \"tier\" or \"maintenance\"".into(),
+                ))
+            }
             ("name" | "description" | "version", None) => {
                 return Err(at(off, format!("recipe header: `{k}` must be a string")))
             }
             _ => {
                 let mut msg = format!("recipe header: unknown key `{k}` in [recipe]");
                 if let Some(s) =
-                    crate::primitives::did_you_mean(k, ["name", "description", "version"])
+                    crate::primitives::did_you_mean(k, ["name", "description", "version", "kind"])
                 {
                     msg.push_str(&format!(" (did you mean `{s}`?)"));
                 }
@@ -419,6 +434,7 @@ pub fn parse(text: &str) -> Result<Option<RecipeMeta>, HeaderError> {
                     .and_then(|v| v.as_str())
                     .unwrap_or("")
                     .to_string(),
+                ask: field("ask").and_then(|v| v.as_bool()).unwrap_or(false),
                 line: at(key_off, String::new()).line,
             };
             if let Some(pat) = &p.pattern {

@@ -2,6 +2,7 @@
 //! params, and error rendering.
 
 pub mod check;
+pub mod deploy;
 pub mod diag;
 pub mod docs;
 pub mod embedded;

@@ -90,6 +90,33 @@ fn local_recipes(dir: &Path) -> Vec<Listed> {
         .collect()
 }
 
+/// Recipes beyond the bundled ones, as `run` takes them: files with a header in `./recipes`
+/// and `.`, then `source/name` for the project's locked sources.
+pub fn project_recipe_ids() -> Vec<String> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let mut ids: Vec<String> = [cwd.join("recipes"), cwd]
+        .iter()
+        .flat_map(|d| local_recipes(d))
+        .map(|l| l.source)
+        .collect();
+    if let Some((project, home)) = super::resolver::current_project() {
+        for (name, locked) in &project.lock {
+            let Ok(dir) = project.checkout(&home, name) else {
+                continue;
+            };
+            for file in locked.files.keys() {
+                let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+                    continue;
+                };
+                if meta::parse(&text).ok().flatten().is_some() {
+                    ids.push(format!("{name}/{}", file.trim_end_matches(".rhai")));
+                }
+            }
+        }
+    }
+    ids
+}
+
 /// `geusemaker recipes list [--json]`: bundled ones, then those in `./recipes` and `.`.
 pub fn list(json: bool) -> Result<(), RunError> {
     let mut all: Vec<Listed> = embedded::RECIPES

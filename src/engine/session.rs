@@ -941,6 +941,8 @@ pub struct Plan {
     /// Operations of the recipe's run, then of destroy's (when asked), in call order.
     pub calls: Vec<String>,
     pub destroy_calls: Vec<String>,
+    /// The recipe's own monthly estimate (`state::set("cost", #{ monthly, … })`), if it made one.
+    pub cost_monthly: Option<f64>,
 }
 
 /// Run `req`'s recipe as a plan (and, with `with_destroy`, the destroy recipe after it, on the
@@ -978,6 +980,10 @@ pub fn make_plan(req: &RunRequest, ui: Ui, with_destroy: bool) -> Result<Plan, R
                 .collect()
         })
         .unwrap_or_default();
+    let cost_monthly = session
+        .store
+        .as_ref()
+        .and_then(|s| s.state().values.get("cost")?.get("monthly")?.as_f64());
     let mut destroy_calls = Vec::new();
     if with_destroy {
         let destroy = compile(load_recipe("destroy")?)?;
@@ -998,6 +1004,7 @@ pub fn make_plan(req: &RunRequest, ui: Ui, with_destroy: bool) -> Result<Plan, R
         resources,
         calls,
         destroy_calls,
+        cost_monthly,
     })
 }
 
