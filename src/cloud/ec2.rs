@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::{
 use base64::Engine as _;
 use rhai::{CustomType, TypeBuilder};
 
-use super::{Blocking, CloudError, Tags};
+use super::{retry_create, Blocking, CloudError, Tags};
 
 const SVC: &str = "ec2";
 
@@ -504,6 +504,139 @@ impl SdkEc2 {
     pub fn new(client: aws_sdk_ec2::Client, ssm: aws_sdk_ssm::Client, rt: Blocking) -> Self {
         SdkEc2 { client, ssm, rt }
     }
+
+    /// One RunInstances request, without the SDK's retries (see [`retry_create`]).
+    fn run_instance_once(&self, spec: &LaunchSpec) -> Result<Instance, CloudError> {
+        let mut tags = spec.tags.clone();
+        tags.extra
+            .insert(TOKEN_TAG.to_string(), spec.client_token.clone());
+        let mut req = self
+            .client
+            .run_instances()
+            .image_id(&spec.image_id)
+            .instance_type(InstanceType::from(spec.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&spec.subnet_id)
+            .set_security_group_ids(Some(spec.security_group_ids.clone()))
+            .client_token(&spec.client_token)
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                    // Containers on the instance are one hop further away.
+                    .http_put_response_hop_limit(2)
+                    .build(),
+            )
+            .tag_specifications(tag_spec(ResourceType::Instance, &tags))
+            .tag_specifications(tag_spec(ResourceType::Volume, &spec.tags));
+        if let Some(key) = &spec.key_name {
+            req = req.key_name(key);
+        }
+        if let Some(ud) = &spec.user_data {
+            req = req.user_data(base64::engine::general_purpose::STANDARD.encode(ud));
+        }
+        if let Some(profile) = &spec.instance_profile {
+            let p = if profile.starts_with("arn:") {
+                IamInstanceProfileSpecification::builder().arn(profile)
+            } else {
+                IamInstanceProfileSpecification::builder().name(profile)
+            };
+            req = req.iam_instance_profile(p.build());
+        }
+        if spec.spot {
+            let mut opts = SpotMarketOptions::builder()
+                .spot_instance_type(SpotInstanceType::OneTime)
+                .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate);
+            if let Some(p) = &spec.max_price {
+                opts = opts.max_price(p);
+            }
+            req = req.instance_market_options(
+                InstanceMarketOptionsRequest::builder()
+                    .market_type(MarketType::Spot)
+                    .spot_options(opts.build())
+                    .build(),
+            );
+        }
+        for v in &spec.volumes {
+            req = req.block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name(&v.device)
+                    .ebs(
+                        EbsBlockDevice::builder()
+                            .volume_size(v.size_gb)
+                            .volume_type(VolumeType::from(v.volume_type.as_str()))
+                            .delete_on_termination(v.delete_on_termination)
+                            .encrypted(v.encrypted)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        let out = self
+            .rt
+            .block_on(req.customize().config_override(no_sdk_retries()).send())
+            .map_err(|e| CloudError::from_sdk(SVC, "RunInstances", e))?;
+        out.instances().first().map(to_instance).ok_or_else(|| {
+            CloudError::new(
+                SVC,
+                "RunInstances",
+                "NoInstance",
+                "RunInstances returned no instance",
+            )
+        })
+    }
+}
+
+/// One CreateVolume request, without the SDK's retries (see [`retry_create`]).
+impl SdkEc2 {
+    fn create_volume_once(&self, req: &VolumeRequest) -> Result<Volume, CloudError> {
+        let mut tags = req.tags.clone();
+        tags.extra
+            .insert(TOKEN_TAG.to_string(), req.client_token.clone());
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .create_volume()
+                    .availability_zone(&req.az)
+                    .size(req.size_gb)
+                    .volume_type(VolumeType::from(req.volume_type.as_str()))
+                    .encrypted(true)
+                    .client_token(&req.client_token)
+                    .tag_specifications(tag_spec(ResourceType::Volume, &tags))
+                    .customize()
+                    .config_override(no_sdk_retries())
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateVolume", e))?;
+        Ok(Volume {
+            id: s(out.volume_id()),
+            name: req.tags.name.clone(),
+            az: s(out.availability_zone()),
+            size_gb: out.size().unwrap_or(req.size_gb) as i64,
+            volume_type: out
+                .volume_type()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+            encrypted: out.encrypted().unwrap_or(true),
+            state: out
+                .state()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+            attached_to: None,
+            device: None,
+            delete_on_termination: false,
+        })
+    }
+}
+
+/// The tag carrying a create's client token, to find a resource whose create response was lost.
+pub const TOKEN_TAG: &str = "geusemaker:token";
+
+/// Per-operation override: no SDK retries (geusemaker retries the create, looking first).
+fn no_sdk_retries() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled())
 }
 
 fn filter(name: &str, values: &[&str]) -> Filter {
@@ -857,7 +990,18 @@ impl Ec2Api for SdkEc2 {
                     .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags))
                     .send(),
             )
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateSecurityGroup", e))?;
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateSecurityGroup", e));
+        let out = match out {
+            Ok(out) => out,
+            // A retried request whose first answer was lost: the group is ours.
+            Err(e) if e.code == "InvalidGroup.Duplicate" => {
+                if let Some(g) = self.find_security_group(vpc_id, name)? {
+                    return Ok(g);
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         Ok(SecurityGroup {
             id: s(out.group_id()),
             name: name.to_string(),
@@ -886,7 +1030,8 @@ impl Ec2Api for SdkEc2 {
         if missing.is_empty() {
             return Ok(updated);
         }
-        self.rt
+        let result = self
+            .rt
             .block_on(
                 self.client
                     .authorize_security_group_ingress()
@@ -894,9 +1039,16 @@ impl Ec2Api for SdkEc2 {
                     .set_ip_permissions(Some(missing.iter().map(ip_permission).collect()))
                     .send(),
             )
-            .map_err(|e| CloudError::from_sdk(SVC, "AuthorizeSecurityGroupIngress", e))?;
-        updated.ingress.extend(missing);
-        Ok(updated)
+            .map_err(|e| CloudError::from_sdk(SVC, "AuthorizeSecurityGroupIngress", e));
+        match result {
+            Ok(_) => {
+                updated.ingress.extend(missing);
+                Ok(updated)
+            }
+            // A retried request whose first answer was lost: the rules are there; read them.
+            Err(e) if e.code == "InvalidPermission.Duplicate" => self.security_group(&group.id),
+            Err(e) => Err(e),
+        }
     }
 
     fn delete_security_group(&self, id: &str) -> Result<(), CloudError> {
@@ -975,81 +1127,23 @@ impl Ec2Api for SdkEc2 {
     }
 
     fn run_instance(&self, spec: &LaunchSpec) -> Result<Instance, CloudError> {
-        let mut req = self
-            .client
-            .run_instances()
-            .image_id(&spec.image_id)
-            .instance_type(InstanceType::from(spec.instance_type.as_str()))
-            .min_count(1)
-            .max_count(1)
-            .subnet_id(&spec.subnet_id)
-            .set_security_group_ids(Some(spec.security_group_ids.clone()))
-            .client_token(&spec.client_token)
-            .metadata_options(
-                InstanceMetadataOptionsRequest::builder()
-                    .http_tokens(HttpTokensState::Required)
-                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
-                    // Containers on the instance are one hop further away.
-                    .http_put_response_hop_limit(2)
-                    .build(),
-            )
-            .tag_specifications(tag_spec(ResourceType::Instance, &spec.tags))
-            .tag_specifications(tag_spec(ResourceType::Volume, &spec.tags));
-        if let Some(key) = &spec.key_name {
-            req = req.key_name(key);
-        }
-        if let Some(ud) = &spec.user_data {
-            req = req.user_data(base64::engine::general_purpose::STANDARD.encode(ud));
-        }
-        if let Some(profile) = &spec.instance_profile {
-            let p = if profile.starts_with("arn:") {
-                IamInstanceProfileSpecification::builder().arn(profile)
-            } else {
-                IamInstanceProfileSpecification::builder().name(profile)
-            };
-            req = req.iam_instance_profile(p.build());
-        }
-        if spec.spot {
-            let mut opts = SpotMarketOptions::builder()
-                .spot_instance_type(SpotInstanceType::OneTime)
-                .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate);
-            if let Some(p) = &spec.max_price {
-                opts = opts.max_price(p);
-            }
-            req = req.instance_market_options(
-                InstanceMarketOptionsRequest::builder()
-                    .market_type(MarketType::Spot)
-                    .spot_options(opts.build())
-                    .build(),
-            );
-        }
-        for v in &spec.volumes {
-            req = req.block_device_mappings(
-                BlockDeviceMapping::builder()
-                    .device_name(&v.device)
-                    .ebs(
-                        EbsBlockDevice::builder()
-                            .volume_size(v.size_gb)
-                            .volume_type(VolumeType::from(v.volume_type.as_str()))
-                            .delete_on_termination(v.delete_on_termination)
-                            .encrypted(v.encrypted)
-                            .build(),
-                    )
-                    .build(),
-            );
-        }
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| CloudError::from_sdk(SVC, "RunInstances", e))?;
-        out.instances().first().map(to_instance).ok_or_else(|| {
-            CloudError::new(
-                SVC,
-                "RunInstances",
-                "NoInstance",
-                "RunInstances returned no instance",
-            )
-        })
+        // The client token makes AWS return the same instance for a repeated request; the
+        // token tag lets us find it ourselves (emulators ignore client tokens).
+        retry_create(
+            || self.run_instance_once(spec),
+            || {
+                Ok(self
+                    .describe_instances(&[
+                        (format!("tag:{TOKEN_TAG}"), vec![spec.client_token.clone()]),
+                        (
+                            "instance-state-name".into(),
+                            vec!["pending".into(), "running".into()],
+                        ),
+                    ])?
+                    .into_iter()
+                    .next())
+            },
+        )
     }
 
     fn instance(&self, id: &str) -> Result<Instance, CloudError> {
@@ -1229,38 +1323,15 @@ impl Ec2Api for SdkEc2 {
     }
 
     fn create_volume(&self, req: &VolumeRequest) -> Result<Volume, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .create_volume()
-                    .availability_zone(&req.az)
-                    .size(req.size_gb)
-                    .volume_type(VolumeType::from(req.volume_type.as_str()))
-                    .encrypted(true)
-                    .client_token(&req.client_token)
-                    .tag_specifications(tag_spec(ResourceType::Volume, &req.tags))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateVolume", e))?;
-        Ok(Volume {
-            id: s(out.volume_id()),
-            name: req.tags.name.clone(),
-            az: s(out.availability_zone()),
-            size_gb: out.size().unwrap_or(req.size_gb) as i64,
-            volume_type: out
-                .volume_type()
-                .map(|t| t.as_str().to_string())
-                .unwrap_or_default(),
-            encrypted: out.encrypted().unwrap_or(true),
-            state: out
-                .state()
-                .map(|t| t.as_str().to_string())
-                .unwrap_or_default(),
-            attached_to: None,
-            device: None,
-            delete_on_termination: false,
-        })
+        retry_create(
+            || self.create_volume_once(req),
+            || {
+                Ok(self
+                    .find_volumes(&[(TOKEN_TAG.to_string(), req.client_token.clone())])?
+                    .into_iter()
+                    .next())
+            },
+        )
     }
 
     fn attach_volume(
@@ -1269,7 +1340,8 @@ impl Ec2Api for SdkEc2 {
         instance_id: &str,
         device: &str,
     ) -> Result<(), CloudError> {
-        self.rt
+        let result = self
+            .rt
             .block_on(
                 self.client
                     .attach_volume()
@@ -1279,7 +1351,17 @@ impl Ec2Api for SdkEc2 {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "AttachVolume", e))
+            .map_err(|e| CloudError::from_sdk(SVC, "AttachVolume", e));
+        match result {
+            // A retried request whose first answer was lost: attached already, to this instance.
+            Err(e) if e.code.contains("InUse") || e.code == "IncorrectState" => {
+                match self.volume(volume_id) {
+                    Ok(v) if v.attached_to.as_deref() == Some(instance_id) => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     fn delete_volume(&self, id: &str) -> Result<(), CloudError> {

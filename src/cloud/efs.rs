@@ -265,7 +265,20 @@ impl EfsApi for SdkEfs {
                     .set_security_groups(Some(security_groups.to_vec()))
                     .send(),
             )
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateMountTarget", e))?;
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateMountTarget", e));
+        let out = match out {
+            Ok(out) => out,
+            // A retried request whose first answer was lost: the mount target in this subnet
+            // is the one it made.
+            Err(e) if e.code == "MountTargetConflict" => {
+                return self
+                    .mount_targets(fs_id)?
+                    .into_iter()
+                    .find(|m| m.subnet_id == subnet_id)
+                    .ok_or(e)
+            }
+            Err(e) => return Err(e),
+        };
         Ok(MountTarget {
             id: out.mount_target_id().to_string(),
             file_system_id: out.file_system_id().to_string(),

@@ -9,7 +9,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use rhai::CustomType;
 
-use super::{Blocking, CloudError, Tags};
+use super::{retry_create, Blocking, CloudError, Tags};
 
 const SVC: &str = "elb";
 
@@ -144,6 +144,12 @@ pub trait ElbApi: Send + Sync {
     fn tagged(&self, key: &str, value: &str) -> Result<Vec<(String, String, String)>, CloudError>;
 }
 
+/// Per-operation override: no SDK retries (geusemaker retries the create, looking first).
+fn no_sdk_retries() -> aws_sdk_elasticloadbalancingv2::config::Builder {
+    aws_sdk_elasticloadbalancingv2::config::Builder::default()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+}
+
 /// [`ElbApi`] over aws-sdk-elasticloadbalancingv2.
 pub struct SdkElb {
     client: aws_sdk_elasticloadbalancingv2::Client,
@@ -223,28 +229,35 @@ impl ElbApi for SdkElb {
         security_groups: &[String],
         tags: &Tags,
     ) -> Result<LoadBalancer, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .create_load_balancer()
-                    .name(name)
-                    .r#type(LoadBalancerTypeEnum::Application)
-                    .scheme(LoadBalancerSchemeEnum::InternetFacing)
-                    .set_subnets(Some(subnets.to_vec()))
-                    .set_security_groups(Some(security_groups.to_vec()))
-                    .set_tags(Some(tags_of(tags)))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateLoadBalancer", e))?;
-        out.load_balancers().first().map(to_lb).ok_or_else(|| {
-            CloudError::new(
-                SVC,
-                "CreateLoadBalancer",
-                "NoLoadBalancer",
-                "no load balancer in the answer",
-            )
-        })
+        // AWS answers a repeated create with the same load balancer; emulators may make a
+        // second one, so the SDK does not retry it: we look by name first (retry_create).
+        let once = || {
+            let out = self
+                .rt
+                .block_on(
+                    self.client
+                        .create_load_balancer()
+                        .name(name)
+                        .r#type(LoadBalancerTypeEnum::Application)
+                        .scheme(LoadBalancerSchemeEnum::InternetFacing)
+                        .set_subnets(Some(subnets.to_vec()))
+                        .set_security_groups(Some(security_groups.to_vec()))
+                        .set_tags(Some(tags_of(tags)))
+                        .customize()
+                        .config_override(no_sdk_retries())
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "CreateLoadBalancer", e))?;
+            out.load_balancers().first().map(to_lb).ok_or_else(|| {
+                CloudError::new(
+                    SVC,
+                    "CreateLoadBalancer",
+                    "NoLoadBalancer",
+                    "no load balancer in the answer",
+                )
+            })
+        };
+        retry_create(once, || self.find_load_balancer(name))
     }
 
     fn delete_load_balancer(&self, arn: &str) -> Result<(), CloudError> {
@@ -293,7 +306,15 @@ impl ElbApi for SdkElb {
                     .set_tags(Some(tags_of(tags)))
                     .send(),
             )
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateTargetGroup", e))?;
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateTargetGroup", e));
+        let out = match out {
+            Ok(out) => out,
+            // A retried request whose first answer was lost: the group is there.
+            Err(e) if e.code == "DuplicateTargetGroupName" => {
+                return self.find_target_group(&spec.name)?.ok_or(e)
+            }
+            Err(e) => return Err(e),
+        };
         out.target_groups().first().map(to_tg).ok_or_else(|| {
             CloudError::new(
                 SVC,
@@ -367,17 +388,31 @@ impl ElbApi for SdkElb {
                 .certificates(Certificate::builder().certificate_arn(cert).build()),
             None => req.protocol(ProtocolEnum::Http),
         };
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateListener", e))?;
-        out.listeners().first().map(to_listener).ok_or_else(|| {
-            CloudError::new(
-                SVC,
-                "CreateListener",
-                "NoListener",
-                "no listener in the answer",
-            )
+        // One listener per port: a lost answer is found by port, not created twice.
+        let once = || {
+            let out = self
+                .rt
+                .block_on(
+                    req.clone()
+                        .customize()
+                        .config_override(no_sdk_retries())
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "CreateListener", e))?;
+            out.listeners().first().map(to_listener).ok_or_else(|| {
+                CloudError::new(
+                    SVC,
+                    "CreateListener",
+                    "NoListener",
+                    "no listener in the answer",
+                )
+            })
+        };
+        retry_create(once, || {
+            Ok(self
+                .listeners(lb_arn)?
+                .into_iter()
+                .find(|l| l.port == i64::from(port)))
         })
     }
 

@@ -78,7 +78,12 @@ impl CloudError {
         } else {
             code
         };
-        CloudError::new(service, operation, code, message)
+        let mut e = CloudError::new(service, operation, code, message);
+        if e.is_retryable() && !matches!(e.code.as_str(), "Unhandled" | "MalformedResponse") {
+            e.message
+                .push_str(" (still failing after the SDK's retries with backoff)");
+        }
+        e
     }
 
     /// `Ok(None)` when the error says the resource is not there; the error otherwise.
@@ -101,6 +106,25 @@ impl CloudError {
                     | "MountTargetNotFound"
                     | "ParameterNotFound"
                     | "NoSuchDistribution"
+            )
+    }
+
+    /// Worth trying again: throttling, AWS-side failures (5xx), timeouts, lost connections.
+    pub fn is_retryable(&self) -> bool {
+        self.is_throttling()
+            || matches!(
+                self.code.as_str(),
+                "RequestLimitExceeded"
+                    | "ServiceUnavailable"
+                    | "Unavailable"
+                    | "InternalError"
+                    | "InternalFailure"
+                    | "InternalServerError"
+                    | "ServiceUnavailableException"
+                    | "Timeout"
+                    | "EndpointUnreachable"
+                    | "Unhandled"
+                    | "MalformedResponse"
             )
     }
 

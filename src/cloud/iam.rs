@@ -125,8 +125,13 @@ impl IamApi for SdkIam {
                             .set_tags(Some(iam_tags(tags)))
                             .send(),
                     )
-                    .map_err(|e| CloudError::from_sdk(SVC, "CreateRole", e))?;
-                out.role().map(|r| r.arn().to_string()).unwrap_or_default()
+                    .map_err(|e| CloudError::from_sdk(SVC, "CreateRole", e));
+                match out {
+                    Ok(out) => out.role().map(|r| r.arn().to_string()).unwrap_or_default(),
+                    // A retried request whose first answer was lost: the role is there.
+                    Err(e) if e.is_duplicate() => self.role_arn(name)?.ok_or(e)?,
+                    Err(e) => return Err(e),
+                }
             }
         };
         for arn in managed_policies {
@@ -165,18 +170,25 @@ impl IamApi for SdkIam {
                             .set_tags(Some(iam_tags(tags)))
                             .send(),
                     )
-                    .map_err(|e| CloudError::from_sdk(SVC, "CreateInstanceProfile", e))?;
-                let p = out.instance_profile();
-                InstanceProfile {
-                    name: name.to_string(),
-                    arn: p.map(|p| p.arn().to_string()).unwrap_or_default(),
-                    role_name: String::new(),
-                    role_arn: String::new(),
+                    .map_err(|e| CloudError::from_sdk(SVC, "CreateInstanceProfile", e));
+                match out {
+                    Ok(out) => {
+                        let p = out.instance_profile();
+                        InstanceProfile {
+                            name: name.to_string(),
+                            arn: p.map(|p| p.arn().to_string()).unwrap_or_default(),
+                            role_name: String::new(),
+                            role_arn: String::new(),
+                        }
+                    }
+                    Err(e) if e.is_duplicate() => self.find_instance_profile(name)?.ok_or(e)?,
+                    Err(e) => return Err(e),
                 }
             }
         };
         if profile.role_name.is_empty() {
-            self.rt
+            let added = self
+                .rt
                 .block_on(
                     self.client
                         .add_role_to_instance_profile()
@@ -184,7 +196,18 @@ impl IamApi for SdkIam {
                         .role_name(name)
                         .send(),
                 )
-                .map_err(|e| CloudError::from_sdk(SVC, "AddRoleToInstanceProfile", e))?;
+                .map_err(|e| CloudError::from_sdk(SVC, "AddRoleToInstanceProfile", e));
+            match added {
+                Ok(_) => {}
+                // "LimitExceeded: one role per profile" after a lost answer: check it is ours.
+                Err(e) if e.code == "LimitExceeded" || e.is_duplicate() => {
+                    let p = self.find_instance_profile(name)?;
+                    if p.is_none_or(|p| p.role_name != name) {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok((
             InstanceProfile {

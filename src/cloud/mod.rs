@@ -213,8 +213,16 @@ impl Aws {
         let stats = Arc::new(CallStats::default());
         let counter = || CountingInterceptor(stats.clone());
 
+        // EC2 is where deploys get throttled (RequestLimitExceeded): adaptive retries also slow
+        // the client down when it is throttled, and get more attempts.
         let ec2 = aws_sdk_ec2::Client::from_conf(
             aws_sdk_ec2::config::Builder::from(&sdk)
+                .retry_config(
+                    RetryConfig::adaptive()
+                        .with_max_attempts(EC2_ATTEMPTS)
+                        .with_initial_backoff(Duration::from_millis(200))
+                        .with_max_backoff(Duration::from_secs(20)),
+                )
                 .interceptor(counter())
                 .build(),
         );
@@ -269,6 +277,64 @@ impl Aws {
             region,
             stats,
         })
+    }
+}
+
+/// Attempts for a create that is retried by geusemaker (not the SDK), see [`retry_create`].
+pub const CREATE_ATTEMPTS: u32 = 6;
+
+static CREATE_RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Creates this process sent again after a retryable failure (see [`retry_create`]).
+pub fn create_retries() -> u64 {
+    CREATE_RETRIES.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Retry a create whose response may be lost. The SDK must not retry it itself (a retried
+/// request that AWS — or an emulator — does not recognise as the same would create a second
+/// resource): on a retryable failure, `recover` first looks for what the lost request may have
+/// created (by client token, name or tags) and returns it; otherwise the create is sent again
+/// after a jittered, capped exponential backoff. The final error names the operation and the
+/// attempts made.
+pub fn retry_create<T>(
+    attempt: impl FnMut() -> Result<T, CloudError>,
+    recover: impl FnMut() -> Result<Option<T>, CloudError>,
+) -> Result<T, CloudError> {
+    retry_create_from(Duration::from_millis(200), attempt, recover)
+}
+
+fn retry_create_from<T>(
+    first_delay: Duration,
+    mut attempt: impl FnMut() -> Result<T, CloudError>,
+    mut recover: impl FnMut() -> Result<Option<T>, CloudError>,
+) -> Result<T, CloudError> {
+    let mut delay = first_delay;
+    let mut n = 1;
+    loop {
+        match attempt() {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() && n < CREATE_ATTEMPTS => {
+                tracing::debug!(operation = %e.operation, code = %e.code, attempt = n, "create failed; looking for what it made before retrying");
+                if let Some(found) = recover()? {
+                    tracing::debug!(operation = %e.operation, "the lost create had succeeded; using what it made");
+                    return Ok(found);
+                }
+                CREATE_RETRIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let jitter = rand::random::<f64>() * 0.5 + 0.75;
+                std::thread::sleep(delay.mul_f64(jitter));
+                delay = (delay * 2).min(Duration::from_secs(10));
+                n += 1;
+            }
+            Err(mut e) => {
+                if e.is_retryable() {
+                    let base = e
+                        .message
+                        .trim_end_matches(" (still failing after the SDK's retries with backoff)");
+                    e.message = format!("{base} (gave up after {n} attempts)");
+                }
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -333,19 +399,26 @@ fn check_region(region: &str) -> Result<(), CloudError> {
     Err(e)
 }
 
+/// Attempts per EC2 call (adaptive retry mode), and per call of the other services.
+pub const EC2_ATTEMPTS: u32 = 8;
+pub const ATTEMPTS: u32 = 6;
+
 async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        // Deploy-time throttling is normal; ride through it with jittered backoff.
+        // Deploy-time throttling and 5xx are normal; ride through them with jittered, capped
+        // exponential backoff (the SDK's standard mode).
         .retry_config(
             RetryConfig::standard()
-                .with_max_attempts(5)
-                .with_initial_backoff(Duration::from_millis(500))
+                .with_max_attempts(ATTEMPTS)
+                .with_initial_backoff(Duration::from_millis(200))
                 .with_max_backoff(Duration::from_secs(20)),
         )
+        // A call (retries included) gives up after 3 minutes; one attempt after 60 s.
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .operation_attempt_timeout(Duration::from_secs(60))
+                .operation_timeout(Duration::from_secs(180))
                 .build(),
         );
     if let Some(region) = settings
@@ -368,4 +441,74 @@ where
 {
     b.with_fn("to_string", |v: &mut T| v.to_string());
     b.with_fn("to_debug", |v: &mut T| v.to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttled() -> CloudError {
+        CloudError::new("ec2", "RunInstances", "RequestLimitExceeded", "slow down")
+    }
+
+    #[test]
+    fn a_create_looks_for_what_a_lost_attempt_made_before_sending_again() {
+        let mut sent = 0;
+        let mut looked = 0;
+        let r = retry_create_from(
+            Duration::from_millis(1),
+            || {
+                sent += 1;
+                Err::<&str, _>(throttled())
+            },
+            || {
+                looked += 1;
+                Ok((looked == 2).then_some("i-found"))
+            },
+        );
+        assert_eq!(r.unwrap(), "i-found");
+        assert_eq!(
+            (sent, looked),
+            (2, 2),
+            "found on the second look, no third send"
+        );
+    }
+
+    #[test]
+    fn a_create_gives_up_with_the_operation_and_the_count() {
+        let mut sent = 0;
+        let e = retry_create_from(
+            Duration::from_millis(1),
+            || {
+                sent += 1;
+                Err::<(), _>(throttled())
+            },
+            || Ok(None),
+        )
+        .unwrap_err();
+        assert_eq!(sent, CREATE_ATTEMPTS);
+        assert_eq!(e.operation, "RunInstances");
+        assert!(
+            e.message
+                .ends_with(&format!("(gave up after {CREATE_ATTEMPTS} attempts)")),
+            "{}",
+            e.message
+        );
+        // Errors that retrying cannot fix are returned at once.
+        let mut sent = 0;
+        let e = retry_create(
+            || {
+                sent += 1;
+                Err::<(), _>(CloudError::new(
+                    "ec2",
+                    "RunInstances",
+                    "InvalidAMIID.NotFound",
+                    "no",
+                ))
+            },
+            || Ok(None),
+        )
+        .unwrap_err();
+        assert_eq!((sent, e.message.as_str()), (1, "no"));
+    }
 }

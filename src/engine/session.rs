@@ -284,6 +284,8 @@ struct Execution {
     interrupted: bool,
     api_calls: u64,
     attempts: u64,
+    /// Creates sent again by geusemaker (their requests are in `api_calls`).
+    create_retries: u64,
     waited: Duration,
     took: Duration,
     /// Ledger entries this execution created (not found or adopted ones).
@@ -294,11 +296,12 @@ struct Execution {
 
 impl Execution {
     fn summary(&self) -> String {
+        let retried = self.attempts.saturating_sub(self.api_calls) + self.create_retries;
         format!(
-            "{} AWS requests ({} attempts), waited {} of {}",
+            "{} AWS requests, {retried} retried; {} waiting on AWS, {} working ({} in all)",
             self.api_calls,
-            self.attempts,
             fmt_duration(self.waited),
+            fmt_duration(self.took.saturating_sub(self.waited)),
             fmt_duration(self.took)
         )
     }
@@ -384,6 +387,7 @@ impl Session {
     /// Run one compiled recipe with `params` on the stack.
     fn exec(&mut self, c: &Compiled, params: Params, ui: &Ui) -> Result<Execution, RunError> {
         let started = Instant::now();
+        let retries_before = crate::cloud::create_retries();
         let run_id = new_run_id();
         let recipe_name = c.recipe.display.clone();
         let mut store = self.store.take().expect("session has its store");
@@ -502,6 +506,7 @@ impl Session {
             interrupted,
             api_calls,
             attempts,
+            create_retries: crate::cloud::create_retries() - retries_before,
             waited,
             took: started.elapsed(),
             created,

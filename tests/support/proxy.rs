@@ -1,6 +1,9 @@
 //! A fault-injecting HTTP proxy in front of moto (loopback only): requests whose body contains
 //! every substring of a rule get that rule's canned AWS error instead of being forwarded.
-//! Everything else goes to moto unchanged. One request per connection, `Connection: close`.
+//! Everything else goes to moto — after an optional latency, unless a seeded share of requests
+//! is answered with a protocol-correct throttling error first (EC2 query XML, query
+//! `ErrorResponse` XML, JSON `__type`, REST `x-amzn-ErrorType`), or has its response lost (the
+//! request reaches moto, the client gets a 503). One request per connection, `Connection: close`.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -45,25 +48,149 @@ impl Rule {
 pub struct FaultProxy {
     pub port: u16,
     pub hits: Arc<Mutex<Vec<String>>>,
+    pub stats: Arc<Mutex<Stats>>,
+}
+
+/// Random faults, seeded so a failing test can be replayed.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Operations (as in [`Stats::log`], e.g. `RunInstances`) whose first response is lost.
+    pub lose_first: Vec<&'static str>,
+    pub latency: std::time::Duration,
+    /// Share of requests answered with a throttling error before reaching moto.
+    pub throttle: f64,
+    /// Share of requests whose response is lost after moto handled them.
+    pub lose: f64,
+    pub seed: u64,
+}
+
+/// What the proxy did.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub requests: u64,
+    pub throttled: u64,
+    pub lost: u64,
+    /// `(operation, outcome)` in arrival order.
+    pub log: Vec<(String, &'static str)>,
+}
+
+fn roll(seed: u64, n: u64) -> f64 {
+    // splitmix64: a fixed sequence per seed.
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The operation a request asks for: `Action=` (query), `X-Amz-Target` (JSON), or method + path.
+fn operation(head: &[String], body: &str) -> String {
+    if let Some(a) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+        return a.to_string();
+    }
+    for h in head {
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("x-amz-target:") {
+            return v.trim().rsplit('.').next().unwrap_or("").to_string();
+        }
+    }
+    head.first()
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A throttling answer in the request's own protocol: (status, extra header, content type, body).
+fn throttling(head: &[String], body: &str) -> (u16, String, &'static str, String) {
+    fault(head, body, false)
+}
+
+/// An AWS error in the request's own protocol: throttling, or (`unavailable`) a 503.
+fn fault(head: &[String], body: &str, unavailable: bool) -> (u16, String, &'static str, String) {
+    let is_json = head
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("x-amz-target:"));
+    let path = head
+        .first()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("/");
+    let (ec2_code, code, status) = if unavailable {
+        ("Unavailable", "ServiceUnavailable", 503)
+    } else {
+        ("RequestLimitExceeded", "Throttling", 400)
+    };
+    if body.contains("Action=") && body.contains("Version=2016-11-15") {
+        (
+            503,
+            String::new(),
+            "text/xml",
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{ec2_code}</Code><Message>fault proxy</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"),
+        )
+    } else if body.contains("Action=") || path.starts_with("/2020-05-31/") {
+        (
+            status,
+            String::new(),
+            "text/xml",
+            format!("<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>fault proxy</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"),
+        )
+    } else if is_json {
+        let t = if unavailable {
+            "ServiceUnavailableException"
+        } else {
+            "ThrottlingException"
+        };
+        (
+            status,
+            String::new(),
+            "application/x-amz-json-1.1",
+            format!("{{\"__type\":\"{t}\",\"message\":\"fault proxy\"}}"),
+        )
+    } else {
+        let t = if unavailable {
+            "ServiceUnavailableException"
+        } else {
+            "ThrottlingException"
+        };
+        (
+            if unavailable { 503 } else { 429 },
+            format!("x-amzn-ErrorType: {t}\r\n"),
+            "application/json",
+            "{\"message\":\"fault proxy\"}".into(),
+        )
+    }
 }
 
 impl FaultProxy {
     pub fn start(upstream: &str, rules: Vec<Rule>) -> FaultProxy {
+        Self::start_with(upstream, rules, Faults::default())
+    }
+
+    /// A proxy with rules and random faults.
+    pub fn start_with(upstream: &str, rules: Vec<Rule>, faults: Faults) -> FaultProxy {
         let upstream = upstream.trim_start_matches("http://").to_string();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let hits = Arc::new(Mutex::new(Vec::new()));
+        let stats = Arc::new(Mutex::new(Stats::default()));
         let rules = Arc::new(rules);
-        let h = hits.clone();
+        let (h, st) = (hits.clone(), stats.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (upstream, rules, hits) = (upstream.clone(), rules.clone(), h.clone());
+                let (upstream, rules, hits, stats, faults) = (
+                    upstream.clone(),
+                    rules.clone(),
+                    h.clone(),
+                    st.clone(),
+                    faults.clone(),
+                );
                 std::thread::spawn(move || {
-                    let _ = handle(client, &upstream, &rules, &hits);
+                    let _ = handle(client, &upstream, &rules, &hits, &stats, &faults);
                 });
             }
         });
-        FaultProxy { port, hits }
+        FaultProxy { port, hits, stats }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().unwrap().clone()
     }
 
     pub fn endpoint(&self) -> String {
@@ -80,6 +207,8 @@ fn handle(
     upstream: &str,
     rules: &[Rule],
     hits: &Mutex<Vec<String>>,
+    stats: &Mutex<Stats>,
+    faults: &Faults,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();
@@ -121,6 +250,33 @@ fn handle(
         return Ok(());
     }
 
+    let op = operation(&head, &text);
+    let n = {
+        let mut s = stats.lock().unwrap();
+        s.requests += 1;
+        s.requests
+    };
+    if !faults.latency.is_zero() {
+        std::thread::sleep(faults.latency);
+    }
+    if roll(faults.seed, 2 * n) < faults.throttle {
+        let (status, extra, ctype, body) = throttling(&head, &text);
+        {
+            let mut s = stats.lock().unwrap();
+            s.throttled += 1;
+            s.log.push((op, "throttled"));
+        }
+        write!(
+            client,
+            "HTTP/1.1 {status} Throttled\r\n{extra}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        return Ok(());
+    }
+    let first_of_op = faults.lose_first.iter().any(|o| op.contains(o))
+        && !stats.lock().unwrap().log.iter().any(|(o, _)| *o == op);
+    let lose = first_of_op || roll(faults.seed, 2 * n + 1) < faults.lose;
+
     let mut up = TcpStream::connect(upstream)?;
     for line in &head {
         up.write_all(line.as_bytes())?;
@@ -129,6 +285,23 @@ fn handle(
     up.write_all(&body)?;
     let mut response = Vec::new();
     up.read_to_end(&mut response)?;
+    {
+        let mut s = stats.lock().unwrap();
+        if lose {
+            s.lost += 1;
+        }
+        s.log.push((op, if lose { "lost" } else { "ok" }));
+    }
+    if lose {
+        // moto did the work; the client only hears "unavailable".
+        let (status, extra, ctype, body) = fault(&head, &text, true);
+        write!(
+            client,
+            "HTTP/1.1 {status} Unavailable\r\n{extra}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        return Ok(());
+    }
     // Re-frame the headers with `Connection: close` so the client does not reuse the socket.
     let split = response
         .windows(4)

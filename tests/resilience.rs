@@ -1,0 +1,223 @@
+//! Resilience under AWS faults (issue 9): a dev deploy through the fault proxy — throttled
+//! requests, lost responses — ends with exactly one of everything.
+
+mod support;
+
+use std::time::Duration;
+
+use support::proxy::{FaultProxy, Faults};
+use support::{stand_ins, Outcome, World};
+
+fn deploy_through(w: &World, stack: &str, proxy: &FaultProxy) -> Outcome {
+    let out = w
+        .cmd()
+        .args([
+            "run",
+            "dev",
+            "--name",
+            stack,
+            "--set",
+            "health_timeout=60",
+            "--set",
+            "allowed_cidr=192.0.2.1/32",
+        ])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .output()
+        .unwrap();
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Exactly one of each resource the dev tier makes (counted in moto, not in our ledger).
+fn assert_exactly_one_of_each(w: &World, stack: &str) {
+    let sdk = w.sdk();
+    let l = sdk.leftovers(stack);
+    assert_eq!(l.instances.len(), 1, "instances: {:?}", l.instances);
+    assert_eq!(
+        l.file_systems.len(),
+        1,
+        "file systems: {:?}",
+        l.file_systems
+    );
+    let data = sdk
+        .block_on(
+            sdk.ec2
+                .describe_volumes()
+                .filters(support::filter("tag:Name", &format!("{stack}-data")))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        data.volumes().len(),
+        1,
+        "data volumes: {:?}",
+        data.volumes()
+    );
+    assert_eq!(
+        l.volumes.len(),
+        2,
+        "the data volume and the instance's root volume: {:?}",
+        l.volumes
+    );
+    assert_eq!(l.parameters.len(), 3, "secrets: {:?}", l.parameters);
+    let groups = sdk.stack_security_groups(stack);
+    let mut names: Vec<&str> = groups.iter().filter_map(|g| g.group_name()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [format!("{stack}-app"), format!("{stack}-efs")],
+        "security groups"
+    );
+}
+
+#[test]
+fn a_deploy_rides_through_20_percent_throttling() {
+    let w = World::moto();
+    let stack = support::stack_name("throttle");
+    let proxy = FaultProxy::start_with(
+        &support::moto().endpoint,
+        vec![],
+        Faults {
+            throttle: 0.2,
+            seed: 7,
+            ..Faults::default()
+        },
+    );
+    let out = deploy_through(&w, &stack, &proxy);
+    out.success();
+    let stats = proxy.stats();
+    assert!(
+        stats.throttled >= 5,
+        "the proxy throttled {} of {} requests",
+        stats.throttled,
+        stats.requests
+    );
+    assert_exactly_one_of_each(&w, &stack);
+    // The summary says how many requests were retried.
+    assert!(out.stdout.contains("retried"), "{}", out.stdout);
+}
+
+#[test]
+fn lost_responses_do_not_duplicate_anything() {
+    let w = World::moto();
+    let stack = support::stack_name("lost");
+    let proxy = FaultProxy::start_with(
+        &support::moto().endpoint,
+        vec![],
+        Faults {
+            lose: 0.1,
+            seed: 7,
+            latency: Duration::ZERO,
+            // Besides the random 10%: the first answer to every create is lost.
+            lose_first: vec![
+                "RunInstances",
+                "CreateVolume",
+                "CreateSecurityGroup",
+                "AuthorizeSecurityGroupIngress",
+                "AttachVolume",
+                "POST /2015-02-01/file-systems ",
+                "POST /2015-02-01/mount-targets",
+                "PutParameter",
+                "CreateRole",
+                "CreateInstanceProfile",
+                "AddRoleToInstanceProfile",
+            ],
+            ..Faults::default()
+        },
+    );
+    let out = deploy_through(&w, &stack, &proxy);
+    out.success();
+    let stats = proxy.stats();
+    assert!(
+        stats.lost >= 10,
+        "the proxy lost {} of {} responses",
+        stats.lost,
+        stats.requests
+    );
+    assert_exactly_one_of_each(&w, &stack);
+}
+
+#[test]
+fn the_load_balancer_tier_survives_lost_answers_to_its_creates() {
+    let w = World::moto();
+    let stack = support::stack_name("lostlb");
+    let proxy = FaultProxy::start_with(
+        &support::moto().endpoint,
+        vec![],
+        Faults {
+            lose_first: vec![
+                "CreateLoadBalancer",
+                "CreateTargetGroup",
+                "CreateListener",
+                "RegisterTargets",
+            ],
+            ..Faults::default()
+        },
+    );
+    let out = w
+        .cmd()
+        .args([
+            "run",
+            "automation",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=60",
+        ])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(proxy.stats().lost, 4);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let conf = rt.block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&support::moto().endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load(),
+    );
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&conf);
+    let lbs = rt.block_on(elb.describe_load_balancers().send()).unwrap();
+    let ours: Vec<_> = lbs
+        .load_balancers()
+        .iter()
+        .filter(|l| {
+            l.load_balancer_name()
+                .is_some_and(|n| n.starts_with(&stack[..10]))
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "one load balancer: {ours:?}");
+    let listeners = rt
+        .block_on(
+            elb.describe_listeners()
+                .load_balancer_arn(ours[0].load_balancer_arn().unwrap())
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(listeners.listeners().len(), 1, "one listener on port 80");
+    let tgs = rt.block_on(elb.describe_target_groups().send()).unwrap();
+    let tgs: Vec<_> = tgs
+        .target_groups()
+        .iter()
+        .filter(|t| {
+            t.target_group_name()
+                .is_some_and(|n| n.starts_with(&stack[..10]))
+        })
+        .collect();
+    assert_eq!(tgs.len(), 1, "one target group");
+}
