@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Benchmarks (figures printed, never asserted). Usage: scripts/bench.sh [eval]
+# Benchmarks (figures printed, never asserted). Usage: scripts/bench.sh [eval|deploy]
 #
 #   eval  one-shot account query: `geusemaker eval 'ec2::vpcs()'` against
 #         `aws ec2 describe-vpcs` (aws-cli), both against the same local moto server;
 #         median wall time of each over N runs and the ratio. Target: ≥ 15× faster than
 #         aws-cli and < 60 ms, release build.
+#   deploy the dev deploy against moto behind the fault proxy at +100 ms per request: AWS
+#         requests, wall time, the longest chain of dependent requests × 100 ms, and the
+#         ratio (goal ≤ 1.25×). See tests/bench_deploy.rs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/geusemaker-target}"
@@ -14,6 +17,10 @@ MOTO_VERSION=5.2.1
 
 python3 -c "import moto" 2>/dev/null || python3 -m pip install --quiet --root-user-action=ignore "moto[server]==$MOTO_VERSION"
 command -v aws >/dev/null 2>&1 || python3 -m pip install --quiet --root-user-action=ignore awscli
+
+if [ "$what" = deploy ]; then
+  exec cargo test --release --locked --quiet --test bench_deploy -- --ignored --nocapture
+fi
 
 cargo build --release --locked --quiet
 bin="$CARGO_TARGET_DIR/release/geusemaker"
@@ -54,5 +61,5 @@ case "$what" in
     echo "  aws ec2 describe-vpcs           median ${cli} ms"
     echo "  ratio                           ${ratio}x"
     ;;
-  *) echo "usage: scripts/bench.sh [eval]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [eval|deploy]" >&2; exit 2 ;;
 esac
