@@ -43,6 +43,25 @@ fn deploy_critical_path() {
             ..Faults::default()
         },
     );
+    // Warm moto up first: its first request to each service builds that backend (seconds).
+    let warm = w
+        .cmd()
+        .args([
+            "run",
+            "dev",
+            "--name",
+            &support::stack_name("warm"),
+            "--set",
+            "health_timeout=60",
+        ])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+        .output()
+        .unwrap();
+    assert!(
+        warm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&warm.stderr)
+    );
     let stack = support::stack_name("bench");
     let started = Instant::now();
     let out = w
@@ -99,4 +118,15 @@ fn deploy_critical_path() {
         (latency * stats.requests as u32).as_secs_f64()
     );
     println!("  run summary            {summary}");
+    if std::env::var_os("BENCH_TIMELINE").is_some() {
+        let mut times = stats.times.clone();
+        times.sort_by_key(|t| t.1);
+        for (op, a, d) in times {
+            println!(
+                "    {:>6} ms → {:>6} ms  {op}",
+                a.as_millis(),
+                d.as_millis()
+            );
+        }
+    }
 }

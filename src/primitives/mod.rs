@@ -11,6 +11,7 @@ pub mod elb;
 pub mod health;
 pub mod iam;
 pub mod opts;
+pub mod parallel;
 pub mod params;
 pub mod pricing;
 pub mod ssm;
@@ -118,6 +119,7 @@ pub fn register_all(engine: &mut Engine) {
     }
     engine.register_global_module(params::module().into());
     engine.register_global_module(stacks::module().into());
+    engine.register_global_module(parallel::module().into());
 }
 
 /// Everything a primitive needs during a run; reached from a `NativeCallContext` (the

@@ -33,6 +33,11 @@ impl Default for Prefs {
 
 static PREFS: std::sync::OnceLock<Prefs> = std::sync::OnceLock::new();
 
+fn spinners() -> &'static indicatif::MultiProgress {
+    static MULTI: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+    MULTI.get_or_init(indicatif::MultiProgress::new)
+}
+
 /// Set the process's display preferences once, before any output (from the settings).
 pub fn set_prefs(prefs: Prefs) {
     let _ = PREFS.set(prefs);
@@ -167,13 +172,15 @@ impl Ui {
         if self.silent {
             return;
         }
-        let mut e = std::io::stderr().lock();
-        let _ = writeln!(
-            e,
+        let line = format!(
             "{}{} {msg}",
             if self.prefs.emoji { "⚠️  " } else { "" },
             self.paint(Style::new().yellow().bold(), "warning:")
         );
+        // Above any spinner (they share stderr), not through it.
+        spinners().suspend(|| {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        });
     }
 
     /// A plain table with a header row; columns padded to their widest cell.
@@ -214,7 +221,8 @@ impl Ui {
     /// A spinner for a wait, showing elapsed time; prints a final line when finished.
     pub fn wait(&self, what: &str) -> Waiting {
         let bar = if self.spinners {
-            let bar = ProgressBar::new_spinner();
+            // One set of spinners for the process: waits in `parallel` steps share the screen.
+            let bar = spinners().add(ProgressBar::new_spinner());
             bar.set_style(
                 ProgressStyle::with_template("  {spinner} {msg} ({elapsed})")
                     .expect("valid template"),

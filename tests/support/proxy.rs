@@ -72,6 +72,8 @@ pub struct Stats {
     pub lost: u64,
     /// `(operation, outcome)` in arrival order.
     pub log: Vec<(String, &'static str)>,
+    /// When each request arrived and when its answer left (since the proxy started).
+    pub times: Vec<(String, std::time::Duration, std::time::Duration)>,
 }
 
 fn roll(seed: u64, n: u64) -> f64 {
@@ -170,6 +172,7 @@ impl FaultProxy {
         let port = listener.local_addr().unwrap().port();
         let hits = Arc::new(Mutex::new(Vec::new()));
         let stats = Arc::new(Mutex::new(Stats::default()));
+        let t0 = std::time::Instant::now();
         let rules = Arc::new(rules);
         let (h, st) = (hits.clone(), stats.clone());
         std::thread::spawn(move || {
@@ -182,7 +185,14 @@ impl FaultProxy {
                     faults.clone(),
                 );
                 std::thread::spawn(move || {
-                    let _ = handle(client, &upstream, &rules, &hits, &stats, &faults);
+                    let arrived = t0.elapsed();
+                    let mut op = String::new();
+                    let _ = handle(client, &upstream, &rules, &hits, &stats, &faults, &mut op);
+                    stats
+                        .lock()
+                        .unwrap()
+                        .times
+                        .push((op, arrived, t0.elapsed()));
                 });
             }
         });
@@ -209,6 +219,7 @@ fn handle(
     hits: &Mutex<Vec<String>>,
     stats: &Mutex<Stats>,
     faults: &Faults,
+    op_out: &mut String,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();
@@ -251,6 +262,7 @@ fn handle(
     }
 
     let op = operation(&head, &text);
+    op_out.clone_from(&op);
     let n = {
         let mut s = stats.lock().unwrap();
         s.requests += 1;
