@@ -78,14 +78,160 @@ impl SdkIam {
     }
 
     fn role_arn(&self, name: &str) -> Result<Option<String>, CloudError> {
-        match self
-            .rt
-            .block_on(self.client.get_role().role_name(name).send())
-        {
-            Ok(out) => Ok(out.role().map(|r| r.arn().to_string())),
-            Err(e) => CloudError::from_sdk(SVC, "GetRole", e).absent(),
-        }
+        self.rt.block_on(get_role(&self.client, name))
     }
+}
+
+async fn get_role(c: &aws_sdk_iam::Client, name: &str) -> Result<Option<String>, CloudError> {
+    match c.get_role().role_name(name).send().await {
+        Ok(out) => Ok(out.role().map(|r| r.arn().to_string())),
+        Err(e) => CloudError::from_sdk(SVC, "GetRole", e).absent(),
+    }
+}
+
+async fn get_profile(
+    c: &aws_sdk_iam::Client,
+    name: &str,
+) -> Result<Option<InstanceProfile>, CloudError> {
+    match c
+        .get_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.instance_profile().map(|p| {
+            let role = p.roles().first();
+            InstanceProfile {
+                name: p.instance_profile_name().to_string(),
+                arn: p.arn().to_string(),
+                role_name: role.map(|r| r.role_name().to_string()).unwrap_or_default(),
+                role_arn: role.map(|r| r.arn().to_string()).unwrap_or_default(),
+            }
+        })),
+        Err(e) => CloudError::from_sdk(SVC, "GetInstanceProfile", e).absent(),
+    }
+}
+
+/// The role and profile `name`, made or brought up to date in three rounds of concurrent calls:
+/// what exists (role ∥ profile), what is missing (role ∥ profile), then the policies ∥ the
+/// role's place in the profile. Every create tolerates "already exists" (a retried request
+/// whose first answer was lost). Returns whether anything was created.
+async fn ensure(
+    c: &aws_sdk_iam::Client,
+    name: &str,
+    managed_policies: &[String],
+    (policy_name, policy_doc): (&str, &str),
+    tags: &Tags,
+) -> Result<(InstanceProfile, bool), CloudError> {
+    let (profile, role) = tokio::join!(get_profile(c, name), get_role(c, name));
+    let (profile, role) = (profile?, role?);
+    let created = profile.is_none() || role.is_none();
+
+    let make_role = async {
+        if let Some(arn) = role {
+            return Ok(arn);
+        }
+        let out = c
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(EC2_TRUST_POLICY)
+            .description("geusemaker instance role")
+            .set_tags(Some(iam_tags(tags)))
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateRole", e));
+        match out {
+            Ok(out) => Ok(out.role().map(|r| r.arn().to_string()).unwrap_or_default()),
+            Err(e) if e.is_duplicate() => get_role(c, name).await?.ok_or(e),
+            Err(e) => Err(e),
+        }
+    };
+    let make_profile = async {
+        if let Some(p) = profile {
+            return Ok(p);
+        }
+        let out = c
+            .create_instance_profile()
+            .instance_profile_name(name)
+            .set_tags(Some(iam_tags(tags)))
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateInstanceProfile", e));
+        match out {
+            Ok(out) => Ok(InstanceProfile {
+                name: name.to_string(),
+                arn: out
+                    .instance_profile()
+                    .map(|p| p.arn().to_string())
+                    .unwrap_or_default(),
+                role_name: String::new(),
+                role_arn: String::new(),
+            }),
+            Err(e) if e.is_duplicate() => get_profile(c, name).await?.ok_or(e),
+            Err(e) => Err(e),
+        }
+    };
+    let (role_arn, profile) = tokio::join!(make_role, make_profile);
+    let (role_arn, profile) = (role_arn?, profile?);
+
+    // The policies are re-applied every time: a customised recipe may have changed them.
+    let attach = async {
+        for arn in managed_policies {
+            c.attach_role_policy()
+                .role_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| CloudError::from_sdk(SVC, "AttachRolePolicy", e))?;
+        }
+        Ok::<(), CloudError>(())
+    };
+    let inline = async {
+        c.put_role_policy()
+            .role_name(name)
+            .policy_name(policy_name)
+            .policy_document(policy_doc)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "PutRolePolicy", e))
+    };
+    let add_role = async {
+        if !profile.role_name.is_empty() {
+            return Ok(());
+        }
+        let added = c
+            .add_role_to_instance_profile()
+            .instance_profile_name(name)
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk(SVC, "AddRoleToInstanceProfile", e));
+        match added {
+            Ok(_) => Ok(()),
+            // "LimitExceeded: one role per profile" after a lost answer: check it is ours.
+            Err(e) if e.code == "LimitExceeded" || e.is_duplicate() => {
+                match get_profile(c, name).await? {
+                    Some(p) if p.role_name == name => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    };
+    let (a, i, r) = tokio::join!(attach, inline, add_role);
+    a?;
+    i?;
+    r?;
+    Ok((
+        InstanceProfile {
+            name: name.to_string(),
+            arn: profile.arn,
+            role_name: name.to_string(),
+            role_arn,
+        },
+        created,
+    ))
 }
 
 fn iam_tags(tags: &Tags) -> Vec<Tag> {
@@ -109,135 +255,17 @@ impl IamApi for SdkIam {
         inline_policy: (&str, &str),
         tags: &Tags,
     ) -> Result<(InstanceProfile, bool), CloudError> {
-        let mut created = false;
-        let role_arn = match self.role_arn(name)? {
-            Some(arn) => arn,
-            None => {
-                created = true;
-                let out = self
-                    .rt
-                    .block_on(
-                        self.client
-                            .create_role()
-                            .role_name(name)
-                            .assume_role_policy_document(EC2_TRUST_POLICY)
-                            .description("geusemaker instance role")
-                            .set_tags(Some(iam_tags(tags)))
-                            .send(),
-                    )
-                    .map_err(|e| CloudError::from_sdk(SVC, "CreateRole", e));
-                match out {
-                    Ok(out) => out.role().map(|r| r.arn().to_string()).unwrap_or_default(),
-                    // A retried request whose first answer was lost: the role is there.
-                    Err(e) if e.is_duplicate() => self.role_arn(name)?.ok_or(e)?,
-                    Err(e) => return Err(e),
-                }
-            }
-        };
-        for arn in managed_policies {
-            self.rt
-                .block_on(
-                    self.client
-                        .attach_role_policy()
-                        .role_name(name)
-                        .policy_arn(arn)
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "AttachRolePolicy", e))?;
-        }
-        let (policy_name, policy_doc) = inline_policy;
-        self.rt
-            .block_on(
-                self.client
-                    .put_role_policy()
-                    .role_name(name)
-                    .policy_name(policy_name)
-                    .policy_document(policy_doc)
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "PutRolePolicy", e))?;
-
-        let profile = match self.find_instance_profile(name)? {
-            Some(p) => p,
-            None => {
-                created = true;
-                let out = self
-                    .rt
-                    .block_on(
-                        self.client
-                            .create_instance_profile()
-                            .instance_profile_name(name)
-                            .set_tags(Some(iam_tags(tags)))
-                            .send(),
-                    )
-                    .map_err(|e| CloudError::from_sdk(SVC, "CreateInstanceProfile", e));
-                match out {
-                    Ok(out) => {
-                        let p = out.instance_profile();
-                        InstanceProfile {
-                            name: name.to_string(),
-                            arn: p.map(|p| p.arn().to_string()).unwrap_or_default(),
-                            role_name: String::new(),
-                            role_arn: String::new(),
-                        }
-                    }
-                    Err(e) if e.is_duplicate() => self.find_instance_profile(name)?.ok_or(e)?,
-                    Err(e) => return Err(e),
-                }
-            }
-        };
-        if profile.role_name.is_empty() {
-            let added = self
-                .rt
-                .block_on(
-                    self.client
-                        .add_role_to_instance_profile()
-                        .instance_profile_name(name)
-                        .role_name(name)
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "AddRoleToInstanceProfile", e));
-            match added {
-                Ok(_) => {}
-                // "LimitExceeded: one role per profile" after a lost answer: check it is ours.
-                Err(e) if e.code == "LimitExceeded" || e.is_duplicate() => {
-                    let p = self.find_instance_profile(name)?;
-                    if p.is_none_or(|p| p.role_name != name) {
-                        return Err(e);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok((
-            InstanceProfile {
-                name: name.to_string(),
-                arn: profile.arn,
-                role_name: name.to_string(),
-                role_arn,
-            },
-            created,
+        self.rt.block_on(ensure(
+            &self.client,
+            name,
+            managed_policies,
+            inline_policy,
+            tags,
         ))
     }
 
     fn find_instance_profile(&self, name: &str) -> Result<Option<InstanceProfile>, CloudError> {
-        match self.rt.block_on(
-            self.client
-                .get_instance_profile()
-                .instance_profile_name(name)
-                .send(),
-        ) {
-            Ok(out) => Ok(out.instance_profile().map(|p| {
-                let role = p.roles().first();
-                InstanceProfile {
-                    name: p.instance_profile_name().to_string(),
-                    arn: p.arn().to_string(),
-                    role_name: role.map(|r| r.role_name().to_string()).unwrap_or_default(),
-                    role_arn: role.map(|r| r.arn().to_string()).unwrap_or_default(),
-                }
-            })),
-            Err(e) => CloudError::from_sdk(SVC, "GetInstanceProfile", e).absent(),
-        }
+        self.rt.block_on(get_profile(&self.client, name))
     }
 
     fn role_exists(&self, name: &str) -> Result<bool, CloudError> {
