@@ -61,6 +61,7 @@ fn parse_rules(func: &'static str, rules: Array) -> Result<Vec<IngressRule>, Box
                 return Err(usage_err(format!("{func}: invalid port range {from_port}-{to_port}")));
             }
             let cidr = o.str("cidr")?;
+            // `source: "self"` is the group the rule is added to (known once it exists).
             let source = o.value("source").map(|v| id_of(&v, "a security group")).transpose()?;
             if cidr.is_some() == source.is_some() {
                 return Err(usage_err(format!("{func}: an ingress rule needs exactly one of `cidr` or `source`")));
@@ -76,6 +77,19 @@ fn parse_rules(func: &'static str, rules: Array) -> Result<Vec<IngressRule>, Box
                 source_sg: source,
                 description: o.str("description")?.unwrap_or_default(),
             })
+        })
+        .collect()
+}
+
+/// Rules with `source: "self"` pointed at the group `id`.
+fn with_self(rules: Vec<IngressRule>, id: &str) -> Vec<IngressRule> {
+    rules
+        .into_iter()
+        .map(|mut r| {
+            if r.source_sg.as_deref() == Some("self") {
+                r.source_sg = Some(id.to_string());
+            }
+            r
         })
         .collect()
 }
@@ -287,7 +301,7 @@ pub mod api {
     /// Create (or find, on a re-run) the security group `<stack>-<name>` in `vpc`, and make
     /// sure it has the given inbound rules. Options: `description`, `ingress` (an array of
     /// rules: `port` or `from_port`/`to_port`, `protocol` (tcp), exactly one of `cidr` or
-    /// `source` (another group), `description`).
+    /// `source` (another group, or `"self"` for members of this group), `description`).
     ///
     /// ```rhai
     /// let web = ec2::security_group("web", vpc, #{
@@ -341,6 +355,7 @@ pub mod api {
         if rules.is_empty() {
             return Ok(sg);
         }
+        let rules = with_self(rules, &sg.id);
         aws.ec2.authorize_ingress(&sg, &rules).map_err(cloud_err)
     }
 
@@ -357,9 +372,16 @@ pub mod api {
     ) -> Result<SecurityGroup, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
         let rules = parse_rules("ec2::allow_ingress", rules)?;
-        let id = id_of(&group, "a security group")?;
         let aws = rt.aws()?;
-        let sg = aws.ec2.security_group(&id).map_err(cloud_err)?;
+        // A handle already knows its rules (no describe); an id is looked up.
+        let sg = match group.clone().try_cast::<SecurityGroup>() {
+            Some(sg) => sg,
+            None => {
+                let id = id_of(&group, "a security group")?;
+                aws.ec2.security_group(&id).map_err(cloud_err)?
+            }
+        };
+        let rules = with_self(rules, &sg.id);
         aws.ec2.authorize_ingress(&sg, &rules).map_err(cloud_err)
     }
 
