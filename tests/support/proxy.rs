@@ -295,8 +295,36 @@ fn handle(
     }
     up.write_all(b"Connection: close\r\n\r\n")?;
     up.write_all(&body)?;
+    // Read moto's answer by its Content-Length: a server that keeps the connection open
+    // despite `Connection: close` must not stall the client until its timeout.
     let mut response = Vec::new();
-    up.read_to_end(&mut response)?;
+    {
+        let mut upr = BufReader::new(&mut up);
+        let mut body_len: Option<usize> = None;
+        loop {
+            let mut line = String::new();
+            if upr.read_line(&mut line)? == 0 {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                body_len = v.trim().parse().ok();
+            }
+            response.extend_from_slice(line.as_bytes());
+            if line == "\r\n" {
+                break;
+            }
+        }
+        match body_len {
+            Some(n) => {
+                let mut body = vec![0u8; n];
+                upr.read_exact(&mut body)?;
+                response.extend_from_slice(&body);
+            }
+            None => {
+                upr.read_to_end(&mut response)?;
+            }
+        }
+    }
     {
         let mut s = stats.lock().unwrap();
         if lose {
