@@ -891,6 +891,8 @@ pub mod api {
     }
 
     /// Block until the volume is created: `available`, or already `in-use` (timeout 300 s).
+    /// A handle that already says `available` (the create's own answer) is returned as it is,
+    /// without asking AWS again.
     ///
     /// ```rhai
     /// data = ec2::wait_volume_available(data);
@@ -900,6 +902,11 @@ pub mod api {
         ctx: NativeCallContext,
         volume: Dynamic,
     ) -> Result<Volume, Box<EvalAltResult>> {
+        if let Some(v) = volume.clone().try_cast::<Volume>() {
+            if v.state == "available" {
+                return Ok(v);
+            }
+        }
         let id = id_of(&volume, "a volume")?;
         let rt = rt(&ctx)?;
         wait_volume(&rt, &id, "available", None)

@@ -87,7 +87,8 @@ pub mod api {
         }
     }
 
-    /// Block until the file system is `available` (timeout 600 s, or `#{ timeout: s }`).
+    /// Block until the file system is `available` (timeout 600 s, or `#{ timeout: s }`). A
+    /// handle that already says `available` is returned as it is, without asking AWS again.
     ///
     /// ```rhai
     /// fs = efs::wait_available(fs);
@@ -112,6 +113,12 @@ pub mod api {
         options: Map,
     ) -> Result<FileSystem, Box<EvalAltResult>> {
         let t = timeout("efs::wait_available", options)?;
+        // The create's (or an earlier describe's) answer already says so: no need to ask again.
+        if let Some(f) = fs.clone().try_cast::<FileSystem>() {
+            if f.state == "available" {
+                return Ok(f);
+            }
+        }
         let id = id_of(&fs, "a file system")?;
         let rt = rt(&ctx)?;
         let aws = rt.aws()?;
@@ -209,7 +216,8 @@ pub mod api {
         Ok(list.into_iter().map(Dynamic::from).collect())
     }
 
-    /// Block until the mount target is `available` (timeout 600 s).
+    /// Block until the mount target is `available` (timeout 600 s); a handle that already says
+    /// so is returned as it is.
     ///
     /// ```rhai
     /// mt = efs::wait_mount_target(mt);
@@ -219,6 +227,9 @@ pub mod api {
         ctx: NativeCallContext,
         mt: MountTarget,
     ) -> Result<MountTarget, Box<EvalAltResult>> {
+        if mt.state == "available" {
+            return Ok(mt);
+        }
         let rt = rt(&ctx)?;
         let aws = rt.aws()?;
         let (fs_id, mt_id) = (mt.file_system_id.clone(), mt.id.clone());
