@@ -394,3 +394,32 @@ fn run_command_sends_and_fetches_the_result() {
         "ssm::send_command: no commands given"
     );
 }
+
+#[test]
+fn parallel_steps_share_the_recipe_context_and_report_the_failing_step() {
+    let w = World::offline();
+    let ok = w.recipe(
+        "par.rhai",
+        r#"
+fn double(x) { x * 2 }
+let base = 20;
+let r = parallel(#{ a: || double(base), b: || `${base}!`, c: || [1, 2, 3].len() });
+print(`${r.a} ${r.b} ${r.c}`);
+"#,
+    );
+    w.run(&["run", ok.to_str().unwrap(), "--name", "par"])
+        .success()
+        .stdout_has("40 20! 3");
+    let bad = w.recipe(
+        "parbad.rhai",
+        "let r = parallel(#{\n    fine: || 1,\n    broken: || throw \"step failed\",\n});\n",
+    );
+    w.run(&["run", bad.to_str().unwrap(), "--name", "par"])
+        .failure(1)
+        .stderr_has("step failed")
+        .stderr_has("parbad.rhai:3:");
+    let not_closure = w.recipe("parnc.rhai", "parallel(#{ x: 1 });\n");
+    w.run(&["run", not_closure.to_str().unwrap(), "--name", "par"])
+        .failure(1)
+        .stderr_has("parallel: `x` must be a closure");
+}
