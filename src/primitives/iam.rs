@@ -38,21 +38,26 @@ pub mod api {
         let policy = stack_parameters_policy(&rt.stack);
         let managed = [SSM_CORE_POLICY_ARN.to_string()];
         let tags = rt.tags(name);
-        if let Some(p) = aws.iam.find_instance_profile(&full).map_err(cloud_err)? {
-            if !p.role_name.is_empty() {
-                // Re-apply the policies: a customised recipe may have changed them.
-                let (p, _) = aws
-                    .iam
-                    .ensure_instance_profile(
-                        &full,
-                        &managed,
-                        ("geusemaker-stack-parameters", &policy),
-                        &tags,
-                    )
-                    .map_err(cloud_err)?;
-                rt.adopt("iam:instance-profile", name, &p.name, BTreeMap::new())?;
-                return Ok(p);
-            }
+        // The ledger says whether this stack made it: then bring it up to date (one round of
+        // calls less than asking AWS first); otherwise create it (which adopts one that exists).
+        let known = rt
+            .store()?
+            .state()
+            .live_resources()
+            .any(|r| r.kind == "iam:instance-profile" && r.name == name && r.id.is_some());
+        if known {
+            // Re-apply the policies: a customised recipe may have changed them.
+            let (p, _) = aws
+                .iam
+                .ensure_instance_profile(
+                    &full,
+                    &managed,
+                    ("geusemaker-stack-parameters", &policy),
+                    &tags,
+                )
+                .map_err(cloud_err)?;
+            rt.adopt("iam:instance-profile", name, &p.name, BTreeMap::new())?;
+            return Ok(p);
         }
         rt.create_recorded(
             "iam:instance-profile",
