@@ -24,11 +24,7 @@ fn deploy(w: &World, stack: &str, endpoint: Option<&str>, sets: &[&str]) -> Outc
         cmd.env("AWS_ENDPOINT_URL", e);
     }
     let out = cmd.output().unwrap();
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Outcome::from(out)
 }
 
 fn ledger_id(state: &serde_json::Value, kind: &str, name: &str) -> String {

@@ -16,11 +16,7 @@ fn run(w: &World, args: &[&str], extra_env: &[(&str, &str)]) -> Outcome {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Outcome::from(out)
 }
 
 fn deploy_dev(w: &World, stack: &str) -> Outcome {

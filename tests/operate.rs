@@ -13,11 +13,7 @@ fn run_with(w: &World, args: &[&str], endpoints: &str) -> Outcome {
         .env("GEUSEMAKER_HEALTH_ENDPOINTS", endpoints)
         .output()
         .unwrap();
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Outcome::from(out)
 }
 
 fn deploy_dev(w: &World, stack: &str) {
@@ -476,11 +472,7 @@ fn a_spot_interruption_relaunches_the_stack_with_its_data() {
         .env("AWS_ENDPOINT_URL", proxy.endpoint())
         .output()
         .unwrap();
-    let out = Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let out = Outcome::from(out);
     out.success()
         .stderr_has(&format!("spot instance {first_instance} is terminated"))
         .stderr_has("no spot capacity for t3.medium in us-east-1a")
@@ -599,11 +591,7 @@ fn interrupt_after(mut cmd: std::process::Command, after: std::time::Duration) -
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Outcome::from(out)
 }
 
 #[test]

@@ -244,37 +244,8 @@ fn without_a_terminal_deploy_never_asks() {
 /// The interactive deploy in a real terminal (tmux), against moto.
 #[test]
 fn the_interactive_deploy_asks_from_the_header_and_runs() {
-    use std::process::Command;
-    use std::time::{Duration, Instant};
     let w = World::moto();
-    let socket = format!("gmdeploy-{}", std::process::id());
     let bin = assert_cmd::cargo::cargo_bin("geusemaker");
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(["-L", &socket])
-            .args(args)
-            .output()
-            .expect("tmux is installed by scripts/test.sh")
-    };
-    let screen = || {
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-S", "-200", "-t", "d"]).stdout)
-            .into_owned()
-    };
-    let wait_for = |text: &str, secs: u64| {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = screen();
-            if s.contains(text) {
-                std::thread::sleep(Duration::from_millis(200));
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never saw {text:?} on screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     let stack = support::stack_name("ask");
     let command = format!(
         "env GEUSEMAKER_HOME={home} NO_COLOR=1 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
@@ -285,21 +256,8 @@ fn the_interactive_deploy_asks_from_the_header_and_runs() {
         ends = stand_ins(),
         bin = bin.display()
     );
-    let cwd = w.home.path().to_string_lossy().to_string();
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        "d",
-        "-x",
-        "200",
-        "-y",
-        "60",
-        "-c",
-        &cwd,
-        &command,
-    ]);
-    let menu = wait_for("Tier [dev]:", 30);
+    let term = support::Tmux::start("deploy", w.home.path(), &command, 200, 60);
+    let menu = term.wait_for("Tier [dev]:", 30);
     assert!(
         menu.contains(") dev ") && menu.contains("/mo"),
         "tiers with their cost:\n{menu}"
@@ -308,44 +266,41 @@ fn the_interactive_deploy_asks_from_the_header_and_runs() {
         !menu.contains("destroy"),
         "maintenance recipes are not tiers:\n{menu}"
     );
-    let send = |keys: &str| {
-        tmux(&["send-keys", "-t", "d", "-l", keys]);
-        tmux(&["send-keys", "-t", "d", "Enter"]);
-    };
+    let send = |keys: &str| term.line(keys);
     send("dev");
-    wait_for("Stack name", 10);
+    term.wait_for("Stack name", 10);
     send(&stack);
-    wait_for("instance_type [t3.medium]:", 10);
+    term.wait_for("instance_type [t3.medium]:", 10);
     send("t3.large");
-    wait_for("spot [true]:", 10);
+    term.wait_for("spot [true]:", 10);
     send("");
-    wait_for("allowed_cidr [0.0.0.0/0]:", 10);
+    term.wait_for("allowed_cidr [0.0.0.0/0]:", 10);
     send("10.0.0.0/99");
-    wait_for("try again", 10);
+    term.wait_for("try again", 10);
     send("198.51.100.0/24");
-    wait_for("vpc_id [none]:", 10);
-    let s = screen();
+    term.wait_for("vpc_id [none]:", 10);
+    let s = term.screen();
     assert!(
         s.contains("1) vpc-") && s.contains("(default)"),
         "VPCs offered:\n{s}"
     );
     send("1");
-    let s = wait_for("subnet_id [none]:", 10);
+    let s = term.wait_for("subnet_id [none]:", 10);
     assert!(s.contains("us-east-1a"), "subnets offered:\n{s}");
     send("");
-    wait_for("models [llama3.2:3b]:", 10);
+    term.wait_for("models [llama3.2:3b]:", 10);
     send("");
-    wait_for("owner_email [admin@example.com]:", 10);
+    term.wait_for("owner_email [admin@example.com]:", 10);
     send("");
-    let s = wait_for("Proceed? [y/N]", 20);
+    let s = term.wait_for("Proceed? [y/N]", 20);
     assert!(s.contains(&format!("Deploy dev as stack `{stack}`")), "{s}");
     assert!(
         s.contains("* instance_type = t3.large") && s.contains("per month (estimate)"),
         "{s}"
     );
     send("y");
-    wait_for(" ok run ", 60);
-    let _ = tmux(&["kill-server"]);
+    term.wait_for(" ok run ", 60);
+    drop(term);
     let state = w.state(&stack);
     assert_eq!(state["config"]["instance_type"], "t3.large");
     assert_eq!(state["config"]["allowed_cidr"], "198.51.100.0/24");

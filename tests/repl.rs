@@ -25,11 +25,7 @@ fn repl(w: &World, args: &[&str], input: &str) -> Outcome {
         .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Outcome::from(out)
 }
 
 #[test]
@@ -137,96 +133,59 @@ fn ctrl_c_cancels_a_running_call_without_leaving() {
 /// Tab completion needs a terminal: drive the REPL inside tmux (installed by scripts/test.sh).
 #[test]
 fn tab_completes_functions_and_properties_in_a_terminal() {
-    use std::process::Command;
     use std::time::{Duration, Instant};
     let w = World::offline();
-    let socket = format!("gmtest-{}", std::process::id());
     let bin = assert_cmd::cargo::cargo_bin("geusemaker");
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(["-L", &socket])
-            .args(args)
-            .output()
-            .expect("tmux is installed by scripts/test.sh")
-    };
-    let screen = || {
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", "repl"]).stdout).into_owned()
-    };
-    let wait_for = |text: &str| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let s = screen();
-            if s.contains(text) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never saw {text:?} on screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     let command = format!(
         "env GEUSEMAKER_HOME={} NO_COLOR=1 AWS_REGION=us-east-1 AWS_ENDPOINT_URL=http://127.0.0.1:9 {} repl",
         w.home.path().display(),
         bin.display()
     );
+    let term = support::Tmux::start(
+        "repl",
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        &command,
+        160,
+        40,
+    );
     // Type only once the editor waits at the n-th prompt (keys sent earlier may be flushed).
     let prompt = |n: usize| {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while screen().matches("gm>").count() < n {
+        while term.screen().matches("gm>").count() < n {
             assert!(
                 Instant::now() < deadline,
                 "prompt {n} never came:\n{}",
-                screen()
+                term.screen()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
         std::thread::sleep(Duration::from_millis(300));
     };
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        "repl",
-        "-x",
-        "160",
-        "-y",
-        "40",
-        &command,
-    ]);
     prompt(1);
     // (No trailing `;`: tmux would read it as the end of its own command.)
-    tmux(&[
-        "send-keys",
-        "-t",
-        "repl",
-        "let v = #{ cidr: \"10.0.0.0/16\" }",
-        "Enter",
-    ]);
+    term.keys(&["let v = #{ cidr: \"10.0.0.0/16\" }", "Enter"]);
     prompt(2);
-    tmux(&["send-keys", "-t", "repl", "v.ci", "Tab"]);
-    wait_for("v.cidr");
-    tmux(&["send-keys", "-t", "repl", "Enter"]);
-    wait_for("10.0.0.0/16");
+    term.keys(&["v.ci", "Tab"]);
+    term.wait_for("v.cidr", 20);
+    term.keys(&["Enter"]);
+    term.wait_for("10.0.0.0/16", 20);
     prompt(3);
-    tmux(&["send-keys", "-t", "repl", "ec2::default_v", "Tab"]);
-    wait_for("ec2::default_vpc");
+    term.keys(&["ec2::default_v", "Tab"]);
+    term.wait_for("ec2::default_vpc", 20);
     // Ctrl-C cancels the line being typed; the session goes on.
-    tmux(&["send-keys", "-t", "repl", "C-c"]);
+    term.keys(&["C-c"]);
     prompt(4);
-    tmux(&["send-keys", "-t", "repl", "40 + 2", "Enter"]);
-    wait_for("42");
+    term.keys(&["40 + 2", "Enter"]);
+    term.wait_for("42", 20);
     prompt(5);
-    tmux(&["send-keys", "-t", "repl", "C-d"]);
+    term.keys(&["C-d"]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux(&["has-session", "-t", "repl"]).status.success() {
+    while term.alive() {
         assert!(
             Instant::now() < deadline,
             "Ctrl-D did not leave:\n{}",
-            screen()
+            term.screen()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = tmux(&["kill-server"]);
 }

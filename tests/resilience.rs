@@ -25,11 +25,7 @@ fn deploy_through(w: &World, stack: &str, proxy: &FaultProxy) -> Outcome {
         .env("AWS_ENDPOINT_URL", proxy.endpoint())
         .output()
         .unwrap();
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Outcome::from(out)
 }
 
 /// Exactly one of each resource the dev tier makes (counted in moto, not in our ledger).

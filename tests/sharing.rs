@@ -75,11 +75,7 @@ fn in_dir(w: &World, dir: &Path, args: &[&str]) -> Outcome {
         c.env_remove(k);
     }
     let out = c.current_dir(dir).args(args).output().unwrap();
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Outcome::from(out)
 }
 
 #[test]

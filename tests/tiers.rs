@@ -13,11 +13,7 @@ fn run(w: &World, args: &[&str]) -> Outcome {
         .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
         .output()
         .unwrap();
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Outcome::from(out)
 }
 
 fn elb(
