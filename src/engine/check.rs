@@ -6,15 +6,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use rhai::{ASTNode, Expr, FnCallExpr, Position, Stmt, AST};
+use rhai::{Expr, Position, AST};
 
 use super::diag::{self, Diagnostic, Loc};
 use super::meta::{self, RecipeMeta};
-use super::recipes::imports;
 use super::resolver::Resolver;
 use super::session::{load_recipe, RunError};
 use super::sources::Sources;
-use super::{build_engine, embedded};
+use super::{build_engine, embedded, scan};
 use crate::primitives::did_you_mean;
 use crate::ui::Ui;
 
@@ -111,20 +110,6 @@ fn script_fns(ast: &AST) -> BTreeMap<String, BTreeSet<usize>> {
     m
 }
 
-/// Calls in a script, with their positions.
-fn calls(ast: &AST) -> Vec<(FnCallExpr, Position)> {
-    let mut out = Vec::new();
-    ast.walk(&mut |path: &[ASTNode]| {
-        match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(c, pos))) => out.push(((**c).clone(), *pos)),
-            Some(ASTNode::Stmt(Stmt::FnCall(c, pos))) => out.push(((**c).clone(), *pos)),
-            _ => {}
-        }
-        true
-    });
-    out
-}
-
 /// Built-ins the parser handles itself (not in the function metadata).
 const KEYWORD_FNS: &[&str] = &[
     "type_of",
@@ -197,8 +182,7 @@ impl Checker {
 
         // Imports: each must resolve and compile; remember alias → module functions.
         let mut aliases: BTreeMap<String, String> = BTreeMap::new();
-        let alias_of = import_aliases(&ast);
-        for (path, pos) in imports(&ast) {
+        for scan::Import { path, alias, pos } in scan::imports(&ast) {
             match self.resolver.find(Some(display), &path) {
                 Err(e) => {
                     let (message, hint) = match e.split_once("\nhint: ") {
@@ -212,9 +196,7 @@ impl Checker {
                         self.sources.insert(&name, &mtext, file);
                         self.file(&name, &mtext);
                     }
-                    if let Some(alias) = alias_of.get(&path) {
-                        aliases.insert(alias.clone(), name);
-                    }
+                    aliases.insert(alias, name);
                 }
                 Ok(None) => {
                     let stdlib: Vec<&str> = embedded::STDLIB.iter().map(|(n, _)| *n).collect();
@@ -235,7 +217,7 @@ impl Checker {
 
         // Calls.
         let own = script_fns(&ast);
-        for (call, pos) in calls(&ast) {
+        for (call, pos) in scan::calls(&ast) {
             if call.is_operator_call()
                 || !call
                     .name
@@ -350,23 +332,9 @@ impl Checker {
     }
 }
 
-/// `import "path" as alias` → path → alias.
-fn import_aliases(ast: &AST) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    ast.walk(&mut |path: &[ASTNode]| {
-        if let Some(ASTNode::Stmt(Stmt::Import(x, _))) = path.last() {
-            if let Expr::StringConstant(s, _) = &x.0 {
-                out.insert(s.to_string(), x.1.name.to_string());
-            }
-        }
-        true
-    });
-    out
-}
-
 /// `param("x", …)` calls: name, whether a default is given, and where.
 fn param_calls(ast: &AST) -> Vec<(String, usize, Position)> {
-    calls(ast)
+    scan::calls(ast)
         .into_iter()
         .filter(|(c, _)| c.name == "param" && c.namespace.is_empty())
         .filter_map(|(c, pos)| match c.args.first() {

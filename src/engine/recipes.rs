@@ -4,28 +4,14 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use rhai::{ASTNode, Expr, Stmt, AST};
+use rhai::AST;
 use serde::Serialize;
 
 use super::meta::{self, RecipeMeta};
 use super::project::{self, Origin, Project};
 use super::session::{load_recipe, RunError};
-use super::{embedded, resolver::display_path};
+use super::{embedded, resolver::display_path, scan};
 use crate::ui::Ui;
-
-/// The literal module paths a script imports, with their positions.
-pub fn imports(ast: &AST) -> Vec<(String, rhai::Position)> {
-    let mut out = Vec::new();
-    ast.walk(&mut |path: &[ASTNode]| {
-        if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = path.last() {
-            if let Expr::StringConstant(s, _) = &x.0 {
-                out.push((s.to_string(), *pos));
-            }
-        }
-        true
-    });
-    out
-}
 
 fn parse_only(text: &str) -> Option<AST> {
     super::parser().compile(text).ok()
@@ -35,7 +21,7 @@ fn parse_only(text: &str) -> Option<AST> {
 pub fn stdlib_closure(text: &str) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     let mut todo: Vec<String> = parse_only(text)
-        .map(|a| imports(&a).into_iter().map(|(p, _)| p).collect())
+        .map(|a| scan::imports(&a).into_iter().map(|i| i.path).collect())
         .unwrap_or_default();
     while let Some(m) = todo.pop() {
         let Some(src) = embedded::stdlib(&m) else {
@@ -43,7 +29,7 @@ pub fn stdlib_closure(text: &str) -> BTreeSet<String> {
         };
         if seen.insert(m) {
             if let Some(ast) = parse_only(src) {
-                todo.extend(imports(&ast).into_iter().map(|(p, _)| p));
+                todo.extend(scan::imports(&ast).into_iter().map(|i| i.path));
             }
         }
     }

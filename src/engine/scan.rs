@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use rhai::{ASTNode, Expr, FnCallExpr, Stmt, AST};
+use rhai::{ASTNode, Expr, FnCallExpr, Position, Stmt, AST};
 
 /// The params a recipe reads with `param("name", …)`.
 #[derive(Debug, Default, PartialEq)]
@@ -14,7 +14,7 @@ pub struct DeclaredParams {
 
 pub fn param_names(ast: &AST) -> DeclaredParams {
     let mut out = DeclaredParams::default();
-    let mut visit = |call: &FnCallExpr| {
+    for (call, _) in calls(ast) {
         if call.name == "param" && call.namespace.is_empty() {
             match call.args.first() {
                 Some(Expr::StringConstant(s, _)) => {
@@ -23,13 +23,45 @@ pub fn param_names(ast: &AST) -> DeclaredParams {
                 _ => out.dynamic = true,
             }
         }
-    };
+    }
+    out
+}
+
+/// Every function call in a script (its functions included), with its position.
+pub fn calls(ast: &AST) -> Vec<(FnCallExpr, Position)> {
+    let mut out = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         // A call is an expression, or a statement of its own (`param("x", 1);`).
         match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, _))) => visit(call),
-            Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => visit(call),
+            Some(ASTNode::Expr(Expr::FnCall(c, pos))) => out.push(((**c).clone(), *pos)),
+            Some(ASTNode::Stmt(Stmt::FnCall(c, pos))) => out.push(((**c).clone(), *pos)),
             _ => {}
+        }
+        true
+    });
+    out
+}
+
+/// An `import "path" as alias;` with a literal path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Import {
+    pub path: String,
+    pub alias: String,
+    pub pos: Position,
+}
+
+/// The literal imports of a script, in order.
+pub fn imports(ast: &AST) -> Vec<Import> {
+    let mut out = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = path.last() {
+            if let Expr::StringConstant(s, _) = &x.0 {
+                out.push(Import {
+                    path: s.to_string(),
+                    alias: x.1.name.to_string(),
+                    pos: *pos,
+                });
+            }
         }
         true
     });
