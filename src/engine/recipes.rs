@@ -43,11 +43,19 @@ struct Listed {
     description: Option<String>,
     /// `bundled`, or the file.
     source: String,
+    /// What `run` takes to run it.
+    #[serde(skip)]
+    id: String,
 }
 
 fn listed(name: String, text: &str, source: String) -> Listed {
     let m = meta::parse(text).ok().flatten();
     Listed {
+        id: if source == "bundled" {
+            name.clone()
+        } else {
+            source.clone()
+        },
         name: m.as_ref().map_or(name, |m| m.name.clone()),
         version: m.as_ref().map(|m| m.version.clone()),
         description: m.map(|m| m.description),
@@ -76,44 +84,14 @@ fn local_recipes(dir: &Path) -> Vec<Listed> {
         .collect()
 }
 
-/// Recipes beyond the bundled ones, as `run` takes them: files with a header in `./recipes`
-/// and `.`, then `source/name` for the project's locked sources.
-pub fn project_recipe_ids() -> Vec<String> {
+/// Recipes beyond the bundled ones, listed as `run` takes them: files with a header in
+/// `./recipes` and `.` (by path), then `source/name` for the project's locked sources.
+fn extra_recipes() -> Vec<Listed> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let mut ids: Vec<String> = [cwd.join("recipes"), cwd]
+    let mut all: Vec<Listed> = [cwd.join("recipes"), cwd]
         .iter()
         .flat_map(|d| local_recipes(d))
-        .map(|l| l.source)
         .collect();
-    if let Some((project, home)) = super::resolver::current_project() {
-        for (name, locked) in &project.lock {
-            let Ok(dir) = project.checkout(&home, name) else {
-                continue;
-            };
-            for file in locked.files.keys() {
-                let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
-                    continue;
-                };
-                if meta::parse(&text).ok().flatten().is_some() {
-                    ids.push(format!("{name}/{}", file.trim_end_matches(".rhai")));
-                }
-            }
-        }
-    }
-    ids
-}
-
-/// `geusemaker recipes list [--json]`: bundled ones, then those in `./recipes` and `.`.
-pub fn list(json: bool) -> Result<(), RunError> {
-    let mut all: Vec<Listed> = embedded::RECIPES
-        .iter()
-        .map(|(n, t)| listed(n.to_string(), t, "bundled".into()))
-        .collect();
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    for dir in [cwd.join("recipes"), cwd.clone()] {
-        all.extend(local_recipes(&dir));
-    }
-    // Recipes of the project's locked sources, named as `run` takes them.
     if let Some((project, home)) = super::resolver::current_project() {
         for (name, locked) in &project.lock {
             let Ok(dir) = project.checkout(&home, name) else {
@@ -134,11 +112,27 @@ pub fn list(json: bool) -> Result<(), RunError> {
                 }
                 let id = format!("{name}/{}", file.trim_end_matches(".rhai"));
                 let mut l = listed(id.clone(), &text, at.clone());
-                l.name = id;
+                l.name = id.clone();
+                l.id = id;
                 all.push(l);
             }
         }
     }
+    all
+}
+
+/// The ids (`run` arguments) of [`extra_recipes`].
+pub fn project_recipe_ids() -> Vec<String> {
+    extra_recipes().into_iter().map(|l| l.id).collect()
+}
+
+/// `geusemaker recipes list [--json]`: bundled ones, then those in `./recipes` and `.`.
+pub fn list(json: bool) -> Result<(), RunError> {
+    let mut all: Vec<Listed> = embedded::RECIPES
+        .iter()
+        .map(|(n, t)| listed(n.to_string(), t, "bundled".into()))
+        .collect();
+    all.extend(extra_recipes());
     if json {
         println!(
             "{}",
