@@ -266,9 +266,8 @@ pub fn parse(text: &str) -> Result<Option<RecipeMeta>, HeaderError> {
         return Ok(None);
     };
     let at = |offset: usize, message: String| {
-        let before = &toml[..offset.min(toml.len())];
-        let line = before.matches('\n').count();
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count());
+        let (line, col) = crate::config::line_col(&toml, offset);
+        let (line, col) = (line - 1, col - 1);
         // The file line, and the column after the `//! ` prefix.
         let file_line = text.lines().nth(first - 1 + line).unwrap_or("");
         let prefix = file_line.len() - file_line.trim_start().len()

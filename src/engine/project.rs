@@ -64,10 +64,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn toml_err(path: &Path, text: &str, e: &toml_edit::TomlError) -> String {
-    let offset = e.span().map_or(0, |s| s.start);
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let (line, col) = crate::config::line_col(text, e.span().map_or(0, |s| s.start));
     format!(
         "{}:{line}:{col}: not valid TOML: {}",
         path.display(),
