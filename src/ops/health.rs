@@ -35,6 +35,16 @@ impl Level {
             Level::Unknown => "unknown",
         }
     }
+
+    /// How it reads on screen.
+    pub fn tone(self) -> crate::ui::Tone {
+        use crate::ui::Tone;
+        match self {
+            Level::Healthy => Tone::Good,
+            Level::Warning | Level::Unknown => Tone::Warn,
+            Level::Critical => Tone::Bad,
+        }
+    }
 }
 
 /// What is known about one service.

@@ -15,7 +15,7 @@ use crate::cloud::{Aws, AwsSettings};
 use crate::config::{fmt_duration, Settings};
 use crate::engine::{RunError, RunRequest};
 use crate::state::{Home, StackLock, StackStatus, StackStore};
-use crate::ui::{Tone, Ui};
+use crate::ui::Ui;
 
 /// What `monitor` was asked to do.
 #[derive(Debug, Clone)]
@@ -237,11 +237,7 @@ fn report_round(ui: &Ui, stack: &str, checks: &[crate::primitives::health::Check
             error = rec.error.as_deref().unwrap_or(""),
             "health check"
         );
-        let tone = match rec.level {
-            Level::Healthy => Tone::Good,
-            Level::Warning | Level::Unknown => Tone::Warn,
-            Level::Critical => Tone::Bad,
-        };
+        let tone = rec.level.tone();
         let text = match (rec.level, rec.latency_ms) {
             (Level::Healthy, Some(ms)) => format!("{} {ms}ms", c.name),
             (level, _) => format!(

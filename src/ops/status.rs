@@ -267,14 +267,6 @@ fn gather(
     }
 }
 
-fn tone(level: Level) -> Tone {
-    match level {
-        Level::Healthy => Tone::Good,
-        Level::Warning | Level::Unknown => Tone::Warn,
-        Level::Critical => Tone::Bad,
-    }
-}
-
 fn render(r: &Report, ui: &Ui) {
     let now = chrono::Utc::now();
     let age = super::parse_time(&r.created_at)
@@ -333,8 +325,8 @@ fn render(r: &Report, ui: &Ui) {
                     s.name.clone(),
                     format!(
                         "{}{}",
-                        ui.mark(tone(s.status)),
-                        ui.tone(s.status.as_str(), tone(s.status))
+                        ui.mark(s.status.tone()),
+                        ui.tone(s.status.as_str(), s.status.tone())
                     ),
                     s.latency_ms.map_or("-".into(), |ms| format!("{ms} ms")),
                     s.consecutive_failures.to_string(),
