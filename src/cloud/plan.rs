@@ -51,6 +51,15 @@ pub struct Recorder {
     model: Mutex<Model>,
 }
 
+/// The items (of a model list of `(item, tags)`) carrying all the `want` tags.
+fn tagged<T: Clone>(items: &[(T, Vec<(String, String)>)], want: &[(String, String)]) -> Vec<T> {
+    items
+        .iter()
+        .filter(|(_, t)| has_tags(t, want))
+        .map(|(x, _)| x.clone())
+        .collect()
+}
+
 fn has_tags(have: &[(String, String)], want: &[(String, String)]) -> bool {
     want.iter().all(|w| have.contains(w))
 }
@@ -413,13 +422,7 @@ impl Ec2Api for PlanApi {
         tags: &[(String, String)],
     ) -> Result<Vec<SecurityGroup>, CloudError> {
         self.0.op(&["EC2:DescribeSecurityGroups"]);
-        Ok(self
-            .model()
-            .groups
-            .iter()
-            .filter(|(_, t)| has_tags(t, tags))
-            .map(|(g, _)| g.clone())
-            .collect())
+        Ok(tagged(&self.model().groups, tags))
     }
     fn revoke_all_ingress(&self, group: &SecurityGroup) -> Result<(), CloudError> {
         if !group.ingress.is_empty() {
@@ -437,13 +440,7 @@ impl Ec2Api for PlanApi {
     }
     fn find_key_pairs(&self, tags: &[(String, String)]) -> Result<Vec<KeyPair>, CloudError> {
         self.0.op(&["EC2:DescribeKeyPairs"]);
-        Ok(self
-            .model()
-            .key_pairs
-            .iter()
-            .filter(|(_, t)| has_tags(t, tags))
-            .map(|(k, _)| k.clone())
-            .collect())
+        Ok(tagged(&self.model().key_pairs, tags))
     }
     fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError> {
         self.0.op(&["EC2:DescribeVolumes"]);
@@ -575,13 +572,7 @@ impl EfsApi for PlanApi {
     fn find_by_tag(&self, key: &str, value: &str) -> Result<Vec<FileSystem>, CloudError> {
         self.0.op(&["EFS:DescribeFileSystems"]);
         let want = [(key.to_string(), value.to_string())];
-        Ok(self
-            .model()
-            .file_systems
-            .iter()
-            .filter(|(_, t)| has_tags(t, &want))
-            .map(|(f, _)| f.clone())
-            .collect())
+        Ok(tagged(&self.model().file_systems, &want))
     }
     fn create_mount_target(
         &self,
@@ -813,13 +804,7 @@ impl CloudFrontApi for PlanApi {
             "CloudFront:ListTagsForResource",
         ]);
         let want = [(key.to_string(), value.to_string())];
-        Ok(self
-            .model()
-            .distributions
-            .iter()
-            .filter(|(_, t)| has_tags(t, &want))
-            .map(|(d, _)| d.clone())
-            .collect())
+        Ok(tagged(&self.model().distributions, &want))
     }
     fn disable(&self, id: &str) -> Result<(), CloudError> {
         self.0.op(&[

@@ -307,19 +307,9 @@ pub fn deploy(
         ..req.clone()
     };
     let plan = make_plan(&run_req, Ui::detect(true).silent(), false)?;
-    let values = meta::resolve(
-        &m,
-        &run_req
-            .sets
-            .iter()
-            .filter_map(|s| {
-                s.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect(),
-        &req.param_settings,
-    )
-    .map_err(RunError::Usage)?;
+    let mut answers = given.clone();
+    answers.extend(chosen.clone());
+    let values = meta::resolve(&m, &answers, &req.param_settings).map_err(RunError::Usage)?;
     say("");
     say(&format!(
         "Deploy {} as stack `{stack}` in {}:",
