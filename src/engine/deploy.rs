@@ -236,15 +236,13 @@ pub fn deploy(
             }
         }
     };
-    let loaded = load_recipe(&recipe_id)?;
-    let m = meta::parse(&loaded.text)
-        .map_err(|e| RunError::Usage(format!("{}:{}:{}: {}", loaded.display, e.line, e.col, e.message)))?
-        .ok_or_else(|| {
-            RunError::Usage(format!(
-                "{} has no header to ask from; run it with `geusemaker run {recipe_id} --name … --set …`",
-                loaded.display
-            ))
-        })?;
+    // A damaged header is rendered like any recipe error (file:line:col, caret).
+    let (display, m) = recipes::header_of(&recipe_id)?;
+    let m = m.ok_or_else(|| {
+        RunError::Usage(format!(
+            "{display} has no header to ask from; run it with `geusemaker run {recipe_id} --name … --set …`"
+        ))
+    })?;
 
     // 2. The stack's name.
     let home = Home::from_env()?;
