@@ -399,7 +399,8 @@ pub struct LaunchSpec {
 pub trait Ec2Api: Send + Sync {
     fn default_vpc(&self) -> Result<Vpc, CloudError>;
     fn vpc(&self, id: &str) -> Result<Vpc, CloudError>;
-    fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>, CloudError>;
+    /// The subnets of a VPC, or of every VPC in the region (`None`), sorted by zone.
+    fn subnets(&self, vpc_id: Option<&str>) -> Result<Vec<Subnet>, CloudError>;
     /// Latest Amazon Linux 2023 for `arch` (`x86_64` | `arm64`): the SSM public parameter,
     /// falling back to DescribeImages by name.
     fn latest_al2023(&self, arch: &str) -> Result<Image, CloudError>;
@@ -484,12 +485,13 @@ pub trait Ec2Api: Send + Sync {
     fn volume(&self, id: &str) -> Result<Volume, CloudError>;
     /// Create an encrypted volume (idempotent through the client token).
     fn create_volume(&self, req: &VolumeRequest) -> Result<Volume, CloudError>;
+    /// Attach; returns the attachment's state in the answer (`attaching`, or `attached`).
     fn attach_volume(
         &self,
         volume_id: &str,
         instance_id: &str,
         device: &str,
-    ) -> Result<(), CloudError>;
+    ) -> Result<String, CloudError>;
     fn delete_volume(&self, id: &str) -> Result<(), CloudError>;
 }
 
@@ -857,15 +859,14 @@ impl Ec2Api for SdkEc2 {
         })
     }
 
-    fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>, CloudError> {
+    fn subnets(&self, vpc_id: Option<&str>) -> Result<Vec<Subnet>, CloudError> {
+        let mut req = self.client.describe_subnets();
+        if let Some(vpc_id) = vpc_id {
+            req = req.filters(filter("vpc-id", &[vpc_id]));
+        }
         let out = self
             .rt
-            .block_on(
-                self.client
-                    .describe_subnets()
-                    .filters(filter("vpc-id", &[vpc_id]))
-                    .send(),
-            )
+            .block_on(req.send())
             .map_err(|e| CloudError::from_sdk(SVC, "DescribeSubnets", e))?;
         let mut subnets: Vec<Subnet> = out
             .subnets()
@@ -1339,7 +1340,7 @@ impl Ec2Api for SdkEc2 {
         volume_id: &str,
         instance_id: &str,
         device: &str,
-    ) -> Result<(), CloudError> {
+    ) -> Result<String, CloudError> {
         let result = self
             .rt
             .block_on(
@@ -1350,13 +1351,24 @@ impl Ec2Api for SdkEc2 {
                     .device(device)
                     .send(),
             )
-            .map(|_| ())
+            .map(|out| {
+                out.state()
+                    .map(|st| st.as_str().to_string())
+                    .unwrap_or_else(|| "attaching".into())
+            })
             .map_err(|e| CloudError::from_sdk(SVC, "AttachVolume", e));
         match result {
             // A retried request whose first answer was lost: attached already, to this instance.
             Err(e) if e.code.contains("InUse") || e.code == "IncorrectState" => {
                 match self.volume(volume_id) {
-                    Ok(v) if v.attached_to.as_deref() == Some(instance_id) => Ok(()),
+                    Ok(v) if v.attached_to.as_deref() == Some(instance_id) => {
+                        Ok(if v.state == "in-use" {
+                            "attached"
+                        } else {
+                            "attaching"
+                        }
+                        .into())
+                    }
                     _ => Err(e),
                 }
             }

@@ -59,6 +59,7 @@ pub trait IamApi: Send + Sync {
         managed_policies: &[String],
         inline_policy: (&str, &str),
         tags: &Tags,
+        look_first: bool,
     ) -> Result<(InstanceProfile, bool), CloudError>;
     fn find_instance_profile(&self, name: &str) -> Result<Option<InstanceProfile>, CloudError>;
     fn role_exists(&self, name: &str) -> Result<bool, CloudError>;
@@ -112,19 +113,25 @@ async fn get_profile(
     }
 }
 
-/// The role and profile `name`, made or brought up to date in three rounds of concurrent calls:
-/// what exists (role ∥ profile), what is missing (role ∥ profile), then the policies ∥ the
-/// role's place in the profile. Every create tolerates "already exists" (a retried request
-/// whose first answer was lost). Returns whether anything was created.
+/// The role and profile `name`, made or brought up to date in rounds of concurrent calls:
+/// what exists (role ∥ profile; only with `look_first`), what is missing (role ∥ profile), then
+/// the policies ∥ the role's place in the profile. Every create tolerates "already exists" (a
+/// profile made earlier, or a retried request whose first answer was lost), so skipping the
+/// first round is safe when nothing is expected to exist. Returns whether anything was created.
 async fn ensure(
     c: &aws_sdk_iam::Client,
     name: &str,
     managed_policies: &[String],
     (policy_name, policy_doc): (&str, &str),
     tags: &Tags,
+    look_first: bool,
 ) -> Result<(InstanceProfile, bool), CloudError> {
-    let (profile, role) = tokio::join!(get_profile(c, name), get_role(c, name));
-    let (profile, role) = (profile?, role?);
+    let (profile, role) = if look_first {
+        let (profile, role) = tokio::join!(get_profile(c, name), get_role(c, name));
+        (profile?, role?)
+    } else {
+        (None, None)
+    };
     let created = profile.is_none() || role.is_none();
 
     let make_role = async {
@@ -254,6 +261,7 @@ impl IamApi for SdkIam {
         managed_policies: &[String],
         inline_policy: (&str, &str),
         tags: &Tags,
+        look_first: bool,
     ) -> Result<(InstanceProfile, bool), CloudError> {
         self.rt.block_on(ensure(
             &self.client,
@@ -261,6 +269,7 @@ impl IamApi for SdkIam {
             managed_policies,
             inline_policy,
             tags,
+            look_first,
         ))
     }
 

@@ -153,8 +153,10 @@ impl Ec2Api for PlanApi {
             is_default: false,
         })
     }
-    fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>, CloudError> {
+    fn subnets(&self, vpc_id: Option<&str>) -> Result<Vec<Subnet>, CloudError> {
         self.0.op(&["EC2:DescribeSubnets"]);
+        let default_vpc = format!("vpc-{PLANNED}-default");
+        let vpc_id = vpc_id.unwrap_or(&default_vpc);
         Ok((0..3)
             .map(|i| Subnet {
                 id: format!("subnet-{PLANNED}-{}", self.0.az(i)),
@@ -483,7 +485,7 @@ impl Ec2Api for PlanApi {
         volume_id: &str,
         instance_id: &str,
         device: &str,
-    ) -> Result<(), CloudError> {
+    ) -> Result<String, CloudError> {
         self.0.op(&["EC2:AttachVolume"]);
         if let Some((v, _)) = self
             .model()
@@ -495,7 +497,7 @@ impl Ec2Api for PlanApi {
             v.attached_to = Some(instance_id.into());
             v.device = Some(device.into());
         }
-        Ok(())
+        Ok("attached".into())
     }
     fn delete_volume(&self, id: &str) -> Result<(), CloudError> {
         self.0.op(&["EC2:DeleteVolume"]);
@@ -905,6 +907,7 @@ impl IamApi for PlanApi {
         _managed: &[String],
         _inline: (&str, &str),
         _tags: &Tags,
+        _look_first: bool,
     ) -> Result<(InstanceProfile, bool), CloudError> {
         self.0.op(&[
             "IAM:GetInstanceProfile",

@@ -110,7 +110,7 @@ fn discovered(
                 },
             };
             aws.ec2
-                .subnets(&vpc)
+                .subnets(Some(&vpc))
                 .map(|s| {
                     s.into_iter()
                         .map(|s| (s.id, format!("{} {}", s.az, s.cidr)))

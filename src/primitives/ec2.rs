@@ -149,6 +149,17 @@ fn wait_instance(
     )
 }
 
+/// The stack's live instances named `<stack>-<name>`.
+fn live_instances(rt: &Runtime, name: &str) -> Result<Vec<Instance>, Box<EvalAltResult>> {
+    rt.aws()?
+        .ec2
+        .find_instances(&[
+            (STACK_TAG.into(), rt.stack.clone()),
+            (NAME_TAG.into(), rt.resource_name(name)),
+        ])
+        .map_err(super::cloud_err)
+}
+
 fn placeholder(id: &str) -> Instance {
     Instance {
         id: id.into(),
@@ -262,10 +273,23 @@ pub mod api {
     /// let subnets = ec2::subnets(ec2::default_vpc());
     /// for s in subnets { print(`${s.id} in ${s.az}`); }
     /// ```
-    #[rhai_fn(return_raw)]
+    #[rhai_fn(name = "subnets", return_raw)]
     pub fn subnets(ctx: NativeCallContext, vpc: Dynamic) -> Result<Array, Box<EvalAltResult>> {
         let id = id_of(&vpc, "a VPC")?;
-        let list = rt(&ctx)?.aws()?.ec2.subnets(&id).map_err(cloud_err)?;
+        let list = rt(&ctx)?.aws()?.ec2.subnets(Some(&id)).map_err(cloud_err)?;
+        Ok(list.into_iter().map(Dynamic::from).collect())
+    }
+
+    /// Every subnet in the region (of every VPC), sorted by Availability Zone: one request that
+    /// needs no VPC id, so it can go out beside `ec2::default_vpc()`.
+    ///
+    /// ```rhai
+    /// let r = parallel(#{ vpc: || ec2::default_vpc(), subnets: || ec2::subnets() });
+    /// let mine = r.subnets.filter(|s| s.vpc_id == r.vpc.id);
+    /// ```
+    #[rhai_fn(name = "subnets", return_raw)]
+    pub fn all_subnets(ctx: NativeCallContext) -> Result<Array, Box<EvalAltResult>> {
+        let list = rt(&ctx)?.aws()?.ec2.subnets(None).map_err(cloud_err)?;
         Ok(list.into_iter().map(Dynamic::from).collect())
     }
 
@@ -299,7 +323,9 @@ pub mod api {
     }
 
     /// Create (or find, on a re-run) the security group `<stack>-<name>` in `vpc`, and make
-    /// sure it has the given inbound rules. Options: `description`, `ingress` (an array of
+    /// sure it has the given inbound rules. A group the stack's ledger knows is described by
+    /// id; otherwise it is created straight away (a group of that name that exists after all is
+    /// adopted). Options: `description`, `ingress` (an array of
     /// rules: `port` or `from_port`/`to_port`, `protocol` (tcp), exactly one of `cidr` or
     /// `source` (another group, or `"self"` for members of this group), `description`).
     ///
@@ -329,15 +355,18 @@ pub mod api {
         let aws = rt.aws()?;
         let group_name = rt.resource_name(name);
         let attrs = BTreeMap::from([("vpc".to_string(), vpc_id.clone())]);
-        let sg = match aws
-            .ec2
-            .find_security_group(&vpc_id, &group_name)
-            .map_err(cloud_err)?
-        {
-            Some(sg) => {
-                rt.adopt("ec2:security-group", name, &sg.id, attrs)?;
-                sg
-            }
+        let known = match rt.ledger_id("ec2:security-group", name)? {
+            Some(id) => match aws.ec2.security_group(&id) {
+                Ok(sg) if sg.vpc_id == vpc_id => Some(sg),
+                Ok(_) => None,
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(cloud_err(e)),
+            },
+            None => None,
+        };
+        let sg = match known {
+            Some(sg) => sg,
+            // CreateSecurityGroup answers a duplicate name with the existing group (adopted).
             None => rt.create_recorded(
                 "ec2:security-group",
                 name,
@@ -541,7 +570,8 @@ pub mod api {
 
     /// Launch the instance `<stack>-<name>` and return at once (state `pending`); wait with
     /// `ec2::wait_until_running`. On a re-run, a live instance with that name is returned
-    /// instead of launching another. IMDSv2 is always required.
+    /// instead of launching another (after `ec2::find_instance(name)` found none in this run,
+    /// it is not looked for again). IMDSv2 is always required.
     ///
     /// Options: `image` (required), `instance_type` (t3.medium), `subnet` (required),
     /// `security_groups` (array), `key_pair`, `user_data` (script text), `spot` (false),
@@ -656,13 +686,11 @@ pub mod api {
 
         let aws = rt.aws()?;
         let tags = rt.tags(name);
-        let alive = aws
-            .ec2
-            .find_instances(&[
-                (STACK_TAG.into(), rt.stack.clone()),
-                (NAME_TAG.into(), tags.name.clone()),
-            ])
-            .map_err(cloud_err)?;
+        let alive = if rt.known_absent("ec2:instance", name) {
+            Vec::new()
+        } else {
+            live_instances(&rt, name)?
+        };
         if let Some(i) = alive.into_iter().next() {
             rt.adopt(
                 "ec2:instance",
@@ -711,6 +739,28 @@ pub mod api {
             i.id, i.instance_type, i.lifecycle
         ));
         Ok(i)
+    }
+
+    /// The stack's live instance `<stack>-<name>` (pending, running, stopping or stopped), or
+    /// `()`. Asked early, beside other work, it spares `ec2::run_instance` its own lookup.
+    ///
+    /// ```rhai
+    /// let earlier = ec2::find_instance("app");
+    /// if earlier != () { ui::info(`still running: ${earlier.id}`); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn find_instance(
+        ctx: NativeCallContext,
+        name: &str,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        match live_instances(&rt, name)?.into_iter().next() {
+            Some(i) => Ok(Dynamic::from(i)),
+            None => {
+                rt.note_absent("ec2:instance", name);
+                Ok(Dynamic::UNIT)
+            }
+        }
     }
 
     /// An instance, described now (by handle or id).
@@ -816,16 +866,19 @@ pub mod api {
                 (NAME_TAG.into(), tags.name),
             ])
             .map_err(cloud_err)?;
-        Ok(found
-            .into_iter()
-            .next()
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT))
+        match found.into_iter().next() {
+            Some(v) => Ok(Dynamic::from(v)),
+            None => {
+                rt.note_absent("ec2:volume", name);
+                Ok(Dynamic::UNIT)
+            }
+        }
     }
 
     /// Create (or find, on a re-run) the encrypted EBS volume `<stack>-<name>`; returns at once.
     /// It is independent of any instance, so it survives instance loss; attach it with
     /// `ec2::attach_volume`. Options: `az` (required), `size_gb` (50), `type` ("gp3").
+    /// After `ec2::find_volume(name)` found nothing in this run, it is not looked for again.
     ///
     /// ```rhai
     /// let data = ec2::volume("data", #{ az: vm.az, size_gb: 50 });
@@ -847,13 +900,16 @@ pub mod api {
         let volume_type = o.str("type")?.unwrap_or_else(|| "gp3".into());
         let aws = rt.aws()?;
         let tags = rt.tags(name);
-        let found = aws
-            .ec2
-            .find_volumes(&[
-                (STACK_TAG.into(), rt.stack.clone()),
-                (NAME_TAG.into(), tags.name.clone()),
-            ])
-            .map_err(cloud_err)?;
+        let found = if rt.known_absent("ec2:volume", name) {
+            Vec::new()
+        } else {
+            aws.ec2
+                .find_volumes(&[
+                    (STACK_TAG.into(), rt.stack.clone()),
+                    (NAME_TAG.into(), tags.name.clone()),
+                ])
+                .map_err(cloud_err)?
+        };
         if let Some(v) = found.into_iter().next() {
             if v.az != az {
                 return Err(usage_err(format!(
@@ -935,19 +991,46 @@ pub mod api {
             )));
         }
         let aws = rt.aws()?;
-        let v = aws.ec2.volume(&vol_id).map_err(cloud_err)?;
+        // A handle that the create (or a wait) just returned as `available` is attached
+        // straight away; anything else is described first.
+        let fresh = volume
+            .clone()
+            .try_cast::<Volume>()
+            .filter(|v| v.state == "available" && v.attached_to.is_none());
+        let v = match fresh {
+            Some(v) => v,
+            None => aws.ec2.volume(&vol_id).map_err(cloud_err)?,
+        };
+        let in_use_elsewhere = |other: &str| {
+            usage_err(format!(
+                "{F}: volume {vol_id} is attached to {other}; detach it (or terminate that instance) first"
+            ))
+        };
         match v.attached_to.as_deref() {
             Some(i) if i == inst_id => return Ok(v),
-            Some(other) => {
-                return Err(usage_err(format!(
-                    "{F}: volume {vol_id} is attached to {other}; detach it (or terminate that instance) first"
-                )))
-            }
+            Some(other) => return Err(in_use_elsewhere(other)),
             None => {}
         }
-        aws.ec2
-            .attach_volume(&vol_id, &inst_id, device)
-            .map_err(cloud_err)?;
+        let answered = match aws.ec2.attach_volume(&vol_id, &inst_id, device) {
+            Ok(state) => state,
+            Err(e) if e.code.contains("InUse") => {
+                // The handle was stale: say where the volume is.
+                let now = aws.ec2.volume(&vol_id).map_err(cloud_err)?;
+                return Err(match now.attached_to.as_deref() {
+                    Some(other) => in_use_elsewhere(other),
+                    None => cloud_err(e),
+                });
+            }
+            Err(e) => return Err(cloud_err(e)),
+        };
+        if answered == "attached" {
+            // Nothing left to wait for.
+            let mut v = v;
+            v.state = "in-use".into();
+            v.attached_to = Some(inst_id);
+            v.device = Some(device.to_string());
+            return Ok(v);
+        }
         wait_volume(&rt, &vol_id, "in-use", Some(&inst_id))
     }
 

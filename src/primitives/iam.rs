@@ -38,8 +38,9 @@ pub mod api {
         let policy = stack_parameters_policy(&rt.stack);
         let managed = [SSM_CORE_POLICY_ARN.to_string()];
         let tags = rt.tags(name);
-        // The ledger says whether this stack made it: then bring it up to date (one round of
-        // calls less than asking AWS first); otherwise create it (which adopts one that exists).
+        // The ledger says whether this stack made it: then look at it and bring it up to date;
+        // otherwise create it straight away (one round of calls less; a profile that exists
+        // after all — state lost, or a lost answer — answers "already exists" and is adopted).
         let known = rt
             .store()?
             .state()
@@ -54,6 +55,7 @@ pub mod api {
                     &managed,
                     ("geusemaker-stack-parameters", &policy),
                     &tags,
+                    true,
                 )
                 .map_err(cloud_err)?;
             rt.adopt("iam:instance-profile", name, &p.name, BTreeMap::new())?;
@@ -69,6 +71,7 @@ pub mod api {
                         &managed,
                         ("geusemaker-stack-parameters", &policy),
                         &tags,
+                        false,
                     )
                     .map(|(p, _)| p)
             },

@@ -138,6 +138,8 @@ pub struct Runtime {
     store: Option<Mutex<StackStore>>,
     waited: Mutex<Duration>,
     last_call: Mutex<Option<CallSite>>,
+    /// `(kind, name)` lookups that found nothing during this run (see [`Runtime::note_absent`]).
+    absent: Mutex<std::collections::HashSet<(String, String)>>,
     forget: std::sync::atomic::AtomicBool,
     /// Plan mode: AWS is the recording backend, health checks are not probed.
     plan: Option<Arc<crate::cloud::plan::Recorder>>,
@@ -177,6 +179,7 @@ impl Runtime {
             store: store.map(Mutex::new),
             waited: Mutex::new(Duration::ZERO),
             last_call: Mutex::new(None),
+            absent: Mutex::new(Default::default()),
             forget: std::sync::atomic::AtomicBool::new(false),
             plan: None,
         })
@@ -266,6 +269,40 @@ impl Runtime {
         *self.waited.lock().unwrap()
     }
 
+    /// Remember that the stack's `kind`/`name` was looked up and does not exist. The run holds
+    /// the stack's lock, so nothing of ours creates it meanwhile: a create primitive that would
+    /// look for it first (to adopt it on a re-run) can skip that lookup. A create of it
+    /// forgets the note.
+    pub fn note_absent(&self, kind: &str, name: &str) {
+        let mut absent = self.absent.lock().unwrap_or_else(|p| p.into_inner());
+        absent.insert((kind.to_string(), name.to_string()));
+    }
+
+    /// Was `kind`/`name` looked up earlier in this run and found missing?
+    pub fn known_absent(&self, kind: &str, name: &str) -> bool {
+        let absent = self.absent.lock().unwrap_or_else(|p| p.into_inner());
+        absent.contains(&(kind.to_string(), name.to_string()))
+    }
+
+    /// The id of `kind`/`name` if the ledger says this stack has it (created or adopted, not
+    /// deleted) in the current region.
+    pub fn ledger_id(&self, kind: &str, name: &str) -> Result<Option<String>, Box<EvalAltResult>> {
+        let region = self.region()?;
+        Ok(self
+            .store()?
+            .state()
+            .resources
+            .iter()
+            .rev()
+            .find(|r| {
+                r.kind == kind
+                    && r.name == name
+                    && r.region == region
+                    && r.status == crate::state::ResourceStatus::Created
+            })
+            .and_then(|r| r.id.clone()))
+    }
+
     /// Write-ahead create: intent (with token) → `create(token)` → id recorded (or failure).
     pub fn create_recorded<T>(
         &self,
@@ -275,6 +312,10 @@ impl Runtime {
         id_of: impl Fn(&T) -> (String, BTreeMap<String, String>),
     ) -> Result<T, Box<EvalAltResult>> {
         let region = self.region()?;
+        self.absent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(kind.to_string(), logical.to_string()));
         let (idx, token) = self
             .store()?
             .begin_create(kind, logical, &region, || self.new_token(logical))

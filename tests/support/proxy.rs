@@ -47,6 +47,8 @@ impl Rule {
 
 pub struct FaultProxy {
     pub port: u16,
+    /// When the proxy started: [`Stats::times`] count from here.
+    pub started: std::time::Instant,
     pub hits: Arc<Mutex<Vec<String>>>,
     pub stats: Arc<Mutex<Stats>>,
 }
@@ -196,7 +198,12 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { port, hits, stats }
+        FaultProxy {
+            port,
+            started: t0,
+            hits,
+            stats,
+        }
     }
 
     pub fn stats(&self) -> Stats {
