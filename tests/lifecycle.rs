@@ -317,8 +317,29 @@ fn rollback_without_a_healthy_snapshot_leaves_the_stack_failed_with_data() {
 #[test]
 fn a_deploy_killed_at_any_point_can_be_destroyed_completely() {
     let w = World::moto();
-    // A dev deploy makes 31 requests (several at once): kill points spread over them.
-    let points = [1, 3, 5, 7, 9, 12, 15, 18, 21, 24, 27, 30];
+    // Kill points spread over the requests a whole dev deploy makes (several go out at once),
+    // counted from its run summary.
+    let whole = run(
+        &w,
+        &[
+            "run",
+            "dev",
+            "--name",
+            &support::stack_name("crashref"),
+            "--set",
+            "health_timeout=30",
+        ],
+        &[],
+    );
+    let requests: usize = whole
+        .stdout
+        .split(" AWS requests")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in the run summary:\n{}", whole.stdout));
+    assert!(requests > 12, "{requests} requests");
+    let points: Vec<usize> = (0..12).map(|i| 1 + i * (requests - 2) / 11).collect();
     for k in points {
         let stack = support::stack_name(&format!("crash{k}"));
         let out = run(

@@ -217,3 +217,77 @@ fn the_load_balancer_tier_survives_lost_answers_to_its_creates() {
         .collect();
     assert_eq!(tgs.len(), 1, "one target group");
 }
+
+/// Creates go out without asking first when the ledger knows nothing (issue 9's critical
+/// path). With the state file lost, a second deploy still finds what the first made — the
+/// creates answer "already exists" and the lookups by tag find the instance and the data
+/// volume — and makes no second anything; the secrets keep their values.
+#[test]
+fn a_redeploy_after_losing_the_state_file_duplicates_nothing() {
+    let w = World::moto();
+    let stack = support::stack_name("lostst");
+    let deploy = || {
+        w.cmd()
+            .args(["run", "dev", "--name", &stack, "--set", "health_timeout=60"])
+            .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+            .output()
+            .unwrap()
+    };
+    Outcome::from(deploy()).success();
+    let sdk = w.sdk();
+    let secret = |name: &str| {
+        sdk.block_on(
+            sdk.ssm
+                .get_parameter()
+                .name(format!("/geusemaker/{stack}/{name}"))
+                .with_decryption(true)
+                .send(),
+        )
+        .unwrap()
+        .parameter()
+        .and_then(|p| p.value())
+        .map(str::to_string)
+    };
+    let key_before = secret("n8n/encryption_key");
+    assert!(key_before.is_some());
+    let instance_before = sdk.stack_instances(&stack)[0]
+        .instance_id()
+        .map(str::to_string);
+
+    std::fs::remove_file(w.state_path(&stack)).unwrap();
+    Outcome::from(deploy())
+        .success()
+        .stdout_has("already running");
+    assert_exactly_one_of_each(&w, &stack);
+    assert_eq!(
+        secret("n8n/encryption_key"),
+        key_before,
+        "the secret was kept"
+    );
+    assert_eq!(
+        sdk.stack_instances(&stack)[0]
+            .instance_id()
+            .map(str::to_string),
+        instance_before,
+        "the same instance"
+    );
+    // The new ledger knows everything again, so destroy can find it.
+    let state = w.state(&stack);
+    let kinds: Vec<&str> = state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "created")
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    for kind in [
+        "ec2:security-group",
+        "efs:file-system",
+        "ssm:parameter",
+        "ec2:instance",
+        "ec2:volume",
+        "iam:instance-profile",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+}

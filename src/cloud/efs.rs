@@ -25,6 +25,9 @@ pub struct FileSystem {
     pub creation_token: String,
     #[rhai_type(readonly)]
     pub size_bytes: i64,
+    /// How many mount targets it had when described.
+    #[rhai_type(readonly)]
+    pub mount_targets: i64,
 }
 
 impl fmt::Display for FileSystem {
@@ -140,6 +143,7 @@ fn to_fs(d: &aws_sdk_efs::types::FileSystemDescription) -> FileSystem {
         encrypted: d.encrypted().unwrap_or(false),
         creation_token: d.creation_token().to_string(),
         size_bytes: d.size_in_bytes().map(|s| s.value()).unwrap_or(0),
+        mount_targets: i64::from(d.number_of_mount_targets()),
     }
 }
 
@@ -215,6 +219,7 @@ impl EfsApi for SdkEfs {
                 encrypted: out.encrypted().unwrap_or(false),
                 creation_token: out.creation_token().to_string(),
                 size_bytes: out.size_in_bytes().map(|s| s.value()).unwrap_or(0),
+                mount_targets: i64::from(out.number_of_mount_targets()),
             }),
             Err(e) => {
                 let e = CloudError::from_sdk(SVC, "CreateFileSystem", e);

@@ -534,6 +534,7 @@ impl EfsApi for PlanApi {
             encrypted: true,
             creation_token: token.into(),
             size_bytes: 0,
+            mount_targets: 0,
         };
         self.model().file_systems.push((f.clone(), tags.pairs()));
         Ok(f)

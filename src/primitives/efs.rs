@@ -51,9 +51,13 @@ pub mod api {
         let rt = rt(&ctx)?;
         let aws = rt.aws()?;
         let token = format!("geusemaker-{}", rt.resource_name(name));
-        if let Some(fs) = aws.efs.find_by_token(&token).map_err(cloud_err)? {
-            rt.adopt("efs:file-system", name, &fs.id, BTreeMap::new())?;
-            return Ok(fs);
+        // One the ledger knows is looked up; otherwise it is created straight away: the
+        // creation token makes that idempotent (one that exists after all is returned).
+        if rt.ledger_id("efs:file-system", name)?.is_some() {
+            if let Some(fs) = aws.efs.find_by_token(&token).map_err(cloud_err)? {
+                rt.adopt("efs:file-system", name, &fs.id, BTreeMap::new())?;
+                return Ok(fs);
+            }
         }
         let region = rt.region()?;
         // The creation token is deterministic, so the intent carries it instead of a random one.
@@ -64,13 +68,15 @@ pub mod api {
         match aws.efs.create_file_system(&token, &rt.tags(name)) {
             Ok(fs) => {
                 tracing::info!(kind = "efs:file-system", name, id = %fs.id, %token, "created");
+                if fs.mount_targets == 0 {
+                    // efs::mount_target need not look for one in this run.
+                    rt.note_absent("efs:mount-targets", &fs.id);
+                }
                 rt.store()?
                     .finish_create(idx, &fs.id, BTreeMap::new())
                     .map_err(state_err)?;
-                rt.ui.info(&format!(
-                    "file system {name}: created {} (encrypted)",
-                    fs.id
-                ));
+                rt.ui
+                    .info(&format!("file system {name}: {} (encrypted)", fs.id));
                 Ok(fs)
             }
             Err(e) => {
@@ -166,7 +172,11 @@ pub mod api {
             .map(|g| id_of(g, "a security group"))
             .collect::<Result<Vec<_>, _>>()?;
         let aws = rt.aws()?;
-        let existing = aws.efs.mount_targets(&fs_id).map_err(cloud_err)?;
+        let existing = if rt.known_absent("efs:mount-targets", &fs_id) {
+            Vec::new()
+        } else {
+            aws.efs.mount_targets(&fs_id).map_err(cloud_err)?
+        };
         let logical = format!("mount-{subnet_id}");
         if let Some(mt) = existing.into_iter().find(|m| m.subnet_id == subnet_id) {
             rt.adopt(
@@ -177,6 +187,7 @@ pub mod api {
             )?;
             return Ok(mt);
         }
+        rt.forget_absent("efs:mount-targets", &fs_id);
         rt.create_recorded(
             "efs:mount-target",
             &logical,

@@ -278,6 +278,12 @@ impl Runtime {
         absent.insert((kind.to_string(), name.to_string()));
     }
 
+    /// Drop a [`Runtime::note_absent`] note (a create of something it covers was sent).
+    pub fn forget_absent(&self, kind: &str, name: &str) {
+        let mut absent = self.absent.lock().unwrap_or_else(|p| p.into_inner());
+        absent.remove(&(kind.to_string(), name.to_string()));
+    }
+
     /// Was `kind`/`name` looked up earlier in this run and found missing?
     pub fn known_absent(&self, kind: &str, name: &str) -> bool {
         let absent = self.absent.lock().unwrap_or_else(|p| p.into_inner());
@@ -312,10 +318,7 @@ impl Runtime {
         id_of: impl Fn(&T) -> (String, BTreeMap<String, String>),
     ) -> Result<T, Box<EvalAltResult>> {
         let region = self.region()?;
-        self.absent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(kind.to_string(), logical.to_string()));
+        self.forget_absent(kind, logical);
         let (idx, token) = self
             .store()?
             .begin_create(kind, logical, &region, || self.new_token(logical))

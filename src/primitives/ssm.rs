@@ -148,9 +148,13 @@ pub mod api {
         }
         let full = full_name(&rt, name)?;
         let aws = rt.aws()?;
-        if let Some((p, _)) = aws.ssm.get(&full).map_err(cloud_err)? {
-            rt.adopt("ssm:parameter", name, &p.name, BTreeMap::new())?;
-            return Ok(p);
+        // One the ledger knows is read; otherwise it is written straight away: PutParameter
+        // without overwrite keeps a secret that exists after all (and returns it).
+        if rt.ledger_id("ssm:parameter", name)?.is_some() {
+            if let Some((p, _)) = aws.ssm.get(&full).map_err(cloud_err)? {
+                rt.adopt("ssm:parameter", name, &p.name, BTreeMap::new())?;
+                return Ok(p);
+            }
         }
         let tags = rt.tags(name);
         rt.create_recorded(
