@@ -418,6 +418,17 @@ print(`${r.a} ${r.b} ${r.c}`);
         .failure(1)
         .stderr_has("step failed")
         .stderr_has("parbad.rhai:3:");
+    // A primitive failing in one step is shown at its own call, even when another step
+    // calls primitives after it.
+    let late = w.recipe(
+        "parlate.rhai",
+        "let r = parallel(#{\n    a: || ssm::ensure_secret(\"x\", #{ bytes: 2 }),\n    b: || { let n = 0; while n < 300000 { n += 1; } ui::info(\"late\"); ui::info(\"later\") },\n});\n",
+    );
+    w.run(&["run", late.to_str().unwrap(), "--name", "par"])
+        .failure(1)
+        .stderr_has("bytes must be between 16 and 1024")
+        .stderr_has("parlate.rhai:2:")
+        .stderr_has("ssm::ensure_secret");
     let not_closure = w.recipe("parnc.rhai", "parallel(#{ x: 1 });\n");
     w.run(&["run", not_closure.to_str().unwrap(), "--name", "par"])
         .failure(1)

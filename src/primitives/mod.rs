@@ -261,6 +261,13 @@ impl Runtime {
         self.last_call.lock().unwrap().clone()
     }
 
+    /// Point error rendering at `site` (the failing step of a `parallel`), also for a
+    /// `parallel` this thread runs in.
+    pub fn set_last_call(&self, site: CallSite) {
+        THREAD_CALL.with(|c| *c.borrow_mut() = Some(site.clone()));
+        *self.last_call.lock().unwrap() = Some(site);
+    }
+
     pub fn add_wait(&self, d: Duration) {
         *self.waited.lock().unwrap() += d;
     }
@@ -416,12 +423,25 @@ pub fn rt(ctx: &NativeCallContext) -> Result<Arc<Runtime>, Box<EvalAltResult>> {
         .tag()
         .and_then(|t| t.clone().try_cast::<Arc<Runtime>>())
         .ok_or_else(|| usage_err("primitive called outside a geusemaker run"))?;
-    *rt.last_call.lock().unwrap() = Some(CallSite {
+    let site = CallSite {
         function: ctx.fn_name().to_string(),
         source: ctx.call_source().map(str::to_string),
         position: ctx.call_position(),
-    });
+    };
+    THREAD_CALL.with(|c| *c.borrow_mut() = Some(site.clone()));
+    *rt.last_call.lock().unwrap() = Some(site);
     Ok(rt)
+}
+
+thread_local! {
+    /// The last primitive called on this thread: a step of `parallel` that fails reports
+    /// its own call site, not whichever primitive another step called last.
+    static THREAD_CALL: std::cell::RefCell<Option<CallSite>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The last primitive called on this thread.
+pub fn thread_call() -> Option<CallSite> {
+    THREAD_CALL.with(|c| c.borrow().clone())
 }
 
 fn error_value(fields: &[(&str, Option<String>)]) -> Box<EvalAltResult> {

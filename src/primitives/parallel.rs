@@ -48,7 +48,12 @@ pub mod api {
         #[allow(deprecated)]
         let store = ctx.store_data();
         let engine = ctx.engine();
-        let results: Vec<(String, Result<Dynamic, Box<EvalAltResult>>)> = std::thread::scope(|s| {
+        type Outcome = (
+            String,
+            Result<Dynamic, Box<EvalAltResult>>,
+            Option<crate::primitives::CallSite>,
+        );
+        let results: Vec<Outcome> = std::thread::scope(|s| {
             let handles: Vec<_> = branches
                 .into_iter()
                 .map(|(name, f)| {
@@ -56,7 +61,12 @@ pub mod api {
                     s.spawn(move || {
                         #[allow(deprecated)]
                         let ctx = store.create_context(engine);
-                        (name, f.call_within_context::<Dynamic>(&ctx, ()))
+                        let result = f.call_within_context::<Dynamic>(&ctx, ());
+                        let site = result
+                            .is_err()
+                            .then(crate::primitives::thread_call)
+                            .flatten();
+                        (name, result, site)
                     })
                 })
                 .collect();
@@ -64,24 +74,34 @@ pub mod api {
                 .into_iter()
                 .map(|h| {
                     h.join().unwrap_or_else(|_| {
-                        (String::new(), Err(usage_err("parallel: a step panicked")))
+                        (
+                            String::new(),
+                            Err(usage_err("parallel: a step panicked")),
+                            None,
+                        )
                     })
                 })
                 .collect()
         });
         let mut out = Map::new();
         let mut first_error = None;
-        for (name, r) in results {
+        for (name, r, site) in results {
             match r {
                 Ok(v) => {
                     out.insert(name.into(), v);
                 }
-                Err(e) if first_error.is_none() => first_error = Some(e),
+                Err(e) if first_error.is_none() => first_error = Some((e, site)),
                 Err(_) => {}
             }
         }
         match first_error {
-            Some(e) => Err(e),
+            Some((e, site)) => {
+                // Errors point at the failing step's primitive call.
+                if let (Some(site), Ok(rt)) = (site, crate::primitives::rt(&ctx)) {
+                    rt.set_last_call(site);
+                }
+                Err(e)
+            }
             None => Ok(out),
         }
     }
