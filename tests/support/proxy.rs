@@ -1,6 +1,7 @@
 //! A fault-injecting HTTP proxy in front of moto (loopback only): requests whose body contains
 //! every substring of a rule get that rule's canned AWS error instead of being forwarded.
-//! Everything else goes to moto — after an optional latency, unless a seeded share of requests
+//! Everything else goes to moto — after an optional latency (or answered after a fixed service
+//! time), unless a seeded share of requests
 //! is answered with a protocol-correct throttling error first (EC2 query XML, query
 //! `ErrorResponse` XML, JSON `__type`, REST `x-amzn-ErrorType`), or has its response lost (the
 //! request reaches moto, the client gets a 503). One request per connection, `Connection: close`.
@@ -58,7 +59,13 @@ pub struct FaultProxy {
 pub struct Faults {
     /// Operations (as in [`Stats::log`], e.g. `RunInstances`) whose first response is lost.
     pub lose_first: Vec<&'static str>,
+    /// Added to every request before it goes to moto (moto's own work comes on top).
     pub latency: std::time::Duration,
+    /// A service time instead: every answer leaves this long after its request arrived (or
+    /// when moto answers, if that is later). moto's work happens inside it, as a remote
+    /// service's would — moto handles requests one at a time (Python's GIL), which added
+    /// latency would turn into a penalty on concurrency that AWS does not have.
+    pub answer_after: std::time::Duration,
     /// Share of requests answered with a throttling error before reaching moto.
     pub throttle: f64,
     /// Share of requests whose response is lost after moto handled them.
@@ -268,6 +275,12 @@ fn handle(
         return Ok(());
     }
 
+    let deadline = std::time::Instant::now() + faults.answer_after;
+    let at_deadline = || {
+        if let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(left);
+        }
+    };
     let op = operation(&head, &text);
     op_out.clone_from(&op);
     let n = {
@@ -285,6 +298,7 @@ fn handle(
             s.throttled += 1;
             s.log.push((op, "throttled"));
         }
+        at_deadline();
         write!(
             client,
             "HTTP/1.1 {status} Throttled\r\n{extra}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -339,6 +353,7 @@ fn handle(
         }
         s.log.push((op, if lose { "lost" } else { "ok" }));
     }
+    at_deadline();
     if lose {
         // moto did the work; the client only hears "unavailable".
         let (status, extra, ctype, body) = fault(&head, &text, true);
