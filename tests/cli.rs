@@ -223,7 +223,7 @@ fn recipes_that_touch_no_aws_need_no_credentials() {
     assert_eq!(s["status"], "running");
     assert_eq!(s["values"]["count"], 10);
     assert_eq!(s["outputs"]["answer"], 42);
-    assert_eq!(s["config"]["count"], 5);
+    assert_eq!(s["params"]["count"], 5);
     assert_eq!(support::file_mode(&w.state_path("local")), 0o600);
 }
 

@@ -112,7 +112,7 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
         state["last_healthy"]["services"].as_array().unwrap().len(),
         5
     );
-    assert_eq!(state["config"]["allowed_cidr"], cidr);
+    assert_eq!(state["params"]["allowed_cidr"], cidr);
     assert!(
         state["resources"]
             .as_array()

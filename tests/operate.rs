@@ -69,7 +69,7 @@ fn status_list_and_cost_describe_a_deployed_stack() {
         .success()
         .stdout_has("deploy.instance_type = t3.large");
     deploy_dev(&w, &stack);
-    assert_eq!(w.state(&stack)["config"]["instance_type"], "t3.large");
+    assert_eq!(w.state(&stack)["params"]["instance_type"], "t3.large");
     let endpoints = stand_ins();
 
     // status --json: the instance, the five services, nothing missing.

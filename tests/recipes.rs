@@ -302,9 +302,9 @@ fn the_interactive_deploy_asks_from_the_header_and_runs() {
     term.wait_for(" ok run ", 60);
     drop(term);
     let state = w.state(&stack);
-    assert_eq!(state["config"]["instance_type"], "t3.large");
-    assert_eq!(state["config"]["allowed_cidr"], "198.51.100.0/24");
-    assert!(state["config"]["vpc_id"]
+    assert_eq!(state["params"]["instance_type"], "t3.large");
+    assert_eq!(state["params"]["allowed_cidr"], "198.51.100.0/24");
+    assert!(state["params"]["vpc_id"]
         .as_str()
         .unwrap()
         .starts_with("vpc-"));

@@ -9,10 +9,21 @@ use crate::config::{ConfigError, Settings};
 use crate::engine::{self, RunError, RunRequest};
 use crate::ops;
 
+/// `geusemaker --version`: the version, the commit it was built from and the build date
+/// (embedded by build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("GEUSEMAKER_COMMIT"),
+    " ",
+    env!("GEUSEMAKER_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "geusemaker",
-    version,
+    version = VERSION,
     about = "Stand up a private AI stack on AWS from readable Rhai recipes",
     long_about = "GeuseMaker runs deployment recipes (Rhai scripts) that call typed AWS primitives.\n\
                   Credentials and region come from the standard AWS chain (environment, ~/.aws, SSO);\n\
@@ -181,6 +192,35 @@ pub enum Command {
         #[arg(long, default_value = "docs")]
         out: PathBuf,
     },
+    /// Print a shell completion script, e.g. `geusemaker completions bash > /etc/bash_completion.d/geusemaker`.
+    Completions {
+        /// The shell.
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff), e.g. `geusemaker man > /usr/local/share/man/man1/geusemaker.1`.
+    Man,
+}
+
+/// Write generated text to stdout; a reader that stops early (`| head`) is not an error.
+fn print_generated(what: &str, bytes: &[u8]) -> i32 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("error: writing {what}: {e}");
+            1
+        }
+    }
+}
+
+/// Shells `completions` writes for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -381,6 +421,8 @@ pub fn dispatch(cli: Cli) -> i32 {
     let needs_settings = !matches!(
         command,
         Command::Docs { .. }
+            | Command::Completions { .. }
+            | Command::Man
             | Command::Unlock { .. }
             | Command::Config { .. }
             | Command::Recipes { .. }
@@ -526,6 +568,26 @@ pub fn dispatch(cli: Cli) -> i32 {
             profile,
         } => engine::eval::eval(&expr, json, aws_settings(region, profile, &s))
             .map(|out| print!("{out}")),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "geusemaker", &mut script);
+            return print_generated("the completion script", &script);
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                eprintln!("error: rendering the man page: {e}");
+                return 1;
+            }
+            return print_generated("the man page", &page);
+        }
         Command::Docs { out } => {
             return match engine::docs::write(&out) {
                 Ok(files) => {

@@ -465,7 +465,7 @@ impl Session {
         })?;
         let mut store = runtime.take_store().expect("run has a store");
         store.update(|s| {
-            s.config = config;
+            s.params = config;
             if region.is_some() {
                 s.region = region.clone();
             }

@@ -265,7 +265,7 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
                 // A new file system meters almost nothing; until it grows past the recipe's
                 // expectation, the expectation is the better monthly figure.
                 let expected = state
-                    .config
+                    .params
                     .get("efs_gb_estimate")
                     .and_then(|v| v.as_f64())
                     .unwrap_or(0.0);
@@ -289,7 +289,7 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
         }
     }
     let root_gb = state
-        .config
+        .params
         .get("root_volume_gb")
         .and_then(|v| v.as_f64())
         .unwrap_or(30.0);
@@ -345,7 +345,7 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
         .filter(|_| output(state, "cloudfront_id").is_some());
     if let Some(since) = cdn_since {
         let gb = state
-            .config
+            .params
             .get("cdn_gb_estimate")
             .and_then(|v| v.as_f64())
             .unwrap_or(50.0);

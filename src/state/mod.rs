@@ -10,6 +10,7 @@
 
 mod atomic;
 mod lock;
+pub mod migrate;
 mod paths;
 mod stack;
 

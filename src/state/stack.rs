@@ -9,8 +9,7 @@ use serde_json::Value;
 
 use super::{validate_stack_name, write_atomic, Home, StackLock, StateError};
 
-/// Version of the state file format; bumped on incompatible changes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub use super::migrate::SCHEMA_VERSION;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -115,7 +114,7 @@ pub struct StackState {
     pub updated_at: DateTime<Utc>,
     /// The params the last run used (`--set` values and defaults).
     #[serde(default)]
-    pub config: BTreeMap<String, Value>,
+    pub params: BTreeMap<String, Value>,
     /// Values recipes keep between runs (`state::set`).
     #[serde(default)]
     pub values: BTreeMap<String, Value>,
@@ -144,7 +143,7 @@ impl StackState {
             recipe: None,
             created_at: now,
             updated_at: now,
-            config: BTreeMap::new(),
+            params: BTreeMap::new(),
             values: BTreeMap::new(),
             outputs: BTreeMap::new(),
             resources: Vec::new(),
@@ -154,26 +153,57 @@ impl StackState {
         }
     }
 
-    /// Parse a state file, pointing at the line and column of any damage.
-    pub fn parse(path: &Path, text: &str) -> Result<Self, StateError> {
-        let state: StackState = serde_json::from_str(text).map_err(|e| StateError::Corrupt {
+    /// Parse a state file, pointing at the line and column of any damage. A file of an older
+    /// format is brought forward (see [`super::migrate`]); the second value is the version it
+    /// was written in when that happened.
+    pub fn parse_versioned(path: &Path, text: &str) -> Result<(Self, Option<u32>), StateError> {
+        let corrupt = |line: usize, column: usize, message: String| StateError::Corrupt {
             path: path.to_path_buf(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
-        if state.schema_version > SCHEMA_VERSION {
-            return Err(StateError::Corrupt {
-                path: path.to_path_buf(),
-                line: 1,
-                column: 1,
-                message: format!(
-                    "schema_version {} is newer than this geusemaker understands ({SCHEMA_VERSION}); upgrade geusemaker",
-                    state.schema_version
-                ),
-            });
+            line,
+            column,
+            message,
+        };
+        let positioned = |e: serde_json::Error| corrupt(e.line(), e.column(), e.to_string());
+        #[derive(Deserialize)]
+        struct Probe {
+            schema_version: Option<u32>,
         }
-        Ok(state)
+        let probe: Probe = serde_json::from_str(text).map_err(positioned)?;
+        let version = probe.schema_version.ok_or_else(|| {
+            corrupt(
+                1,
+                1,
+                "no schema_version: this is not a geusemaker state file".into(),
+            )
+        })?;
+        if version > SCHEMA_VERSION {
+            return Err(corrupt(
+                1,
+                1,
+                format!(
+                    "schema_version {version} is newer than this geusemaker understands ({SCHEMA_VERSION}); upgrade geusemaker (the release that migrated it kept the older file as {}.v{SCHEMA_VERSION})",
+                    path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                ),
+            ));
+        }
+        if version == SCHEMA_VERSION {
+            return Ok((serde_json::from_str(text).map_err(positioned)?, None));
+        }
+        let mut doc: Value = serde_json::from_str(text).map_err(positioned)?;
+        super::migrate::forward(&mut doc, version).map_err(|m| corrupt(1, 1, m))?;
+        let state = serde_json::from_value(doc).map_err(|e| {
+            corrupt(
+                1,
+                1,
+                format!("after migrating from schema_version {version}: {e}"),
+            )
+        })?;
+        Ok((state, Some(version)))
+    }
+
+    /// [`StackState::parse_versioned`] without the version.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, StateError> {
+        Self::parse_versioned(path, text).map(|(s, _)| s)
     }
 
     /// The newest ledger entry for a logical resource.
@@ -209,7 +239,21 @@ impl StackStore {
         validate_stack_name(stack)?;
         let lock = StackLock::acquire(home, stack, run, command)?;
         let path = home.stack_file(stack);
-        let state = Self::read(&path)?.unwrap_or_else(|| StackState::new(stack));
+        let state = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let (state, migrated_from) = StackState::parse_versioned(&path, &text)?;
+                if let Some(v) = migrated_from {
+                    // Keep what the older release wrote: it cannot read the new format.
+                    let mut keep = path.clone().into_os_string();
+                    keep.push(format!(".v{v}"));
+                    write_atomic(Path::new(&keep), text.as_bytes())?;
+                    tracing::info!(from = v, to = SCHEMA_VERSION, kept = ?keep, "state file migrated");
+                }
+                state
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StackState::new(stack),
+            Err(e) => return Err(StateError::io(&path, e)),
+        };
         Ok(StackStore {
             path,
             state,
@@ -398,6 +442,28 @@ impl StackStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_format_1_file_from_0_1_loads_with_its_params_under_params() {
+        let text = include_str!("../../tests/fixtures/state-v1.json");
+        let (state, from) = StackState::parse_versioned(Path::new("team-dev.json"), text).unwrap();
+        assert_eq!(from, Some(1));
+        assert_eq!(state.schema_version, SCHEMA_VERSION);
+        assert_eq!(state.params["instance_type"], "t3.large");
+        assert_eq!(state.params["allowed_cidr"], "198.51.100.0/24");
+        assert_eq!(state.status, StackStatus::Running);
+        assert_eq!(state.resources.len(), 10);
+        // The current format parses as it is.
+        let again = serde_json::to_string(&state).unwrap();
+        let (_, from) = StackState::parse_versioned(Path::new("x.json"), &again).unwrap();
+        assert_eq!(from, None);
+    }
+
+    #[test]
+    fn a_file_without_a_schema_version_is_not_a_state_file() {
+        let e = StackState::parse(Path::new("x.json"), "{\"stack\": \"a\"}").unwrap_err();
+        assert!(e.to_string().contains("no schema_version"), "{e}");
+    }
 
     fn store(dir: &Path, stack: &str, run: &str) -> StackStore {
         StackStore::open(&Home::at(dir), stack, run, "test").unwrap()
