@@ -291,3 +291,64 @@ fn a_redeploy_after_losing_the_state_file_duplicates_nothing() {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }
 }
+
+/// A key pair whose CreateKeyPair answer was lost has no usable private key (it was in the
+/// answer): it is deleted and made again, so the key on disk opens the key pair AWS has.
+#[test]
+fn a_lost_key_pair_answer_makes_the_key_pair_again() {
+    let w = World::moto();
+    let stack = support::stack_name("lostkey");
+    let proxy = FaultProxy::start_with(
+        &support::moto().endpoint,
+        vec![],
+        Faults {
+            lose_first: vec!["CreateKeyPair"],
+            ..Faults::default()
+        },
+    );
+    let recipe = w.recipe(
+        "key.rhai",
+        "let k = ec2::key_pair(\"admin\");\nprint(`key ${k.id} ${k.private_key_path}`);\n",
+    );
+    let out = Outcome::from(
+        w.cmd()
+            .args(["run", recipe.to_str().unwrap(), "--name", &stack])
+            .env("AWS_ENDPOINT_URL", proxy.endpoint())
+            .output()
+            .unwrap(),
+    );
+    out.success();
+    let line = out
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("key "))
+        .unwrap_or_else(|| panic!("{}", out.stdout))
+        .to_string();
+    let (id, pem) = line.split_once(' ').unwrap();
+    let stats = proxy.stats();
+    let ops: Vec<&str> = stats
+        .log
+        .iter()
+        .map(|(op, _)| op.as_str())
+        .filter(|op| op.contains("KeyPair"))
+        .collect();
+    assert_eq!(
+        ops.iter().filter(|o| **o == "CreateKeyPair").count(),
+        2,
+        "{ops:?}"
+    );
+    assert!(ops.contains(&"DeleteKeyPair"), "{ops:?}");
+    let sdk = w.sdk();
+    let pairs = sdk
+        .block_on(
+            sdk.ec2
+                .describe_key_pairs()
+                .key_names(format!("{stack}-admin"))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(pairs.key_pairs().len(), 1);
+    assert_eq!(pairs.key_pairs()[0].key_pair_id(), Some(id));
+    let key = std::fs::read_to_string(pem).unwrap();
+    assert!(key.contains("PRIVATE KEY"), "{key}");
+}

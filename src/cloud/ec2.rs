@@ -1075,24 +1075,42 @@ impl Ec2Api for SdkEc2 {
     }
 
     fn create_key_pair(&self, name: &str, tags: &Tags) -> Result<(KeyPair, String), CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .create_key_pair()
-                    .key_name(name)
-                    .key_type(KeyType::Ed25519)
-                    .tag_specifications(tag_spec(ResourceType::KeyPair, tags))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateKeyPair", e))?;
-        let key = KeyPair {
-            name: s(out.key_name()),
-            id: s(out.key_pair_id()),
-            fingerprint: s(out.key_fingerprint()),
-            private_key_path: None,
+        let create = || {
+            let out = self
+                .rt
+                .block_on(
+                    self.client
+                        .create_key_pair()
+                        .key_name(name)
+                        .key_type(KeyType::Ed25519)
+                        .tag_specifications(tag_spec(ResourceType::KeyPair, tags))
+                        .customize()
+                        .config_override(no_sdk_retries())
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "CreateKeyPair", e))?;
+            let key = KeyPair {
+                name: s(out.key_name()),
+                id: s(out.key_pair_id()),
+                fingerprint: s(out.key_fingerprint()),
+                private_key_path: None,
+            };
+            Ok((key, s(out.key_material())))
         };
-        Ok((key, s(out.key_material())))
+        // A key pair made by a request whose answer was lost is useless: its private key was
+        // in that answer. Delete it (the name is this stack's, and the caller found none
+        // before creating) and create it again.
+        let recover = || {
+            if self.find_key_pair(name)?.is_some() {
+                tracing::debug!(
+                    name,
+                    "a lost CreateKeyPair answer took the private key; making the key pair again"
+                );
+                self.delete_key_pair(name)?;
+            }
+            Ok(None)
+        };
+        super::retry_create(create, recover)
     }
 
     fn import_key_pair(
