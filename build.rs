@@ -20,6 +20,7 @@ fn main() {
         .ok()
         .filter(|c| !c.trim().is_empty())
         .or_else(git_commit)
+        .or_else(packaged_commit)
         .unwrap_or_else(|| "unknown".into());
     let secs = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
@@ -42,6 +43,18 @@ fn git_commit() -> Option<String> {
         .ok()?;
     let commit = String::from_utf8(out.stdout).ok()?.trim().to_string();
     (out.status.success() && !commit.is_empty()).then_some(commit)
+}
+
+/// The commit `cargo package` recorded (`"sha1": "<40 hex>"` in .cargo_vcs_info.json).
+fn packaged_commit() -> Option<String> {
+    let text = std::fs::read_to_string(".cargo_vcs_info.json").ok()?;
+    let after = &text[text.find("\"sha1\"")? + 6..];
+    let start = after.find('"')? + 1;
+    let sha: String = after[start..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    (sha.len() >= 12).then(|| sha[..12].to_string())
 }
 
 /// `YYYY-MM-DD` of a Unix time (days-from-civil, inverted; proleptic Gregorian).
