@@ -206,7 +206,9 @@ impl Ec2Api for PlanApi {
         _d: &str,
         tags: &Tags,
     ) -> Result<SecurityGroup, CloudError> {
-        self.0.op(&["EC2:CreateSecurityGroup"]);
+        // A duplicate name is answered by looking the group up.
+        self.0
+            .op(&["EC2:CreateSecurityGroup", "EC2:DescribeSecurityGroups"]);
         let g = SecurityGroup {
             id: self.0.id("sg"),
             name: name.into(),
@@ -246,7 +248,12 @@ impl Ec2Api for PlanApi {
             .map(|(k, _)| k.clone()))
     }
     fn create_key_pair(&self, name: &str, tags: &Tags) -> Result<(KeyPair, String), CloudError> {
-        self.0.op(&["EC2:CreateKeyPair"]);
+        // A lost answer makes it look (and delete what the lost request made) before retrying.
+        self.0.op(&[
+            "EC2:CreateKeyPair",
+            "EC2:DescribeKeyPairs",
+            "EC2:DeleteKeyPair",
+        ]);
         let k = KeyPair {
             name: name.into(),
             id: self.0.id("key"),
@@ -526,7 +533,9 @@ impl EfsApi for PlanApi {
             .ok_or_else(|| not_found("efs", "DescribeFileSystems", "FileSystemNotFound", id))
     }
     fn create_file_system(&self, token: &str, tags: &Tags) -> Result<FileSystem, CloudError> {
-        self.0.op(&["EFS:CreateFileSystem"]);
+        // "Already exists" (same creation token) is answered by looking it up.
+        self.0
+            .op(&["EFS:CreateFileSystem", "EFS:DescribeFileSystems"]);
         let f = FileSystem {
             id: self.0.id("fs"),
             name: tags.name.clone(),
@@ -842,7 +851,8 @@ impl SsmApi for PlanApi {
         overwrite: bool,
         _tags: &Tags,
     ) -> Result<(Parameter, bool), CloudError> {
-        self.0.op(&["SSM:PutParameter"]);
+        // Without overwrite, an existing parameter is read instead.
+        self.0.op(&["SSM:PutParameter", "SSM:GetParameter"]);
         let mut m = self.model();
         if let Some(p) = m.parameters.get(name) {
             if !overwrite {
