@@ -352,3 +352,27 @@ fn a_lost_key_pair_answer_makes_the_key_pair_again() {
     let key = std::fs::read_to_string(pem).unwrap();
     assert!(key.contains("PRIVATE KEY"), "{key}");
 }
+
+/// Real IAM takes seconds to show a new instance profile to EC2, and RunInstances refuses it
+/// meanwhile ("Invalid IAM Instance Profile name"). The launch waits and asks again.
+#[test]
+fn a_launch_waits_for_a_new_instance_profile_to_become_visible() {
+    let w = World::moto();
+    let stack = support::stack_name("iamprop");
+    let proxy = FaultProxy::start_with(
+        &support::moto().endpoint,
+        vec![support::proxy::Rule::ec2_error(
+            &["Action=RunInstances"],
+            "InvalidParameterValue",
+            &format!(
+                "Value ({stack}-app) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name"
+            ),
+        )
+        .first(2)],
+        Faults::default(),
+    );
+    let out = deploy_through(&w, &stack, &proxy);
+    out.success();
+    assert_eq!(proxy.hit_count(), 2, "refused twice, then launched");
+    assert_exactly_one_of_each(&w, &stack);
+}

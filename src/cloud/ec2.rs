@@ -636,6 +636,15 @@ impl SdkEc2 {
 /// The tag carrying a create's client token, to find a resource whose create response was lost.
 pub const TOKEN_TAG: &str = "geusemaker:token";
 
+/// How long RunInstances waits for a new instance profile to become visible to EC2.
+pub const PROFILE_PROPAGATION: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// RunInstances' answer while IAM has not yet propagated a new instance profile: "Value (…)
+/// for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name".
+pub fn profile_not_yet_visible(e: &CloudError) -> bool {
+    e.code == "InvalidParameterValue" && e.message.contains("iamInstanceProfile")
+}
+
 /// Per-operation override: no SDK retries (geusemaker retries the create, looking first).
 fn no_sdk_retries() -> aws_sdk_ec2::config::Builder {
     aws_sdk_ec2::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled())
@@ -1146,23 +1155,45 @@ impl Ec2Api for SdkEc2 {
     }
 
     fn run_instance(&self, spec: &LaunchSpec) -> Result<Instance, CloudError> {
-        // The client token makes AWS return the same instance for a repeated request; the
-        // token tag lets us find it ourselves (emulators ignore client tokens).
-        retry_create(
-            || self.run_instance_once(spec),
-            || {
-                Ok(self
-                    .describe_instances(&[
-                        (format!("tag:{TOKEN_TAG}"), vec![spec.client_token.clone()]),
-                        (
-                            "instance-state-name".into(),
-                            vec!["pending".into(), "running".into()],
-                        ),
-                    ])?
-                    .into_iter()
-                    .next())
-            },
-        )
+        // An instance profile made seconds ago is not yet visible to EC2 (IAM propagates
+        // eventually): RunInstances refuses it as invalid. Nothing was launched; wait and ask
+        // again, for up to PROFILE_PROPAGATION.
+        let started = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_secs(1);
+        loop {
+            // The client token makes AWS return the same instance for a repeated request;
+            // the token tag lets us find it ourselves (emulators ignore client tokens).
+            let launched = retry_create(
+                || self.run_instance_once(spec),
+                || {
+                    Ok(self
+                        .describe_instances(&[
+                            (format!("tag:{TOKEN_TAG}"), vec![spec.client_token.clone()]),
+                            (
+                                "instance-state-name".into(),
+                                vec!["pending".into(), "running".into()],
+                            ),
+                        ])?
+                        .into_iter()
+                        .next())
+                },
+            );
+            match launched {
+                Err(e)
+                    if spec.instance_profile.is_some()
+                        && profile_not_yet_visible(&e)
+                        && started.elapsed() + delay < PROFILE_PROPAGATION =>
+                {
+                    tracing::info!(
+                        waited = ?started.elapsed(),
+                        "the instance profile is not visible to EC2 yet; launching again in {delay:?}"
+                    );
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(std::time::Duration::from_secs(8));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn instance(&self, id: &str) -> Result<Instance, CloudError> {

@@ -18,6 +18,9 @@ pub struct Rule {
     pub status: u16,
     pub content_type: &'static str,
     pub response: String,
+    /// Answer only the first this many matching requests (the rest go to moto).
+    pub times: Option<usize>,
+    used: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Rule {
@@ -30,7 +33,22 @@ impl Rule {
             response: format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
             ),
+            times: None,
+            used: Arc::default(),
         }
+    }
+
+    /// The same rule for the first `n` matching requests only.
+    pub fn first(mut self, n: usize) -> Rule {
+        self.times = Some(n);
+        self
+    }
+
+    fn matches(&self, body: &str) -> bool {
+        self.body_contains.iter().all(|s| body.contains(s.as_str()))
+            && self
+                .times
+                .is_none_or(|n| self.used.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < n)
     }
 }
 
@@ -42,6 +60,8 @@ impl Rule {
             status: 400,
             content_type: "application/x-amz-json-1.1",
             response: format!("{{\"__type\":\"{code}\",\"message\":\"{message}\"}}"),
+            times: None,
+            used: Arc::default(),
         }
     }
 }
@@ -259,10 +279,7 @@ fn handle(
     reader.read_exact(&mut body)?;
     let text = String::from_utf8_lossy(&body);
 
-    if let Some(rule) = rules
-        .iter()
-        .find(|r| r.body_contains.iter().all(|s| text.contains(s.as_str())))
-    {
+    if let Some(rule) = rules.iter().find(|r| r.matches(&text)) {
         hits.lock().unwrap().push(text.to_string());
         write!(
             client,
