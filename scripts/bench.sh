@@ -37,19 +37,8 @@ GEUSEMAKER_HOME="$(mktemp -d)"
 export GEUSEMAKER_HOME
 aws ec2 describe-vpcs >/dev/null   # warm moto's EC2 backend
 
-# Median wall time (ms) of a command over $runs runs.
-median_ms() {
-  python3 - "$runs" "$@" <<'PY'
-import subprocess, sys, time, statistics
-runs = int(sys.argv[1]); cmd = sys.argv[2:]
-times = []
-for _ in range(runs):
-    t = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    times.append((time.perf_counter() - t) * 1000)
-print(f"{statistics.median(times):.1f}")
-PY
-}
+# Median wall time (ms) of a command over $runs runs (after a warm-up run).
+median_ms() { python3 scripts/median-ms.py "$runs" "$@"; }
 
 case "$what" in
   eval)

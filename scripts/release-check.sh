@@ -12,20 +12,8 @@ bin="$CARGO_TARGET_DIR/release/geusemaker"
 home="$(mktemp -d)"
 trap 'rm -rf "$home"' EXIT
 
-# Median wall time (ms) of a command over $runs runs (after one warm-up run).
-median_ms() {
-  GEUSEMAKER_HOME="$home" python3 - "$runs" "$@" <<'PY'
-import subprocess, sys, time, statistics
-runs = int(sys.argv[1]); cmd = sys.argv[2:]
-subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-times = []
-for _ in range(runs):
-    t = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    times.append((time.perf_counter() - t) * 1000)
-print(f"{statistics.median(times):.1f}")
-PY
-}
+# Median wall time (ms) of a command over $runs runs (after a warm-up run).
+median_ms() { GEUSEMAKER_HOME="$home" python3 scripts/median-ms.py "$runs" "$@"; }
 
 bytes="$(wc -c < "$bin")"
 mb="$(python3 -c "print(f'{$bytes / 1e6:.1f}')")"
