@@ -160,6 +160,17 @@ fn live_instances(rt: &Runtime, name: &str) -> Result<Vec<Instance>, Box<EvalAlt
         .map_err(super::cloud_err)
 }
 
+/// The stack's volumes named `<stack>-<name>` (not deleted).
+fn stack_volumes(rt: &Runtime, name: &str) -> Result<Vec<Volume>, Box<EvalAltResult>> {
+    rt.aws()?
+        .ec2
+        .find_volumes(&[
+            (STACK_TAG.into(), rt.stack.clone()),
+            (NAME_TAG.into(), rt.resource_name(name)),
+        ])
+        .map_err(super::cloud_err)
+}
+
 fn placeholder(id: &str) -> Instance {
     Instance {
         id: id.into(),
@@ -857,16 +868,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn find_volume(ctx: NativeCallContext, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
-        let tags = rt.tags(name);
-        let found = rt
-            .aws()?
-            .ec2
-            .find_volumes(&[
-                (STACK_TAG.into(), rt.stack.clone()),
-                (NAME_TAG.into(), tags.name),
-            ])
-            .map_err(cloud_err)?;
-        match found.into_iter().next() {
+        match stack_volumes(&rt, name)?.into_iter().next() {
             Some(v) => Ok(Dynamic::from(v)),
             None => {
                 rt.note_absent("ec2:volume", name);
@@ -903,12 +905,7 @@ pub mod api {
         let found = if rt.known_absent("ec2:volume", name) {
             Vec::new()
         } else {
-            aws.ec2
-                .find_volumes(&[
-                    (STACK_TAG.into(), rt.stack.clone()),
-                    (NAME_TAG.into(), tags.name.clone()),
-                ])
-                .map_err(cloud_err)?
+            stack_volumes(&rt, name)?
         };
         if let Some(v) = found.into_iter().next() {
             if v.az != az {

@@ -34,7 +34,7 @@ fn timeout(func: &'static str, options: Map) -> Result<Duration, Box<EvalAltResu
 pub mod api {
     use crate::cloud::efs::{FileSystem, MountTarget};
     use crate::cloud::wait::{poll_until, Backoff, Poll};
-    use crate::primitives::{cloud_err, state_err};
+    use crate::primitives::cloud_err;
 
     /// Create (or find, on a re-run) the encrypted file system `<stack>-<name>`; returns at
     /// once. Its creation token is derived from stack and name, so a retried or repeated
@@ -59,38 +59,21 @@ pub mod api {
                 return Ok(fs);
             }
         }
-        let region = rt.region()?;
         // The creation token is deterministic, so the intent carries it instead of a random one.
-        let (idx, token) = rt
-            .store()?
-            .begin_create("efs:file-system", name, &region, || token.clone())
-            .map_err(state_err)?;
-        match aws.efs.create_file_system(&token, &rt.tags(name)) {
-            Ok(fs) => {
-                tracing::info!(kind = "efs:file-system", name, id = %fs.id, %token, "created");
-                if fs.mount_targets == 0 {
-                    // efs::mount_target need not look for one in this run.
-                    rt.note_absent("efs:mount-targets", &fs.id);
-                }
-                rt.store()?
-                    .finish_create(idx, &fs.id, BTreeMap::new())
-                    .map_err(state_err)?;
-                rt.ui
-                    .info(&format!("file system {name}: {} (encrypted)", fs.id));
-                Ok(fs)
-            }
-            Err(e) => {
-                if !matches!(
-                    e.code.as_str(),
-                    "Timeout" | "EndpointUnreachable" | "Unhandled"
-                ) {
-                    rt.store()?
-                        .fail_create(idx, &e.to_string())
-                        .map_err(state_err)?;
-                }
-                Err(cloud_err(e))
-            }
+        let fs = rt.create_recorded_with(
+            "efs:file-system",
+            name,
+            || token.clone(),
+            |token| aws.efs.create_file_system(token, &rt.tags(name)),
+            |fs: &FileSystem| (fs.id.clone(), BTreeMap::new()),
+        )?;
+        if fs.mount_targets == 0 {
+            // efs::mount_target need not look for one in this run.
+            rt.note_absent("efs:mount-targets", &fs.id);
         }
+        rt.ui
+            .info(&format!("file system {name}: {} (encrypted)", fs.id));
+        Ok(fs)
     }
 
     /// Block until the file system is `available` (timeout 600 s, or `#{ timeout: s }`). A

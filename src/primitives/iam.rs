@@ -41,12 +41,7 @@ pub mod api {
         // The ledger says whether this stack made it: then look at it and bring it up to date;
         // otherwise create it straight away (one round of calls less; a profile that exists
         // after all — state lost, or a lost answer — answers "already exists" and is adopted).
-        let known = rt
-            .store()?
-            .state()
-            .live_resources()
-            .any(|r| r.kind == "iam:instance-profile" && r.name == name && r.id.is_some());
-        if known {
+        if rt.ledger_id("iam:instance-profile", name)?.is_some() {
             // Re-apply the policies: a customised recipe may have changed them.
             let (p, _) = aws
                 .iam

@@ -316,7 +316,8 @@ impl Runtime {
             .and_then(|r| r.id.clone()))
     }
 
-    /// Write-ahead create: intent (with token) → `create(token)` → id recorded (or failure).
+    /// Write-ahead create: intent (with a fresh token) → `create(token)` → id recorded (or
+    /// failure).
     pub fn create_recorded<T>(
         &self,
         kind: &str,
@@ -324,11 +325,24 @@ impl Runtime {
         create: impl FnOnce(&str) -> Result<T, CloudError>,
         id_of: impl Fn(&T) -> (String, BTreeMap<String, String>),
     ) -> Result<T, Box<EvalAltResult>> {
+        self.create_recorded_with(kind, logical, || self.new_token(logical), create, id_of)
+    }
+
+    /// [`Runtime::create_recorded`] with the token `new_token` makes (e.g. a deterministic
+    /// creation token); an unfinished intent's token is resumed either way.
+    pub fn create_recorded_with<T>(
+        &self,
+        kind: &str,
+        logical: &str,
+        new_token: impl FnOnce() -> String,
+        create: impl FnOnce(&str) -> Result<T, CloudError>,
+        id_of: impl Fn(&T) -> (String, BTreeMap<String, String>),
+    ) -> Result<T, Box<EvalAltResult>> {
         let region = self.region()?;
         self.forget_absent(kind, logical);
         let (idx, token) = self
             .store()?
-            .begin_create(kind, logical, &region, || self.new_token(logical))
+            .begin_create(kind, logical, &region, new_token)
             .map_err(state_err)?;
         match create(&token) {
             Ok(v) => {

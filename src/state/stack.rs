@@ -239,20 +239,17 @@ impl StackStore {
         validate_stack_name(stack)?;
         let lock = StackLock::acquire(home, stack, run, command)?;
         let path = home.stack_file(stack);
-        let state = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let (state, migrated_from) = StackState::parse_versioned(&path, &text)?;
-                if let Some(v) = migrated_from {
-                    // Keep what the older release wrote: it cannot read the new format.
-                    let mut keep = path.clone().into_os_string();
-                    keep.push(format!(".v{v}"));
-                    write_atomic(Path::new(&keep), text.as_bytes())?;
-                    tracing::info!(from = v, to = SCHEMA_VERSION, kept = ?keep, "state file migrated");
-                }
+        let state = match Self::read(&path)? {
+            Some((state, Some(v), text)) => {
+                // Keep what the older release wrote: it cannot read the new format.
+                let mut keep = path.clone().into_os_string();
+                keep.push(format!(".v{v}"));
+                write_atomic(Path::new(&keep), text.as_bytes())?;
+                tracing::info!(from = v, to = SCHEMA_VERSION, kept = ?keep, "state file migrated");
                 state
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StackState::new(stack),
-            Err(e) => return Err(StateError::io(&path, e)),
+            Some((state, None, _)) => state,
+            None => StackState::new(stack),
         };
         Ok(StackStore {
             path,
@@ -279,12 +276,16 @@ impl StackStore {
     /// Read a stack without locking it (for listings); `None` when it does not exist.
     pub fn load(home: &Home, stack: &str) -> Result<Option<StackState>, StateError> {
         validate_stack_name(stack)?;
-        Self::read(&home.stack_file(stack))
+        Ok(Self::read(&home.stack_file(stack))?.map(|(state, _, _)| state))
     }
 
-    fn read(path: &Path) -> Result<Option<StackState>, StateError> {
+    /// The state, the format it was migrated from (if it was), and the file's text.
+    fn read(path: &Path) -> Result<Option<(StackState, Option<u32>, String)>, StateError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => StackState::parse(path, &text).map(Some),
+            Ok(text) => {
+                let (state, from) = StackState::parse_versioned(path, &text)?;
+                Ok(Some((state, from, text)))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StateError::io(path, e)),
         }
