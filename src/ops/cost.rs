@@ -229,7 +229,7 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
                 instance_type: i.instance_type.clone(),
                 market: i.lifecycle.clone(),
                 az: i.az.clone(),
-                uptime_hours: (now - launched).num_seconds().max(0) as f64 / 3600.0,
+                uptime_hours: hours(launched, now),
                 usd_per_hour: usd,
                 average_usd_per_hour: avg,
                 source,
@@ -380,7 +380,7 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
             }
             _ => continue,
         };
-        let hours = (end - r.created_at).num_seconds().max(0) as f64 / 3600.0;
+        let lived = hours(r.created_at, end);
         let current = instance.as_ref().filter(|p| Some(&p.id) == r.id.as_ref());
         let rate = match current {
             Some(p) => p.average_usd_per_hour.unwrap_or(p.usd_per_hour),
@@ -403,12 +403,12 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
                 }
             }
         };
-        to_date += rate * hours;
+        to_date += rate * lived;
     }
-    let stack_hours = (now - state.created_at).num_seconds().max(0) as f64 / 3600.0;
+    let stack_hours = hours(state.created_at, now);
     to_date += storage_month / HOURS_PER_MONTH * stack_hours;
     for (item_month, since) in &edge {
-        to_date += item_month / HOURS_PER_MONTH * hours(*since, now).max(0.0);
+        to_date += item_month / HOURS_PER_MONTH * hours(*since, now);
     }
     let edge_month: f64 = edge.iter().map(|e| e.0).sum();
     notes
@@ -539,9 +539,10 @@ pub fn cost(
     Ok(())
 }
 
-/// Hours between two times (for tests and callers).
+/// Hours from `from` to `to` (0 when `to` is earlier), to the millisecond: a stack listed
+/// within a second of its deploy has cost something already.
 pub fn hours(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-    (to - from).num_seconds() as f64 / 3600.0
+    (to - from).num_milliseconds().max(0) as f64 / 3_600_000.0
 }
 
 #[cfg(test)]
