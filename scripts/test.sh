@@ -18,6 +18,12 @@ if ! have_moto; then
   echo "test.sh: installing moto[server]==$MOTO_VERSION"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "moto[server]==$MOTO_VERSION"
 fi
+# The compose files the recipes generate are validated against the Compose Specification's
+# JSON schema (tests/validate_compose.py): PyYAML and jsonschema (moto[server] brings both).
+if ! python3 -c 'import jsonschema, yaml' 2>/dev/null; then
+  echo "test.sh: installing jsonschema and PyYAML"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "jsonschema==4.26.0" "PyYAML==6.0.3"
+fi
 if ! command -v moto_server >/dev/null 2>&1; then
   # e.g. a pyenv shim not yet rehashed: run the server module directly.
   export MOTO_SERVER="python3 -m moto.server"

@@ -17,28 +17,6 @@ echo \"geusemaker boot: $(date -u +%FT%TZ)\"
 /// Pinned Docker Compose plugin release (AL2023 does not package it).
 pub const COMPOSE_VERSION: &str = "v2.29.7";
 
-/// Container images, pinned: never `:latest`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Images {
-    pub n8n: String,
-    pub ollama: String,
-    pub qdrant: String,
-    pub crawl4ai: String,
-    pub postgres: String,
-}
-
-impl Default for Images {
-    fn default() -> Self {
-        Images {
-            n8n: "n8nio/n8n:1.64.0".into(),
-            ollama: "ollama/ollama:0.3.14".into(),
-            qdrant: "qdrant/qdrant:v1.12.1".into(),
-            crawl4ai: "unclecode/crawl4ai:0.6.0".into(),
-            postgres: "postgres:16.4".into(),
-        }
-    }
-}
-
 /// Where things live on the instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
@@ -46,8 +24,11 @@ pub struct Layout {
     pub efs_dir: String,
     /// The EBS data volume: PostgreSQL and Qdrant (Qdrant does not support NFS).
     pub data_dir: String,
-    /// Secrets fetched from SSM at boot (root-only).
+    /// Secrets the boot script itself needs (the n8n owner's password), fetched from SSM
+    /// (root-only); never given to a container.
     pub env_file: String,
+    /// One root-only env file per service, holding that service's secrets only.
+    pub env_dir: String,
     /// Compose project directory.
     pub stack_dir: String,
 }
@@ -57,11 +38,15 @@ impl Default for Layout {
         Layout {
             efs_dir: "/mnt/efs".into(),
             data_dir: "/mnt/data".into(),
-            env_file: "/etc/geusemaker/stack.env".into(),
+            env_file: "/etc/geusemaker/boot.env".into(),
+            env_dir: "/etc/geusemaker/env".into(),
             stack_dir: "/opt/geusemaker".into(),
         }
     }
 }
+
+/// The line that ends a file written by [`write_file`].
+pub const HEREDOC_DELIMITER: &str = "GEUSEMAKER_EOF";
 
 /// A plain absolute path (no spaces, quotes, `$`, `..`).
 pub fn check_path(p: &str) -> Result<(), String> {
@@ -69,7 +54,11 @@ pub fn check_path(p: &str) -> Result<(), String> {
         && p.len() > 1
         && p.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c))
-        && !p.contains("..");
+        && !p.contains("..")
+        && !p.contains("//")
+        && !p.contains("/./")
+        && !p.ends_with("/.")
+        && !p.ends_with('/');
     if ok {
         Ok(())
     } else {
@@ -92,13 +81,22 @@ fn check_token(what: &str, v: &str, extra: &str) -> Result<(), String> {
 pub fn check_image(image: &str) -> Result<(), String> {
     check_token("image reference", image, "/:._-@")?;
     let name_and_tag = image.rsplit('/').next().unwrap_or(image);
-    if image.contains('@') {
-        return Ok(());
+    if let Some((_, digest)) = image.split_once('@') {
+        let hex = digest.strip_prefix("sha256:").unwrap_or("");
+        return if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "image `{image}`: a digest is `@sha256:` and 64 hex digits"
+            ))
+        };
     }
+    // Tags that move: they pin nothing.
+    const FLOATING: &[&str] = &["latest", "stable", "main", "master", "edge", "nightly"];
     match name_and_tag.split_once(':') {
-        Some((_, tag)) if tag != "latest" && !tag.is_empty() => Ok(()),
+        Some((_, tag)) if !tag.is_empty() && !FLOATING.contains(&tag) => Ok(()),
         _ => Err(format!(
-            "image `{image}` must be pinned to a version tag (not :latest)"
+            "image `{image}` must be pinned to a version tag (not :latest or another moving tag)"
         )),
     }
 }
@@ -197,34 +195,60 @@ mountpoint -q '{mount_point}' || mount '{mount_point}'
 /// Fetch SSM SecureString parameters with the instance role into a root-only env file:
 /// `(VARIABLE, parameter name)` pairs. Retries while the instance credentials appear.
 pub fn ssm_env(region: &str, env_file: &str, vars: &[(String, String)]) -> Result<String, String> {
+    ssm_env_files(region, &[(env_file.to_string(), vars.to_vec())])
+}
+
+/// [`ssm_env`] for several files at once (one fetch helper): `(path, pairs)` per file.
+pub fn ssm_env_files(
+    region: &str,
+    files: &[(String, Vec<(String, String)>)],
+) -> Result<String, String> {
     check_token("region", region, "-")?;
-    check_path(env_file)?;
-    // Fetch into variables first: a failed fetch in an assignment stops the script (set -e),
-    // where one inside `echo "$(…)"` would silently write an empty secret.
-    let mut fetches = String::new();
-    let mut lines = String::new();
-    for (i, (var, param)) in vars.iter().enumerate() {
-        if !(var.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-            && var
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-        {
-            return Err(format!(
-                "`{var}` is not an environment variable name (UPPER_CASE)"
-            ));
+    let mut body = String::new();
+    let mut n = 0;
+    let mut fetched: Vec<String> = Vec::new();
+    for (env_file, vars) in files {
+        check_path(env_file)?;
+        // Fetch into variables first: a failed fetch in an assignment stops the script (set -e),
+        // where one inside `echo "$(…)"` would silently write an empty secret.
+        let mut fetches = String::new();
+        let mut lines = String::new();
+        for (var, param) in vars {
+            if !(var.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && var
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            {
+                return Err(format!(
+                    "`{var}` is not an environment variable name (UPPER_CASE)"
+                ));
+            }
+            check_token("SSM parameter name", param, "/-_.")?;
+            if !param.starts_with('/') {
+                return Err(format!("`{param}` is not an absolute SSM parameter name"));
+            }
+            // Each parameter is fetched once, however many files hold it.
+            let slot = match fetched.iter().position(|p| p == param) {
+                Some(i) => i,
+                None => {
+                    let _ = writeln!(fetches, "secret_{n}=\"$(fetch_param '{param}')\"");
+                    fetched.push(param.clone());
+                    n += 1;
+                    n - 1
+                }
+            };
+            let _ = writeln!(lines, "  echo \"{var}=$secret_{slot}\"");
         }
-        check_token("SSM parameter name", param, "/-_.")?;
-        if !param.starts_with('/') {
-            return Err(format!("`{param}` is not an absolute SSM parameter name"));
-        }
-        let _ = writeln!(fetches, "secret_{i}=\"$(fetch_param '{param}')\"");
-        let _ = writeln!(lines, "  echo \"{var}=$secret_{i}\"");
+        let dir = env_file
+            .rsplit_once('/')
+            .map(|(d, _)| d)
+            .filter(|d| !d.is_empty())
+            .unwrap_or("/");
+        let _ = write!(
+            body,
+            "{fetches}mkdir -p '{dir}'\n{{\n{lines}}} > '{env_file}.tmp'\nmv '{env_file}.tmp' '{env_file}'\n"
+        );
     }
-    let dir = env_file
-        .rsplit_once('/')
-        .map(|(d, _)| d)
-        .filter(|d| !d.is_empty())
-        .unwrap_or("/");
     Ok(format!(
         r#"# --- secrets: fetched from SSM with the instance role, never in user data ---
 fetch_param() {{
@@ -239,12 +263,8 @@ fetch_param() {{
   done
   return 1
 }}
-{fetches}mkdir -p '{dir}'
 umask 077
-{{
-{lines}}} > '{env_file}.tmp'
-mv '{env_file}.tmp' '{env_file}'
-umask 022
+{body}umask 022
 "#
     ))
 }
@@ -257,7 +277,7 @@ pub fn write_file(path: &str, content: &str, mode: &str) -> Result<String, Strin
     {
         return Err(format!("`{mode}` is not an octal file mode like 0644"));
     }
-    const DELIM: &str = "GEUSEMAKER_EOF";
+    const DELIM: &str = HEREDOC_DELIMITER;
     if content.lines().any(|l| l.trim() == DELIM) {
         return Err(format!("content may not contain a line `{DELIM}`"));
     }
@@ -269,160 +289,6 @@ pub fn write_file(path: &str, content: &str, mode: &str) -> Result<String, Strin
     let body = content.strip_suffix('\n').unwrap_or(content);
     Ok(format!(
         "# --- file {path} ---\nmkdir -p '{dir}'\ncat > '{path}' <<'{DELIM}'\n{body}\n{DELIM}\nchmod {mode} '{path}'\n"
-    ))
-}
-
-/// The compose file for the five services.
-pub fn compose_yaml(images: &Images, layout: &Layout, gpu: bool) -> Result<String, String> {
-    for i in [
-        &images.n8n,
-        &images.ollama,
-        &images.qdrant,
-        &images.crawl4ai,
-        &images.postgres,
-    ] {
-        check_image(i)?;
-    }
-    for p in [
-        &layout.efs_dir,
-        &layout.data_dir,
-        &layout.env_file,
-        &layout.stack_dir,
-    ] {
-        check_path(p)?;
-    }
-    let Layout {
-        efs_dir: efs,
-        data_dir: data,
-        env_file: env,
-        ..
-    } = layout;
-    let q = |s: &str| serde_json::to_string(s).expect("string serializes");
-    let gpu_block = if gpu {
-        "    deploy:\n      resources:\n        reservations:\n          devices:\n            - driver: nvidia\n              count: all\n              capabilities: [gpu]\n"
-    } else {
-        ""
-    };
-    Ok(format!(
-        r#"# Generated by geusemaker. Data: {efs} (EFS) and {data} (EBS data volume).
-name: geusemaker
-services:
-  postgres:
-    image: {pg}
-    restart: unless-stopped
-    env_file: [{env_q}]
-    environment:
-      POSTGRES_USER: n8n
-      POSTGRES_DB: n8n
-      PGDATA: /var/lib/postgresql/data/pgdata
-    volumes:
-      - {data_pg}
-    ports:
-      - "5432:5432"
-    healthcheck:
-      test: ["CMD-SHELL", "pg_isready -U n8n -d n8n"]
-      interval: 10s
-      timeout: 5s
-      retries: 6
-  n8n:
-    image: {n8n}
-    restart: unless-stopped
-    env_file: [{env_q}]
-    environment:
-      DB_TYPE: postgresdb
-      DB_POSTGRESDB_HOST: postgres
-      DB_POSTGRESDB_DATABASE: n8n
-      DB_POSTGRESDB_USER: n8n
-      N8N_PORT: "5678"
-      N8N_SECURE_COOKIE: "false"
-      N8N_DIAGNOSTICS_ENABLED: "false"
-      N8N_PERSONALIZATION_ENABLED: "false"
-    volumes:
-      - {efs_n8n}
-    ports:
-      - "5678:5678"
-    depends_on:
-      postgres:
-        condition: service_healthy
-    healthcheck:
-      test: ["CMD-SHELL", "wget -qO- http://127.0.0.1:5678/healthz || exit 1"]
-      interval: 15s
-      timeout: 5s
-      retries: 8
-      start_period: 30s
-  ollama:
-    image: {ollama}
-    restart: unless-stopped
-    volumes:
-      - {efs_ollama}
-    ports:
-      - "11434:11434"
-    healthcheck:
-      test: ["CMD", "ollama", "list"]
-      interval: 15s
-      timeout: 10s
-      retries: 8
-{gpu_block}  qdrant:
-    image: {qdrant}
-    restart: unless-stopped
-    environment:
-      QDRANT__STORAGE__SNAPSHOTS_PATH: /qdrant/snapshots
-    volumes:
-      - {data_qdrant}
-      - {efs_snap}
-    ports:
-      - "6333:6333"
-      - "6334:6334"
-    healthcheck:
-      test: ["CMD-SHELL", "bash -c ':> /dev/tcp/127.0.0.1/6333' || exit 1"]
-      interval: 15s
-      timeout: 5s
-      retries: 8
-  crawl4ai:
-    image: {crawl}
-    restart: unless-stopped
-    shm_size: 1g
-    ports:
-      - "8000:11235"
-    healthcheck:
-      test: ["CMD-SHELL", "curl -fsS http://127.0.0.1:11235/health || exit 1"]
-      interval: 15s
-      timeout: 5s
-      retries: 8
-      start_period: 30s
-"#,
-        pg = q(&images.postgres),
-        n8n = q(&images.n8n),
-        ollama = q(&images.ollama),
-        qdrant = q(&images.qdrant),
-        crawl = q(&images.crawl4ai),
-        env_q = q(env),
-        data_pg = q(&format!("{data}/postgres:/var/lib/postgresql/data")),
-        efs_n8n = q(&format!("{efs}/n8n:/home/node/.n8n")),
-        efs_ollama = q(&format!("{efs}/ollama:/root/.ollama")),
-        data_qdrant = q(&format!("{data}/qdrant:/qdrant/storage")),
-        efs_snap = q(&format!("{efs}/backups/qdrant:/qdrant/snapshots")),
-    ))
-}
-
-/// Prepare the data directories (owners the images expect) and start the stack.
-pub fn compose_up(layout: &Layout) -> Result<String, String> {
-    for p in [&layout.efs_dir, &layout.data_dir, &layout.stack_dir] {
-        check_path(p)?;
-    }
-    let Layout {
-        efs_dir: efs,
-        data_dir: data,
-        stack_dir: dir,
-        ..
-    } = layout;
-    Ok(format!(
-        r#"# --- start the stack ---
-mkdir -p '{efs}/n8n' '{efs}/ollama' '{efs}/backups/postgres' '{efs}/backups/qdrant' '{data}/postgres' '{data}/qdrant'
-chown -R 1000:1000 '{efs}/n8n'
-docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' pull --quiet
-docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' up -d
-"#
     ))
 }
 
@@ -460,9 +326,9 @@ pub fn ollama_pull(models: &[String], layout: &Layout) -> Result<String, String>
 }
 
 /// Create n8n's owner account on first boot (n8n asks for one on the first visit otherwise),
-/// with the password from the env file's `N8N_OWNER_PASSWORD`. Runs in the background and is
-/// skipped when an owner exists.
-pub fn n8n_owner(email: &str, layout: &Layout) -> Result<String, String> {
+/// with the password from the boot env file's `N8N_OWNER_PASSWORD`, through n8n on the
+/// instance's `port`. Runs in the background and is skipped when an owner exists.
+pub fn n8n_owner(email: &str, port: u16, layout: &Layout) -> Result<String, String> {
     check_token("e-mail address", email, "@.+-_")?;
     if email.matches('@').count() != 1 {
         return Err(format!("`{email}` is not an e-mail address"));
@@ -473,62 +339,17 @@ pub fn n8n_owner(email: &str, layout: &Layout) -> Result<String, String> {
         r#"# --- n8n owner account (background; skipped when one exists) ---
 (
   for attempt in $(seq 1 90); do
-    if curl -fsS http://127.0.0.1:5678/healthz >/dev/null 2>&1; then break; fi
+    if curl -fsS http://127.0.0.1:{port}/healthz >/dev/null 2>&1; then break; fi
     echo "waiting for n8n (attempt $attempt/90)"
     sleep 10
   done
   password="$(sed -n 's/^N8N_OWNER_PASSWORD=//p' '{env}')"
   printf '{{"email":"%s","firstName":"Owner","lastName":"GeuseMaker","password":"%s"}}' '{email}' "$password" |
-    curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- http://127.0.0.1:5678/rest/owner/setup >/dev/null ||
+    curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- http://127.0.0.1:{port}/rest/owner/setup >/dev/null ||
     echo "n8n owner setup skipped (an owner may already exist)"
 ) >> /var/log/geusemaker-n8n-owner.log 2>&1 &
 "#
     ))
-}
-
-/// Daily backups to EFS: `pg_dump` of n8n's database and a Qdrant storage snapshot, kept
-/// `keep_days` days.
-pub fn backups(layout: &Layout, keep_days: u32) -> Result<String, String> {
-    for p in [&layout.efs_dir, &layout.stack_dir] {
-        check_path(p)?;
-    }
-    if !(1..=365).contains(&keep_days) {
-        return Err("keep_days must be 1..365".into());
-    }
-    let Layout {
-        efs_dir: efs,
-        stack_dir: dir,
-        ..
-    } = layout;
-    let script = format!(
-        r#"#!/bin/bash
-# Daily backups of the data volume's databases to EFS (installed by geusemaker).
-set -euo pipefail
-stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' exec -T postgres pg_dump -U n8n n8n | gzip > '{efs}/backups/postgres/n8n-'"$stamp"'.sql.gz'
-curl -fsS -X POST 'http://127.0.0.1:6333/snapshots' > /dev/null
-find '{efs}/backups/postgres' -name 'n8n-*.sql.gz' -mtime +{keep_days} -delete
-find '{efs}/backups/qdrant' -name '*.snapshot' -mtime +{keep_days} -delete
-"#
-    );
-    let service = format!(
-        "[Unit]\nDescription=geusemaker backups to EFS\nAfter=docker.service\n\n[Service]\nType=oneshot\nExecStart={dir}/backup.sh\n"
-    );
-    let timer = "[Unit]\nDescription=daily geusemaker backups\n\n[Timer]\nOnCalendar=daily\nRandomizedDelaySec=1h\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n";
-    let mut out = String::from("# --- backups: pg_dump and Qdrant snapshots to EFS, daily ---\n");
-    out.push_str(&write_file(&format!("{dir}/backup.sh"), &script, "0750")?);
-    out.push_str(&write_file(
-        "/etc/systemd/system/geusemaker-backup.service",
-        &service,
-        "0644",
-    )?);
-    out.push_str(&write_file(
-        "/etc/systemd/system/geusemaker-backup.timer",
-        timer,
-        "0644",
-    )?);
-    out.push_str("systemctl daemon-reload\nsystemctl enable --now geusemaker-backup.timer\n");
-    Ok(out)
 }
 
 /// Header + sections.
@@ -549,7 +370,9 @@ mod tests {
     #[test]
     fn images_must_be_pinned() {
         check_image("n8nio/n8n:1.64.0").unwrap();
-        check_image("ghcr.io/org/x@sha256:abc").unwrap();
+        check_image(&format!("ghcr.io/org/x@sha256:{}", "a".repeat(64))).unwrap();
+        assert!(check_image("busybox@whatever").is_err());
+        assert!(check_image("n8nio/n8n:stable").is_err());
         assert!(check_image("n8nio/n8n:latest").is_err());
         assert!(check_image("n8nio/n8n").is_err());
         assert!(check_image("n8n; rm -rf /").is_err());

@@ -249,7 +249,7 @@ pub struct Settings {
 fn spec(key: &str) -> Result<&'static Key, ConfigError> {
     KEYS.iter().find(|k| k.key == key).ok_or_else(|| {
         let mut msg = format!("no setting `{key}`");
-        match crate::primitives::did_you_mean(key, KEYS.iter().map(|k| k.key)) {
+        match crate::suggest::did_you_mean(key, KEYS.iter().map(|k| k.key)) {
             Some(s) => msg.push_str(&format!("\nhint: did you mean `{s}`?")),
             None => msg.push_str("\nhint: `geusemaker config list` shows every setting"),
         }
@@ -390,7 +390,7 @@ impl Settings {
             };
             if !sections.contains(&section) {
                 let mut msg = format!("unknown section [{section}]");
-                match crate::primitives::did_you_mean(section, sections.iter().copied()) {
+                match crate::suggest::did_you_mean(section, sections.iter().copied()) {
                     Some(s) => msg.push_str(&format!(" (did you mean [{s}]?)")),
                     None => msg.push_str(&format!(" (sections: {})", sections.join(", "))),
                 }
@@ -406,8 +406,7 @@ impl Settings {
                     .start;
                 let Some(spec) = KEYS.iter().find(|k| k.key == full) else {
                     let mut msg = format!("unknown setting `{full}`");
-                    if let Some(s) =
-                        crate::primitives::did_you_mean(&full, KEYS.iter().map(|k| k.key))
+                    if let Some(s) = crate::suggest::did_you_mean(&full, KEYS.iter().map(|k| k.key))
                     {
                         msg.push_str(&format!(" (did you mean `{s}`?)"));
                     }

@@ -14,5 +14,7 @@ pub mod interrupt;
 pub mod inventory;
 pub mod ops;
 pub mod primitives;
+pub mod services;
 pub mod state;
+pub mod suggest;
 pub mod ui;

@@ -180,17 +180,10 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
         }
     }
     rules.sort();
-    let mut want = vec![
-        (5432, 5432, app_sg.clone()),
-        (5678, 5678, cidr.to_string()),
-        (6333, 6334, app_sg.clone()),
-        (8000, 8000, app_sg.clone()),
-        (11434, 11434, app_sg.clone()),
-    ];
-    want.sort();
     assert_eq!(
-        rules, want,
-        "no SSH, n8n from the allowed range, the rest from the stack only"
+        rules,
+        [(5678, 5678, cidr.to_string())],
+        "no SSH, n8n from the allowed range; internal services have no rule (loopback only)"
     );
     let efs_group = sgs
         .iter()
@@ -317,7 +310,17 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
             .expect("compose file is YAML");
     let services = compose["services"].as_mapping().unwrap();
     let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
-    assert_eq!(names, ["postgres", "n8n", "ollama", "qdrant", "crawl4ai"]);
+    assert_eq!(
+        names,
+        [
+            "postgres",
+            "n8n",
+            "n8n-runner",
+            "ollama",
+            "qdrant",
+            "crawl4ai"
+        ]
+    );
     for (name, svc) in services {
         let name = name.as_str().unwrap();
         let image = svc["image"].as_str().unwrap();
@@ -327,11 +330,41 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
             "{name}: {image} is not pinned"
         );
         assert_eq!(svc["restart"].as_str(), Some("unless-stopped"), "{name}");
-        assert!(
+        assert_eq!(
             svc["healthcheck"]["test"].is_sequence(),
-            "{name} has a healthcheck"
+            name != "n8n-runner",
+            "{name}: a healthcheck exactly where the service declares one"
         );
+        // Only n8n is published beyond the instance's loopback.
+        for p in svc["ports"].as_sequence().into_iter().flatten() {
+            let p = p.as_str().unwrap();
+            assert_eq!(!p.starts_with("127.0.0.1:"), name == "n8n", "{name}: {p}");
+        }
     }
+    // One env file per service with secrets, holding only its own; the owner's password in
+    // no container's.
+    for (name, svc) in services {
+        let name = name.as_str().unwrap();
+        if let Some(files) = svc["env_file"].as_sequence() {
+            assert_eq!(files.len(), 1, "{name}");
+            assert_eq!(
+                files[0].as_str().unwrap(),
+                format!("/etc/geusemaker/env/{name}.env")
+            );
+        }
+    }
+    assert!(script.contains("} > '/etc/geusemaker/env/postgres.env.tmp'"));
+    assert!(
+        !script.contains("/etc/geusemaker/env/ollama.env"),
+        "Ollama has no secrets"
+    );
+    let owner = script.find("echo \"N8N_OWNER_PASSWORD=").unwrap();
+    let written_to = &script[owner..][script[owner..].find("} > '").unwrap()..];
+    assert!(
+        written_to.starts_with("} > '/etc/geusemaker/boot.env.tmp'"),
+        "the owner's password goes to the boot env file only"
+    );
+    assert_eq!(script.matches("echo \"N8N_OWNER_PASSWORD=").count(), 1);
     let volumes = |svc: &str| -> Vec<String> {
         services[svc]["volumes"]
             .as_sequence()
@@ -341,7 +374,9 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
             .collect()
     };
     assert!(
-        volumes("qdrant")[0].starts_with("/mnt/data/"),
+        volumes("qdrant")
+            .iter()
+            .any(|v| v == "/mnt/data/qdrant:/qdrant/storage"),
         "Qdrant on the EBS data volume, not NFS"
     );
     assert!(volumes("postgres")[0].starts_with("/mnt/data/"));

@@ -44,7 +44,7 @@ fn destroy_keeps_the_data_then_deletes_it_when_asked() {
     let sdk = w.sdk();
     let before = sdk.leftovers(&stack);
     assert_eq!(before.instances.len(), 1);
-    assert_eq!((before.file_systems.len(), before.parameters.len()), (1, 3));
+    assert_eq!((before.file_systems.len(), before.parameters.len()), (1, 5));
 
     // Without a terminal and without --yes, destroy refuses to guess.
     run(&w, &["destroy", &stack], &[])
@@ -216,7 +216,7 @@ fn a_deploy_that_never_gets_healthy_is_rolled_back_with_its_data_kept() {
             left.volumes.len(),
             left.parameters.len()
         ),
-        (1, 1, 3),
+        (1, 1, 5),
         "data kept: {left:?}"
     );
     let state = w.state(&stack);

@@ -87,7 +87,7 @@ fn status_list_and_cost_describe_a_deployed_stack() {
         .iter()
         .map(|x| x["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["n8n", "ollama", "qdrant", "crawl4ai", "postgres"]);
+    assert_eq!(names, ["postgres", "n8n", "ollama", "qdrant", "crawl4ai"]);
     for svc in services {
         assert_eq!(svc["status"], "healthy", "{svc}");
         assert_eq!(svc["consecutive_failures"], 0);

@@ -32,7 +32,7 @@ fn a_plan_needs_no_aws_and_writes_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for needle in [
-        "Plan for demo (recipes/dev.rhai, us-east-1): 10 resource(s) to create",
+        "Plan for demo (recipes/dev.rhai, us-east-1): 12 resource(s) to create",
         "ec2:instance          app",
         "(known after apply)",
         "AWS actions it would call (",

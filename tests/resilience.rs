@@ -59,7 +59,7 @@ fn assert_exactly_one_of_each(w: &World, stack: &str) {
         "the data volume and the instance's root volume: {:?}",
         l.volumes
     );
-    assert_eq!(l.parameters.len(), 3, "secrets: {:?}", l.parameters);
+    assert_eq!(l.parameters.len(), 5, "secrets: {:?}", l.parameters);
     let groups = sdk.stack_security_groups(stack);
     let mut names: Vec<&str> = groups.iter().filter_map(|g| g.group_name()).collect();
     names.sort();

@@ -351,6 +351,9 @@ pub struct RunArgs {
     /// is written.
     #[arg(long)]
     pub plan: bool,
+    /// With --plan: print each instance's user data (the boot script, with the compose file).
+    #[arg(long, requires = "plan")]
+    pub show_user_data: bool,
     #[command(flatten)]
     pub aws: AwsArgs,
 }
@@ -444,10 +447,10 @@ pub fn dispatch(cli: Cli) -> i32 {
         }
         Command::Run(a) => {
             let recipe = a.recipe.clone().unwrap_or_else(|| s.tier());
-            let plan = a.plan;
+            let (plan, show) = (a.plan, a.show_user_data);
             let req = request(&recipe, a.name, a.aws, a.keep_failed, &s);
             if plan {
-                engine::session::plan(req)
+                engine::session::plan(req, show)
             } else {
                 engine::run(req).map(|_| ())
             }

@@ -526,8 +526,9 @@ impl SdkEc2 {
                 InstanceMetadataOptionsRequest::builder()
                     .http_tokens(HttpTokensState::Required)
                     .http_endpoint(InstanceMetadataEndpointState::Enabled)
-                    // Containers on the instance are one hop further away.
-                    .http_put_response_hop_limit(2)
+                    // One hop: the instance itself. Containers are a hop further away and so
+                    // cannot take the instance role's credentials (nothing in them needs AWS).
+                    .http_put_response_hop_limit(1)
                     .build(),
             )
             .tag_specifications(tag_spec(ResourceType::Instance, &tags))

@@ -392,7 +392,7 @@ fn check_region(region: &str) -> Result<(), CloudError> {
         "UnknownRegion",
         format!("`{region}` is not an AWS region"),
     );
-    e.hint = Some(match crate::primitives::did_you_mean(region, KNOWN_REGIONS.iter().copied()) {
+    e.hint = Some(match crate::suggest::did_you_mean(region, KNOWN_REGIONS.iter().copied()) {
         Some(s) => format!("did you mean `{s}`? (a region AWS opened recently: set GEUSEMAKER_ALLOW_ANY_REGION=1)"),
         None => "regions look like us-east-1 or eu-west-1 (a region AWS opened recently: set GEUSEMAKER_ALLOW_ANY_REGION=1)".into(),
     });

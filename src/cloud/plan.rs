@@ -47,6 +47,8 @@ struct Model {
 pub struct Recorder {
     region: String,
     calls: Mutex<Vec<String>>,
+    /// The user data of each instance launched: (name, script).
+    user_data: Mutex<Vec<(String, String)>>,
     next: Mutex<u32>,
     model: Mutex<Model>,
 }
@@ -73,6 +75,7 @@ impl Recorder {
         Arc::new(Recorder {
             region: region.to_string(),
             calls: Mutex::new(Vec::new()),
+            user_data: Mutex::new(Vec::new()),
             next: Mutex::new(0),
             model: Mutex::new(Model::default()),
         })
@@ -81,6 +84,11 @@ impl Recorder {
     /// The operations recorded so far (`EC2:RunInstances`, …), in call order.
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
+    }
+
+    /// The user data of every instance the plan launched, as `(name, script)`.
+    pub fn user_data(&self) -> Vec<(String, String)> {
+        self.user_data.lock().unwrap().clone()
     }
 
     /// Operation → count.
@@ -311,6 +319,13 @@ impl Ec2Api for PlanApi {
             spot_request_id: None,
             security_groups: spec.security_group_ids.clone(),
         };
+        if let Some(ud) = &spec.user_data {
+            self.0
+                .user_data
+                .lock()
+                .unwrap()
+                .push((spec.tags.name.clone(), ud.clone()));
+        }
         self.model().instances.push((i.clone(), spec.tags.pairs()));
         Ok(i)
     }

@@ -14,7 +14,7 @@ use super::resolver::Resolver;
 use super::session::{load_recipe, RunError};
 use super::sources::Sources;
 use super::{build_engine, embedded, scan};
-use crate::primitives::did_you_mean;
+use crate::suggest::did_you_mean;
 use crate::ui::Ui;
 
 /// How bad a finding is.

@@ -11,8 +11,8 @@ use super::meta::{self, ParamSpec, RecipeMeta};
 use super::session::{load_recipe, make_plan, RunError, RunRequest};
 use super::{embedded, recipes};
 use crate::cloud::{Aws, Blocking};
-use crate::primitives::did_you_mean;
 use crate::state::{validate_stack_name, Home};
+use crate::suggest::did_you_mean;
 use crate::ui::Ui;
 
 /// A tier on offer: how `run` names it, its header, its planned monthly cost.

@@ -335,7 +335,7 @@ pub fn parse(text: &str) -> Result<Option<RecipeMeta>, HeaderError> {
             _ => {
                 let mut msg = format!("recipe header: unknown key `{k}` in [recipe]");
                 if let Some(s) =
-                    crate::primitives::did_you_mean(k, ["name", "description", "version", "kind"])
+                    crate::suggest::did_you_mean(k, ["name", "description", "version", "kind"])
                 {
                     msg.push_str(&format!(" (did you mean `{s}`?)"));
                 }
@@ -388,8 +388,7 @@ pub fn parse(text: &str) -> Result<Option<RecipeMeta>, HeaderError> {
             for (k, v) in spec.iter() {
                 if !PARAM_KEYS.contains(&k) {
                     let mut msg = format!("param `{name}`: unknown key `{k}`");
-                    if let Some(s) = crate::primitives::did_you_mean(k, PARAM_KEYS.iter().copied())
-                    {
+                    if let Some(s) = crate::suggest::did_you_mean(k, PARAM_KEYS.iter().copied()) {
                         msg.push_str(&format!(" (did you mean `{s}`?)"));
                     }
                     let off = spec

@@ -393,7 +393,7 @@ pub fn update(
                 project.root.join(PROJECT_FILE).display()
             );
             if let Some(s) =
-                crate::primitives::did_you_mean(n, project.sources.keys().map(String::as_str))
+                crate::suggest::did_you_mean(n, project.sources.keys().map(String::as_str))
             {
                 msg.push_str(&format!("\nhint: did you mean `{s}`?"));
             }

@@ -376,7 +376,7 @@ pub fn copy(name: &str, dir: &Path, force: bool) -> Result<Vec<PathBuf>, RunErro
             "no bundled recipe `{name}` (bundled: {})",
             bundled.join(", ")
         );
-        if let Some(s) = crate::primitives::did_you_mean(name, bundled.iter().copied()) {
+        if let Some(s) = crate::suggest::did_you_mean(name, bundled.iter().copied()) {
             msg.push_str(&format!("\nhint: did you mean `{s}`?"));
         }
         return Err(RunError::Usage(msg));

@@ -314,7 +314,7 @@ impl Repl {
             },
             other => {
                 let names: Vec<&str> = META.iter().map(|(m, _)| *m).collect();
-                match crate::primitives::did_you_mean(other, names.iter().copied()) {
+                match crate::suggest::did_you_mean(other, names.iter().copied()) {
                     Some(s) => eprintln!("unknown command {other}; did you mean {s}?"),
                     None => eprintln!("unknown command {other}; :help lists them"),
                 }

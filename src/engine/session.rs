@@ -948,6 +948,8 @@ pub struct Plan {
     pub destroy_calls: Vec<String>,
     /// The recipe's own monthly estimate (`state::set("cost", #{ monthly, … })`), if it made one.
     pub cost_monthly: Option<f64>,
+    /// The user data of each instance the recipe would launch: (name, script).
+    pub user_data: Vec<(String, String)>,
 }
 
 /// Run `req`'s recipe as a plan (and, with `with_destroy`, the destroy recipe after it, on the
@@ -1010,12 +1012,13 @@ pub fn make_plan(req: &RunRequest, ui: Ui, with_destroy: bool) -> Result<Plan, R
         calls,
         destroy_calls,
         cost_monthly,
+        user_data: recorder.user_data(),
     })
 }
 
 /// `geusemaker run <recipe> --name x --plan`: the recipe's own output, then what it would
 /// create and call.
-pub fn plan(req: RunRequest) -> Result<(), RunError> {
+pub fn plan(req: RunRequest, show_user_data: bool) -> Result<(), RunError> {
     let ui = Ui::detect(true);
     ui.stage(&format!(
         "Plan: {} on stack {} — no AWS calls, no credentials, nothing written",
@@ -1064,6 +1067,19 @@ pub fn plan(req: RunRequest) -> Result<(), RunError> {
                 String::new()
             }
         ));
+    }
+    if show_user_data {
+        for (name, script) in &p.user_data {
+            ui.line("");
+            ui.line(&format!(
+                "User data of instance {name} ({} bytes):",
+                script.len()
+            ));
+            println!("{script}");
+        }
+    } else if !p.user_data.is_empty() {
+        ui.line("");
+        ui.line("`--show-user-data` prints each instance's boot script (with its compose file).");
     }
     ui.line("");
     ui.line(&format!(

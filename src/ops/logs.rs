@@ -11,10 +11,33 @@ use crate::boot::Layout;
 use crate::cloud::{Aws, AwsSettings, CloudError};
 use crate::config::Settings;
 use crate::engine::RunError;
-use crate::primitives::did_you_mean;
+use crate::state::StackState;
+use crate::suggest::did_you_mean;
 
-/// The services of the stack's compose project.
-pub const SERVICES: &[&str] = &["n8n", "ollama", "qdrant", "crawl4ai", "postgres"];
+/// The services the stack runs, as its deploy recorded them (`services::check` sets
+/// `services`), or — for stacks deployed before services were data — the names of its health
+/// checks.
+pub fn stack_services(state: &StackState) -> Vec<String> {
+    let names = |key: &str| -> Vec<String> {
+        state
+            .values
+            .get(key)
+            .and_then(|v| v.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.get("name")?.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let recorded = names("services");
+    if recorded.is_empty() {
+        names("health_checks")
+    } else {
+        recorded
+    }
+}
 
 /// SSM returns at most 24,000 characters of output; ask for less so nothing is cut silently.
 const MAX_LINES: usize = 300;
@@ -66,15 +89,20 @@ pub fn parse_line(line: &str) -> LogLine<'_> {
     }
 }
 
+/// A colour per service name, the same on every run.
 fn style_for(service: &str) -> Style {
-    match service {
-        "n8n" => Style::new().magenta(),
-        "ollama" => Style::new().cyan(),
-        "qdrant" => Style::new().blue(),
-        "crawl4ai" => Style::new().green(),
-        "postgres" => Style::new().yellow(),
-        _ => Style::new().dim(),
-    }
+    let palette = [
+        Style::new().magenta(),
+        Style::new().cyan(),
+        Style::new().blue(),
+        Style::new().green(),
+        Style::new().yellow(),
+        Style::new().red(),
+    ];
+    let h = service
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    palette[h % palette.len()].clone()
 }
 
 /// A line for the terminal: `service | text`, the service coloured when `color`.
@@ -151,18 +179,27 @@ pub fn logs(
     flags: &AwsSettings,
     settings: &Settings,
 ) -> Result<(), RunError> {
+    crate::config::parse_duration(since).map_err(|e| RunError::Usage(format!("--since: {e}")))?;
+    let opened = super::open(name)?;
+    let state = &opened.state;
+    let services = stack_services(state);
     if let Some(s) = service {
-        if !SERVICES.contains(&s) {
-            let mut msg = format!("--service {s}: the stack runs {}", SERVICES.join(", "));
-            if let Some(m) = did_you_mean(s, SERVICES.iter().copied()) {
+        if !services.is_empty() && !services.iter().any(|x| x == s) {
+            let mut msg = format!("--service {s}: stack {name} runs {}", services.join(", "));
+            if let Some(m) = did_you_mean(s, services.iter().map(String::as_str)) {
                 msg.push_str(&format!("\nhint: did you mean `{m}`?"));
             }
             return Err(RunError::Usage(msg));
         }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(RunError::Usage(format!(
+                "--service {s}: not a service name"
+            )));
+        }
     }
-    crate::config::parse_duration(since).map_err(|e| RunError::Usage(format!("--since: {e}")))?;
-    let opened = super::open(name)?;
-    let state = &opened.state;
     let conn = Conn::for_stack(state, flags, settings)?;
     let aws = conn
         .aws
@@ -195,7 +232,7 @@ pub fn logs(
 
     crate::interrupt::listen();
     let color = console::colors_enabled() && std::env::var_os("NO_COLOR").is_none();
-    let width = SERVICES.iter().map(|s| s.len()).max().unwrap_or(8);
+    let width = services.iter().map(|s| s.len()).max().unwrap_or(8);
     let mut since_arg = since.to_string();
     // Lines already shown at the newest timestamp (a poll asks again from that second).
     let mut seen_at_edge: HashSet<String> = HashSet::new();

@@ -9,7 +9,7 @@ use super::{output, Conn, LiveInstance, Missing};
 use crate::cloud::AwsSettings;
 use crate::config::Settings;
 use crate::engine::RunError;
-use crate::primitives::health::{checks_from_json, run_checks, Check, Probe};
+use crate::primitives::health::{checks_from_json, run_checks, Check};
 use crate::state::StackState;
 use crate::ui::{Tone, Ui};
 
@@ -171,14 +171,12 @@ fn gather(
                     let rec = tracker.services.get(&c.name).cloned().unwrap_or_default();
                     ServiceView {
                         name: c.name.clone(),
-                        target: match &c.probe {
-                            Probe::Http { url, .. } => url.clone(),
-                            Probe::Tcp { addr } => addr.clone(),
-                        } + if c.on.is_some() {
-                            " (on the instance)"
-                        } else {
-                            ""
-                        },
+                        target: c.target()
+                            + if c.on.is_some() {
+                                " (on the instance)"
+                            } else {
+                                ""
+                            },
                         status: rec.level,
                         latency_ms: rec.latency_ms,
                         consecutive_failures: rec.consecutive_failures,

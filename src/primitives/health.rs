@@ -60,6 +60,12 @@ pub enum Probe {
     Tcp {
         addr: String,
     },
+    /// A command run in a compose service's container on the instance (`docker compose exec`);
+    /// passes when it exits 0.
+    Exec {
+        service: String,
+        command: String,
+    },
 }
 
 /// One check: a named probe with a timeout, run from here or on an instance.
@@ -73,10 +79,12 @@ pub struct Check {
 }
 
 impl Check {
-    fn target(&self) -> String {
+    /// What the check probes: a URL, `host:port`, or `service: command`.
+    pub fn target(&self) -> String {
         match &self.probe {
             Probe::Http { url, .. } => url.clone(),
             Probe::Tcp { addr } => addr.clone(),
+            Probe::Exec { service, command } => format!("{service}: {command}"),
         }
     }
 
@@ -97,6 +105,12 @@ impl Check {
         self.on = None;
         match &mut self.probe {
             Probe::Tcp { addr: a } => *a = addr.to_string(),
+            // A stand-in for a container has no shell to run the command: it answers on a port.
+            Probe::Exec { .. } => {
+                self.probe = Probe::Tcp {
+                    addr: addr.to_string(),
+                }
+            }
             Probe::Http { url, .. } => {
                 let rest = url
                     .split_once("://")
@@ -213,6 +227,10 @@ pub async fn run_check(check: &Check) -> HealthResult {
             };
             (0, error)
         }
+        Probe::Exec { .. } => (
+            0,
+            Some("a command check runs on an instance (`on`)".to_string()),
+        ),
     };
     HealthResult {
         name: check.name.clone(),
@@ -277,6 +295,13 @@ pub fn remote_script(checks: &[Check]) -> Vec<String> {
                      echo \"GMCHECK {i} 0 $(( $(now_ms) - t )) $r\""
                 )
             }
+            Probe::Exec { service, command } => {
+                let dir = crate::boot::Layout::default().stack_dir;
+                format!(
+                    "t=$(now_ms); if timeout {secs} docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' exec -T '{service}' sh -c '{command}' >/dev/null 2>&1; then r=ok; else r=fail; fi; \
+                     echo \"GMCHECK {i} 0 $(( $(now_ms) - t )) $r\""
+                )
+            }
         };
         cmds.push(line);
     }
@@ -319,6 +344,7 @@ pub fn parse_remote(output: &str, checks: &[Check]) -> Vec<HealthResult> {
             }
             (false, Probe::Http { .. }) => Some("body did not match".into()),
             (false, Probe::Tcp { .. }) => Some("connection failed".into()),
+            (false, Probe::Exec { .. }) => Some("the command failed".into()),
         };
     }
     results
@@ -497,20 +523,67 @@ fn tcp_check(func: &'static str, addr: String, mut o: Opts) -> Result<Check, Box
     })
 }
 
-const CHECK_KEYS: &[&str] = &["name", "url", "tcp", "status", "body", "timeout_ms", "on"];
+const CHECK_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "tcp",
+    "exec",
+    "status",
+    "body",
+    "timeout_ms",
+    "on",
+];
 
-/// A check from a map: `#{ name, url, status, body, timeout_ms, on }` or
-/// `#{ name, tcp: "host:port", timeout_ms, on }`.
+/// A check from a map: `#{ name, url, status, body, timeout_ms, on }`,
+/// `#{ name, tcp: "host:port", timeout_ms, on }` or `#{ name, exec: "command", timeout_ms, on }`
+/// (run in the compose service `name` on instance `on`).
 pub fn check_from_map(map: Map) -> Result<Check, Box<EvalAltResult>> {
     const F: &str = "health::wait_until_healthy";
     let mut o = Opts::new(F, map, CHECK_KEYS)?;
-    match (o.str("url")?, o.str("tcp")?) {
-        (Some(url), None) => http_check(F, &url, o),
-        (None, Some(addr)) => tcp_check(F, addr, o),
+    match (o.str("url")?, o.str("tcp")?, o.str("exec")?) {
+        (Some(url), None, None) => http_check(F, &url, o),
+        (None, Some(addr), None) => tcp_check(F, addr, o),
+        (None, None, Some(cmd)) => exec_check(F, cmd, o),
         _ => Err(usage_err(format!(
-            "{F}: each check needs exactly one of `url` or `tcp`"
+            "{F}: each check needs exactly one of `url`, `tcp` or `exec`"
         ))),
     }
+}
+
+fn exec_check(
+    func: &'static str,
+    command: String,
+    mut o: Opts,
+) -> Result<Check, Box<EvalAltResult>> {
+    safe_for_shell(func, "a command", &command)?;
+    let service = o.str("name")?.ok_or_else(|| {
+        usage_err(format!(
+            "{func}: an `exec` check needs the service's `name`"
+        ))
+    })?;
+    if !service
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(usage_err(format!(
+            "{func}: `{service}` is not a service name"
+        )));
+    }
+    let on = o
+        .value("on")
+        .map(|v| id_of(&v, "an instance"))
+        .transpose()?
+        .ok_or_else(|| {
+            usage_err(format!(
+                "{func}: an `exec` check runs in a container on an instance: give `on`"
+            ))
+        })?;
+    Ok(Check {
+        name: service.clone(),
+        probe: Probe::Exec { service, command },
+        timeout: timeout_of(&mut o, 5_000)?,
+        on: Some(on),
+    })
 }
 
 /// Apply `GEUSEMAKER_HEALTH_ENDPOINTS` to a check.

@@ -510,18 +510,7 @@ pub fn state_err(e: crate::state::StateError) -> Box<EvalAltResult> {
     ])
 }
 
-/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
+pub use crate::suggest::did_you_mean;
 
 /// The AWS id behind a typed handle or a plain id string (`vpc` or `"vpc-123"`).
 pub fn id_of(v: &Dynamic, what: &str) -> Result<String, Box<EvalAltResult>> {

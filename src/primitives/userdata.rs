@@ -5,8 +5,9 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::opts::Opts;
-use super::{id_of, rt, usage_err};
-use crate::boot::{self, Images, Layout};
+use super::{id_of, rt, usage_err, usage_err_hint};
+use crate::boot::{self, Layout};
+use crate::services::{self, Service, ServiceError};
 
 pub fn types(_engine: &mut Engine) {}
 
@@ -14,25 +15,20 @@ pub fn module() -> rhai::Module {
     exported_module!(api)
 }
 
-const LAYOUT_KEYS: [&str; 4] = ["efs_dir", "data_dir", "env_file", "stack_dir"];
-
 fn layout(o: &mut Opts) -> Result<Layout, Box<EvalAltResult>> {
     let d = Layout::default();
     Ok(Layout {
         efs_dir: o.str("efs_dir")?.unwrap_or(d.efs_dir),
         data_dir: o.str("data_dir")?.unwrap_or(d.data_dir),
         env_file: o.str("env_file")?.unwrap_or(d.env_file),
+        env_dir: o.str("env_dir")?.unwrap_or(d.env_dir),
         stack_dir: o.str("stack_dir")?.unwrap_or(d.stack_dir),
     })
 }
 
-fn keys<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    LAYOUT_KEYS
-        .iter()
-        .copied()
-        .chain(extra.iter().copied())
-        .collect()
-}
+/// The layout keys the service primitives take: where EFS and the data volume are mounted.
+/// The env files and the compose project stay where the health checks and `logs` look.
+const SERVICE_LAYOUT_KEYS: [&str; 2] = ["efs_dir", "data_dir"];
 
 fn err(func: &str) -> impl Fn(String) -> Box<EvalAltResult> + '_ {
     move |e| usage_err(format!("{func}: {e}"))
@@ -46,6 +42,40 @@ fn strings(func: &str, items: Array) -> Result<Vec<String>, Box<EvalAltResult>> 
                 .map_err(|t| usage_err(format!("{func}: expected strings, not {t}")))
         })
         .collect()
+}
+
+/// An SSM parameter's name from a Parameter handle or a plain name.
+fn param_name(func: &str, key: &str, v: Dynamic) -> Result<String, Box<EvalAltResult>> {
+    match v.clone().try_cast::<crate::cloud::ssm::Parameter>() {
+        Some(p) => Ok(p.name),
+        None => v.into_string().map_err(|t| {
+            usage_err(format!(
+                "{func}: `{key}` must be a Parameter or a name, not {t}"
+            ))
+        }),
+    }
+}
+
+fn service_err(func: &str, e: ServiceError) -> Box<EvalAltResult> {
+    let msg = format!("{func}: {}", e.message());
+    match e.hint_text() {
+        Some(h) => usage_err_hint(msg, h),
+        None => usage_err(msg),
+    }
+}
+
+/// Decode and validate a list of service maps.
+pub fn decode_services(func: &str, list: Array) -> Result<Vec<Service>, Box<EvalAltResult>> {
+    let items: Vec<serde_json::Value> = list
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            rhai::serde::from_dynamic::<serde_json::Value>(&v).map_err(|e| {
+                usage_err(format!("{func}: service #{} is not plain data: {e}", i + 1))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    services::decode(&items).map_err(|e| service_err(func, e))
 }
 
 #[export_module]
@@ -118,13 +148,7 @@ pub mod api {
         let region = rt.region()?;
         let mut pairs = Vec::new();
         for (k, v) in vars {
-            let name = match v.clone().try_cast::<crate::cloud::ssm::Parameter>() {
-                Some(p) => p.name,
-                None => v.into_string().map_err(|t| {
-                    usage_err(format!("{F}: `{k}` must be a Parameter or a name, not {t}"))
-                })?,
-            };
-            pairs.push((k.to_string(), name));
+            pairs.push((k.to_string(), param_name(F, &k, v)?));
         }
         boot::ssm_env(&region, env_file, &pairs).map_err(err(F))
     }
@@ -139,49 +163,89 @@ pub mod api {
         boot::write_file(path, content, mode).map_err(err("userdata::write_file"))
     }
 
-    /// The Docker Compose file for n8n, Ollama, Qdrant, Crawl4AI and PostgreSQL: pinned
-    /// images, health checks and restart policies; n8n and Ollama data on EFS, PostgreSQL and
-    /// Qdrant on the data volume. Options: `images` (map overriding any of `n8n`, `ollama`,
-    /// `qdrant`, `crawl4ai`, `postgres`; tags must be pinned), `gpu` (false: Ollama gets the
-    /// NVIDIA GPUs when true), and the layout `efs_dir`, `data_dir`, `env_file`, `stack_dir`.
+    /// Check a list of service maps and return it with every default filled in (ports'
+    /// host port, health timeout, …). Refuses unknown keys ("did you mean"), duplicate names
+    /// or host ports, unpinned or `:latest` images, a `depends_on` naming no service, and a
+    /// database's storage on EFS — call it first, before anything is created.
+    ///
+    /// A service: `name`, `image` (pinned), `ports` (`[#{ port, host, expose }]`, `expose`
+    /// one of `"public"`, `"internal"` (127.0.0.1 only), `"none"`), `env` (non-secret),
+    /// `secrets` (variable → stack secret name), `volumes` (container path → `"efs:<dir>"` or
+    /// `"data:<dir>"`), `health` (`#{ http: "/path" }`, `#{ tcp: true }` or
+    /// `#{ exec: "command" }`, with `port`, `body`, `timeout_ms`, `container`,
+    /// `start_period`), `depends_on`, `gpu`, `memory` (default 1g), `shm_size`, `user`,
+    /// `command`, `backup` (`#{ exec, suffix }` or `#{ post: "/path" }`).
     ///
     /// ```rhai
-    /// let compose = userdata::compose_file(#{ images: #{ n8n: "n8nio/n8n:1.64.0" } });
+    /// let svcs = userdata::check_services([
+    ///     #{ name: "web", image: "nginx:1.29.3", ports: [#{ port: 80, host: 8080, expose: "public" }],
+    ///        health: #{ http: "/" } },
+    /// ]);
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn compose_file(options: Map) -> Result<String, Box<EvalAltResult>> {
-        const F: &str = "userdata::compose_file";
-        let mut o = Opts::new(F, options, &keys(&["images", "gpu"]))?;
-        let l = layout(&mut o)?;
-        let gpu = o.bool("gpu")?.unwrap_or(false);
-        let mut images = Images::default();
-        if let Some(m) = o.map("images")? {
-            let mut io = Opts::new(F, m, &["n8n", "ollama", "qdrant", "crawl4ai", "postgres"])?;
-            for (slot, key) in [
-                (&mut images.n8n, "n8n"),
-                (&mut images.ollama, "ollama"),
-                (&mut images.qdrant, "qdrant"),
-                (&mut images.crawl4ai, "crawl4ai"),
-                (&mut images.postgres, "postgres"),
-            ] {
-                if let Some(v) = io.str(key)? {
-                    *slot = v;
-                }
-            }
-        }
-        boot::compose_yaml(&images, &l, gpu).map_err(err(F))
+    pub fn check_services(list: Array) -> Result<Array, Box<EvalAltResult>> {
+        const F: &str = "userdata::check_services";
+        let svcs = decode_services(F, list)?;
+        let d = rhai::serde::to_dynamic(&svcs).map_err(|e| usage_err(format!("{F}: {e}")))?;
+        Ok(d.into_array().unwrap_or_default())
     }
 
-    /// Create the data directories and start the compose project (`stack_dir/compose.yaml`).
-    /// Options: the layout `efs_dir`, `data_dir`, `env_file`, `stack_dir`.
+    /// The Docker Compose file for `services` (see `check_services`), rendered from typed
+    /// structs: public ports published, internal ones on 127.0.0.1 only, one env file per
+    /// service with secrets, a memory limit and json-file log rotation on every service, the
+    /// NVIDIA GPUs for services with `gpu: true`. Options: `efs_dir` and `data_dir`, where
+    /// EFS and the data volume are mounted (`/mnt/efs`, `/mnt/data`).
     ///
     /// ```rhai
-    /// let start = userdata::compose_up(#{});
+    /// let compose = userdata::compose_file(svcs, #{});
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn compose_up(options: Map) -> Result<String, Box<EvalAltResult>> {
-        let mut o = Opts::new("userdata::compose_up", options, &keys(&[]))?;
-        boot::compose_up(&layout(&mut o)?).map_err(err("userdata::compose_up"))
+    pub fn compose_file(services: Array, options: Map) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::compose_file";
+        let svcs = decode_services(F, services)?;
+        let mut o = Opts::new(F, options, &SERVICE_LAYOUT_KEYS)?;
+        let l = layout(&mut o)?;
+        services::compose_file(&svcs, &l).map_err(|e| service_err(F, e))
+    }
+
+    /// At boot, one root-only env file per service (`<env_dir>/<name>.env`) holding only that
+    /// service's secrets, fetched from SSM with the instance role. `secrets` maps each stack
+    /// secret name the services use (`"postgres/password"`) to its Parameter (or SSM name).
+    ///
+    /// ```rhai
+    /// let env = userdata::service_env(svcs, secrets);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn service_env(
+        ctx: NativeCallContext,
+        services: Array,
+        secrets: Map,
+    ) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::service_env";
+        let svcs = decode_services(F, services)?;
+        let rt = rt(&ctx)?;
+        let region = rt.region()?;
+        let mut names = std::collections::BTreeMap::new();
+        for (k, v) in secrets {
+            names.insert(k.to_string(), param_name(F, &k, v)?);
+        }
+        services::env_files(&region, &svcs, &names, &Layout::default())
+            .map_err(|e| service_err(F, e))
+    }
+
+    /// Create the services' volume directories (owned by their `user`), pull the images and
+    /// start the compose project (`/opt/geusemaker/compose.yaml`). Options: `efs_dir`,
+    /// `data_dir`.
+    ///
+    /// ```rhai
+    /// let start = userdata::compose_up(svcs, #{});
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn compose_up(services: Array, options: Map) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::compose_up";
+        let svcs = decode_services(F, services)?;
+        let mut o = Opts::new(F, options, &SERVICE_LAYOUT_KEYS)?;
+        services::start(&svcs, &layout(&mut o)?).map_err(|e| service_err(F, e))
     }
 
     /// Pull Ollama models in the background once Ollama answers.
@@ -203,23 +267,47 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn n8n_owner(email: &str) -> Result<String, Box<EvalAltResult>> {
-        boot::n8n_owner(email, &Layout::default()).map_err(err("userdata::n8n_owner"))
+        boot::n8n_owner(email, 5678, &Layout::default()).map_err(err("userdata::n8n_owner"))
     }
 
-    /// A daily systemd timer that backs up PostgreSQL (`pg_dump`) and Qdrant (snapshot) to
-    /// EFS under `<efs_dir>/backups`, keeping `keep_days` (7) days.
+    /// `n8n_owner` with options: `port` (n8n's port on the instance, 5678) and `env_file`
+    /// (the boot env file holding `N8N_OWNER_PASSWORD`).
     ///
     /// ```rhai
-    /// let nightly = userdata::backups(#{ keep_days: 14 });
+    /// let owner = userdata::n8n_owner("ops@example.com", #{ port: 5678 });
+    /// ```
+    #[rhai_fn(name = "n8n_owner", return_raw)]
+    pub fn n8n_owner_with(email: &str, options: Map) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::n8n_owner";
+        let mut o = Opts::new(F, options, &["port", "env_file"])?;
+        let port = o.int("port")?.unwrap_or(5678);
+        let port = u16::try_from(port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| usage_err(format!("{F}: port {port} is not a port")))?;
+        let mut l = Layout::default();
+        if let Some(f) = o.str("env_file")? {
+            l.env_file = f;
+        }
+        boot::n8n_owner(email, port, &l).map_err(err(F))
+    }
+
+    /// A daily systemd timer backing up every service with a `backup` entry to
+    /// `<efs_dir>/backups/<service>/`, keeping `keep_days` (7) days; nothing when no service
+    /// has one.
+    ///
+    /// ```rhai
+    /// let nightly = userdata::backups(svcs, #{ keep_days: 14 });
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn backups(options: Map) -> Result<String, Box<EvalAltResult>> {
+    pub fn backups(services: Array, options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::backups";
-        let mut o = Opts::new(F, options, &keys(&["keep_days"]))?;
+        let svcs = decode_services(F, services)?;
+        let mut o = Opts::new(F, options, &["efs_dir", "data_dir", "keep_days"])?;
         let l = layout(&mut o)?;
         let keep = o.int("keep_days")?.unwrap_or(7);
         let keep =
             u32::try_from(keep).map_err(|_| usage_err(format!("{F}: keep_days must be 1..365")))?;
-        boot::backups(&l, keep).map_err(err(F))
+        services::backups(&svcs, &l, keep).map_err(|e| service_err(F, e))
     }
 }
