@@ -6,7 +6,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use support::{tag, World};
 
 #[test]
@@ -89,19 +88,7 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
         .and_then(|p| p.arn())
         .unwrap()
         .ends_with(&format!("/{stack}-app")));
-    let ud = sdk
-        .block_on(
-            sdk.ec2
-                .describe_instance_attribute()
-                .instance_id(i.instance_id().unwrap())
-                .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-                .send(),
-        )
-        .unwrap();
-    let ud = base64::engine::general_purpose::STANDARD
-        .decode(ud.user_data().unwrap().value().unwrap())
-        .unwrap();
-    let ud = String::from_utf8(ud).unwrap();
+    let ud = sdk.user_data(i.instance_id().unwrap());
     let fs_id = id_of("efs:file-system", "data");
     assert!(ud.starts_with("#!/bin/bash"), "{ud}");
     assert!(

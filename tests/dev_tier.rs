@@ -3,11 +3,8 @@
 
 mod support;
 
-use std::process::Command;
-
-use base64::Engine as _;
 use support::proxy::{FaultProxy, Rule};
-use support::{tag, Outcome, World};
+use support::{heredoc, tag, Outcome, World};
 
 use support::stand_ins;
 
@@ -38,32 +35,6 @@ fn ledger_id(state: &serde_json::Value, kind: &str, name: &str) -> String {
         .as_str()
         .unwrap()
         .to_string()
-}
-
-fn user_data(sdk: &support::Sdk, instance: &str) -> String {
-    let ud = sdk
-        .block_on(
-            sdk.ec2
-                .describe_instance_attribute()
-                .instance_id(instance)
-                .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-                .send(),
-        )
-        .unwrap();
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(ud.user_data().unwrap().value().unwrap())
-        .unwrap();
-    String::from_utf8(raw).unwrap()
-}
-
-fn heredoc<'a>(script: &'a str, path: &str) -> &'a str {
-    let start = format!("cat > '{path}' <<'GEUSEMAKER_EOF'\n");
-    let from = script
-        .find(&start)
-        .unwrap_or_else(|| panic!("{path} is not written by the boot script"))
-        + start.len();
-    let len = script[from..].find("\nGEUSEMAKER_EOF\n").unwrap();
-    &script[from..from + len]
 }
 
 #[test]
@@ -259,7 +230,7 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
 
     // --- secrets: SecureString, tagged, never in the user data, the state, or the output
     let state_text = std::fs::read_to_string(w.state_path(&stack)).unwrap();
-    let script = user_data(&sdk, &instance_id);
+    let script = sdk.user_data(&instance_id);
     for name in [
         "n8n/encryption_key",
         "n8n/owner_password",
@@ -291,18 +262,8 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
         assert!(script.contains(&full), "the boot script fetches {full}");
     }
 
-    // --- the boot script: shellcheck-clean; the compose file: valid YAML, five pinned services
-    let path = w.home.path().join("user-data.sh");
-    std::fs::write(&path, &script).unwrap();
-    let sc = Command::new("shellcheck")
-        .arg(&path)
-        .output()
-        .expect("shellcheck is installed by scripts/test.sh");
-    assert!(
-        sc.status.success(),
-        "shellcheck:\n{}",
-        String::from_utf8_lossy(&sc.stdout)
-    );
+    // --- the boot script: shellcheck-clean; the compose file: valid YAML, pinned services
+    support::shellcheck(w.home.path(), "user-data", &script);
     assert!(script.len() < 16 * 1024, "user data within EC2's 16 KiB");
     assert!(script.contains(&format!("{fs_id}:/ /mnt/efs efs _netdev,tls")));
     let compose: serde_yaml::Value =

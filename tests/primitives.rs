@@ -337,18 +337,7 @@ fn generated_user_data_passes_shellcheck() {
         .unwrap()
         .to_string();
     assert!(script.contains("fs-0123abcd:/ /mnt/efs efs _netdev,tls"));
-    let path = w.home.path().join("user-data.sh");
-    std::fs::write(&path, &script).unwrap();
-    let out = std::process::Command::new("shellcheck")
-        .arg("--severity=style")
-        .arg(&path)
-        .output()
-        .expect("shellcheck is installed by scripts/test.sh");
-    assert!(
-        out.status.success(),
-        "shellcheck:\n{}\n{script}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    support::shellcheck(w.home.path(), "user-data", &script);
 
     // Values that would break out of the script are refused.
     let r = w.recipe(

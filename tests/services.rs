@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use support::{Outcome, World};
+use support::{heredoc, shellcheck, Outcome, World};
 
 const EXAMPLES: [&str; 3] = ["lean", "open-webui", "n8n-pinned"];
 
@@ -45,30 +45,6 @@ fn planned_user_data(w: &World, recipe: &str, sets: &[String]) -> String {
     let rest = &out.stdout[start..];
     let end = rest.find("\n\n`geusemaker policy").unwrap_or(rest.len());
     rest[..end].trim_end().to_string() + "\n"
-}
-
-fn heredoc<'a>(script: &'a str, path: &str) -> &'a str {
-    let start = format!("cat > '{path}' <<'GEUSEMAKER_EOF'\n");
-    let from = script
-        .find(&start)
-        .unwrap_or_else(|| panic!("{path} is not written by the boot script"))
-        + start.len();
-    let len = script[from..].find("\nGEUSEMAKER_EOF\n").unwrap();
-    &script[from..from + len]
-}
-
-fn shellcheck(dir: &Path, name: &str, script: &str) {
-    let path = dir.join(format!("{name}.sh"));
-    std::fs::write(&path, script).unwrap();
-    let sc = Command::new("shellcheck")
-        .arg(&path)
-        .output()
-        .expect("shellcheck is installed by scripts/test.sh");
-    assert!(
-        sc.status.success(),
-        "{name}: shellcheck:\n{}",
-        String::from_utf8_lossy(&sc.stdout)
-    );
 }
 
 /// Validate against the vendored Compose Specification schema (PyYAML + jsonschema).
@@ -514,7 +490,7 @@ fn lean_example_runs_only_n8n_and_postgres() {
     let params: Vec<String> = sdk.leftovers(&stack).parameters;
     assert!(params.iter().all(|p| !p.contains("crawl4ai")), "{params:?}");
 
-    let ud = user_data_of(&sdk, inst[0].instance_id().unwrap());
+    let ud = sdk.user_data(inst[0].instance_id().unwrap());
     let backup = heredoc(&ud, "/opt/geusemaker/backup.sh");
     assert!(backup.contains("pg_dump"));
     assert!(!backup.contains("qdrant"), "no Qdrant snapshot: {backup}");
@@ -542,7 +518,7 @@ fn n8n_pinned_example_sets_the_version_and_the_webhook_url() {
     .success();
     let sdk = w.sdk();
     let inst = sdk.stack_instances(&stack);
-    let ud = user_data_of(&sdk, inst[0].instance_id().unwrap());
+    let ud = sdk.user_data(inst[0].instance_id().unwrap());
     let doc: serde_yaml::Value =
         serde_yaml::from_str(heredoc(&ud, "/opt/geusemaker/compose.yaml")).unwrap();
     assert_eq!(
@@ -557,21 +533,4 @@ fn n8n_pinned_example_sets_the_version_and_the_webhook_url() {
         doc["services"]["n8n"]["environment"]["WEBHOOK_URL"].as_str(),
         Some("https://hooks.example.com/")
     );
-}
-
-fn user_data_of(sdk: &support::Sdk, instance: &str) -> String {
-    use base64::Engine as _;
-    let ud = sdk
-        .block_on(
-            sdk.ec2
-                .describe_instance_attribute()
-                .instance_id(instance)
-                .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-                .send(),
-        )
-        .unwrap();
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(ud.user_data().unwrap().value().unwrap())
-        .unwrap();
-    String::from_utf8(raw).unwrap()
 }

@@ -232,6 +232,34 @@ impl Outcome {
     }
 }
 
+/// Assert that `script` passes shellcheck (every severity; installed by scripts/test.sh).
+#[track_caller]
+pub fn shellcheck(dir: &Path, name: &str, script: &str) {
+    let path = dir.join(format!("{name}.sh"));
+    std::fs::write(&path, script).unwrap();
+    let sc = Command::new("shellcheck")
+        .arg("--severity=style")
+        .arg(&path)
+        .output()
+        .expect("shellcheck is installed by scripts/test.sh");
+    assert!(
+        sc.status.success(),
+        "{name}: shellcheck:\n{}\n{script}",
+        String::from_utf8_lossy(&sc.stdout)
+    );
+}
+
+/// The content of a file the boot script writes with `userdata::write_file` (a quoted heredoc).
+pub fn heredoc<'a>(script: &'a str, path: &str) -> &'a str {
+    let start = format!("cat > '{path}' <<'GEUSEMAKER_EOF'\n");
+    let from = script
+        .find(&start)
+        .unwrap_or_else(|| panic!("{path} is not written by the boot script"))
+        + start.len();
+    let len = script[from..].find("\nGEUSEMAKER_EOF\n").unwrap();
+    &script[from..from + len]
+}
+
 /// SDK clients pointed at moto, for checking what the binary did.
 pub struct Sdk {
     pub rt: tokio::runtime::Runtime,
@@ -267,6 +295,24 @@ impl Sdk {
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
+    }
+
+    /// An instance's user data, read back through the EC2 API.
+    pub fn user_data(&self, instance: &str) -> String {
+        use base64::Engine as _;
+        let ud = self
+            .block_on(
+                self.ec2
+                    .describe_instance_attribute()
+                    .instance_id(instance)
+                    .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+                    .send(),
+            )
+            .unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(ud.user_data().unwrap().value().unwrap())
+            .unwrap();
+        String::from_utf8(raw).unwrap()
     }
 
     /// Live (non-terminated) instances tagged with the stack.
