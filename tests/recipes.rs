@@ -37,6 +37,14 @@ fn check_accepts_the_bundled_recipes_and_positions_every_problem() {
     .success()
     .stdout_has("recipes/dev.rhai: ok (8 files checked)")
     .stdout_has("recipes/gpu.rhai: ok");
+    w.run(&[
+        "check",
+        "recipes/examples/lean.rhai",
+        "recipes/examples/open-webui.rhai",
+        "recipes/examples/n8n-pinned.rhai",
+    ])
+    .success()
+    .stdout_has("lean.rhai: ok");
 
     let bad = w.recipe("bad.rhai", BAD_CALLS);
     let out = w.run(&["check", bad.to_str().unwrap()]);
@@ -309,4 +317,40 @@ fn the_interactive_deploy_asks_from_the_header_and_runs() {
         .unwrap()
         .starts_with("vpc-"));
     assert_eq!(state["status"], "running");
+}
+
+/// Every `rhai` example in the README and docs/ (the generated reference aside: its examples
+/// are fragments of one call) passes `geusemaker check`.
+#[test]
+fn every_rhai_example_in_the_docs_passes_check() {
+    let w = World::offline();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "md") && !p.ends_with("primitives.md") {
+            docs.push(p);
+        }
+    }
+    let mut files = Vec::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        let name = doc.file_stem().unwrap().to_string_lossy().into_owned();
+        for (i, block) in text.split("```rhai\n").skip(1).enumerate() {
+            let code = &block[..block.find("```").expect("a closed code block")];
+            files.push(w.recipe(&format!("{name}-{}.rhai", i + 1), code));
+        }
+    }
+    assert!(files.len() >= 5, "examples found: {}", files.len());
+    let mut args = vec!["check".to_string()];
+    args.extend(files.iter().map(|f| f.to_string_lossy().into_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = w.run(&args);
+    out.success();
+    assert_eq!(
+        out.stdout.matches(": ok").count(),
+        files.len(),
+        "{}",
+        out.stdout
+    );
 }
