@@ -87,8 +87,22 @@ fn status_list_and_cost_describe_a_deployed_stack() {
         .iter()
         .map(|x| x["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["postgres", "n8n", "ollama", "qdrant", "crawl4ai"]);
-    for svc in services {
+    assert_eq!(
+        names,
+        [
+            "postgres",
+            "n8n",
+            "ollama",
+            "qdrant",
+            "crawl4ai",
+            "n8n-runner"
+        ]
+    );
+    // The runner declares no health check: listed, not checked.
+    let (runner, checked) = services.split_last().unwrap();
+    assert_eq!(runner["status"], "unknown");
+    assert_eq!(runner["error"], "no health check declared");
+    for svc in checked {
         assert_eq!(svc["status"], "healthy", "{svc}");
         assert_eq!(svc["consecutive_failures"], 0);
         assert!(svc["latency_ms"].as_i64().is_some());
@@ -106,8 +120,22 @@ fn status_list_and_cost_describe_a_deployed_stack() {
     let out = run_with(&w, &["status", &stack], &endpoints);
     out.success()
         .stdout_has(&format!("Stack {stack} · dev tier · running · us-east-1"))
-        .stdout_has("SERVICE   STATUS   LATENCY  FAILURES")
         .stdout_has("Last rollback  none");
+    assert!(
+        out.stdout.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.starts_with(&["SERVICE", "STATUS", "LATENCY", "FAILURES"])
+        }),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("n8n-runner") && l.contains("no health check")),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stdout
             .lines()

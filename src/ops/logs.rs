@@ -6,38 +6,12 @@ use std::time::{Duration, Instant};
 
 use console::Style;
 
-use super::{output, Conn, LiveInstance};
+use super::{output, stack_services, Conn, LiveInstance};
 use crate::boot::Layout;
 use crate::cloud::{Aws, AwsSettings, CloudError};
 use crate::config::Settings;
 use crate::engine::RunError;
-use crate::state::StackState;
 use crate::suggest::did_you_mean;
-
-/// The services the stack runs, as its deploy recorded them (`services::check` sets
-/// `services`), or — for stacks deployed before services were data — the names of its health
-/// checks.
-pub fn stack_services(state: &StackState) -> Vec<String> {
-    let names = |key: &str| -> Vec<String> {
-        state
-            .values
-            .get(key)
-            .and_then(|v| v.as_array())
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| i.get("name")?.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let recorded = names("services");
-    if recorded.is_empty() {
-        names("health_checks")
-    } else {
-        recorded
-    }
-}
 
 /// SSM returns at most 24,000 characters of output; ask for less so nothing is cut silently.
 const MAX_LINES: usize = 300;

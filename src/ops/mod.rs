@@ -198,6 +198,31 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// The services the stack runs, as its deploy recorded them (`services::check` sets
+/// `services`), or — for stacks deployed before services were data — the names of its health
+/// checks.
+pub fn stack_services(state: &StackState) -> Vec<String> {
+    let names = |key: &str| -> Vec<String> {
+        state
+            .values
+            .get(key)
+            .and_then(|v| v.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.get("name")?.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let recorded = names("services");
+    if recorded.is_empty() {
+        names("health_checks")
+    } else {
+        recorded
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::health::{Level, Tracker};
-use super::{output, Conn, LiveInstance, Missing};
+use super::{output, stack_services, Conn, LiveInstance, Missing};
 use crate::cloud::AwsSettings;
 use crate::config::Settings;
 use crate::engine::RunError;
@@ -183,8 +183,21 @@ fn gather(
                         error: rec.error,
                     }
                 })
+                .collect::<Vec<_>>();
+            // Services the deploy recorded that declare no health check: listed, not checked.
+            let unchecked: Vec<ServiceView> = stack_services(state)
+                .into_iter()
+                .filter(|name| !views.iter().any(|v| &v.name == name))
+                .map(|name| ServiceView {
+                    name,
+                    target: "-".into(),
+                    status: Level::Unknown,
+                    latency_ms: None,
+                    consecutive_failures: 0,
+                    error: Some("no health check declared".into()),
+                })
                 .collect();
-            (views, note)
+            (views.into_iter().chain(unchecked).collect(), note)
         }
         Err(e) => (
             Vec::new(),
