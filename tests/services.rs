@@ -534,3 +534,43 @@ fn n8n_pinned_example_sets_the_version_and_the_webhook_url() {
         Some("https://hooks.example.com/")
     );
 }
+
+/// A tier written before services were data (no services section, `gpu: true` in the launch
+/// params, the old stdlib signatures) still runs: the default services, Ollama on the GPU.
+#[test]
+fn recipes_written_for_the_old_api_still_run() {
+    let w = World::offline();
+    let mut text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/gpu.rhai"))
+            .unwrap();
+    let services = text.find("// ---- What runs on the instance").unwrap();
+    let network = text.find("ui::stage(\"Network\");").unwrap();
+    text.replace_range(services..network, "");
+    for (new, old) in [
+        (
+            "security::groups(net.vpc, #{ services: svcs, load_balancer: alb_sg, front_door: \"n8n\", ssh_cidr: ssh_cidr })",
+            "security::groups(net.vpc, alb_sg, ssh_cidr)",
+        ),
+        ("tier::foundation(svcs)", "tier::foundation()"),
+        ("services: svcs,", "gpu: true,"),
+        ("services::port_of(svcs, \"n8n\")", "5678"),
+        (
+            "services::health_checks(app.vm, svcs, p.urls)",
+            "services::health_checks(app.vm, url)",
+        ),
+    ] {
+        assert!(text.contains(new), "gpu.rhai lacks {new}");
+        text = text.replace(new, old);
+    }
+    assert!(!text.contains("svcs"), "every use of the new API replaced");
+    let recipe = w.recipe("old-gpu.rhai", &text);
+    let script = planned_user_data(&w, recipe.to_str().unwrap(), &[]);
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(heredoc(&script, "/opt/geusemaker/compose.yaml")).unwrap();
+    assert_eq!(
+        doc["services"]["ollama"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"]
+            .as_str(),
+        Some("nvidia")
+    );
+    assert_eq!(doc["services"].as_mapping().unwrap().len(), 6);
+}
