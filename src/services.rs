@@ -224,21 +224,19 @@ pub fn parse_source(source: &str) -> Option<(Store, &str)> {
     ok.then_some((store, dir))
 }
 
-/// What is wrong with a service list. `service` names the service (or its index when it has
-/// no usable name), `key` the field.
+/// What is wrong with a service list: where (`service `n8n``, `service #3`, `service `n8n`,
+/// health`), what, and how to fix it when there is something to say.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ServiceError {
-    #[error("{at}: {message}")]
-    Invalid {
-        at: String,
-        message: String,
-        hint: Option<String>,
-    },
+#[error("{at}: {message}")]
+pub struct ServiceError {
+    pub at: String,
+    pub message: String,
+    pub hint: Option<String>,
 }
 
 impl ServiceError {
     fn new(at: impl Into<String>, message: impl Into<String>) -> Self {
-        ServiceError::Invalid {
+        ServiceError {
             at: at.into(),
             message: message.into(),
             hint: None,
@@ -246,20 +244,8 @@ impl ServiceError {
     }
 
     fn hint(mut self, h: impl Into<String>) -> Self {
-        let ServiceError::Invalid { hint, .. } = &mut self;
-        *hint = Some(h.into());
+        self.hint = Some(h.into());
         self
-    }
-
-    pub fn hint_text(&self) -> Option<&str> {
-        let ServiceError::Invalid { hint, .. } = self;
-        hint.as_deref()
-    }
-
-    /// The error without its hint.
-    pub fn message(&self) -> String {
-        let ServiceError::Invalid { at, message, .. } = self;
-        format!("{at}: {message}")
     }
 }
 
@@ -1385,13 +1371,13 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused_with_a_suggestion() {
         let e = with(|v| v[1]["imgae"] = json!("x")).unwrap_err();
-        assert_eq!(e.message(), "service `app`: unknown key `imgae`");
-        assert_eq!(e.hint_text(), Some("did you mean `image`?"));
+        assert_eq!(e.to_string(), "service `app`: unknown key `imgae`");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `image`?"));
         let e = with(|v| v[0]["health"]["exce"] = json!("x")).unwrap_err();
-        assert!(e.message().contains("health"), "{e}");
-        assert_eq!(e.hint_text(), Some("did you mean `exec`?"));
+        assert!(e.to_string().contains("health"), "{e}");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `exec`?"));
         let e = with(|v| v[1]["ports"][0]["expos"] = json!("public")).unwrap_err();
-        assert_eq!(e.hint_text(), Some("did you mean `expose`?"));
+        assert_eq!(e.hint.as_deref(), Some("did you mean `expose`?"));
     }
 
     #[test]
@@ -1500,7 +1486,7 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("Qdrant does not support NFS"), "{e}");
         assert_eq!(
-            e.hint_text(),
+            e.hint.as_deref(),
             Some("put it on the data volume: `data:qdrant`")
         );
         // Snapshots on EFS are fine.

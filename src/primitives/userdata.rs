@@ -57,8 +57,8 @@ fn param_name(func: &str, key: &str, v: Dynamic) -> Result<String, Box<EvalAltRe
 }
 
 fn service_err(func: &str, e: ServiceError) -> Box<EvalAltResult> {
-    let msg = format!("{func}: {}", e.message());
-    match e.hint_text() {
+    let msg = format!("{func}: {e}");
+    match e.hint.as_deref() {
         Some(h) => usage_err_hint(msg, h),
         None => usage_err(msg),
     }
