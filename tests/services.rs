@@ -354,6 +354,16 @@ fn copy_example(w: &World, example: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// The names of the services the deploy recorded in the stack's state.
+fn recorded_services(state: &serde_json::Value) -> Vec<&str> {
+    state["values"]["services"]
+        .as_array()
+        .expect("the deploy records its services")
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect()
+}
+
 fn ingress_ports(sdk: &support::Sdk, stack: &str) -> Vec<(i32, String)> {
     let mut rules = Vec::new();
     for g in sdk.stack_security_groups(stack) {
@@ -402,12 +412,7 @@ fn open_webui_example_deploys_and_is_checked_everywhere() {
 
     // Recorded for status, monitor and logs.
     let state = w.state(&stack);
-    let names: Vec<&str> = state["values"]["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names = recorded_services(&state);
     assert!(names.contains(&"open-webui"), "{names:?}");
     let checks = state["values"]["health_checks"].as_array().unwrap();
     let webui_check = checks
@@ -479,12 +484,7 @@ fn lean_example_runs_only_n8n_and_postgres() {
         [(5678, "198.51.100.7/32".to_string())]
     );
     let state = w.state(&stack);
-    let names: Vec<&str> = state["values"]["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names = recorded_services(&state);
     assert_eq!(names, ["postgres", "n8n", "n8n-runner"]);
     // Secrets only for what runs: no Crawl4AI token.
     let params: Vec<String> = sdk.leftovers(&stack).parameters;
