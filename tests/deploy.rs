@@ -221,6 +221,32 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
         "{doc}"
     );
     assert!(!doc.contains("\"*\""), "no wildcard resource: {doc}");
+    // The managed policy grants ssm:GetParameter(s) on every parameter: the inline policy must
+    // take that away outside the stack's path (an explicit Deny on everything else).
+    let policy: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let deny = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Effect"] == "Deny")
+        .unwrap_or_else(|| panic!("no Deny statement: {doc}"));
+    let denied: Vec<&str> = deny["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for action in ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"] {
+        assert!(denied.contains(&action), "{action} not denied: {doc}");
+    }
+    assert_eq!(
+        deny["NotResource"],
+        serde_json::json!([
+            format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}"),
+            format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}/*")
+        ]),
+        "the Deny covers everything but the stack's own path"
+    );
 
     // --- re-run: converges without creating anything new
     let again = w.run(&[

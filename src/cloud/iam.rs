@@ -35,16 +35,39 @@ impl fmt::Display for InstanceProfile {
     }
 }
 
-/// Read access to one stack's SSM parameters, nothing else.
+/// The SSM read actions an instance could use on parameters.
+const PARAMETER_READS: [&str; 4] = [
+    "ssm:GetParameter",
+    "ssm:GetParameters",
+    "ssm:GetParametersByPath",
+    "ssm:GetParameterHistory",
+];
+
+/// Read access to one stack's SSM parameters, nothing else. The Allow grants the stack's
+/// path; the Deny takes away what `AmazonSSMManagedInstanceCore` grants besides
+/// (`ssm:GetParameter(s)` on every parameter of the account): an explicit Deny wins over
+/// any Allow, so the role reads its own stack's secrets and no one else's.
 pub fn stack_parameters_policy(stack: &str) -> String {
+    let own = [
+        format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}"),
+        format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}/*"),
+    ];
     serde_json::json!({
         "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "ReadOwnStackParameters",
-            "Effect": "Allow",
-            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
-            "Resource": format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}/*")
-        }]
+        "Statement": [
+            {
+                "Sid": "ReadOwnStackParameters",
+                "Effect": "Allow",
+                "Action": PARAMETER_READS,
+                "Resource": own,
+            },
+            {
+                "Sid": "NoOtherParameters",
+                "Effect": "Deny",
+                "Action": PARAMETER_READS,
+                "NotResource": own,
+            }
+        ]
     })
     .to_string()
 }

@@ -22,7 +22,8 @@ pub mod api {
 
     /// Create (or find) the role and instance profile `<stack>-<name>` for the stack's
     /// instances: Session Manager / Run Command (AmazonSSMManagedInstanceCore) and read access
-    /// to the stack's own SSM parameters (`/geusemaker/<stack>/*`), nothing more.
+    /// to the stack's own SSM parameters (`/geusemaker/<stack>/*`); an explicit Deny takes
+    /// away the managed policy's read of every other parameter.
     ///
     /// ```rhai
     /// let profile = iam::instance_profile("app");
