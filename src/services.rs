@@ -1152,8 +1152,12 @@ pub fn env_files(
     boot::ssm_env_files(region, &files).map_err(|e| ServiceError::new("secrets", e))
 }
 
-/// The volumes' directories (owned by the service's `user` when it has one), then the images
-/// pulled and the stack started from `<stack_dir>/compose.yaml`.
+/// Where the boot script puts Docker's systemd drop-in.
+pub const DOCKER_DROP_IN_DIR: &str = "/etc/systemd/system/docker.service.d";
+
+/// The volumes' directories (owned by the service's `user` when it has one), Docker made to
+/// wait for the mounts the services use (at every later boot), then the images pulled (retried)
+/// and the stack started from `<stack_dir>/compose.yaml`.
 pub fn start(services: &[Service], layout: &Layout) -> Result<String, ServiceError> {
     validate(services)?;
     for p in [&layout.efs_dir, &layout.data_dir, &layout.stack_dir] {
@@ -1186,10 +1190,28 @@ pub fn start(services: &[Service], layout: &Layout) -> Result<String, ServiceErr
     for (owner, d) in owned {
         let _ = writeln!(out, "chown -R {owner} '{d}'");
     }
+    // After a reboot Docker must not start before the storage is mounted: a container started
+    // on an empty mount point would initialise a new, empty database over the real one.
+    let mounts: Vec<&str> = [(&layout.efs_dir, "efs:"), (&layout.data_dir, "data:")]
+        .into_iter()
+        .filter(|(_, prefix)| {
+            services
+                .iter()
+                .any(|s| s.volumes.values().any(|v| v.starts_with(prefix)))
+        })
+        .map(|(d, _)| d.as_str())
+        .collect();
+    if !mounts.is_empty() {
+        let _ = writeln!(
+            out,
+            "mkdir -p {DOCKER_DROP_IN_DIR}\nprintf '[Unit]\\nRequiresMountsFor=%s\\n' '{}' > {DOCKER_DROP_IN_DIR}/geusemaker-mounts.conf\nsystemctl daemon-reload",
+            mounts.join(" ")
+        );
+    }
     let compose = format!("docker compose --project-directory '{dir}' -f '{dir}/compose.yaml'");
     let _ = writeln!(
         out,
-        "{compose} pull --quiet\n{compose} up -d --remove-orphans"
+        "retry {compose} pull --quiet\n{compose} up -d --remove-orphans"
     );
     Ok(out)
 }
@@ -1538,6 +1560,35 @@ mod tests {
             q["healthcheck"]["test"][1].as_str(),
             Some("bash -c ':> /dev/tcp/127.0.0.1/6333' || exit 1")
         );
+    }
+
+    #[test]
+    fn docker_waits_for_the_mounts_its_services_use() {
+        let layout = Layout::default();
+        let both = start(&decode_json(base()).unwrap(), &layout).unwrap();
+        assert!(
+            both.contains("RequiresMountsFor=%s\\n' '/mnt/efs /mnt/data' > /etc/systemd/system/docker.service.d/geusemaker-mounts.conf"),
+            "{both}"
+        );
+        let drop_in = both.find("geusemaker-mounts.conf").unwrap();
+        assert!(
+            drop_in < both.find(" up -d").unwrap(),
+            "the drop-in is in place before the stack starts"
+        );
+        assert!(both.contains("retry docker compose"), "pulls are retried");
+        // Only the mounts in use: a stack without EFS volumes does not wait for EFS.
+        let data_only = with(|v| {
+            v[1]["volumes"] = json!({});
+        })
+        .unwrap();
+        let s = start(&data_only, &layout).unwrap();
+        assert!(s.contains("RequiresMountsFor=%s\\n' '/mnt/data'"), "{s}");
+        let none = with(|v| {
+            v[0]["volumes"] = json!({});
+            v[1]["volumes"] = json!({});
+        })
+        .unwrap();
+        assert!(!start(&none, &layout).unwrap().contains("RequiresMountsFor"));
     }
 
     #[test]

@@ -236,7 +236,11 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    for action in ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"] {
+    for action in [
+        "ssm:GetParameter",
+        "ssm:GetParameters",
+        "ssm:GetParametersByPath",
+    ] {
         assert!(denied.contains(&action), "{action} not denied: {doc}");
     }
     assert_eq!(
