@@ -14,6 +14,7 @@ pub mod interrupt;
 pub mod inventory;
 pub mod ops;
 pub mod primitives;
+pub mod public_ip;
 pub mod services;
 pub mod state;
 pub mod suggest;

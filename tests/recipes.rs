@@ -258,10 +258,11 @@ fn the_interactive_deploy_asks_from_the_header_and_runs() {
     let command = format!(
         "env GEUSEMAKER_HOME={home} NO_COLOR=1 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
          AWS_CONFIG_FILE={home}/aws-config AWS_SHARED_CREDENTIALS_FILE={home}/aws-credentials AWS_EC2_METADATA_DISABLED=true \
-         AWS_ENDPOINT_URL={endpoint} GEUSEMAKER_HEALTH_ENDPOINTS={ends} {bin}; sleep 30",
+         AWS_ENDPOINT_URL={endpoint} GEUSEMAKER_HEALTH_ENDPOINTS={ends} GEUSEMAKER_CHECKIP_URL={checkip} {bin}; sleep 30",
         home = w.home.path().display(),
         endpoint = support::moto().endpoint,
         ends = stand_ins(),
+        checkip = support::checkip_url(),
         bin = bin.display()
     );
     let term = support::Tmux::start("deploy", w.home.path(), &command, 200, 60);
@@ -282,7 +283,9 @@ fn the_interactive_deploy_asks_from_the_header_and_runs() {
     send("t3.large");
     term.wait_for("spot [true]:", 10);
     send("");
-    term.wait_for("allowed_cidr [0.0.0.0/0]:", 10);
+    // Who may connect: the deployer's own address is offered (Enter would take it).
+    let s = term.wait_for(&format!("allowed_cidr [{}/32]:", support::DEPLOYER_IP), 10);
+    assert!(s.contains("this machine's public address is 203.0.113.9/32"), "{s}");
     send("10.0.0.0/99");
     term.wait_for("try again", 10);
     send("198.51.100.0/24");

@@ -386,6 +386,106 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
         "every method reaches n8n"
     );
 
+    // CloudFront is the only way to the load balancer: its group admits CloudFront's
+    // origin-facing prefix list on one port and nothing else, and the listener forwards only
+    // requests with the stack's secret origin header (which the distribution adds).
+    let secret = sdk
+        .block_on(
+            sdk.ssm
+                .get_parameter()
+                .name(format!("/geusemaker/{stack}/cloudfront/origin_secret"))
+                .with_decryption(true)
+                .send(),
+        )
+        .unwrap()
+        .parameter()
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_string();
+    assert!(secret.len() >= 32, "a long random secret");
+    let cloudfront_pl = sdk
+        .block_on(
+            sdk.ec2
+                .describe_managed_prefix_lists()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("prefix-list-name")
+                        .values("com.amazonaws.global.cloudfront.origin-facing")
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap()
+        .prefix_lists()[0]
+        .prefix_list_id()
+        .unwrap()
+        .to_string();
+    let alb_sg = sdk
+        .stack_security_groups(&stack)
+        .into_iter()
+        .find(|g| g.group_name() == Some(format!("{stack}-alb").as_str()))
+        .unwrap();
+    let perms = alb_sg.ip_permissions();
+    assert_eq!(perms.len(), 1, "one rule: {perms:?}");
+    assert_eq!(perms[0].from_port(), Some(80));
+    assert!(perms[0].ip_ranges().is_empty(), "no CIDR: {perms:?}");
+    assert!(perms[0].user_id_group_pairs().is_empty());
+    assert_eq!(
+        perms[0]
+            .prefix_list_ids()
+            .iter()
+            .map(|p| p.prefix_list_id().unwrap())
+            .collect::<Vec<_>>(),
+        [cloudfront_pl.as_str()]
+    );
+    let lb_arn = state["outputs"]["load_balancer_arn"].as_str().unwrap();
+    let elbc = elb(&w).1;
+    let listeners = rt
+        .block_on(elbc.describe_listeners().load_balancer_arn(lb_arn).send())
+        .unwrap();
+    let listener = &listeners.listeners()[0];
+    let default = &listener.default_actions()[0];
+    assert_eq!(default.r#type().unwrap().as_str(), "fixed-response");
+    assert_eq!(
+        default.fixed_response_config().unwrap().status_code(),
+        Some("403")
+    );
+    let rules = rt
+        .block_on(
+            elbc.describe_rules()
+                .listener_arn(listener.listener_arn().unwrap())
+                .send(),
+        )
+        .unwrap();
+    let first = rules
+        .rules()
+        .iter()
+        .find(|r| r.priority() == Some("1"))
+        .expect("a rule that forwards with the header");
+    let header = first.conditions()[0].http_header_config().unwrap();
+    assert_eq!(header.http_header_name(), Some("X-Origin-Verify"));
+    assert_eq!(header.values(), std::slice::from_ref(&secret));
+    assert_eq!(
+        first.actions()[0].target_group_arn(),
+        state["outputs"]["target_group_arn"].as_str()
+    );
+    let origin = &config.origins().unwrap().items()[0];
+    let sent: Vec<(&str, &str)> = origin
+        .custom_headers()
+        .unwrap()
+        .items()
+        .iter()
+        .map(|h| (h.header_name(), h.header_value()))
+        .collect();
+    assert_eq!(sent, [("X-Origin-Verify", secret.as_str())]);
+    assert!(
+        !std::fs::read_to_string(w.state_path(&stack))
+            .unwrap()
+            .contains(&secret),
+        "the secret never reaches the state file"
+    );
+
     // status and cost see what sits in front of the instance.
     let out = run(&w, &["status", &stack, "--json"]);
     out.success();

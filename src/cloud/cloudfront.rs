@@ -3,9 +3,10 @@
 use std::fmt;
 
 use aws_sdk_cloudfront::types::{
-    AllowedMethods, CachedMethods, CustomOriginConfig, DefaultCacheBehavior, DistributionConfig,
-    DistributionConfigWithTags, HttpVersion, Method, Origin, OriginProtocolPolicy, Origins,
-    PriceClass, Tag, Tags as CfTags, ViewerProtocolPolicy,
+    AllowedMethods, CachedMethods, CustomHeaders, CustomOriginConfig, DefaultCacheBehavior,
+    DistributionConfig, DistributionConfigWithTags, HttpVersion, Method, Origin,
+    OriginCustomHeader, OriginProtocolPolicy, Origins, PriceClass, Tag, Tags as CfTags,
+    ViewerProtocolPolicy,
 };
 use rhai::CustomType;
 
@@ -49,18 +50,31 @@ impl fmt::Display for Distribution {
     }
 }
 
+/// How a distribution reaches its origin.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OriginSpec {
+    /// The origin's DNS name (a load balancer's).
+    pub domain: String,
+    /// HTTPS to the origin (its certificate must match `domain`); plain HTTP otherwise.
+    pub https: bool,
+    /// Headers CloudFront adds to every request to the origin, sorted by name: a secret one
+    /// lets the origin refuse whatever did not come through this distribution.
+    pub headers: Vec<(String, String)>,
+}
+
 /// The CloudFront operations primitives use.
 pub trait CloudFrontApi: Send + Sync {
-    /// Create a distribution for `origin` (a load balancer's DNS name). `caller_reference`
-    /// makes it idempotent; `origin_https` talks HTTPS to the origin.
+    /// Create a distribution for `origin`. `caller_reference` makes it idempotent.
     fn create(
         &self,
         caller_reference: &str,
-        origin: &str,
-        origin_https: bool,
+        origin: &OriginSpec,
         comment: &str,
         tags: &Tags,
     ) -> Result<Distribution, CloudError>;
+    /// Make distribution `id` reach its origin as `origin` says (protocol and headers);
+    /// `false` when it already does (nothing is changed).
+    fn converge_origin(&self, id: &str, origin: &OriginSpec) -> Result<bool, CloudError>;
     fn get(&self, id: &str) -> Result<Option<Distribution>, CloudError>;
     /// Every distribution of the account.
     fn list(&self) -> Result<Vec<Distribution>, CloudError>;
@@ -142,12 +156,63 @@ fn to_distribution(d: &aws_sdk_cloudfront::types::Distribution) -> Distribution 
     }
 }
 
+fn custom_origin(https: bool) -> Result<CustomOriginConfig, CloudError> {
+    built(
+        "origin",
+        CustomOriginConfig::builder()
+            .http_port(80)
+            .https_port(443)
+            .origin_protocol_policy(if https {
+                OriginProtocolPolicy::HttpsOnly
+            } else {
+                OriginProtocolPolicy::HttpOnly
+            })
+            .origin_read_timeout(60)
+            .origin_keepalive_timeout(5)
+            .build(),
+    )
+}
+
+fn custom_headers(headers: &[(String, String)]) -> Result<CustomHeaders, CloudError> {
+    let items = headers
+        .iter()
+        .map(|(k, v)| {
+            built(
+                "origin header",
+                OriginCustomHeader::builder()
+                    .header_name(k)
+                    .header_value(v)
+                    .build(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    built(
+        "origin headers",
+        CustomHeaders::builder()
+            .quantity(items.len() as i32)
+            .set_items(Some(items))
+            .build(),
+    )
+}
+
+/// The origin headers of a configuration, sorted by name.
+fn headers_of(origin: &Origin) -> Vec<(String, String)> {
+    let mut h: Vec<(String, String)> = origin
+        .custom_headers()
+        .map(|c| c.items())
+        .unwrap_or_default()
+        .iter()
+        .map(|h| (h.header_name().to_string(), h.header_value().to_string()))
+        .collect();
+    h.sort();
+    h
+}
+
 impl CloudFrontApi for SdkCloudFront {
     fn create(
         &self,
         caller_reference: &str,
-        origin: &str,
-        origin_https: bool,
+        origin: &OriginSpec,
         comment: &str,
         tags: &Tags,
     ) -> Result<Distribution, CloudError> {
@@ -176,20 +241,7 @@ impl CloudFrontApi for SdkCloudFront {
                 )?)
                 .build(),
         )?;
-        let custom = built(
-            "origin",
-            CustomOriginConfig::builder()
-                .http_port(80)
-                .https_port(443)
-                .origin_protocol_policy(if origin_https {
-                    OriginProtocolPolicy::HttpsOnly
-                } else {
-                    OriginProtocolPolicy::HttpOnly
-                })
-                .origin_read_timeout(60)
-                .origin_keepalive_timeout(5)
-                .build(),
-        )?;
+        let custom = custom_origin(origin.https)?;
         let config = built(
             "distribution",
             DistributionConfig::builder()
@@ -206,8 +258,9 @@ impl CloudFrontApi for SdkCloudFront {
                             "origin",
                             Origin::builder()
                                 .id(origin_id)
-                                .domain_name(origin)
+                                .domain_name(&origin.domain)
                                 .custom_origin_config(custom)
+                                .custom_headers(custom_headers(&origin.headers)?)
                                 .build(),
                         )?)
                         .build(),
@@ -275,6 +328,46 @@ impl CloudFrontApi for SdkCloudFront {
                 Err(e)
             }
         }
+    }
+
+    fn converge_origin(&self, id: &str, origin: &OriginSpec) -> Result<bool, CloudError> {
+        let (etag, config) = self.etag_and_config(id)?;
+        let Some(current) = config.origins().and_then(|o| o.items().first()) else {
+            return Err(CloudError::new(
+                SVC,
+                "GetDistributionConfig",
+                "NoOrigin",
+                format!("distribution {id} has no origin"),
+            ));
+        };
+        let https = current
+            .custom_origin_config()
+            .map(|c| c.origin_protocol_policy() == &OriginProtocolPolicy::HttpsOnly)
+            .unwrap_or(false);
+        let mut wanted_headers = origin.headers.clone();
+        wanted_headers.sort();
+        if https == origin.https && headers_of(current) == wanted_headers {
+            return Ok(false);
+        }
+        let mut updated = current.clone();
+        updated.custom_origin_config = Some(custom_origin(origin.https)?);
+        updated.custom_headers = Some(custom_headers(&wanted_headers)?);
+        let mut config = config;
+        config.origins = Some(built(
+            "origins",
+            Origins::builder().quantity(1).items(updated).build(),
+        )?);
+        self.rt
+            .block_on(
+                self.client
+                    .update_distribution()
+                    .id(id)
+                    .if_match(etag)
+                    .distribution_config(config)
+                    .send(),
+            )
+            .map(|_| true)
+            .map_err(|e| CloudError::from_sdk(SVC, "UpdateDistribution", e))
     }
 
     fn get(&self, id: &str) -> Result<Option<Distribution>, CloudError> {

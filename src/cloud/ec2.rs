@@ -6,8 +6,8 @@ use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
     InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataEndpointState,
     InstanceMetadataOptionsRequest, InstanceType, IpPermission, IpRange, KeyType, MarketType,
-    ResourceType, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification, UserIdGroupPair,
-    VolumeType,
+    PrefixListId, ResourceType, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
+    UserIdGroupPair, VolumeType,
 };
 use base64::Engine as _;
 use rhai::{CustomType, TypeBuilder};
@@ -85,7 +85,8 @@ impl fmt::Display for Image {
     }
 }
 
-/// One inbound rule: a port range from a CIDR or from another security group.
+/// One inbound rule: a port range from a CIDR, another security group or a managed prefix list
+/// (e.g. CloudFront's origin-facing addresses).
 #[derive(Debug, Clone, PartialEq, CustomType, serde::Serialize)]
 #[rhai_type(name = "IngressRule", extra = super::display_fns)]
 pub struct IngressRule {
@@ -100,6 +101,8 @@ pub struct IngressRule {
     #[rhai_type(readonly)]
     pub source_sg: Option<String>,
     #[rhai_type(readonly)]
+    pub prefix_list: Option<String>,
+    #[rhai_type(readonly)]
     pub description: String,
 }
 
@@ -111,6 +114,7 @@ impl IngressRule {
             && self.to_port == other.to_port
             && self.cidr == other.cidr
             && self.source_sg == other.source_sg
+            && self.prefix_list == other.prefix_list
     }
 }
 
@@ -125,6 +129,7 @@ impl fmt::Display for IngressRule {
             .cidr
             .as_deref()
             .or(self.source_sg.as_deref())
+            .or(self.prefix_list.as_deref())
             .unwrap_or("?");
         write!(f, "{}/{} from {}", self.protocol, ports, from)
     }
@@ -404,6 +409,9 @@ pub trait Ec2Api: Send + Sync {
     /// Latest Amazon Linux 2023 for `arch` (`x86_64` | `arm64`): the SSM public parameter,
     /// falling back to DescribeImages by name.
     fn latest_al2023(&self, arch: &str) -> Result<Image, CloudError>;
+    /// The id of the AWS-managed prefix list `name` in the region (e.g.
+    /// `com.amazonaws.global.cloudfront.origin-facing`), `None` when the region has none.
+    fn managed_prefix_list(&self, name: &str) -> Result<Option<String>, CloudError>;
     fn find_security_group(
         &self,
         vpc_id: &str,
@@ -478,6 +486,8 @@ pub trait Ec2Api: Send + Sync {
     ) -> Result<Vec<SecurityGroup>, CloudError>;
     /// Remove every inbound rule of the group (so groups that reference each other can go).
     fn revoke_all_ingress(&self, group: &SecurityGroup) -> Result<(), CloudError>;
+    /// Remove these inbound rules of the group `group_id`.
+    fn revoke_rules(&self, group_id: &str, rules: &[IngressRule]) -> Result<(), CloudError>;
     /// Key pairs carrying all these tags.
     fn find_key_pairs(&self, tags: &[(String, String)]) -> Result<Vec<KeyPair>, CloudError>;
     /// Volumes (not deleted) carrying all these tags.
@@ -689,7 +699,19 @@ fn to_sg(g: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {
                 to_port,
                 cidr: r.cidr_ip().map(str::to_string),
                 source_sg: None,
+                prefix_list: None,
                 description: s(r.description()),
+            });
+        }
+        for pl in p.prefix_list_ids() {
+            ingress.push(IngressRule {
+                protocol: protocol.clone(),
+                from_port,
+                to_port,
+                cidr: None,
+                source_sg: None,
+                prefix_list: pl.prefix_list_id().map(str::to_string),
+                description: s(pl.description()),
             });
         }
         for pair in p.user_id_group_pairs() {
@@ -699,6 +721,7 @@ fn to_sg(g: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {
                 to_port,
                 cidr: None,
                 source_sg: pair.group_id().map(str::to_string),
+                prefix_list: None,
                 description: s(pair.description()),
             });
         }
@@ -823,6 +846,14 @@ fn ip_permission(rule: &IngressRule) -> IpPermission {
                 .build(),
         );
     }
+    if let Some(pl) = &rule.prefix_list {
+        p = p.prefix_list_ids(
+            PrefixListId::builder()
+                .prefix_list_id(pl)
+                .description(&rule.description)
+                .build(),
+        );
+    }
     p.build()
 }
 
@@ -892,6 +923,29 @@ impl Ec2Api for SdkEc2 {
             .collect();
         subnets.sort_by(|a, b| a.az.cmp(&b.az).then(a.id.cmp(&b.id)));
         Ok(subnets)
+    }
+
+    fn managed_prefix_list(&self, name: &str) -> Result<Option<String>, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_managed_prefix_lists()
+                    .filters(
+                        Filter::builder()
+                            .name("prefix-list-name")
+                            .values(name)
+                            .build(),
+                    )
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeManagedPrefixLists", e))?;
+        Ok(out
+            .prefix_lists()
+            .iter()
+            .find(|p| p.prefix_list_name() == Some(name) && p.owner_id() == Some("AWS"))
+            .and_then(|p| p.prefix_list_id())
+            .map(str::to_string))
     }
 
     fn latest_al2023(&self, arch: &str) -> Result<Image, CloudError> {
@@ -1458,6 +1512,22 @@ impl Ec2Api for SdkEc2 {
                     .revoke_security_group_ingress()
                     .group_id(&group.id)
                     .set_ip_permissions(Some(group.ingress.iter().map(ip_permission).collect()))
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "RevokeSecurityGroupIngress", e))
+    }
+
+    fn revoke_rules(&self, group_id: &str, rules: &[IngressRule]) -> Result<(), CloudError> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        self.rt
+            .block_on(
+                self.client
+                    .revoke_security_group_ingress()
+                    .group_id(group_id)
+                    .set_ip_permissions(Some(rules.iter().map(ip_permission).collect()))
                     .send(),
             )
             .map(|_| ())

@@ -3,9 +3,9 @@
 use std::fmt;
 
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, Certificate, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, Matcher,
-    ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum, Tag, TargetDescription,
-    TargetTypeEnum,
+    Action, ActionTypeEnum, Certificate, FixedResponseActionConfig, HttpHeaderConditionConfig,
+    LoadBalancerSchemeEnum, LoadBalancerTypeEnum, Matcher, ProtocolEnum, RedirectActionConfig,
+    RedirectActionStatusCodeEnum, RuleCondition, Tag, TargetDescription, TargetTypeEnum,
 };
 use rhai::CustomType;
 
@@ -74,6 +74,10 @@ pub struct Listener {
     pub port: i64,
     #[rhai_type(readonly)]
     pub protocol: String,
+    /// What the listener does with a request no rule takes: `forward`, `redirect` or
+    /// `fixed-response`.
+    #[rhai_type(readonly)]
+    pub default_action: String,
 }
 
 impl fmt::Display for Listener {
@@ -99,8 +103,21 @@ pub struct TargetGroupSpec {
 /// What a listener does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ListenerAction {
-    Forward { target_group_arn: String },
+    Forward {
+        target_group_arn: String,
+    },
     RedirectToHttps,
+    /// HTTP 403: for requests that did not come the way the stack allows (e.g. not through
+    /// its CloudFront distribution).
+    Forbidden,
+}
+
+/// The listener rule that forwards only requests carrying a header with a given value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderRule {
+    pub header: String,
+    pub value: String,
+    pub target_group_arn: String,
 }
 
 /// The ELBv2 operations primitives use.
@@ -132,6 +149,19 @@ pub trait ElbApi: Send + Sync {
         tags: &Tags,
     ) -> Result<Listener, CloudError>;
     fn delete_listener(&self, arn: &str) -> Result<(), CloudError>;
+    /// Replace a listener's default action.
+    fn set_default_action(
+        &self,
+        listener_arn: &str,
+        action: &ListenerAction,
+    ) -> Result<(), CloudError>;
+    /// Make `rule` the listener's first rule (priority 1); `false` when it already is.
+    fn ensure_header_rule(
+        &self,
+        listener_arn: &str,
+        rule: &HeaderRule,
+        tags: &Tags,
+    ) -> Result<bool, CloudError>;
     fn register(&self, tg_arn: &str, instance_id: &str, port: i32) -> Result<(), CloudError>;
     fn deregister(&self, tg_arn: &str, instance_id: &str) -> Result<(), CloudError>;
     /// `(state, reason)` of one target, `None` when it is not registered.
@@ -200,7 +230,73 @@ fn to_listener(l: &aws_sdk_elasticloadbalancingv2::types::Listener) -> Listener 
             .protocol()
             .map(|p| p.as_str().to_string())
             .unwrap_or_default(),
+        default_action: l
+            .default_actions()
+            .first()
+            .and_then(|a| a.r#type())
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
     }
+}
+
+/// The SDK action for a listener action.
+fn sdk_action(action: &ListenerAction) -> Action {
+    match action {
+        ListenerAction::Forward { target_group_arn } => Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .target_group_arn(target_group_arn)
+            .build(),
+        ListenerAction::RedirectToHttps => Action::builder()
+            .r#type(ActionTypeEnum::Redirect)
+            .redirect_config(
+                RedirectActionConfig::builder()
+                    .protocol("HTTPS")
+                    .port("443")
+                    .status_code(RedirectActionStatusCodeEnum::Http301)
+                    .build(),
+            )
+            .build(),
+        ListenerAction::Forbidden => Action::builder()
+            .r#type(ActionTypeEnum::FixedResponse)
+            .fixed_response_config(
+                FixedResponseActionConfig::builder()
+                    .status_code("403")
+                    .content_type("text/plain")
+                    .message_body("Forbidden")
+                    .build(),
+            )
+            .build(),
+    }
+}
+
+/// The header condition of `rule`.
+fn header_condition(rule: &HeaderRule) -> RuleCondition {
+    RuleCondition::builder()
+        .field("http-header")
+        .http_header_config(
+            HttpHeaderConditionConfig::builder()
+                .http_header_name(&rule.header)
+                .values(&rule.value)
+                .build(),
+        )
+        .build()
+}
+
+/// Does an existing rule do exactly what `rule` asks?
+fn rule_matches(r: &aws_sdk_elasticloadbalancingv2::types::Rule, rule: &HeaderRule) -> bool {
+    let conditions_ok = r.conditions().len() == 1
+        && r.conditions().iter().all(|c| {
+            c.field() == Some("http-header")
+                && c.http_header_config().is_some_and(|h| {
+                    h.http_header_name()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(&rule.header))
+                        && h.values() == [rule.value.clone()]
+                })
+        });
+    let action_ok = r.actions().len() == 1
+        && r.actions()[0].r#type() == Some(&ActionTypeEnum::Forward)
+        && r.actions()[0].target_group_arn() == Some(rule.target_group_arn.as_str());
+    conditions_ok && action_ok
 }
 
 impl ElbApi for SdkElb {
@@ -358,22 +454,7 @@ impl ElbApi for SdkElb {
         action: &ListenerAction,
         tags: &Tags,
     ) -> Result<Listener, CloudError> {
-        let action = match action {
-            ListenerAction::Forward { target_group_arn } => Action::builder()
-                .r#type(ActionTypeEnum::Forward)
-                .target_group_arn(target_group_arn)
-                .build(),
-            ListenerAction::RedirectToHttps => Action::builder()
-                .r#type(ActionTypeEnum::Redirect)
-                .redirect_config(
-                    RedirectActionConfig::builder()
-                        .protocol("HTTPS")
-                        .port("443")
-                        .status_code(RedirectActionStatusCodeEnum::Http301)
-                        .build(),
-                )
-                .build(),
-        };
+        let action = sdk_action(action);
         let mut req = self
             .client
             .create_listener()
@@ -414,6 +495,74 @@ impl ElbApi for SdkElb {
                 .into_iter()
                 .find(|l| l.port == i64::from(port)))
         })
+    }
+
+    fn set_default_action(
+        &self,
+        listener_arn: &str,
+        action: &ListenerAction,
+    ) -> Result<(), CloudError> {
+        self.rt
+            .block_on(
+                self.client
+                    .modify_listener()
+                    .listener_arn(listener_arn)
+                    .default_actions(sdk_action(action))
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "ModifyListener", e))
+    }
+
+    fn ensure_header_rule(
+        &self,
+        listener_arn: &str,
+        rule: &HeaderRule,
+        tags: &Tags,
+    ) -> Result<bool, CloudError> {
+        let rules = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_rules()
+                    .listener_arn(listener_arn)
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeRules", e))?;
+        let forward = sdk_action(&ListenerAction::Forward {
+            target_group_arn: rule.target_group_arn.clone(),
+        });
+        if let Some(first) = rules.rules().iter().find(|r| r.priority() == Some("1")) {
+            if rule_matches(first, rule) {
+                return Ok(false);
+            }
+            // The first rule says something else (an older secret, another target): replace
+            // what it does, keeping its place.
+            self.rt
+                .block_on(
+                    self.client
+                        .modify_rule()
+                        .rule_arn(first.rule_arn().unwrap_or_default())
+                        .conditions(header_condition(rule))
+                        .actions(forward)
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk(SVC, "ModifyRule", e))?;
+            return Ok(true);
+        }
+        self.rt
+            .block_on(
+                self.client
+                    .create_rule()
+                    .listener_arn(listener_arn)
+                    .priority(1)
+                    .conditions(header_condition(rule))
+                    .actions(forward)
+                    .set_tags(Some(tags_of(tags)))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateRule", e))?;
+        Ok(true)
     }
 
     fn delete_listener(&self, arn: &str) -> Result<(), CloudError> {

@@ -7,13 +7,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::cloudfront::{CloudFrontApi, Distribution};
+use super::cloudfront::{CloudFrontApi, Distribution, OriginSpec};
 use super::ec2::{
     Ec2Api, Image, IngressRule, Instance, InstanceTypeInfo, KeyPair, LaunchSpec, SecurityGroup,
     SpotPrice, Subnet, Volume, VolumeRequest, Vpc,
 };
 use super::efs::{EfsApi, FileSystem, MountTarget};
-use super::elb::{ElbApi, Listener, ListenerAction, LoadBalancer, TargetGroup, TargetGroupSpec};
+use super::elb::{
+    ElbApi, HeaderRule, Listener, ListenerAction, LoadBalancer, TargetGroup, TargetGroupSpec,
+};
 use super::iam::{IamApi, InstanceProfile};
 use super::pricing::PricingApi;
 use super::ssm::{CommandResult, Parameter, SsmApi};
@@ -175,6 +177,13 @@ impl Ec2Api for PlanApi {
                 public_ip_on_launch: true,
             })
             .collect())
+    }
+    fn managed_prefix_list(&self, name: &str) -> Result<Option<String>, CloudError> {
+        self.0.op(&["EC2:DescribeManagedPrefixLists"]);
+        Ok(Some(format!(
+            "pl-{PLANNED}-{}",
+            name.rsplit('.').next().unwrap_or(name)
+        )))
     }
     fn latest_al2023(&self, arch: &str) -> Result<Image, CloudError> {
         self.0.op(&["SSM:GetParameter"]);
@@ -462,6 +471,20 @@ impl Ec2Api for PlanApi {
         }
         Ok(())
     }
+    fn revoke_rules(&self, group_id: &str, rules: &[IngressRule]) -> Result<(), CloudError> {
+        if !rules.is_empty() {
+            self.0.op(&["EC2:RevokeSecurityGroupIngress"]);
+        }
+        if let Some((g, _)) = self
+            .model()
+            .groups
+            .iter_mut()
+            .find(|(g, _)| g.id == group_id)
+        {
+            g.ingress.retain(|r| !rules.iter().any(|x| x.same_grant(r)));
+        }
+        Ok(())
+    }
     fn find_key_pairs(&self, tags: &[(String, String)]) -> Result<Vec<KeyPair>, CloudError> {
         self.0.op(&["EC2:DescribeKeyPairs"]);
         Ok(tagged(&self.model().key_pairs, tags))
@@ -726,7 +749,7 @@ impl ElbApi for PlanApi {
         lb_arn: &str,
         port: i32,
         certificate_arn: Option<&str>,
-        _a: &ListenerAction,
+        a: &ListenerAction,
         _t: &Tags,
     ) -> Result<Listener, CloudError> {
         self.0.op(&["Elastic Load Balancing v2:CreateListener"]);
@@ -739,9 +762,26 @@ impl ElbApi for PlanApi {
                 "HTTP"
             }
             .into(),
+            default_action: match a {
+                ListenerAction::Forward { .. } => "forward",
+                ListenerAction::RedirectToHttps => "redirect",
+                ListenerAction::Forbidden => "fixed-response",
+            }
+            .into(),
         };
         self.model().listeners.push((lb_arn.into(), l.clone()));
         Ok(l)
+    }
+    fn set_default_action(&self, _l: &str, _a: &ListenerAction) -> Result<(), CloudError> {
+        self.0.op(&["Elastic Load Balancing v2:ModifyListener"]);
+        Ok(())
+    }
+    fn ensure_header_rule(&self, _l: &str, _r: &HeaderRule, _t: &Tags) -> Result<bool, CloudError> {
+        self.0.op(&[
+            "Elastic Load Balancing v2:DescribeRules",
+            "Elastic Load Balancing v2:CreateRule",
+        ]);
+        Ok(true)
     }
     fn delete_listener(&self, arn: &str) -> Result<(), CloudError> {
         self.0.op(&["Elastic Load Balancing v2:DeleteListener"]);
@@ -789,8 +829,7 @@ impl CloudFrontApi for PlanApi {
     fn create(
         &self,
         _caller: &str,
-        origin: &str,
-        _https: bool,
+        origin: &OriginSpec,
         _comment: &str,
         tags: &Tags,
     ) -> Result<Distribution, CloudError> {
@@ -802,10 +841,14 @@ impl CloudFrontApi for PlanApi {
             id,
             status: "Deployed".into(),
             enabled: true,
-            origin: origin.into(),
+            origin: origin.domain.clone(),
         };
         self.model().distributions.push((d.clone(), tags.pairs()));
         Ok(d)
+    }
+    fn converge_origin(&self, _id: &str, _origin: &OriginSpec) -> Result<bool, CloudError> {
+        self.0.op(&["CloudFront:GetDistributionConfig"]);
+        Ok(false)
     }
     fn get(&self, id: &str) -> Result<Option<Distribution>, CloudError> {
         self.0.op(&["CloudFront:GetDistribution"]);

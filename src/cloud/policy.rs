@@ -52,9 +52,10 @@ pub fn actions_for(op: &str) -> Vec<String> {
             "ec2:CreateNetworkInterface",
         ],
         ("elasticfilesystem", "DeleteMountTarget") => &["ec2:DeleteNetworkInterface"],
-        ("elasticloadbalancing", "CreateLoadBalancer" | "CreateTargetGroup" | "CreateListener") => {
-            &["elasticloadbalancing:AddTags"]
-        }
+        (
+            "elasticloadbalancing",
+            "CreateLoadBalancer" | "CreateTargetGroup" | "CreateListener" | "CreateRule",
+        ) => &["elasticloadbalancing:AddTags"],
         ("cloudfront", "CreateDistributionWithTags") => &["cloudfront:TagResource"],
         ("ssm", "PutParameter") => &["ssm:AddTagsToResource"],
         ("iam", "CreateRole") => &["iam:TagRole"],

@@ -11,6 +11,7 @@ use super::meta::{self, ParamSpec, RecipeMeta};
 use super::session::{load_recipe, make_plan, RunError, RunRequest};
 use super::{embedded, recipes};
 use crate::cloud::{Aws, Blocking};
+use crate::public_ip;
 use crate::state::{validate_stack_name, Home};
 use crate::suggest::did_you_mean;
 use crate::ui::Ui;
@@ -287,9 +288,21 @@ pub fn deploy(
             m.name
         ));
     }
+    // Who may connect: offered as this machine's public address (Enter takes it).
+    let mine = blocking
+        .as_ref()
+        .filter(|_| to_ask.iter().any(|p| p.name == "allowed_cidr"))
+        .and_then(|b| b.block_on(public_ip::detect_cached()).ok())
+        .map(|ip| format!("{ip}/32"));
     for p in to_ask {
         let offers = discovered(p, aws.as_ref(), &chosen);
-        let current = req.param_settings.get(&p.name).map(String::as_str);
+        let mut current = req.param_settings.get(&p.name).map(String::as_str);
+        if p.name == "allowed_cidr" && current.is_none() {
+            if let Some(m) = &mine {
+                say(&format!("  (this machine's public address is {m})"));
+                current = Some(m.as_str());
+            }
+        }
         if let Some(v) = ask_param(p, current, &offers)? {
             chosen.insert(p.name.clone(), v);
         }

@@ -60,17 +60,22 @@ fn wait_deployed(
 
 #[export_module]
 pub mod api {
-    use crate::cloud::cloudfront::Distribution;
+    use crate::cloud::cloudfront::{Distribution, OriginSpec};
     use crate::primitives::cloud_err;
 
     /// Create (or find) the distribution `<stack>-<name>` in front of `origin` (a load
     /// balancer or a DNS name); returns at once (status `InProgress`). Caching is disabled (n8n
     /// is dynamic), every method, header, cookie and query string reaches the origin (which
     /// keeps WebSockets working), viewers are redirected to HTTPS. Options: `origin`
-    /// (required), `origin_https` (false: the load balancer listens on HTTP 80).
+    /// (required), `origin_https` (false: the load balancer listens on HTTP 80; true needs a
+    /// certificate on the load balancer that matches the origin's name), `origin_headers`
+    /// (a map of headers added to every request to the origin — a `Secret` value stays out of
+    /// the logs — so the origin can refuse what did not come through CloudFront). A
+    /// distribution found again is brought to these origin settings.
     ///
     /// ```rhai
     /// let cdn = cloudfront::distribution("cdn", #{ origin: lb });
+    /// let cdn = cloudfront::distribution("cdn", #{ origin: lb, origin_headers: #{ "X-Origin-Verify": secret } });
     /// ```
     #[rhai_fn(return_raw)]
     pub fn distribution(
@@ -80,7 +85,7 @@ pub mod api {
     ) -> Result<Distribution, Box<EvalAltResult>> {
         const F: &str = "cloudfront::distribution";
         let rt = rt(&ctx)?;
-        let mut o = Opts::new(F, options, &["origin", "origin_https"])?;
+        let mut o = Opts::new(F, options, &["origin", "origin_https", "origin_headers"])?;
         let origin = o
             .value("origin")
             .ok_or_else(|| usage_err(format!("{F}: option `origin` is required")))?;
@@ -96,6 +101,15 @@ pub mod api {
             return Err(usage_err(format!("{F}: `{origin}` is not a DNS name")));
         }
         let origin_https = o.bool("origin_https")?.unwrap_or(false);
+        let headers = match o.value("origin_headers") {
+            None => Vec::new(),
+            Some(h) => crate::primitives::opts::header_pairs(F, h)?,
+        };
+        let spec = OriginSpec {
+            domain: origin.clone(),
+            https: origin_https,
+            headers,
+        };
         let aws = rt.aws()?;
         let tags = rt.tags(name);
         // Found again by the stack's Name tag on a re-run.
@@ -104,6 +118,15 @@ pub mod api {
             .find_tagged(crate::cloud::tags::NAME_TAG, &tags.name)
             .map_err(cloud_err)?;
         if let Some(d) = existing.into_iter().find(|d| d.origin == origin) {
+            if aws
+                .cloudfront
+                .converge_origin(&d.id, &spec)
+                .map_err(cloud_err)?
+            {
+                rt.ui.info(&format!(
+                    "{name}: origin settings updated (protocol, headers); CloudFront deploys the change"
+                ));
+            }
             rt.adopt(
                 "cloudfront:distribution",
                 name,
@@ -121,8 +144,7 @@ pub mod api {
                 // Lets a retried create whose answer was lost find the distribution it made.
                 t.extra
                     .insert("geusemaker:caller-reference".into(), token.to_string());
-                aws.cloudfront
-                    .create(token, &origin, origin_https, &comment, &t)
+                aws.cloudfront.create(token, &spec, &comment, &t)
             },
             |d: &Distribution| {
                 (

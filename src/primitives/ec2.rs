@@ -38,6 +38,7 @@ const RULE_KEYS: &[&str] = &[
     "protocol",
     "cidr",
     "source",
+    "prefix_list",
     "description",
 ];
 
@@ -63,8 +64,14 @@ fn parse_rules(func: &'static str, rules: Array) -> Result<Vec<IngressRule>, Box
             let cidr = o.str("cidr")?;
             // `source: "self"` is the group the rule is added to (known once it exists).
             let source = o.value("source").map(|v| id_of(&v, "a security group")).transpose()?;
-            if cidr.is_some() == source.is_some() {
-                return Err(usage_err(format!("{func}: an ingress rule needs exactly one of `cidr` or `source`")));
+            let prefix_list = o.str("prefix_list")?;
+            if [cidr.is_some(), source.is_some(), prefix_list.is_some()].iter().filter(|b| **b).count() != 1 {
+                return Err(usage_err(format!("{func}: an ingress rule needs exactly one of `cidr`, `source` or `prefix_list`")));
+            }
+            if let Some(pl) = &prefix_list {
+                if !pl.starts_with("pl-") || !pl[3..].chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                    return Err(usage_err(format!("{func}: `{pl}` is not a prefix list id (pl-…; ec2::managed_prefix_list finds one by name)")));
+                }
             }
             if let Some(c) = &cidr {
                 validate_cidr(func, c)?;
@@ -75,6 +82,7 @@ fn parse_rules(func: &'static str, rules: Array) -> Result<Vec<IngressRule>, Box
                 to_port,
                 cidr,
                 source_sg: source,
+                prefix_list,
                 description: o.str("description")?.unwrap_or_default(),
             })
         })
@@ -333,12 +341,36 @@ pub mod api {
         rt(&ctx)?.aws()?.ec2.latest_al2023(arch).map_err(cloud_err)
     }
 
+    /// The id of an AWS-managed prefix list, by name: for rules that admit an AWS service's
+    /// addresses only, e.g. CloudFront reaching a load balancer
+    /// (`com.amazonaws.global.cloudfront.origin-facing`). An error when the region has none.
+    ///
+    /// ```rhai
+    /// let cloudfront = ec2::managed_prefix_list("com.amazonaws.global.cloudfront.origin-facing");
+    /// let rule = #{ port: 80, prefix_list: cloudfront, description: "CloudFront only" };
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn managed_prefix_list(
+        ctx: NativeCallContext,
+        name: &str,
+    ) -> Result<String, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        match rt.aws()?.ec2.managed_prefix_list(name).map_err(cloud_err)? {
+            Some(id) => Ok(id),
+            None => Err(usage_err(format!(
+                "ec2::managed_prefix_list: the region {} has no AWS-managed prefix list `{name}`",
+                rt.region()?
+            ))),
+        }
+    }
+
     /// Create (or find, on a re-run) the security group `<stack>-<name>` in `vpc`, and make
     /// sure it has the given inbound rules. A group the stack's ledger knows is described by
     /// id; otherwise it is created straight away (a group of that name that exists after all is
     /// adopted). Options: `description`, `ingress` (an array of
-    /// rules: `port` or `from_port`/`to_port`, `protocol` (tcp), exactly one of `cidr` or
-    /// `source` (another group, or `"self"` for members of this group), `description`).
+    /// rules: `port` or `from_port`/`to_port`, `protocol` (tcp), exactly one of `cidr`,
+    /// `source` (another group, or `"self"` for members of this group) or `prefix_list` (a
+    /// managed prefix list id), `description`).
     ///
     /// ```rhai
     /// let web = ec2::security_group("web", vpc, #{
@@ -423,6 +455,52 @@ pub mod api {
         };
         let rules = with_self(rules, &sg.id);
         aws.ec2.authorize_ingress(&sg, &rules).map_err(cloud_err)
+    }
+
+    /// Make a group's inbound rules exactly `rules`: missing ones are added, any other rule
+    /// (an older allowed range, one added by hand) is revoked and named on the console. What a
+    /// re-run uses so that narrowing who may connect takes effect.
+    ///
+    /// ```rhai
+    /// ec2::set_ingress(web, [ #{ port: 5678, cidr: "203.0.113.7/32", description: "n8n" } ]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn set_ingress(
+        ctx: NativeCallContext,
+        group: Dynamic,
+        rules: Array,
+    ) -> Result<SecurityGroup, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let rules = parse_rules("ec2::set_ingress", rules)?;
+        let aws = rt.aws()?;
+        let sg = match group.clone().try_cast::<SecurityGroup>() {
+            Some(sg) => sg,
+            None => {
+                let id = id_of(&group, "a security group")?;
+                aws.ec2.security_group(&id).map_err(cloud_err)?
+            }
+        };
+        let rules = with_self(rules, &sg.id);
+        let stale: Vec<IngressRule> = sg
+            .ingress
+            .iter()
+            .filter(|r| !rules.iter().any(|w| w.same_grant(r)))
+            .cloned()
+            .collect();
+        // Add first, then take away: the allowed clients never lose access in between.
+        let mut sg = aws.ec2.authorize_ingress(&sg, &rules).map_err(cloud_err)?;
+        if !stale.is_empty() {
+            aws.ec2.revoke_rules(&sg.id, &stale).map_err(cloud_err)?;
+            for r in &stale {
+                rt.ui.info(&format!(
+                    "{}: revoked {r} (no longer in the recipe)",
+                    sg.name
+                ));
+            }
+            sg.ingress
+                .retain(|r| !stale.iter().any(|x| x.same_grant(r)));
+        }
+        Ok(sg)
     }
 
     /// Delete a security group (a handle or id); `false` when it was already gone. While another group (or a network interface

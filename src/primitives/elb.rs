@@ -85,7 +85,7 @@ fn wait_lb(rt: &Runtime, arn: &str, name: &str) -> Result<LoadBalancer, Box<Eval
 
 #[export_module]
 pub mod api {
-    use crate::cloud::elb::{Listener, LoadBalancer, TargetGroup};
+    use crate::cloud::elb::{HeaderRule, Listener, LoadBalancer, TargetGroup};
     use crate::cloud::wait::{poll_until, Backoff, Poll};
     use crate::primitives::cloud_err;
 
@@ -268,12 +268,16 @@ pub mod api {
 
     /// Create (or find) the listener on `port` of `lb`. Options: `port` (required), then either
     /// `target_group` (forward to it; HTTPS when `certificate_arn` is given) or
-    /// `redirect_to_https: true` (HTTP 301 to port 443).
+    /// `redirect_to_https: true` (HTTP 301 to port 443). `require_header: #{ name: value }`
+    /// (one header; the value a string or a `Secret`) forwards only requests that carry it —
+    /// everything else gets HTTP 403 — so only the CloudFront distribution that adds it can
+    /// use the load balancer. A listener found again is brought to these settings.
     ///
     /// ```rhai
     /// elb::listener(lb, #{ port: 80, target_group: tg });
     /// elb::listener(lb, #{ port: 443, target_group: tg, certificate_arn: cert });
     /// elb::listener(lb, #{ port: 80, redirect_to_https: true });
+    /// elb::listener(lb, #{ port: 80, target_group: tg, require_header: #{ "X-Origin-Verify": secret } });
     /// ```
     #[rhai_fn(return_raw)]
     pub fn listener(
@@ -291,6 +295,7 @@ pub mod api {
                 "target_group",
                 "certificate_arn",
                 "redirect_to_https",
+                "require_header",
             ],
         )?;
         let port = o
@@ -318,34 +323,87 @@ pub mod api {
                 )))
             }
         };
+        // With a required header the target is reached only through the rule; the default
+        // answers 403.
+        let gate = match o.value("require_header") {
+            None => None,
+            Some(h) => {
+                let pairs = crate::primitives::opts::header_pairs(F, h)?;
+                let ListenerAction::Forward { target_group_arn } = &action else {
+                    return Err(usage_err(format!(
+                        "{F}: `require_header` goes with `target_group`"
+                    )));
+                };
+                match <[(String, String); 1]>::try_from(pairs) {
+                    Ok([(header, value)]) => Some(HeaderRule {
+                        header,
+                        value,
+                        target_group_arn: target_group_arn.clone(),
+                    }),
+                    Err(_) => return Err(usage_err(format!(
+                        "{F}: `require_header` is one header: #{{ \"X-Origin-Verify\": secret }}"
+                    ))),
+                }
+            }
+        };
+        let default = if gate.is_some() {
+            ListenerAction::Forbidden
+        } else {
+            action
+        };
         let lb_arn = super::lb_arn(&lb)?;
         let aws = rt.aws()?;
         let logical = format!("port-{port}");
-        if let Some(l) = aws
+        let tags = rt.tags(&logical);
+        let existing = aws
             .elb
             .listeners(&lb_arn)
             .map_err(cloud_err)?
             .into_iter()
-            .find(|l| l.port == port)
-        {
-            rt.adopt("elb:listener", &logical, &l.arn, BTreeMap::new())?;
-            return Ok(l);
+            .find(|l| l.port == port);
+        let listener = match existing {
+            Some(mut l) => {
+                rt.adopt("elb:listener", &logical, &l.arn, BTreeMap::new())?;
+                // A re-run makes the listener what the recipe says: closed to requests without
+                // the header, or open again once the recipe no longer asks for one.
+                let wanted = if gate.is_some() {
+                    "fixed-response"
+                } else {
+                    match &default {
+                        ListenerAction::Forward { .. } => "forward",
+                        ListenerAction::RedirectToHttps => "redirect",
+                        ListenerAction::Forbidden => "fixed-response",
+                    }
+                };
+                if l.default_action != wanted {
+                    aws.elb
+                        .set_default_action(&l.arn, &default)
+                        .map_err(cloud_err)?;
+                    l.default_action = wanted.into();
+                }
+                l
+            }
+            None => rt.create_recorded(
+                "elb:listener",
+                &logical,
+                |_t| {
+                    aws.elb
+                        .create_listener(&lb_arn, port as i32, cert.as_deref(), &default, &tags)
+                },
+                |l: &Listener| {
+                    (
+                        l.arn.clone(),
+                        BTreeMap::from([("load_balancer".to_string(), lb_arn.clone())]),
+                    )
+                },
+            )?,
+        };
+        if let Some(rule) = &gate {
+            aws.elb
+                .ensure_header_rule(&listener.arn, rule, &tags)
+                .map_err(cloud_err)?;
         }
-        let tags = rt.tags(&logical);
-        rt.create_recorded(
-            "elb:listener",
-            &logical,
-            |_t| {
-                aws.elb
-                    .create_listener(&lb_arn, port as i32, cert.as_deref(), &action, &tags)
-            },
-            |l: &Listener| {
-                (
-                    l.arn.clone(),
-                    BTreeMap::from([("load_balancer".to_string(), lb_arn.clone())]),
-                )
-            },
-        )
+        Ok(listener)
     }
 
     /// Register an instance with a target group on `port` (registering again is harmless).

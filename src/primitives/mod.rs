@@ -10,6 +10,7 @@ pub mod efs;
 pub mod elb;
 pub mod health;
 pub mod iam;
+pub mod net;
 pub mod opts;
 pub mod parallel;
 pub mod params;
@@ -90,6 +91,12 @@ pub const AREAS: &[Area] = &[
         doc: "HTTP and TCP health checks, and waiting for them.",
         module: health::module,
         types: health::types,
+    },
+    Area {
+        name: "net",
+        doc: "This machine's public address: who may connect by default.",
+        module: net::module,
+        types: net::types,
     },
     Area {
         name: "state",

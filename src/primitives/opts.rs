@@ -103,3 +103,39 @@ impl Opts {
         self.func
     }
 }
+
+/// An HTTP header map (`#{ "X-Origin-Verify": secret }`): names are letters, digits and `-`;
+/// values are strings or `Secret`s of printable ASCII, at most 128 characters (the load
+/// balancer's limit for a header it matches). Sorted by name.
+pub fn header_pairs(func: &str, v: Dynamic) -> Result<Vec<(String, String)>, Box<EvalAltResult>> {
+    let map = v.try_cast::<Map>().ok_or_else(|| {
+        usage_err(format!(
+            "{func}: headers are a map like #{{ \"X-Name\": value }}"
+        ))
+    })?;
+    let mut out = Vec::new();
+    for (name, value) in map {
+        let name = name.to_string();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(usage_err(format!(
+                "{func}: `{name}` is not an HTTP header name (letters, digits, -)"
+            )));
+        }
+        let value = match value.clone().try_cast::<super::ssm::Secret>() {
+            Some(s) => s.reveal().to_string(),
+            None => value.into_string().map_err(|t| {
+                usage_err(format!(
+                    "{func}: header {name} is a string or a Secret, not {t}"
+                ))
+            })?,
+        };
+        if value.is_empty() || value.len() > 128 || !value.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(usage_err(format!(
+                "{func}: header {name}: the value must be 1 to 128 printable characters without spaces"
+            )));
+        }
+        out.push((name, value));
+    }
+    out.sort();
+    Ok(out)
+}

@@ -30,6 +30,11 @@ impl Secret {
         }
     }
 
+    /// The value, for primitives that must hand it to AWS (never to the logs or the state).
+    pub fn reveal(&self) -> &str {
+        &self.value
+    }
+
     fn extras(b: &mut TypeBuilder<Self>) {
         crate::cloud::display_fns(b);
         b.with_fn("reveal", |s: &mut Secret| s.value.clone());

@@ -130,6 +130,8 @@ impl World {
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", &self.region)
+            // "Who am I on the internet" answered locally: the deployer is DEPLOYER_IP.
+            .env("GEUSEMAKER_CHECKIP_URL", checkip_url())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdin(Stdio::null());
         match &self.endpoint {
@@ -376,6 +378,16 @@ pub fn http_stub(status: u16, body: &'static str) -> u16 {
         }
     });
     port
+}
+
+/// The public address the checkip stand-in gives the deployer (a documentation address).
+pub const DEPLOYER_IP: &str = "203.0.113.9";
+
+/// The checkip stand-in every run of the binary asks (one per test binary).
+pub fn checkip_url() -> String {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    let port = *PORT.get_or_init(|| http_stub(200, "203.0.113.9\n"));
+    format!("http://127.0.0.1:{port}/")
 }
 
 /// Like [`http_stub`] with a JSON body and content type (for AWS JSON protocols).
