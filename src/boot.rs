@@ -370,29 +370,87 @@ pub fn ollama_pull(models: &[String], layout: &Layout) -> Result<String, String>
 
 /// Create n8n's owner account on first boot (n8n asks for one on the first visit otherwise),
 /// with the password from the boot env file's `N8N_OWNER_PASSWORD`, through n8n on the
-/// instance's `port`. Runs in the background and is skipped when an owner exists.
-pub fn n8n_owner(email: &str, port: u16, layout: &Layout) -> Result<String, String> {
+/// instance's `port`; in the background, once n8n is ready (database connected and migrated).
+/// An instance whose n8n already has an owner (data from an earlier instance) skips the setup.
+///
+/// With `publish`, n8n was started from `compose.setup.yaml` (bound to the loopback) and is
+/// published — the stack restarted from `compose.yaml` — only once it has an owner, so no one
+/// else can claim it in between; the boot env file (the password) is removed then. Fails
+/// closed: when the setup fails n8n stays on the loopback and the deploy's checks fail.
+pub fn n8n_owner(email: &str, port: u16, layout: &Layout, publish: bool) -> Result<String, String> {
     check_token("e-mail address", email, "@.+-_")?;
     if email.matches('@').count() != 1 {
         return Err(format!("`{email}` is not an e-mail address"));
     }
     check_path(&layout.env_file)?;
+    check_path(&layout.stack_dir)?;
     let env = &layout.env_file;
+    let dir = &layout.stack_dir;
+    let base = format!("http://127.0.0.1:{port}");
+    let (title, done) = if publish {
+        (
+            "n8n owner account, then n8n published",
+            format!(
+                "  rm -f '{env}'\n  docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' up -d\n  echo \"n8n published\""
+            ),
+        )
+    } else {
+        ("n8n owner account", "  rm -f '{env}'".replace("{env}", env))
+    };
     Ok(format!(
-        r#"# --- n8n owner account (background; skipped when one exists) ---
+        r#"# --- {title} (background) ---
 (
+  ready=""
   for attempt in $(seq 1 90); do
-    if curl -fsS http://127.0.0.1:{port}/healthz >/dev/null 2>&1; then break; fi
+    if curl -fsS {base}/healthz/readiness >/dev/null 2>&1; then ready=1; break; fi
     echo "waiting for n8n (attempt $attempt/90)"
     sleep 10
   done
-  password="$(sed -n 's/^N8N_OWNER_PASSWORD=//p' '{env}')"
-  printf '{{"email":"%s","firstName":"Owner","lastName":"GeuseMaker","password":"%s"}}' '{email}' "$password" |
-    curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- http://127.0.0.1:{port}/rest/owner/setup >/dev/null ||
-    echo "n8n owner setup skipped (an owner may already exist)"
+  if [ -z "$ready" ]; then
+    echo "n8n never became ready: it stays on 127.0.0.1" >&2
+    exit 1
+  fi
+  # Published only when n8n says it has an owner, or the setup succeeds (fails closed).
+  if curl -fsS {base}/rest/settings | grep -q '"showSetupOnFirstLoad":false'; then
+    echo "n8n already has an owner"
+  else
+    password="$(sed -n 's/^N8N_OWNER_PASSWORD=//p' '{env}')"
+    if ! printf '{{"email":"%s","firstName":"Owner","lastName":"GeuseMaker","password":"%s"}}' '{email}' "$password" |
+      curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- {base}/rest/owner/setup >/dev/null; then
+      echo "n8n owner setup failed: n8n stays on 127.0.0.1" >&2
+      exit 1
+    fi
+    echo "n8n owner created"
+  fi
+{done}
 ) >> /var/log/geusemaker-n8n-owner.log 2>&1 &
 "#
     ))
+}
+
+/// EC2's limit on user data, in bytes, before base64.
+pub const USER_DATA_LIMIT: usize = 16 * 1024;
+
+/// The user data EC2 receives for `script`: the script itself when it fits in
+/// [`USER_DATA_LIMIT`] (readable in the console), otherwise gzip-compressed — cloud-init
+/// decompresses gzip user data before running it. `Err` with the compressed size when even
+/// that does not fit.
+pub fn user_data_payload(script: &str) -> Result<Vec<u8>, usize> {
+    use std::io::Write as _;
+    if script.len() <= USER_DATA_LIMIT {
+        return Ok(script.as_bytes().to_vec());
+    }
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0) // the same script gives the same bytes
+        .write(Vec::new(), flate2::Compression::best());
+    gz.write_all(script.as_bytes())
+        .expect("writing to memory succeeds");
+    let packed = gz.finish().expect("writing to memory succeeds");
+    if packed.len() <= USER_DATA_LIMIT {
+        Ok(packed)
+    } else {
+        Err(packed.len())
+    }
 }
 
 /// Header + sections. A section that starts with a `# --- title ---` line is announced as a
@@ -486,6 +544,42 @@ mod tests {
         assert!(s.contains("# --- EFS fs-1 at /mnt/efs (TLS) ---\nstep 'EFS fs-1 at /mnt/efs (TLS)'\nmount /mnt/efs\n"), "{s}");
         assert!(s.contains("step 'it_s _(odd)'"), "{s}");
         assert!(s.contains("trap 'echo \"geusemaker boot FAILED in step: ${boot_step}"));
+    }
+
+    #[test]
+    fn large_scripts_are_sent_gzipped_and_come_back_intact() {
+        use std::io::Read as _;
+        let small = "#!/bin/bash\necho hi\n";
+        assert_eq!(user_data_payload(small).unwrap(), small.as_bytes());
+        let big = format!(
+            "#!/bin/bash\n{}",
+            "echo 'a line of the boot script'\n".repeat(800)
+        );
+        assert!(big.len() > USER_DATA_LIMIT);
+        let packed = user_data_payload(&big).unwrap();
+        assert_eq!(
+            &packed[..2],
+            &[0x1f, 0x8b],
+            "gzip magic: cloud-init unpacks it"
+        );
+        assert!(packed.len() <= USER_DATA_LIMIT);
+        let mut back = String::new();
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_string(&mut back)
+            .unwrap();
+        assert_eq!(back, big);
+        assert_eq!(user_data_payload(&big).unwrap(), packed, "deterministic");
+        // Random text does not compress: refused with the size it would have had.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: String = (0..40_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'!' + (x % 90) as u8)
+            })
+            .collect();
+        assert!(user_data_payload(&noise).unwrap_err() > USER_DATA_LIMIT);
     }
 
     #[test]

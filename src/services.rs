@@ -1017,7 +1017,26 @@ fn literal(s: &str) -> String {
 
 /// Render the compose file for `services` (validated first).
 pub fn compose_file(services: &[Service], layout: &Layout) -> Result<String, ServiceError> {
+    compose_file_holding(services, layout, &[])
+}
+
+/// [`compose_file`] with the public ports of the services named in `hold` bound to the
+/// instance's loopback: the file a service starts from while it is not ready for the outside
+/// (n8n until its owner exists).
+pub fn compose_file_holding(
+    services: &[Service],
+    layout: &Layout,
+    hold: &[String],
+) -> Result<String, ServiceError> {
     validate(services)?;
+    for h in hold {
+        if !services.iter().any(|s| &s.name == h) {
+            return Err(ServiceError::new(
+                "hold",
+                format!("no service `{h}` to hold back"),
+            ));
+        }
+    }
     for p in [&layout.efs_dir, &layout.data_dir, &layout.env_dir] {
         boot::check_path(p).map_err(|e| ServiceError::new("layout", e))?;
     }
@@ -1032,6 +1051,9 @@ pub fn compose_file(services: &[Service], layout: &Layout) -> Result<String, Ser
             .ports
             .iter()
             .filter_map(|p| match p.expose {
+                Exposure::Public if hold.contains(&s.name) => {
+                    Some(format!("127.0.0.1:{}:{}", p.host_port(), p.port))
+                }
                 Exposure::Public => Some(format!("{}:{}", p.host_port(), p.port)),
                 Exposure::Internal => Some(format!("127.0.0.1:{}:{}", p.host_port(), p.port)),
                 Exposure::None => None,
@@ -1152,6 +1174,63 @@ pub fn env_files(
     boot::ssm_env_files(region, &files).map_err(|e| ServiceError::new("secrets", e))
 }
 
+/// At boot, before the stack starts: the variables `vars` of service `name`'s env file set to
+/// the URL users reach it by on this instance's public address —
+/// `http://<public address>:<its first public port>/` — read from the instance metadata
+/// (IMDSv2). For a tier without a load balancer, whose address is known only once the
+/// instance runs (n8n's `WEBHOOK_URL`, `N8N_EDITOR_BASE_URL`). Nothing is written when the
+/// instance has no public address.
+pub fn public_url_env(
+    services: &[Service],
+    name: &str,
+    vars: &[String],
+    layout: &Layout,
+) -> Result<String, ServiceError> {
+    validate(services)?;
+    let at = format!("service `{name}`");
+    let s = services
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ServiceError::new(&at, "not in the stack"))?;
+    let port = s
+        .ports
+        .iter()
+        .find(|p| p.expose == Exposure::Public)
+        .ok_or_else(|| ServiceError::new(&at, "publishes no public port"))?
+        .host_port();
+    let file = s.env_file(layout).ok_or_else(|| {
+        ServiceError::new(&at, "has no env file (only services with secrets have one)")
+    })?;
+    let mut lines = String::new();
+    for v in vars {
+        if !valid_env_name(v) {
+            return Err(ServiceError::new(
+                &at,
+                format!("`{v}` is not an environment variable name (UPPER_CASE)"),
+            ));
+        }
+        if s.env.contains_key(v) {
+            return Err(ServiceError::new(
+                &at,
+                format!("{v} is set in its env already; one value only"),
+            ));
+        }
+        let _ = writeln!(lines, "    echo \"{v}=http://$public_ip:{port}/\"");
+    }
+    Ok(format!(
+        r#"# --- {name}'s public URL (this instance's public address) ---
+imds_token="$(curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' http://169.254.169.254/latest/api/token)"
+public_ip="$(curl -fsS -H "X-aws-ec2-metadata-token: $imds_token" http://169.254.169.254/latest/meta-data/public-ipv4 || true)"
+if [ -n "$public_ip" ]; then
+  umask 077
+  {{
+{lines}  }} >> '{file}'
+  umask 022
+fi
+"#
+    ))
+}
+
 /// Where the boot script puts Docker's systemd drop-in.
 pub const DOCKER_DROP_IN_DIR: &str = "/etc/systemd/system/docker.service.d";
 
@@ -1159,7 +1238,28 @@ pub const DOCKER_DROP_IN_DIR: &str = "/etc/systemd/system/docker.service.d";
 /// wait for the mounts the services use (at every later boot), then the images pulled (retried)
 /// and the stack started from `<stack_dir>/compose.yaml`.
 pub fn start(services: &[Service], layout: &Layout) -> Result<String, ServiceError> {
+    start_from(services, layout, "compose.yaml")
+}
+
+/// [`start`] from another compose file of the stack directory (`compose.setup.yaml`: see
+/// [`compose_file_holding`]).
+pub fn start_from(
+    services: &[Service],
+    layout: &Layout,
+    file: &str,
+) -> Result<String, ServiceError> {
     validate(services)?;
+    if !(file.ends_with(".yaml")
+        && file
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && !file.starts_with('.'))
+    {
+        return Err(ServiceError::new(
+            "file",
+            format!("`{file}` is not a compose file name in the stack directory (like compose.setup.yaml)"),
+        ));
+    }
     for p in [&layout.efs_dir, &layout.data_dir, &layout.stack_dir] {
         boot::check_path(p).map_err(|e| ServiceError::new("layout", e))?;
     }
@@ -1208,7 +1308,7 @@ pub fn start(services: &[Service], layout: &Layout) -> Result<String, ServiceErr
             mounts.join(" ")
         );
     }
-    let compose = format!("docker compose --project-directory '{dir}' -f '{dir}/compose.yaml'");
+    let compose = format!("docker compose --project-directory '{dir}' -f '{dir}/{file}'");
     let _ = writeln!(
         out,
         "retry {compose} pull --quiet\n{compose} up -d --remove-orphans"

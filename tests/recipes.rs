@@ -285,7 +285,10 @@ fn the_interactive_deploy_asks_from_the_header_and_runs() {
     send("");
     // Who may connect: the deployer's own address is offered (Enter would take it).
     let s = term.wait_for(&format!("allowed_cidr [{}/32]:", support::DEPLOYER_IP), 10);
-    assert!(s.contains("this machine's public address is 203.0.113.9/32"), "{s}");
+    assert!(
+        s.contains("this machine's public address is 203.0.113.9/32"),
+        "{s}"
+    );
     send("10.0.0.0/99");
     term.wait_for("try again", 10);
     send("198.51.100.0/24");

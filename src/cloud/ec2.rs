@@ -547,7 +547,15 @@ impl SdkEc2 {
             req = req.key_name(key);
         }
         if let Some(ud) = &spec.user_data {
-            req = req.user_data(base64::engine::general_purpose::STANDARD.encode(ud));
+            let payload = crate::boot::user_data_payload(ud).map_err(|packed| {
+                CloudError::new(
+                    SVC,
+                    "RunInstances",
+                    "UserDataTooLarge",
+                    format!("user data is {packed} bytes gzipped; EC2 takes 16 KiB"),
+                )
+            })?;
+            req = req.user_data(base64::engine::general_purpose::STANDARD.encode(payload));
         }
         if let Some(profile) = &spec.instance_profile {
             let p = if profile.starts_with("arn:") {

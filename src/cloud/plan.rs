@@ -931,7 +931,7 @@ impl SsmApi for PlanApi {
             .model()
             .parameters
             .get(name)
-            .map(|p| (p.clone(), "(generated at apply)".to_string())))
+            .map(|p| (p.clone(), "generated-at-apply".to_string())))
     }
     fn delete(&self, name: &str) -> Result<(), CloudError> {
         self.0.op(&["SSM:DeleteParameter"]);

@@ -727,10 +727,14 @@ pub mod api {
             .map(|k| id_of(&k, "a key pair"))
             .transpose()?;
         let user_data = o.str("user_data")?;
-        if user_data.as_ref().is_some_and(|u| u.len() > 16 * 1024) {
-            return Err(usage_err(format!(
-                "{F}: user_data is over EC2's 16 KiB limit"
-            )));
+        if let Some(script) = &user_data {
+            // Sent gzipped when it is larger than EC2 takes (cloud-init unpacks it).
+            if let Err(packed) = crate::boot::user_data_payload(script) {
+                return Err(usage_err(format!(
+                    "{F}: user_data is over EC2's 16 KiB limit even gzipped ({} bytes, {packed} compressed)",
+                    script.len()
+                )));
+            }
         }
         let spot = o.bool("spot")?.unwrap_or(false);
         let max_price = o.str("max_price")?;

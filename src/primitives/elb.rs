@@ -340,9 +340,11 @@ pub mod api {
                         value,
                         target_group_arn: target_group_arn.clone(),
                     }),
-                    Err(_) => return Err(usage_err(format!(
+                    Err(_) => {
+                        return Err(usage_err(format!(
                         "{F}: `require_header` is one header: #{{ \"X-Origin-Verify\": secret }}"
-                    ))),
+                    )))
+                    }
                 }
             }
         };

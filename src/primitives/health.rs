@@ -52,10 +52,13 @@ impl fmt::Display for HealthResult {
 /// What to probe.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
+    /// GET `url` (or POST `post` as JSON); the status must be `status` and the body must
+    /// contain every text of `body`.
     Http {
         url: String,
         status: u16,
-        body: Option<String>,
+        body: Vec<String>,
+        post: Option<serde_json::Value>,
     },
     Tcp {
         addr: String,
@@ -66,7 +69,17 @@ pub enum Probe {
         service: String,
         command: String,
     },
+    /// The health Docker reports for a compose service's container (its own healthcheck, e.g.
+    /// `pg_isready`): passes when `healthy`. A port that accepts connections proves nothing —
+    /// Docker's port proxy accepts while the server behind it is down.
+    Container {
+        service: String,
+    },
 }
+
+/// What Docker's `{{json .State.Health}}` contains for a healthy container (the check on the
+/// instance, and what a stand-in answers).
+pub const CONTAINER_HEALTHY: &str = "\"Status\":\"healthy\"";
 
 /// One check: a named probe with a timeout, run from here or on an instance.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +98,7 @@ impl Check {
             Probe::Http { url, .. } => url.clone(),
             Probe::Tcp { addr } => addr.clone(),
             Probe::Exec { service, command } => format!("{service}: {command}"),
+            Probe::Container { service } => format!("{service}: container health"),
         }
     }
 
@@ -109,6 +123,15 @@ impl Check {
             Probe::Exec { .. } => {
                 self.probe = Probe::Tcp {
                     addr: addr.to_string(),
+                }
+            }
+            // A stand-in answers what `docker inspect` would: the container's health as JSON.
+            Probe::Container { .. } => {
+                self.probe = Probe::Http {
+                    url: format!("http://{addr}/"),
+                    status: 200,
+                    body: vec![CONTAINER_HEALTHY.to_string()],
+                    post: None,
                 }
             }
             Probe::Http { url, .. } => {
@@ -187,10 +210,21 @@ pub async fn run_check(check: &Check) -> HealthResult {
     let start = Instant::now();
     let ms = |s: Instant| s.elapsed().as_millis() as i64;
     let (status, error) = match &check.probe {
-        Probe::Http { url, status, body } => {
+        Probe::Http {
+            url,
+            status,
+            body,
+            post,
+        } => {
             let outcome = async {
-                let resp = client()
-                    .get(url)
+                let req = match post {
+                    Some(json) => client()
+                        .post(url)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(json.to_string()),
+                    None => client().get(url),
+                };
+                let resp = req
                     .timeout(check.timeout)
                     .send()
                     .await
@@ -200,10 +234,8 @@ pub async fn run_check(check: &Check) -> HealthResult {
                 if code != *status {
                     return Err((code as i64, format!("HTTP {code}, expected {status}")));
                 }
-                if let Some(b) = body {
-                    if !text.contains(b.as_str()) {
-                        return Err((code as i64, format!("body does not contain {b:?}")));
-                    }
+                if let Some(b) = body.iter().find(|b| !text.contains(b.as_str())) {
+                    return Err((code as i64, format!("body does not contain {b:?}")));
                 }
                 Ok(code as i64)
             }
@@ -227,9 +259,9 @@ pub async fn run_check(check: &Check) -> HealthResult {
             };
             (0, error)
         }
-        Probe::Exec { .. } => (
+        Probe::Exec { .. } | Probe::Container { .. } => (
             0,
-            Some("a command check runs on an instance (`on`)".to_string()),
+            Some("a container check runs on an instance (`on`)".to_string()),
         ),
     };
     HealthResult {
@@ -277,11 +309,13 @@ pub fn remote_script(checks: &[Check]) -> Vec<String> {
     for (i, c) in checks.iter().enumerate() {
         let secs = c.timeout.as_secs().max(1);
         let line = match &c.probe {
-            Probe::Http { url, status, body } => {
-                let body_check = match body {
-                    Some(b) => format!(" && grep -qF -- '{b}' /tmp/gm-health-{i}"),
-                    None => String::new(),
-                };
+            Probe::Http {
+                url, status, body, ..
+            } => {
+                let body_check: String = body
+                    .iter()
+                    .map(|b| format!(" && grep -qF -- '{b}' /tmp/gm-health-{i}"))
+                    .collect();
                 format!(
                     "t=$(now_ms); code=$(curl -s -o /tmp/gm-health-{i} -w '%{{http_code}}' --max-time {secs} '{url}' || true); \
                      if [ \"$code\" = '{status}' ]{body_check}; then r=ok; else r=fail; fi; \
@@ -299,6 +333,14 @@ pub fn remote_script(checks: &[Check]) -> Vec<String> {
                 let dir = crate::boot::Layout::default().stack_dir;
                 format!(
                     "t=$(now_ms); if timeout {secs} docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' exec -T '{service}' sh -c '{command}' >/dev/null 2>&1; then r=ok; else r=fail; fi; \
+                     echo \"GMCHECK {i} 0 $(( $(now_ms) - t )) $r\""
+                )
+            }
+            Probe::Container { service } => {
+                let dir = crate::boot::Layout::default().stack_dir;
+                format!(
+                    "t=$(now_ms); c=$(docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' ps -q '{service}' 2>/dev/null || true); \
+                     if [ -n \"$c\" ] && docker inspect --format '{{{{json .State.Health}}}}' \"$c\" 2>/dev/null | grep -qF -- '{CONTAINER_HEALTHY}'; then r=ok; else r=fail; fi; \
                      echo \"GMCHECK {i} 0 $(( $(now_ms) - t )) $r\""
                 )
             }
@@ -345,6 +387,9 @@ pub fn parse_remote(output: &str, checks: &[Check]) -> Vec<HealthResult> {
             (false, Probe::Http { .. }) => Some("body did not match".into()),
             (false, Probe::Tcp { .. }) => Some("connection failed".into()),
             (false, Probe::Exec { .. }) => Some("the command failed".into()),
+            (false, Probe::Container { .. }) => {
+                Some("the container is not healthy (docker's own healthcheck)".into())
+            }
         };
     }
     results
@@ -416,7 +461,9 @@ fn run_round(rt: &Runtime, checks: &[Check]) -> Vec<HealthResult> {
             })
             .collect();
     }
-    let needs_aws = checks.iter().any(|c| c.on.is_some());
+    let needs_aws = checks
+        .iter()
+        .any(|c| c.on.is_some() || matches!(c.probe, Probe::Http { post: Some(_), .. }));
     let aws = if needs_aws { rt.aws().ok() } else { None };
     run_checks(&rt.blocking, aws, checks)
 }
@@ -424,16 +471,24 @@ fn run_round(rt: &Runtime, checks: &[Check]) -> Vec<HealthResult> {
 /// One round of `checks`: those from here concurrently, those `on` an instance through one SSM
 /// command per instance. Results in the order of `checks`; a check never errors, it fails.
 pub fn run_checks(blocking: &Blocking, aws: Option<&Aws>, checks: &[Check]) -> Vec<HealthResult> {
-    let local: Vec<(usize, Check)> = checks
+    let mut results: Vec<Option<HealthResult>> = vec![None; checks.len()];
+    let mut local: Vec<(usize, Check)> = Vec::new();
+    let from_here: Vec<(usize, Check)> = checks
         .iter()
         .cloned()
         .enumerate()
         .filter(|(_, c)| c.on.is_none())
         .collect();
+    let (idx, list): (Vec<usize>, Vec<Check>) = from_here.into_iter().unzip();
+    for (i, resolved) in idx.into_iter().zip(resolve_posts(aws, list)) {
+        match resolved {
+            Ok(c) => local.push((i, c)),
+            Err(failed) => results[i] = Some(failed),
+        }
+    }
     let local_results = blocking.block_on(run_all(
         &local.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>(),
     ));
-    let mut results: Vec<Option<HealthResult>> = vec![None; checks.len()];
     for ((i, _), r) in local.iter().zip(local_results) {
         results[*i] = Some(r);
     }
@@ -482,9 +537,45 @@ fn http_check(func: &'static str, url: &str, mut o: Opts) -> Result<Check, Box<E
     }
     safe_for_shell(func, "a URL", url)?;
     let status = o.int("status")?.unwrap_or(200);
-    let body = o.str("body")?;
-    if let Some(b) = &body {
+    // One text, or a list of texts that must all be in the body.
+    let body: Vec<String> = match o.value("body") {
+        None => Vec::new(),
+        Some(v) if v.is_array() => v
+            .into_array()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| {
+                b.into_string()
+                    .map_err(|t| usage_err(format!("{func}: `body` texts are strings, not {t}")))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(v) => vec![v
+            .into_string()
+            .map_err(|t| usage_err(format!("{func}: `body` is a string or a list, not {t}")))?],
+    };
+    for b in &body {
         safe_for_shell(func, "`body`", b)?;
+    }
+    let post = match o.value("post") {
+        None => None,
+        Some(v) => {
+            let json: serde_json::Value = rhai::serde::from_dynamic(&v)
+                .map_err(|e| usage_err(format!("{func}: `post` is a map sent as JSON: {e}")))?;
+            if !json.is_object() {
+                return Err(usage_err(format!("{func}: `post` is a map sent as JSON")));
+            }
+            Some(json)
+        }
+    };
+    let on = o
+        .value("on")
+        .map(|v| id_of(&v, "an instance"))
+        .transpose()?;
+    if post.is_some() && on.is_some() {
+        // The request would travel in an SSM command, secrets included.
+        return Err(usage_err(format!(
+            "{func}: a `post` check runs from here, not `on` an instance"
+        )));
     }
     Ok(Check {
         name: o.str("name")?.unwrap_or_else(|| url.to_string()),
@@ -493,13 +584,64 @@ fn http_check(func: &'static str, url: &str, mut o: Opts) -> Result<Check, Box<E
             status: u16::try_from(status)
                 .map_err(|_| usage_err(format!("{func}: bad status {status}")))?,
             body,
+            post,
         },
         timeout: timeout_of(&mut o, 5_000)?,
-        on: o
-            .value("on")
-            .map(|v| id_of(&v, "an instance"))
-            .transpose()?,
+        on,
     })
+}
+
+/// `post` with every `{ "secret": "<SSM parameter>" }` replaced by the parameter's value,
+/// read by `read` at check time (the stack keeps the name only).
+pub fn with_secrets(
+    json: &serde_json::Value,
+    read: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match json {
+        Value::Object(m) if m.len() == 1 && m.get("secret").is_some_and(Value::is_string) => {
+            Value::String(read(m["secret"].as_str().unwrap_or_default())?)
+        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), with_secrets(v, read)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|v| with_secrets(v, read))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// The checks with their `post` secrets read from SSM; a check whose secret cannot be read
+/// comes back as its failure.
+fn resolve_posts(aws: Option<&Aws>, checks: Vec<Check>) -> Vec<Result<Check, HealthResult>> {
+    checks
+        .into_iter()
+        .map(|mut c| {
+            if let Probe::Http {
+                post: Some(json), ..
+            } = &mut c.probe
+            {
+                let read = |name: &str| -> Result<String, String> {
+                    let aws = aws.ok_or("reading its secret needs AWS")?;
+                    match aws.ssm.get(name) {
+                        Ok(Some((_, value))) => Ok(value),
+                        Ok(None) => Err(format!("secret {name} does not exist")),
+                        Err(e) => Err(format!("secret {name}: {}", e.code)),
+                    }
+                };
+                match with_secrets(json, &read) {
+                    Ok(resolved) => *json = resolved,
+                    Err(e) => return Err(c.failed(e)),
+                }
+            }
+            Ok(c)
+        })
+        .collect()
 }
 
 fn tcp_check(func: &'static str, addr: String, mut o: Opts) -> Result<Check, Box<EvalAltResult>> {
@@ -528,8 +670,10 @@ const CHECK_KEYS: &[&str] = &[
     "url",
     "tcp",
     "exec",
+    "container_health",
     "status",
     "body",
+    "post",
     "timeout_ms",
     "on",
 ];
@@ -540,25 +684,31 @@ const CHECK_KEYS: &[&str] = &[
 pub fn check_from_map(map: Map) -> Result<Check, Box<EvalAltResult>> {
     const F: &str = "health::wait_until_healthy";
     let mut o = Opts::new(F, map, CHECK_KEYS)?;
-    match (o.str("url")?, o.str("tcp")?, o.str("exec")?) {
-        (Some(url), None, None) => http_check(F, &url, o),
-        (None, Some(addr), None) => tcp_check(F, addr, o),
-        (None, None, Some(cmd)) => exec_check(F, cmd, o),
+    let container = o.bool("container_health")?.unwrap_or(false);
+    match (o.str("url")?, o.str("tcp")?, o.str("exec")?, container) {
+        (Some(url), None, None, false) => http_check(F, &url, o),
+        (None, Some(addr), None, false) => tcp_check(F, addr, o),
+        (None, None, Some(cmd), false) => exec_check(F, Some(cmd), o),
+        (None, None, None, true) => exec_check(F, None, o),
         _ => Err(usage_err(format!(
-            "{F}: each check needs exactly one of `url`, `tcp` or `exec`"
+            "{F}: each check needs exactly one of `url`, `tcp`, `exec` or `container_health: true`"
         ))),
     }
 }
 
+/// A check in the compose service `name`'s container on instance `on`: `command` run there, or
+/// (`None`) the health Docker reports for it.
 fn exec_check(
     func: &'static str,
-    command: String,
+    command: Option<String>,
     mut o: Opts,
 ) -> Result<Check, Box<EvalAltResult>> {
-    safe_for_shell(func, "a command", &command)?;
+    if let Some(c) = &command {
+        safe_for_shell(func, "a command", c)?;
+    }
     let service = o.str("name")?.ok_or_else(|| {
         usage_err(format!(
-            "{func}: an `exec` check needs the service's `name`"
+            "{func}: a container check (`exec`, `container_health`) needs the service's `name`"
         ))
     })?;
     if !service
@@ -575,12 +725,15 @@ fn exec_check(
         .transpose()?
         .ok_or_else(|| {
             usage_err(format!(
-                "{func}: an `exec` check runs in a container on an instance: give `on`"
+                "{func}: a container check runs in a container on an instance: give `on`"
             ))
         })?;
     Ok(Check {
         name: service.clone(),
-        probe: Probe::Exec { service, command },
+        probe: match command {
+            Some(command) => Probe::Exec { service, command },
+            None => Probe::Container { service },
+        },
         timeout: timeout_of(&mut o, 5_000)?,
         on: Some(on),
     })
@@ -752,7 +905,8 @@ mod tests {
             probe: Probe::Http {
                 url: url.into(),
                 status: 200,
-                body: None,
+                body: Vec::new(),
+                post: None,
             },
             timeout: Duration::from_secs(5),
             on: Some("i-1".into()),
@@ -768,7 +922,8 @@ mod tests {
             Probe::Http {
                 url: "http://127.0.0.1:4000/healthz".into(),
                 status: 200,
-                body: None
+                body: Vec::new(),
+                post: None,
             }
         );
         assert_eq!(c.on, None, "an overridden check runs from here");
@@ -816,5 +971,77 @@ mod tests {
         assert_eq!(r[1].error.as_deref(), Some("HTTP 503, expected 200"));
         assert_eq!(r[2].error.as_deref(), Some("no result from the instance"));
         assert!(parse_remote("", &checks).iter().all(|r| !r.ok));
+    }
+
+    #[test]
+    fn container_health_is_read_from_docker_and_stood_in_by_its_json() {
+        let c = check_from_map(rhai::Map::from_iter([
+            ("name".into(), "postgres".into()),
+            ("container_health".into(), true.into()),
+            ("on".into(), "i-1".into()),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.probe,
+            Probe::Container {
+                service: "postgres".into()
+            }
+        );
+        let script = remote_script(std::slice::from_ref(&c));
+        assert!(script[1].contains("ps -q 'postgres'"), "{}", script[1]);
+        assert!(script[1].contains("docker inspect --format '{{json .State.Health}}'"));
+        assert!(script[1].contains(CONTAINER_HEALTHY));
+        let r = parse_remote("GMCHECK 0 0 30 fail\n", std::slice::from_ref(&c));
+        assert!(r[0].error.as_deref().unwrap().contains("not healthy"));
+        // A stand-in answers Docker's JSON: "unhealthy" must not pass for "healthy".
+        let o = endpoint_overrides(Some("postgres=127.0.0.1:4001")).unwrap();
+        let Probe::Http { body, .. } = with_override(c, &o).probe else {
+            panic!("redirected to HTTP");
+        };
+        assert!(!"{\"Status\":\"unhealthy\"}".contains(body[0].as_str()));
+        assert!("{\"Status\":\"healthy\"}".contains(body[0].as_str()));
+    }
+
+    #[test]
+    fn post_checks_read_their_secrets_at_check_time_and_never_run_remotely() {
+        let json = serde_json::json!({
+            "emailOrLdapLoginId": "ops@example.com",
+            "password": { "secret": "/geusemaker/s/n8n/owner_password" },
+        });
+        let read = |name: &str| -> Result<String, String> {
+            assert_eq!(name, "/geusemaker/s/n8n/owner_password");
+            Ok("Gm1-value".into())
+        };
+        assert_eq!(
+            with_secrets(&json, &read).unwrap(),
+            serde_json::json!({ "emailOrLdapLoginId": "ops@example.com", "password": "Gm1-value" })
+        );
+        let missing = |_: &str| -> Result<String, String> { Err("secret x does not exist".into()) };
+        assert!(with_secrets(&json, &missing).is_err());
+        let remote = check_from_map(rhai::Map::from_iter([
+            ("url".into(), "http://127.0.0.1:5678/rest/login".into()),
+            ("post".into(), rhai::Dynamic::from_map(rhai::Map::new())),
+            ("on".into(), "i-1".into()),
+        ]));
+        assert!(
+            remote.is_err(),
+            "a POST with secrets never travels in an SSM command"
+        );
+        let many = check_from_map(rhai::Map::from_iter([
+            ("url".into(), "http://127.0.0.1:11434/api/tags".into()),
+            (
+                "body".into(),
+                rhai::Dynamic::from_array(vec!["llama3.2:3b".into(), "nomic-embed-text".into()]),
+            ),
+            ("on".into(), "i-1".into()),
+        ]))
+        .unwrap();
+        let script = remote_script(&[many]);
+        assert!(
+            script[1].contains("grep -qF -- 'llama3.2:3b'")
+                && script[1].contains("grep -qF -- 'nomic-embed-text'"),
+            "every model must be listed: {}",
+            script[1]
+        );
     }
 }

@@ -26,10 +26,6 @@ fn layout(o: &mut Opts) -> Result<Layout, Box<EvalAltResult>> {
     })
 }
 
-/// The layout keys the service primitives take: where EFS and the data volume are mounted.
-/// The env files and the compose project stay where the health checks and `logs` look.
-const SERVICE_LAYOUT_KEYS: [&str; 2] = ["efs_dir", "data_dir"];
-
 fn err(func: &str) -> impl Fn(String) -> Box<EvalAltResult> + '_ {
     move |e| usage_err(format!("{func}: {e}"))
 }
@@ -194,18 +190,22 @@ pub mod api {
     /// structs: public ports published, internal ones on 127.0.0.1 only, one env file per
     /// service with secrets, a memory limit and json-file log rotation on every service, the
     /// NVIDIA GPUs for services with `gpu: true`. Options: `efs_dir` and `data_dir`, where
-    /// EFS and the data volume are mounted (`/mnt/efs`, `/mnt/data`).
+    /// EFS and the data volume are mounted (`/mnt/efs`, `/mnt/data`); `hold` (service names):
+    /// their public ports bound to the instance's loopback instead — the file to start from
+    /// while a service is not ready for the outside (see `n8n_owner`'s `publish`).
     ///
     /// ```rhai
     /// let compose = userdata::compose_file(svcs, #{});
+    /// let setup = userdata::compose_file(svcs, #{ hold: ["n8n"] });
     /// ```
     #[rhai_fn(return_raw)]
     pub fn compose_file(services: Array, options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::compose_file";
         let svcs = decode_services(F, services)?;
-        let mut o = Opts::new(F, options, &SERVICE_LAYOUT_KEYS)?;
+        let mut o = Opts::new(F, options, &["efs_dir", "data_dir", "hold"])?;
         let l = layout(&mut o)?;
-        services::compose_file(&svcs, &l).map_err(|e| service_err(F, e))
+        let hold = strings(F, o.array("hold")?.unwrap_or_default())?;
+        services::compose_file_holding(&svcs, &l, &hold).map_err(|e| service_err(F, e))
     }
 
     /// At boot, one root-only env file per service (`<env_dir>/<name>.env`) holding only that
@@ -233,9 +233,10 @@ pub mod api {
             .map_err(|e| service_err(F, e))
     }
 
-    /// Create the services' volume directories (owned by their `user`), pull the images and
-    /// start the compose project (`/opt/geusemaker/compose.yaml`). Options: `efs_dir`,
-    /// `data_dir`.
+    /// Create the services' volume directories (owned by their `user`), make Docker wait for
+    /// the storage mounts at every boot, pull the images (retried) and start the compose
+    /// project (`/opt/geusemaker/compose.yaml`). Options: `efs_dir`, `data_dir`; `file`: start
+    /// from another compose file of `/opt/geusemaker` (e.g. `compose.setup.yaml`).
     ///
     /// ```rhai
     /// let start = userdata::compose_up(svcs, #{});
@@ -244,8 +245,30 @@ pub mod api {
     pub fn compose_up(services: Array, options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::compose_up";
         let svcs = decode_services(F, services)?;
-        let mut o = Opts::new(F, options, &SERVICE_LAYOUT_KEYS)?;
-        services::start(&svcs, &layout(&mut o)?).map_err(|e| service_err(F, e))
+        let mut o = Opts::new(F, options, &["efs_dir", "data_dir", "file"])?;
+        let l = layout(&mut o)?;
+        let file = o.str("file")?.unwrap_or_else(|| "compose.yaml".into());
+        services::start_from(&svcs, &l, &file).map_err(|e| service_err(F, e))
+    }
+
+    /// At boot, before the stack starts: `vars` of service `name` set to
+    /// `http://<the instance's public address>:<its public port>/` in its env file (read from
+    /// the instance metadata) — for a tier without a load balancer, whose address is known only
+    /// once the instance runs.
+    ///
+    /// ```rhai
+    /// let urls = userdata::public_url_env(svcs, "n8n", ["WEBHOOK_URL", "N8N_EDITOR_BASE_URL"]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn public_url_env(
+        services: Array,
+        name: &str,
+        vars: Array,
+    ) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::public_url_env";
+        let svcs = decode_services(F, services)?;
+        services::public_url_env(&svcs, name, &strings(F, vars)?, &Layout::default())
+            .map_err(|e| service_err(F, e))
     }
 
     /// Pull Ollama models in the background once Ollama answers.
@@ -259,27 +282,30 @@ pub mod api {
         boot::ollama_pull(&strings(F, models)?, &Layout::default()).map_err(err(F))
     }
 
-    /// Create n8n's owner account (`email`, password from the env file's
-    /// `N8N_OWNER_PASSWORD`) once n8n answers; skipped when an owner exists.
+    /// Create n8n's owner account (`email`, password from the boot env file's
+    /// `N8N_OWNER_PASSWORD`) once n8n is ready; skipped when an owner exists. The password file
+    /// is removed afterwards.
     ///
     /// ```rhai
     /// let owner = userdata::n8n_owner("ops@example.com");
     /// ```
     #[rhai_fn(return_raw)]
     pub fn n8n_owner(email: &str) -> Result<String, Box<EvalAltResult>> {
-        boot::n8n_owner(email, 5678, &Layout::default()).map_err(err("userdata::n8n_owner"))
+        boot::n8n_owner(email, 5678, &Layout::default(), false).map_err(err("userdata::n8n_owner"))
     }
 
-    /// `n8n_owner` with options: `port` (n8n's port on the instance, 5678) and `env_file`
-    /// (the boot env file holding `N8N_OWNER_PASSWORD`).
+    /// `n8n_owner` with options: `port` (n8n's port on the instance, 5678), `env_file` (the
+    /// boot env file holding `N8N_OWNER_PASSWORD`), `publish` (n8n was started from
+    /// `compose.setup.yaml`, held on the loopback: restart the stack from `compose.yaml` once
+    /// the owner exists — never before, so no one else can claim n8n).
     ///
     /// ```rhai
-    /// let owner = userdata::n8n_owner("ops@example.com", #{ port: 5678 });
+    /// let owner = userdata::n8n_owner("ops@example.com", #{ port: 5678, publish: true });
     /// ```
     #[rhai_fn(name = "n8n_owner", return_raw)]
     pub fn n8n_owner_with(email: &str, options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::n8n_owner";
-        let mut o = Opts::new(F, options, &["port", "env_file"])?;
+        let mut o = Opts::new(F, options, &["port", "env_file", "publish"])?;
         let port = o.int("port")?.unwrap_or(5678);
         let port = u16::try_from(port)
             .ok()
@@ -289,7 +315,8 @@ pub mod api {
         if let Some(f) = o.str("env_file")? {
             l.env_file = f;
         }
-        boot::n8n_owner(email, port, &l).map_err(err(F))
+        let publish = o.bool("publish")?.unwrap_or(false);
+        boot::n8n_owner(email, port, &l, publish).map_err(err(F))
     }
 
     /// A daily systemd timer backing up every service with a `backup` entry to

@@ -301,6 +301,21 @@ impl Sdk {
 
     /// An instance's user data, read back through the EC2 API.
     pub fn user_data(&self, instance: &str) -> String {
+        let raw = self.user_data_payload(instance);
+        if raw.starts_with(&[0x1f, 0x8b]) {
+            // Large scripts go gzipped (cloud-init unpacks them).
+            use std::io::Read as _;
+            let mut script = String::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_string(&mut script)
+                .unwrap();
+            return script;
+        }
+        String::from_utf8(raw).unwrap()
+    }
+
+    /// The bytes EC2 holds as the instance's user data (at most 16 KiB).
+    pub fn user_data_payload(&self, instance: &str) -> Vec<u8> {
         use base64::Engine as _;
         let ud = self
             .block_on(
@@ -311,10 +326,9 @@ impl Sdk {
                     .send(),
             )
             .unwrap();
-        let raw = base64::engine::general_purpose::STANDARD
+        base64::engine::general_purpose::STANDARD
             .decode(ud.user_data().unwrap().value().unwrap())
-            .unwrap();
-        String::from_utf8(raw).unwrap()
+            .unwrap()
     }
 
     /// Live (non-terminated) instances tagged with the stack.
@@ -571,6 +585,12 @@ pub fn flaky_stub(fail_first: usize) -> u16 {
     port
 }
 
+/// What `docker inspect --format '{{json .State.Health}}'` prints for a healthy container.
+pub const CONTAINER_HEALTHY_JSON: &str = "{\"Status\":\"healthy\",\"FailingStreak\":0,\"Log\":[]}";
+/// … and for one whose healthcheck fails (a stopped server behind a port that still accepts).
+pub const CONTAINER_UNHEALTHY_JSON: &str =
+    "{\"Status\":\"unhealthy\",\"FailingStreak\":4,\"Log\":[]}";
+
 /// Local stand-ins for the five services of the AI stack; the value for
 /// GEUSEMAKER_HEALTH_ENDPOINTS.
 pub fn stand_ins() -> String {
@@ -579,11 +599,16 @@ pub fn stand_ins() -> String {
 
 /// [`stand_ins`] with n8n answered by the server on `n8n` (e.g. a [`flaky_stub`]).
 pub fn stand_ins_with_n8n(n8n: u16) -> String {
-    let ollama = http_stub(200, "{\"models\":[]}");
+    // Ollama lists the default model (GET /api/tags); PostgreSQL's stand-in answers what
+    // `docker inspect` says of a healthy container; n8n's also takes the owner's login.
+    let ollama = http_stub(
+        200,
+        "{\"models\":[{\"name\":\"llama3.2:3b\",\"model\":\"llama3.2:3b\"}]}",
+    );
     let qdrant = http_stub(200, "healthz check passed");
     let crawl4ai = http_stub(200, "{\"status\":\"ok\"}");
-    let postgres = http_stub(200, "");
-    format!("n8n=127.0.0.1:{n8n},ollama=127.0.0.1:{ollama},qdrant=127.0.0.1:{qdrant},crawl4ai=127.0.0.1:{crawl4ai},postgres=127.0.0.1:{postgres}")
+    let postgres = http_stub(200, CONTAINER_HEALTHY_JSON);
+    format!("n8n=127.0.0.1:{n8n},n8n login=127.0.0.1:{n8n},ollama=127.0.0.1:{ollama},qdrant=127.0.0.1:{qdrant},crawl4ai=127.0.0.1:{crawl4ai},postgres=127.0.0.1:{postgres}")
 }
 
 /// Request an ACM certificate from moto (a raw JSON-protocol call: the tool itself never
