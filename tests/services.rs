@@ -8,7 +8,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use support::{heredoc, shellcheck, Outcome, World};
 
@@ -45,26 +44,6 @@ fn planned_user_data(w: &World, recipe: &str, sets: &[String]) -> String {
     let rest = &out.stdout[start..];
     let end = rest.find("\n\n`geusemaker policy").unwrap_or(rest.len());
     rest[..end].trim_end().to_string() + "\n"
-}
-
-/// Validate against the vendored Compose Specification schema (PyYAML + jsonschema).
-fn validate_schema(dir: &Path, name: &str, compose: &str) {
-    let path = dir.join(format!("{name}.compose.yaml"));
-    std::fs::write(&path, compose).unwrap();
-    let out = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/validate_compose.py"
-        ))
-        .arg(&path)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{name}: the compose file violates the Compose Specification:\n{}{}\n{compose}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Structural checks of a generated compose file; returns it parsed.
@@ -162,7 +141,7 @@ fn every_tier_and_example_renders_valid_compose_and_user_data() {
         assert!(sent.len() <= 16 * 1024);
         shellcheck(dir, name, &script);
         let compose = heredoc(&script, "/opt/geusemaker/compose.yaml");
-        validate_schema(dir, name, compose);
+        support::validate_compose_schema(dir, name, compose);
         let doc = check_compose(name, compose, public);
 
         // Secrets: each service's env file holds only what its map names.

@@ -419,6 +419,50 @@ pub fn json_stub(body: String) -> u16 {
     port
 }
 
+/// An n8n stand-in: every GET answers 200 (health, readiness); `POST /rest/login` answers
+/// `login_status` and its bodies are kept (returned) for the test to read.
+pub fn n8n_stub(login_status: u16) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let logins = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = logins.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                let status = if request.starts_with("POST /rest/login ") {
+                    seen.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&body).into_owned());
+                    login_status
+                } else {
+                    200
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                );
+            });
+        }
+    });
+    (port, logins)
+}
+
 fn serve_one(mut stream: TcpStream, status: u16, body: &[u8], content_type: &str) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut len = 0usize;
@@ -725,4 +769,24 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
     }
+}
+
+/// Validate against the vendored Compose Specification schema (PyYAML + jsonschema).
+pub fn validate_compose_schema(dir: &Path, name: &str, compose: &str) {
+    let path = dir.join(format!("{name}.compose.yaml"));
+    std::fs::write(&path, compose).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/validate_compose.py"
+        ))
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{name}: the compose file violates the Compose Specification:\n{}{}\n{compose}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

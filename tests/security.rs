@@ -1,0 +1,320 @@
+//! Secure by default (issue 16), end to end through the binary against moto: who may connect
+//! when nobody says, what a re-run takes away, what the instance and its role may do, what
+//! the boot script guarantees (n8n published only with an owner, Docker after the mounts, a
+//! checked Compose, retries), and health checks that a stopped server cannot pass.
+
+mod support;
+
+use support::{heredoc, n8n_stub, stand_ins_with_n8n, Outcome, World, DEPLOYER_IP};
+
+fn run(w: &World, args: &[&str], endpoints: &str) -> Outcome {
+    Outcome::from(
+        w.cmd()
+            .args(args)
+            .env("GEUSEMAKER_HEALTH_ENDPOINTS", endpoints)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// Every CIDR any of the stack's groups admits, as `port from cidr`.
+fn open_ranges(w: &World, stack: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for g in w.sdk().stack_security_groups(stack) {
+        for p in g.ip_permissions() {
+            for r in p.ip_ranges() {
+                out.push(format!(
+                    "{} {}:{} from {}",
+                    g.group_name().unwrap(),
+                    p.from_port().unwrap_or(-1),
+                    p.to_port().unwrap_or(-1),
+                    r.cidr_ip().unwrap()
+                ));
+            }
+            assert!(
+                p.ipv6_ranges().is_empty(),
+                "no IPv6 range is ever opened: {p:?}"
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider_range() {
+    let w = World::moto();
+    let stack = support::stack_name("sec");
+    let (n8n, logins) = n8n_stub(200);
+    let ends = stand_ins_with_n8n(n8n);
+
+    // Explicitly open to everyone: honoured, with a warning.
+    run(
+        &w,
+        &[
+            "run",
+            "dev",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=30",
+            "--set",
+            "allowed_cidr=0.0.0.0/0",
+        ],
+        &ends,
+    )
+    .success()
+    .stderr_has("open to the whole internet");
+    assert_eq!(
+        open_ranges(&w, &stack),
+        [format!("{stack}-app 5678:5678 from 0.0.0.0/0")]
+    );
+
+    // The default: the deployer's own address, and the wider rule revoked on the re-run.
+    let out = run(
+        &w,
+        &["run", "dev", "--name", &stack, "--set", "health_timeout=30"],
+        &ends,
+    );
+    out.success()
+        .stdout_has(&format!(
+            "allowed_cidr: {DEPLOYER_IP}/32, this machine's public address"
+        ))
+        .stdout_has("revoked tcp/5678 from 0.0.0.0/0");
+    assert_eq!(
+        open_ranges(&w, &stack),
+        [format!("{stack}-app 5678:5678 from {DEPLOYER_IP}/32")],
+        "nothing else is open to any address"
+    );
+    let state = w.state(&stack);
+    assert_eq!(state["params"]["allowed_cidr"], "", "the default was used");
+
+    // --- the instance: IMDSv2 only, one hop (a container cannot reach the role's credentials)
+    let sdk = w.sdk();
+    let inst = sdk.stack_instances(&stack);
+    let meta = inst[0].metadata_options().unwrap();
+    assert_eq!(meta.http_tokens().map(|t| t.as_str()), Some("required"));
+    assert_eq!(meta.http_put_response_hop_limit(), Some(1));
+
+    // --- the deploy logged in as n8n's owner, with the password kept in SSM
+    let password = sdk
+        .block_on(
+            sdk.ssm
+                .get_parameter()
+                .name(format!("/geusemaker/{stack}/n8n/owner_password"))
+                .with_decryption(true)
+                .send(),
+        )
+        .unwrap()
+        .parameter()
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_string();
+    let logins = logins.lock().unwrap().clone();
+    assert!(!logins.is_empty(), "the deploy proved the owner can log in");
+    let login: serde_json::Value = serde_json::from_str(&logins[0]).unwrap();
+    assert_eq!(login["emailOrLdapLoginId"], "admin@example.com");
+    assert_eq!(login["password"], password.as_str());
+    let state_text = std::fs::read_to_string(w.state_path(&stack)).unwrap();
+    assert!(!state_text.contains(&password), "the password stays in SSM");
+    let checks = &state["values"]["health_checks"];
+    assert!(
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "n8n login"),
+        "status and monitor do not log in (n8n rate-limits logins): {checks}"
+    );
+
+    // --- the boot script
+    let script = sdk.user_data(inst[0].instance_id().unwrap());
+    support::shellcheck(w.home.path(), "secure-user-data", &script);
+    // n8n starts on the loopback and is published only after its owner exists.
+    let setup = heredoc(&script, "/opt/geusemaker/compose.setup.yaml");
+    let full = heredoc(&script, "/opt/geusemaker/compose.yaml");
+    support::validate_compose_schema(w.home.path(), "setup", setup);
+    let held: serde_yaml::Value = serde_yaml::from_str(setup).unwrap();
+    let published: serde_yaml::Value = serde_yaml::from_str(full).unwrap();
+    assert_eq!(
+        held["services"]["n8n"]["ports"][0].as_str(),
+        Some("127.0.0.1:5678:5678")
+    );
+    assert_eq!(
+        published["services"]["n8n"]["ports"][0].as_str(),
+        Some("5678:5678")
+    );
+    let up_held = script
+        .find("-f '/opt/geusemaker/compose.setup.yaml' up -d")
+        .expect("the stack starts from the held file");
+    let setup_call = script.find("/rest/owner/setup").unwrap();
+    let publish = script
+        .find("-f '/opt/geusemaker/compose.yaml' up -d\n  echo \"n8n published\"")
+        .expect("published after the owner");
+    assert!(up_held < setup_call && setup_call < publish);
+    assert!(
+        script.contains("grep -q '\"showSetupOnFirstLoad\":false'"),
+        "an existing owner is recognised, anything else sets one up or stays closed"
+    );
+    assert!(
+        script.contains("n8n stays on 127.0.0.1\" >&2\n      exit 1"),
+        "a failed setup leaves n8n unpublished"
+    );
+    assert!(
+        script.contains("rm -f '/etc/geusemaker/boot.env'"),
+        "no password left behind"
+    );
+    // n8n learns its public URL from the instance metadata (no load balancer in front).
+    assert!(script.contains("echo \"WEBHOOK_URL=http://$public_ip:5678/\""));
+    assert!(script.contains(">> '/etc/geusemaker/env/n8n.env'"));
+    // Docker waits for EFS and the data volume at every boot.
+    assert!(script.contains(
+        "RequiresMountsFor=%s\\n' '/mnt/efs /mnt/data' > /etc/systemd/system/docker.service.d/geusemaker-mounts.conf"
+    ));
+    // The Compose plugin is checked before it is installed; network steps are retried.
+    assert!(script.contains("sha256sum --check --strict"));
+    assert!(script.contains("retry dnf install"));
+    assert!(script.contains("retry docker compose"));
+    assert!(script.contains("trap 'echo \"geusemaker boot FAILED in step: ${boot_step}"));
+
+    // --- a stopped PostgreSQL: its port still accepts, Docker says unhealthy — and so do we
+    let stopped = support::http_stub(200, support::CONTAINER_UNHEALTHY_JSON);
+    let ends_stopped = ends.replace(
+        &ends[ends.find("postgres=").unwrap()..],
+        &format!("postgres=127.0.0.1:{stopped}"),
+    );
+    let out = run(&w, &["status", &stack, "--json"], &ends_stopped);
+    let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let pg = s["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "postgres")
+        .unwrap_or_else(|| panic!("postgres in status: {s}"));
+    assert_ne!(pg["status"], "healthy", "{pg}");
+    assert!(
+        pg["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(r#""Status\":\"healthy"#),
+        "{pg}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", stopped)).is_ok(),
+        "while its port accepts connections"
+    );
+
+    run(&w, &["destroy", &stack, "--yes"], &ends).success();
+}
+
+#[test]
+fn when_the_deployers_address_cannot_be_found_nothing_is_created() {
+    let w = World::moto();
+    let stack = support::stack_name("noip");
+    let out = Outcome::from(
+        w.cmd()
+            .args(["run", "dev", "--name", &stack])
+            .env("GEUSEMAKER_CHECKIP_URL", "http://127.0.0.1:9/")
+            .output()
+            .unwrap(),
+    );
+    out.failure(1)
+        .stderr_has("this machine's public address")
+        .stderr_has("--set allowed_cidr=");
+    assert!(w.sdk().leftovers(&stack).is_empty());
+    if w.state_path(&stack).exists() {
+        let state = w.state(&stack);
+        assert!(state["resources"].as_array().is_none_or(|r| r.is_empty()));
+    }
+    // A service that answers something else is no address either.
+    let captive = support::http_stub(200, "<html>sign in to the hotel wifi</html>");
+    let out = Outcome::from(
+        w.cmd()
+            .args(["run", "automation", "--name", &stack])
+            .env(
+                "GEUSEMAKER_CHECKIP_URL",
+                format!("http://127.0.0.1:{captive}/"),
+            )
+            .output()
+            .unwrap(),
+    );
+    out.failure(1).stderr_has("not an IPv4 address");
+    assert!(w.sdk().leftovers(&stack).is_empty());
+}
+
+#[test]
+fn the_load_balancer_tier_admits_the_deployer_only_by_default() {
+    let w = World::moto();
+    let stack = support::stack_name("secalb");
+    let (n8n, logins) = n8n_stub(200);
+    run(
+        &w,
+        &[
+            "run",
+            "automation",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=30",
+        ],
+        &stand_ins_with_n8n(n8n),
+    )
+    .success();
+    assert_eq!(
+        open_ranges(&w, &stack),
+        [format!("{stack}-alb 80:80 from {DEPLOYER_IP}/32")],
+        "the load balancer from the deployer; the instance from the load balancer only"
+    );
+    // n8n knows the URL its users reach (the load balancer's name) before it boots.
+    let state = w.state(&stack);
+    let dns = state["outputs"]["load_balancer_dns"].as_str().unwrap();
+    let sdk = w.sdk();
+    let script = sdk.user_data(sdk.stack_instances(&stack)[0].instance_id().unwrap());
+    let compose: serde_yaml::Value =
+        serde_yaml::from_str(heredoc(&script, "/opt/geusemaker/compose.yaml")).unwrap();
+    let env = &compose["services"]["n8n"]["environment"];
+    assert_eq!(
+        env["WEBHOOK_URL"].as_str(),
+        Some(format!("http://{dns}/").as_str())
+    );
+    assert_eq!(
+        env["N8N_EDITOR_BASE_URL"].as_str(),
+        Some(format!("http://{dns}/").as_str())
+    );
+    assert_eq!(
+        env["N8N_SECURE_COOKIE"].as_str(),
+        Some("false"),
+        "plain HTTP"
+    );
+    assert_eq!(env["N8N_BLOCK_ENV_ACCESS_IN_NODE"].as_str(), Some("true"));
+    assert!(
+        !script.contains("WEBHOOK_URL=http://$public_ip"),
+        "not from the instance"
+    );
+    assert!(
+        !logins.lock().unwrap().is_empty(),
+        "logged in through the load balancer"
+    );
+    run(&w, &["destroy", &stack, "--yes"], &stand_ins_with_n8n(n8n)).success();
+}
+
+#[test]
+fn an_owner_who_cannot_log_in_fails_the_deploy() {
+    let w = World::moto();
+    let stack = support::stack_name("nologin");
+    let (n8n, logins) = n8n_stub(401);
+    let out = run(
+        &w,
+        &["run", "dev", "--name", &stack, "--set", "health_timeout=5"],
+        &stand_ins_with_n8n(n8n),
+    );
+    out.failure(1)
+        .stderr_has("n8n login")
+        .stderr_has("HTTP 401");
+    assert!(!logins.lock().unwrap().is_empty());
+    assert!(
+        w.sdk().leftovers(&stack).non_data().is_empty(),
+        "the failed run was rolled back"
+    );
+}
