@@ -124,7 +124,7 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
             .as_array()
             .unwrap()
             .iter()
-            .all(|c| c["name"] != "n8n login"),
+            .all(|c| c["name"] != "n8n-login"),
         "status and monitor do not log in (n8n rate-limits logins): {checks}"
     );
 
@@ -310,7 +310,7 @@ fn an_owner_who_cannot_log_in_fails_the_deploy() {
         &stand_ins_with_n8n(n8n),
     );
     out.failure(1)
-        .stderr_has("n8n login")
+        .stderr_has("n8n-login")
         .stderr_has("HTTP 401");
     assert!(!logins.lock().unwrap().is_empty());
     assert!(

@@ -643,16 +643,16 @@ pub fn stand_ins() -> String {
 
 /// [`stand_ins`] with n8n answered by the server on `n8n` (e.g. a [`flaky_stub`]).
 pub fn stand_ins_with_n8n(n8n: u16) -> String {
-    // Ollama lists the default model (GET /api/tags); PostgreSQL's stand-in answers what
+    // Ollama lists the tiers' default models (GET /api/tags); PostgreSQL's stand-in answers what
     // `docker inspect` says of a healthy container; n8n's also takes the owner's login.
     let ollama = http_stub(
         200,
-        "{\"models\":[{\"name\":\"llama3.2:3b\",\"model\":\"llama3.2:3b\"}]}",
+        "{\"models\":[{\"name\":\"llama3.2:3b\",\"model\":\"llama3.2:3b\"},{\"name\":\"llama3.1:8b\",\"model\":\"llama3.1:8b\"}]}",
     );
     let qdrant = http_stub(200, "healthz check passed");
     let crawl4ai = http_stub(200, "{\"status\":\"ok\"}");
     let postgres = http_stub(200, CONTAINER_HEALTHY_JSON);
-    format!("n8n=127.0.0.1:{n8n},n8n login=127.0.0.1:{n8n},ollama=127.0.0.1:{ollama},qdrant=127.0.0.1:{qdrant},crawl4ai=127.0.0.1:{crawl4ai},postgres=127.0.0.1:{postgres}")
+    format!("n8n=127.0.0.1:{n8n},n8n-login=127.0.0.1:{n8n},ollama=127.0.0.1:{ollama},qdrant=127.0.0.1:{qdrant},crawl4ai=127.0.0.1:{crawl4ai},postgres=127.0.0.1:{postgres}")
 }
 
 /// Request an ACM certificate from moto (a raw JSON-protocol call: the tool itself never
