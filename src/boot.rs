@@ -428,6 +428,71 @@ pub fn n8n_owner(email: &str, port: u16, layout: &Layout, publish: bool) -> Resu
     ))
 }
 
+/// Where the daily snapshot script lives on the instance.
+pub const SNAPSHOT_SCRIPT: &str = "/usr/local/sbin/geusemaker-snapshot";
+
+/// A daily EBS snapshot of the stack's data volume (the one tagged `Name=<volume_name>` and
+/// `geusemaker:stack=<stack>`), taken from the instance with its own role, tagged with the
+/// stack; snapshots older than `keep_days` are deleted. Snapshots live outside the volume and
+/// its zone: they survive losing both. Crash-consistent (PostgreSQL and Qdrant recover from
+/// their logs); the nightly dumps on EFS are the logical copy.
+pub fn data_snapshots(
+    region: &str,
+    stack: &str,
+    volume_name: &str,
+    keep_days: u32,
+) -> Result<String, String> {
+    check_token("region", region, "-")?;
+    check_token("stack name", stack, "-")?;
+    check_token("volume name", volume_name, "-")?;
+    if !(1..=365).contains(&keep_days) {
+        return Err("keep_days must be 1..365".into());
+    }
+    let script = format!(
+        r#"#!/bin/bash
+# Daily snapshot of {stack}'s data volume, old ones pruned (installed by geusemaker).
+set -euo pipefail
+region='{region}'
+vol="$(aws ec2 describe-volumes --region "$region" \
+  --filters 'Name=tag:Name,Values={volume_name}' 'Name=tag:geusemaker:stack,Values={stack}' \
+  --query 'Volumes[0].VolumeId' --output text)"
+if [ -z "$vol" ] || [ "$vol" = None ]; then
+  echo "no data volume {volume_name} found" >&2
+  exit 1
+fi
+sync
+aws ec2 create-snapshot --region "$region" --volume-id "$vol" \
+  --description 'geusemaker {stack} daily snapshot of {volume_name}' \
+  --tag-specifications 'ResourceType=snapshot,Tags=[{{Key=geusemaker:stack,Value={stack}}},{{Key=geusemaker:snapshot,Value=daily}},{{Key=Name,Value={volume_name}-daily}}]' \
+  --query SnapshotId --output text
+cutoff="$(date -u -d '-{keep_days} days' +%Y-%m-%dT%H:%M:%S)"
+old="$(aws ec2 describe-snapshots --region "$region" --owner-ids self \
+  --filters 'Name=tag:geusemaker:stack,Values={stack}' 'Name=tag:geusemaker:snapshot,Values=daily' \
+  --query "Snapshots[?StartTime<'$cutoff'].SnapshotId" --output text)"
+for snap in $old; do
+  aws ec2 delete-snapshot --region "$region" --snapshot-id "$snap"
+  echo "pruned $snap"
+done
+"#
+    );
+    let service = "[Unit]\nDescription=geusemaker daily snapshot of the data volume\nAfter=network-online.target\nWants=network-online.target\n\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/geusemaker-snapshot\n";
+    let timer = "[Unit]\nDescription=daily geusemaker data volume snapshot\n\n[Timer]\nOnCalendar=daily\nRandomizedDelaySec=1h\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n";
+    let mut out = format!("# --- data volume snapshots, daily, {keep_days} days kept ---\n");
+    out.push_str(&write_file(SNAPSHOT_SCRIPT, &script, "0750")?);
+    out.push_str(&write_file(
+        "/etc/systemd/system/geusemaker-snapshot.service",
+        service,
+        "0644",
+    )?);
+    out.push_str(&write_file(
+        "/etc/systemd/system/geusemaker-snapshot.timer",
+        timer,
+        "0644",
+    )?);
+    out.push_str("systemctl daemon-reload\nsystemctl enable --now geusemaker-snapshot.timer\n");
+    Ok(out)
+}
+
 /// EC2's limit on user data, in bytes, before base64.
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
 

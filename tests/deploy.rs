@@ -215,7 +215,7 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
                 .send(),
         )
         .unwrap();
-    let doc = urlencoding_decode(inline.policy_document());
+    let doc = support::url_decode(inline.policy_document());
     assert!(
         doc.contains(&format!("parameter/geusemaker/{stack}/*")),
         "{doc}"
@@ -280,24 +280,6 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
         )
         .unwrap();
     assert_eq!(fss.file_systems().len(), 1);
-}
-
-fn urlencoding_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[test]

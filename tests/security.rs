@@ -205,7 +205,152 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
         "while its port accepts connections"
     );
 
-    run(&w, &["destroy", &stack, "--yes"], &ends).success();
+    // --- backups outside the failure domain: EFS through AWS Backup, the data volume in
+    // daily snapshots the instance takes with a role that may snapshot that volume only
+    let fs_id = state["outputs"]["file_system_id"].as_str().unwrap();
+    let policy = sdk
+        .block_on(
+            sdk.efs
+                .describe_backup_policy()
+                .file_system_id(fs_id)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        policy.backup_policy().unwrap().status().as_str(),
+        "ENABLED",
+        "EFS automatic backups"
+    );
+    assert!(script.contains("systemctl enable --now geusemaker-snapshot.timer"));
+    let snapshot_script = heredoc(&script, "/usr/local/sbin/geusemaker-snapshot");
+    support::shellcheck(w.home.path(), "snapshot", snapshot_script);
+    assert!(snapshot_script.contains(&format!("'Name=tag:Name,Values={stack}-data'")));
+    assert!(snapshot_script.contains("--query \"Snapshots[?StartTime<'$cutoff'].SnapshotId\""));
+    let role_policy = sdk
+        .block_on(
+            sdk.iam
+                .get_role_policy()
+                .role_name(format!("{stack}-app"))
+                .policy_name("geusemaker-stack-parameters")
+                .send(),
+        )
+        .unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&support::url_decode(role_policy.policy_document())).unwrap();
+    let statement = |sid: &str| {
+        doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("no {sid}: {doc}"))
+            .clone()
+    };
+    let own_volume = statement("SnapshotOwnDataVolume");
+    assert_eq!(own_volume["Action"], "ec2:CreateSnapshot");
+    assert_eq!(
+        own_volume["Condition"]["StringEquals"]["aws:ResourceTag/Name"],
+        format!("{stack}-data")
+    );
+    assert_eq!(
+        own_volume["Condition"]["StringEquals"]["aws:ResourceTag/geusemaker:stack"],
+        stack.as_str()
+    );
+    let prune = statement("PruneStackSnapshots");
+    assert_eq!(
+        prune["Condition"]["StringEquals"]["aws:ResourceTag/geusemaker:stack"],
+        stack.as_str(),
+        "deletes the stack's snapshots only"
+    );
+    // A snapshot as the instance's timer takes it: kept with the data, deleted with it.
+    let volume = state["outputs"]["data_volume_id"].as_str().unwrap();
+    let snap = sdk
+        .block_on(
+            sdk.ec2
+                .create_snapshot()
+                .volume_id(volume)
+                .tag_specifications(
+                    aws_sdk_ec2::types::TagSpecification::builder()
+                        .resource_type(aws_sdk_ec2::types::ResourceType::Snapshot)
+                        .tags(support::ec2_tag("geusemaker:stack", &stack))
+                        .tags(support::ec2_tag("geusemaker:snapshot", "daily"))
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap()
+        .snapshot_id()
+        .unwrap()
+        .to_string();
+    let snapshot_exists = |id: &str| {
+        sdk.block_on(sdk.ec2.describe_snapshots().owner_ids("self").send())
+            .unwrap()
+            .snapshots()
+            .iter()
+            .any(|s| s.snapshot_id() == Some(id))
+    };
+    run(&w, &["destroy", &stack, "--yes"], &ends)
+        .success()
+        .stdout_has(&format!("ec2:snapshot daily ({snap})"));
+    assert!(snapshot_exists(&snap), "kept with the data");
+    run(
+        &w,
+        &["destroy", &stack, "--yes", "--set", "delete_data=true"],
+        &ends,
+    )
+    .success();
+    assert!(!snapshot_exists(&snap), "deleted with the data");
+    assert!(w.sdk().leftovers(&stack).is_empty());
+}
+
+#[test]
+fn a_rerun_turns_on_automatic_backups_of_an_older_file_system() {
+    use support::proxy::{FaultProxy, Rule};
+    let w = World::moto();
+    let stack = support::stack_name("efsbk");
+    let (n8n, _) = n8n_stub(200);
+    let ends = stand_ins_with_n8n(n8n);
+    let args = ["run", "dev", "--name", &stack, "--set", "health_timeout=30"];
+    run(&w, &args, &ends).success();
+    // A file system from before backups were on: AWS says DISABLED. moto does not implement
+    // PutBackupPolicy; the proxy answers both calls as AWS does.
+    let proxy = FaultProxy::start(
+        &support::moto().endpoint,
+        vec![
+            Rule::rest_json(
+                "GET /2015-02-01/file-systems/",
+                200,
+                r#"{"BackupPolicy":{"Status":"DISABLED"}}"#,
+            ),
+            Rule::rest_json(
+                "PUT /2015-02-01/file-systems/",
+                200,
+                r#"{"BackupPolicy":{"Status":"ENABLING"}}"#,
+            ),
+        ],
+    );
+    let out = Outcome::from(
+        w.cmd()
+            .args(args)
+            .env("GEUSEMAKER_HEALTH_ENDPOINTS", &ends)
+            .env("AWS_ENDPOINT_URL", proxy.endpoint())
+            .output()
+            .unwrap(),
+    );
+    out.success()
+        .stdout_has("file system data: automatic backups turned on");
+    let hits = proxy.hits.lock().unwrap().clone();
+    assert!(
+        hits.iter()
+            .any(|b| b.contains(r#""BackupPolicy""#) && b.contains(r#""Status":"ENABLED""#)),
+        "PutBackupPolicy ENABLED was sent: {hits:?}"
+    );
+    run(
+        &w,
+        &["destroy", &stack, "--yes", "--set", "delete_data=true"],
+        &ends,
+    )
+    .success();
 }
 
 #[test]

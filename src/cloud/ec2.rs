@@ -503,6 +503,12 @@ pub trait Ec2Api: Send + Sync {
         device: &str,
     ) -> Result<String, CloudError>;
     fn delete_volume(&self, id: &str) -> Result<(), CloudError>;
+    /// This account's EBS snapshots carrying all these tags: `(id, start time)`, oldest first.
+    fn find_snapshots(
+        &self,
+        tags: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, CloudError>;
+    fn delete_snapshot(&self, id: &str) -> Result<(), CloudError>;
 }
 
 /// [`Ec2Api`] over aws-sdk-ec2 (and SSM for the public AMI parameter).
@@ -1403,6 +1409,39 @@ impl Ec2Api for SdkEc2 {
             .and_then(|r| r.status())
             .and_then(|st| st.code())
             .map(str::to_string))
+    }
+
+    fn find_snapshots(
+        &self,
+        tags: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, CloudError> {
+        let mut req = self.client.describe_snapshots().owner_ids("self");
+        for (k, v) in tags {
+            req = req.filters(filter(&format!("tag:{k}"), &[v]));
+        }
+        let out = self
+            .rt
+            .block_on(req.send())
+            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSnapshots", e))?;
+        let mut found: Vec<(String, String)> = out
+            .snapshots()
+            .iter()
+            .map(|s| {
+                (
+                    s.snapshot_id().unwrap_or_default().to_string(),
+                    s.start_time().map(|t| t.to_string()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        found.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(found)
+    }
+
+    fn delete_snapshot(&self, id: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(self.client.delete_snapshot().snapshot_id(id).send())
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "DeleteSnapshot", e))
     }
 
     fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError> {

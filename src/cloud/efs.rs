@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use aws_sdk_efs::types::{LifeCycleState, Tag};
+use aws_sdk_efs::types::{BackupPolicy, LifeCycleState, Status, Tag};
 use rhai::CustomType;
 
 use super::{Blocking, CloudError, Tags};
@@ -78,8 +78,18 @@ impl fmt::Display for MountTarget {
 pub trait EfsApi: Send + Sync {
     fn find_by_token(&self, token: &str) -> Result<Option<FileSystem>, CloudError>;
     fn file_system(&self, id: &str) -> Result<FileSystem, CloudError>;
-    /// Create an encrypted file system; the creation token makes this idempotent.
-    fn create_file_system(&self, token: &str, tags: &Tags) -> Result<FileSystem, CloudError>;
+    /// Create an encrypted file system, with AWS Backup's automatic daily backups when
+    /// `backups`; the creation token makes this idempotent.
+    fn create_file_system(
+        &self,
+        token: &str,
+        backups: bool,
+        tags: &Tags,
+    ) -> Result<FileSystem, CloudError>;
+    /// Are automatic backups on (the file system's backup policy `ENABLED`)?
+    fn automatic_backups(&self, id: &str) -> Result<bool, CloudError>;
+    /// Turn automatic backups on or off.
+    fn set_automatic_backups(&self, id: &str, on: bool) -> Result<(), CloudError>;
     fn delete_file_system(&self, id: &str) -> Result<(), CloudError>;
     fn mount_targets(&self, fs_id: &str) -> Result<Vec<MountTarget>, CloudError>;
     /// One mount target by id; `None` when it does not exist.
@@ -191,12 +201,63 @@ impl EfsApi for SdkEfs {
         })
     }
 
-    fn create_file_system(&self, token: &str, tags: &Tags) -> Result<FileSystem, CloudError> {
+    fn automatic_backups(&self, id: &str) -> Result<bool, CloudError> {
+        match self.rt.block_on(
+            self.client
+                .describe_backup_policy()
+                .file_system_id(id)
+                .send(),
+        ) {
+            Ok(out) => Ok(out
+                .backup_policy()
+                .is_some_and(|p| matches!(p.status(), Status::Enabled | Status::Enabling))),
+            Err(e) => {
+                let e = CloudError::from_sdk(SVC, "DescribeBackupPolicy", e);
+                // A file system that never had a policy answers PolicyNotFound: off.
+                if e.code == "PolicyNotFound" {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn set_automatic_backups(&self, id: &str, on: bool) -> Result<(), CloudError> {
+        let policy = BackupPolicy::builder()
+            .status(if on {
+                Status::Enabled
+            } else {
+                Status::Disabled
+            })
+            .build()
+            .map_err(|e| {
+                CloudError::new(SVC, "PutBackupPolicy", "InvalidRequest", e.to_string())
+            })?;
+        self.rt
+            .block_on(
+                self.client
+                    .put_backup_policy()
+                    .file_system_id(id)
+                    .backup_policy(policy)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "PutBackupPolicy", e))
+    }
+
+    fn create_file_system(
+        &self,
+        token: &str,
+        backups: bool,
+        tags: &Tags,
+    ) -> Result<FileSystem, CloudError> {
         let req = self
             .client
             .create_file_system()
             .creation_token(token)
             .encrypted(true)
+            .backup(backups)
             .performance_mode(aws_sdk_efs::types::PerformanceMode::GeneralPurpose)
             .throughput_mode(aws_sdk_efs::types::ThroughputMode::Elastic)
             .set_tags(Some(

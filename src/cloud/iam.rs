@@ -47,29 +47,73 @@ const PARAMETER_READS: [&str; 4] = [
 /// path; the Deny takes away what `AmazonSSMManagedInstanceCore` grants besides
 /// (`ssm:GetParameter(s)` on every parameter of the account): an explicit Deny wins over
 /// any Allow, so the role reads its own stack's secrets and no one else's.
-pub fn stack_parameters_policy(stack: &str) -> String {
+///
+/// With `snapshot_volume` (the data volume's `Name` tag) the
+/// daily snapshot of that one volume: create a snapshot of a volume tagged with that name and
+/// the stack (the snapshot itself tagged with the stack at creation), tag it only as part of
+/// that creation, delete only the stack's snapshots, and describe (which cannot be scoped).
+pub fn instance_policy(stack: &str, snapshot_volume: Option<&str>) -> String {
     let own = [
         format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}"),
         format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}/*"),
     ];
-    serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ReadOwnStackParameters",
+    let mut statements = vec![
+        serde_json::json!({
+            "Sid": "ReadOwnStackParameters",
+            "Effect": "Allow",
+            "Action": PARAMETER_READS,
+            "Resource": own,
+        }),
+        serde_json::json!({
+            "Sid": "NoOtherParameters",
+            "Effect": "Deny",
+            "Action": PARAMETER_READS,
+            "NotResource": own,
+        }),
+    ];
+    if let Some(volume) = snapshot_volume {
+        let stack_tag = super::tags::STACK_TAG;
+        statements.extend([
+            serde_json::json!({
+                "Sid": "SnapshotOwnDataVolume",
                 "Effect": "Allow",
-                "Action": PARAMETER_READS,
-                "Resource": own,
-            },
-            {
-                "Sid": "NoOtherParameters",
-                "Effect": "Deny",
-                "Action": PARAMETER_READS,
-                "NotResource": own,
-            }
-        ]
-    })
-    .to_string()
+                "Action": "ec2:CreateSnapshot",
+                "Resource": "arn:aws:ec2:*:*:volume/*",
+                "Condition": { "StringEquals": {
+                    "aws:ResourceTag/Name": volume,
+                    format!("aws:ResourceTag/{stack_tag}"): stack,
+                } },
+            }),
+            serde_json::json!({
+                "Sid": "CreateStackSnapshots",
+                "Effect": "Allow",
+                "Action": "ec2:CreateSnapshot",
+                "Resource": "arn:aws:ec2:*::snapshot/*",
+                "Condition": { "StringEquals": { format!("aws:RequestTag/{stack_tag}"): stack } },
+            }),
+            serde_json::json!({
+                "Sid": "TagSnapshotsAtCreation",
+                "Effect": "Allow",
+                "Action": "ec2:CreateTags",
+                "Resource": "arn:aws:ec2:*::snapshot/*",
+                "Condition": { "StringEquals": { "ec2:CreateAction": "CreateSnapshot" } },
+            }),
+            serde_json::json!({
+                "Sid": "PruneStackSnapshots",
+                "Effect": "Allow",
+                "Action": "ec2:DeleteSnapshot",
+                "Resource": "arn:aws:ec2:*::snapshot/*",
+                "Condition": { "StringEquals": { format!("aws:ResourceTag/{stack_tag}"): stack } },
+            }),
+            serde_json::json!({
+                "Sid": "FindVolumeAndSnapshots",
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeVolumes", "ec2:DescribeSnapshots"],
+                "Resource": "*",
+            }),
+        ]);
+    }
+    serde_json::json!({ "Version": "2012-10-17", "Statement": statements }).to_string()
 }
 
 /// The IAM operations primitives use.

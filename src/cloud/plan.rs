@@ -489,6 +489,17 @@ impl Ec2Api for PlanApi {
         self.0.op(&["EC2:DescribeKeyPairs"]);
         Ok(tagged(&self.model().key_pairs, tags))
     }
+    fn find_snapshots(
+        &self,
+        _tags: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, CloudError> {
+        self.0.op(&["EC2:DescribeSnapshots"]);
+        Ok(Vec::new())
+    }
+    fn delete_snapshot(&self, _id: &str) -> Result<(), CloudError> {
+        self.0.op(&["EC2:DeleteSnapshot"]);
+        Ok(())
+    }
     fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError> {
         self.0.op(&["EC2:DescribeVolumes"]);
         Ok(self
@@ -570,7 +581,20 @@ impl EfsApi for PlanApi {
             .map(|(f, _)| f.clone())
             .ok_or_else(|| not_found("efs", "DescribeFileSystems", "FileSystemNotFound", id))
     }
-    fn create_file_system(&self, token: &str, tags: &Tags) -> Result<FileSystem, CloudError> {
+    fn automatic_backups(&self, _id: &str) -> Result<bool, CloudError> {
+        self.0.op(&["EFS:DescribeBackupPolicy"]);
+        Ok(true)
+    }
+    fn set_automatic_backups(&self, _id: &str, _on: bool) -> Result<(), CloudError> {
+        self.0.op(&["EFS:PutBackupPolicy"]);
+        Ok(())
+    }
+    fn create_file_system(
+        &self,
+        token: &str,
+        _backups: bool,
+        tags: &Tags,
+    ) -> Result<FileSystem, CloudError> {
         // "Already exists" (same creation token) is answered by looking it up.
         self.0
             .op(&["EFS:CreateFileSystem", "EFS:DescribeFileSystems"]);

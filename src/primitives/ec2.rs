@@ -1113,6 +1113,41 @@ pub mod api {
         wait_volume(&rt, &vol_id, "in-use", Some(&inst_id))
     }
 
+    /// The stack's EBS snapshots (the daily ones of its data volume, taken by the instance),
+    /// oldest first: ids.
+    ///
+    /// ```rhai
+    /// for id in ec2::snapshots() { print(id); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn snapshots(ctx: NativeCallContext) -> Result<Array, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let tags = [(crate::cloud::tags::STACK_TAG.to_string(), rt.stack.clone())];
+        Ok(rt
+            .aws()?
+            .ec2
+            .find_snapshots(&tags)
+            .map_err(cloud_err)?
+            .into_iter()
+            .map(|(id, _)| Dynamic::from(id))
+            .collect())
+    }
+
+    /// Delete a snapshot (data backups: recipes keep this behind the data confirmation).
+    ///
+    /// ```rhai
+    /// ec2::delete_snapshot("snap-0123456789abcdef0");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn delete_snapshot(ctx: NativeCallContext, id: &str) -> Result<(), Box<EvalAltResult>> {
+        if !id.starts_with("snap-") {
+            return Err(usage_err(format!(
+                "ec2::delete_snapshot: `{id}` is not a snapshot id"
+            )));
+        }
+        rt(&ctx)?.aws()?.ec2.delete_snapshot(id).map_err(cloud_err)
+    }
+
     /// Delete a volume (its data is lost: recipes keep this behind a confirmation); `false` when
     /// it was already gone.
     ///

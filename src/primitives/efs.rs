@@ -36,7 +36,8 @@ pub mod api {
     use crate::cloud::wait::{poll_until, Backoff, Poll};
     use crate::primitives::cloud_err;
 
-    /// Create (or find, on a re-run) the encrypted file system `<stack>-<name>`; returns at
+    /// Create (or find, on a re-run) the encrypted file system `<stack>-<name>`, with AWS
+    /// Backup's automatic daily backups (kept 35 days, outside the file system); returns at
     /// once. Its creation token is derived from stack and name, so a retried or repeated
     /// create never makes a second file system.
     ///
@@ -48,7 +49,24 @@ pub mod api {
         ctx: NativeCallContext,
         name: &str,
     ) -> Result<FileSystem, Box<EvalAltResult>> {
+        file_system_opts(ctx, name, Map::new())
+    }
+
+    /// `file_system` with options: `automatic_backups` (true). A file system found again is
+    /// brought to the setting: a re-run turns automatic backups on (or off) as the recipe says.
+    ///
+    /// ```rhai
+    /// let scratch = efs::file_system("scratch", #{ automatic_backups: false });
+    /// ```
+    #[rhai_fn(name = "file_system", return_raw)]
+    pub fn file_system_opts(
+        ctx: NativeCallContext,
+        name: &str,
+        options: Map,
+    ) -> Result<FileSystem, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
+        let mut o = Opts::new("efs::file_system", options, &["automatic_backups"])?;
+        let backups = o.bool("automatic_backups")?.unwrap_or(true);
         let aws = rt.aws()?;
         let token = format!("geusemaker-{}", rt.resource_name(name));
         // One the ledger knows is looked up; otherwise it is created straight away: the
@@ -56,6 +74,15 @@ pub mod api {
         if rt.ledger_id("efs:file-system", name)?.is_some() {
             if let Some(fs) = aws.efs.find_by_token(&token).map_err(cloud_err)? {
                 rt.adopt("efs:file-system", name, &fs.id, BTreeMap::new())?;
+                if aws.efs.automatic_backups(&fs.id).map_err(cloud_err)? != backups {
+                    aws.efs
+                        .set_automatic_backups(&fs.id, backups)
+                        .map_err(cloud_err)?;
+                    rt.ui.info(&format!(
+                        "file system {name}: automatic backups turned {}",
+                        if backups { "on" } else { "off" }
+                    ));
+                }
                 return Ok(fs);
             }
         }
@@ -64,15 +91,22 @@ pub mod api {
             "efs:file-system",
             name,
             || token.clone(),
-            |token| aws.efs.create_file_system(token, &rt.tags(name)),
+            |token| aws.efs.create_file_system(token, backups, &rt.tags(name)),
             |fs: &FileSystem| (fs.id.clone(), BTreeMap::new()),
         )?;
         if fs.mount_targets == 0 {
             // efs::mount_target need not look for one in this run.
             rt.note_absent("efs:mount-targets", &fs.id);
         }
-        rt.ui
-            .info(&format!("file system {name}: {} (encrypted)", fs.id));
+        rt.ui.info(&format!(
+            "file system {name}: {} (encrypted{})",
+            fs.id,
+            if backups {
+                ", daily automatic backups"
+            } else {
+                ""
+            }
+        ));
         Ok(fs)
     }
 

@@ -17,7 +17,7 @@ pub fn module() -> rhai::Module {
 
 #[export_module]
 pub mod api {
-    use crate::cloud::iam::{stack_parameters_policy, InstanceProfile, SSM_CORE_POLICY_ARN};
+    use crate::cloud::iam::{instance_policy, InstanceProfile, SSM_CORE_POLICY_ARN};
     use crate::primitives::cloud_err;
 
     /// Create (or find) the role and instance profile `<stack>-<name>` for the stack's
@@ -33,10 +33,34 @@ pub mod api {
         ctx: NativeCallContext,
         name: &str,
     ) -> Result<InstanceProfile, Box<EvalAltResult>> {
+        instance_profile_opts(ctx, name, rhai::Map::new())
+    }
+
+    /// `instance_profile` with options: `data_snapshots` (false) also lets the instance
+    /// snapshot the stack's data volume (`ec2::volume("data")`) and nothing else, and delete
+    /// the stack's snapshots only (for `userdata::data_snapshots`). A re-run applies the
+    /// policy the options describe.
+    ///
+    /// ```rhai
+    /// let profile = iam::instance_profile("app", #{ data_snapshots: true });
+    /// ```
+    #[rhai_fn(name = "instance_profile", return_raw)]
+    pub fn instance_profile_opts(
+        ctx: NativeCallContext,
+        name: &str,
+        options: rhai::Map,
+    ) -> Result<InstanceProfile, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
+        let mut o = crate::primitives::opts::Opts::new(
+            "iam::instance_profile",
+            options,
+            &["data_snapshots"],
+        )?;
+        let snapshots = o.bool("data_snapshots")?.unwrap_or(false);
         let aws = rt.aws()?;
         let full = rt.resource_name(name);
-        let policy = stack_parameters_policy(&rt.stack);
+        let data_volume = rt.resource_name("data");
+        let policy = instance_policy(&rt.stack, snapshots.then_some(data_volume.as_str()));
         let managed = [SSM_CORE_POLICY_ARN.to_string()];
         let tags = rt.tags(name);
         // The ledger says whether this stack made it: then look at it and bring it up to date;

@@ -319,6 +319,29 @@ pub mod api {
         boot::n8n_owner(email, port, &l, publish).map_err(err(F))
     }
 
+    /// A daily systemd timer that snapshots the stack's data volume (`ec2::volume("data")`)
+    /// with the instance's role and deletes its snapshots older than `keep_days` (7). The role
+    /// needs `iam::instance_profile(name, #{ data_snapshots: true })`: it may snapshot that
+    /// volume only, and delete only the stack's snapshots.
+    ///
+    /// ```rhai
+    /// let snapshots = userdata::data_snapshots(#{ keep_days: 7 });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn data_snapshots(
+        ctx: NativeCallContext,
+        options: Map,
+    ) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::data_snapshots";
+        let rt = rt(&ctx)?;
+        let mut o = Opts::new(F, options, &["keep_days"])?;
+        let keep = o.int("keep_days")?.unwrap_or(7);
+        let keep =
+            u32::try_from(keep).map_err(|_| usage_err(format!("{F}: keep_days must be 1..365")))?;
+        boot::data_snapshots(&rt.region()?, &rt.stack, &rt.resource_name("data"), keep)
+            .map_err(err(F))
+    }
+
     /// A daily systemd timer backing up every service with a `backup` entry to
     /// `<efs_dir>/backups/<service>/`, keeping `keep_days` (7) days; nothing when no service
     /// has one.

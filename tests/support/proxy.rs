@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex};
 pub struct Rule {
     /// All must occur in the (form-encoded or JSON) request body.
     pub body_contains: Vec<String>,
+    /// Must occur in the request line (`PUT /2015-02-01/file-systems/…/backup-policy HTTP/1.1`),
+    /// for REST APIs whose requests have no body to tell them apart.
+    pub request_line: Option<String>,
     pub status: u16,
     pub content_type: &'static str,
     pub response: String,
@@ -34,6 +37,7 @@ impl Rule {
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
             ),
             times: None,
+            request_line: None,
             used: Arc::default(),
         }
     }
@@ -44,8 +48,12 @@ impl Rule {
         self
     }
 
-    fn matches(&self, body: &str) -> bool {
+    fn matches(&self, request_line: &str, body: &str) -> bool {
         self.body_contains.iter().all(|s| body.contains(s.as_str()))
+            && self
+                .request_line
+                .as_deref()
+                .is_none_or(|l| request_line.contains(l))
             && self
                 .times
                 .is_none_or(|n| self.used.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < n)
@@ -53,6 +61,20 @@ impl Rule {
 }
 
 impl Rule {
+    /// A recorded answer of a REST-JSON API (EFS) to requests whose request line contains
+    /// `request_line`: for calls moto does not implement, answered as AWS does.
+    pub fn rest_json(request_line: &str, status: u16, response: &str) -> Rule {
+        Rule {
+            body_contains: Vec::new(),
+            request_line: Some(request_line.to_string()),
+            status,
+            content_type: "application/json",
+            response: response.to_string(),
+            times: None,
+            used: Arc::default(),
+        }
+    }
+
     /// An error of a JSON-protocol service (SSM, EFS's REST aside): `{"__type": …}`.
     pub fn json_error(body_contains: &[&str], code: &str, message: &str) -> Rule {
         Rule {
@@ -61,6 +83,7 @@ impl Rule {
             content_type: "application/x-amz-json-1.1",
             response: format!("{{\"__type\":\"{code}\",\"message\":\"{message}\"}}"),
             times: None,
+            request_line: None,
             used: Arc::default(),
         }
     }
@@ -279,7 +302,8 @@ fn handle(
     reader.read_exact(&mut body)?;
     let text = String::from_utf8_lossy(&body);
 
-    if let Some(rule) = rules.iter().find(|r| r.matches(&text)) {
+    let request_line = head.first().map(String::as_str).unwrap_or_default();
+    if let Some(rule) = rules.iter().find(|r| r.matches(request_line, &text)) {
         hits.lock().unwrap().push(text.to_string());
         write!(
             client,
