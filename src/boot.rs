@@ -371,7 +371,8 @@ pub fn ollama_pull(models: &[String], layout: &Layout) -> Result<String, String>
 /// Create n8n's owner account on first boot (n8n asks for one on the first visit otherwise),
 /// with the password from the boot env file's `N8N_OWNER_PASSWORD`, through n8n on the
 /// instance's `port`; in the background, once n8n is ready (database connected and migrated).
-/// An instance whose n8n already has an owner (data from an earlier instance) skips the setup.
+/// An instance whose n8n already has an owner (data from an earlier instance) proves it is the
+/// stack's by logging in as that owner.
 ///
 /// With `publish`, n8n was started from `compose.setup.yaml` (bound to the loopback) and is
 /// published — the stack restarted from `compose.yaml` — only once it has an owner, so no one
@@ -410,17 +411,18 @@ pub fn n8n_owner(email: &str, port: u16, layout: &Layout, publish: bool) -> Resu
     echo "n8n never became ready: it stays on 127.0.0.1" >&2
     exit 1
   fi
-  # Published only when n8n says it has an owner, or the setup succeeds (fails closed).
-  if curl -fsS {base}/rest/settings | grep -q '"showSetupOnFirstLoad":false'; then
-    echo "n8n already has an owner"
-  else
-    password="$(sed -n 's/^N8N_OWNER_PASSWORD=//p' '{env}')"
-    if ! printf '{{"email":"%s","firstName":"Owner","lastName":"GeuseMaker","password":"%s"}}' '{email}' "$password" |
-      curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- {base}/rest/owner/setup >/dev/null; then
-      echo "n8n owner setup failed: n8n stays on 127.0.0.1" >&2
-      exit 1
-    fi
+  # Published only once the owner is ours: the setup succeeds, or (an owner from an earlier
+  # instance) the owner logs in with the stack's password. Anything else fails closed.
+  password="$(sed -n 's/^N8N_OWNER_PASSWORD=//p' '{env}')"
+  if printf '{{"email":"%s","firstName":"Owner","lastName":"GeuseMaker","password":"%s"}}' '{email}' "$password" |
+    curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- {base}/rest/owner/setup >/dev/null; then
     echo "n8n owner created"
+  elif printf '{{"emailOrLdapLoginId":"%s","password":"%s"}}' '{email}' "$password" |
+    curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- {base}/rest/login >/dev/null; then
+    echo "n8n already has its owner ({email})"
+  else
+    echo "n8n owner setup failed and the owner cannot log in: n8n stays on 127.0.0.1" >&2
+    exit 1
   fi
 {done}
 ) >> /var/log/geusemaker-n8n-owner.log 2>&1 &

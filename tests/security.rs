@@ -128,6 +128,28 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
         "status and monitor do not log in (n8n rate-limits logins): {checks}"
     );
 
+    let check = |name: &str| {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {checks}"))
+            .clone()
+    };
+    let ollama = check("ollama");
+    assert!(ollama["url"].as_str().unwrap().ends_with("/api/tags"));
+    assert_eq!(
+        ollama["body"],
+        serde_json::json!(["llama3.2:3b"]),
+        "the requested models"
+    );
+    assert!(check("n8n")["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(":5678/healthz/readiness"));
+    assert_eq!(check("postgres")["container_health"], true);
+
     // --- the boot script
     let script = sdk.user_data(inst[0].instance_id().unwrap());
     support::shellcheck(w.home.path(), "secure-user-data", &script);
@@ -153,12 +175,13 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
         .find("-f '/opt/geusemaker/compose.yaml' up -d\n  echo \"n8n published\"")
         .expect("published after the owner");
     assert!(up_held < setup_call && setup_call < publish);
+    let login_call = script.find("/rest/login >/dev/null").unwrap();
     assert!(
-        script.contains("grep -q '\"showSetupOnFirstLoad\":false'"),
-        "an existing owner is recognised, anything else sets one up or stays closed"
+        setup_call < login_call && login_call < publish,
+        "an existing owner must log in with the stack's password before n8n is published"
     );
     assert!(
-        script.contains("n8n stays on 127.0.0.1\" >&2\n      exit 1"),
+        script.contains("n8n stays on 127.0.0.1\" >&2\n    exit 1"),
         "a failed setup leaves n8n unpublished"
     );
     assert!(
