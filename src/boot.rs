@@ -411,8 +411,10 @@ pub fn n8n_owner(email: &str, port: u16, layout: &Layout, publish: bool) -> Resu
     echo "n8n never became ready: it stays on 127.0.0.1" >&2
     exit 1
   fi
-  # Published only once the owner is ours: the setup succeeds, or (an owner from an earlier
-  # instance) the owner logs in with the stack's password. Anything else fails closed.
+  # Published only once n8n has an owner: the setup succeeds, or (data from an earlier
+  # instance, never published without one) the owner logs in with the stack's password, or
+  # n8n itself says its owner is set up (the owner may have changed the password). Anything
+  # else fails closed.
   password="$(sed -n 's/^N8N_OWNER_PASSWORD=//p' '{env}')"
   if printf '{{"email":"%s","firstName":"Owner","lastName":"GeuseMaker","password":"%s"}}' '{email}' "$password" |
     curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- {base}/rest/owner/setup >/dev/null; then
@@ -420,8 +422,10 @@ pub fn n8n_owner(email: &str, port: u16, layout: &Layout, publish: bool) -> Resu
   elif printf '{{"emailOrLdapLoginId":"%s","password":"%s"}}' '{email}' "$password" |
     curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- {base}/rest/login >/dev/null; then
     echo "n8n already has its owner ({email})"
+  elif curl -fsS {base}/rest/settings | grep -q '"showSetupOnFirstLoad":false'; then
+    echo "n8n already has an owner (the stack's password no longer logs in: changed in n8n?)"
   else
-    echo "n8n owner setup failed and the owner cannot log in: n8n stays on 127.0.0.1" >&2
+    echo "n8n owner setup failed and n8n reports no owner: n8n stays on 127.0.0.1" >&2
     exit 1
   fi
 {done}

@@ -6,6 +6,7 @@
 //! [`state`] (stack files, ledger, locks).
 
 pub mod boot;
+pub mod cidr;
 pub mod cli;
 pub mod cloud;
 pub mod config;

@@ -23,6 +23,8 @@ pub enum DetectError {
     Status { url: String, status: u16 },
     #[error("{url} answered `{answer}`, not an IPv4 address")]
     NotAnAddress { url: String, answer: String },
+    #[error("{url}: the address service must be https:// (plain http only on this machine)")]
+    NotHttps { url: String },
 }
 
 /// The service to ask: [`CHECKIP_URL_ENV`] or [`DEFAULT_CHECKIP_URL`].
@@ -45,9 +47,20 @@ fn client() -> &'static reqwest::Client {
     })
 }
 
-/// This machine's public IPv4 address, asked of [`checkip_url`].
+/// This machine's public IPv4 address, asked of [`checkip_url`]. Over HTTPS (an answer over
+/// plain HTTP could be forged on the way and let a stranger in): plain HTTP only to this
+/// machine itself (a local stand-in).
 pub async fn detect() -> Result<Ipv4Addr, DetectError> {
     let url = checkip_url();
+    let local = [
+        "http://127.0.0.1:",
+        "http://127.0.0.1/",
+        "http://localhost:",
+        "http://localhost/",
+    ];
+    if !url.starts_with("https://") && !local.iter().any(|p| url.starts_with(p)) {
+        return Err(DetectError::NotHttps { url });
+    }
     let unreachable = |e: reqwest::Error| DetectError::Unreachable {
         url: url.clone(),
         reason: if e.is_timeout() {
@@ -82,7 +95,16 @@ pub async fn detect_cached() -> Result<Ipv4Addr, DetectError> {
 
 /// The address in the service's answer (one line, surrounding space allowed).
 pub fn parse(answer: &str) -> Option<Ipv4Addr> {
-    answer.trim().parse().ok()
+    let ip: Ipv4Addr = answer.trim().parse().ok()?;
+    // A private, loopback or otherwise unroutable answer is not how the internet sees us.
+    let unroutable = ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]);
+    (!unroutable).then_some(ip)
 }
 
 #[cfg(test)]
@@ -95,5 +117,8 @@ mod tests {
         assert_eq!(parse("2001:db8::1"), None);
         assert_eq!(parse("<html>captive portal</html>"), None);
         assert_eq!(parse(""), None);
+        assert_eq!(parse("10.1.2.3"), None, "private");
+        assert_eq!(parse("100.64.0.1"), None, "carrier-grade NAT");
+        assert_eq!(parse("127.0.0.1"), None);
     }
 }

@@ -1219,7 +1219,7 @@ pub fn public_url_env(
     }
     Ok(format!(
         r#"# --- {name}'s public URL (this instance's public address) ---
-imds_token="$(curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' http://169.254.169.254/latest/api/token)"
+imds_token="$(retry curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' http://169.254.169.254/latest/api/token)"
 public_ip="$(curl -fsS -H "X-aws-ec2-metadata-token: $imds_token" http://169.254.169.254/latest/meta-data/public-ipv4 || true)"
 if [ -n "$public_ip" ]; then
   umask 077

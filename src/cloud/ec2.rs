@@ -5,9 +5,9 @@ use std::fmt;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
     InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceType, IpPermission, IpRange, KeyType, MarketType,
-    PrefixListId, ResourceType, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
-    UserIdGroupPair, VolumeType,
+    InstanceMetadataOptionsRequest, InstanceType, IpPermission, IpRange, Ipv6Range, KeyType,
+    MarketType, PrefixListId, ResourceType, SpotInstanceType, SpotMarketOptions, Tag,
+    TagSpecification, UserIdGroupPair, VolumeType,
 };
 use base64::Engine as _;
 use rhai::{CustomType, TypeBuilder};
@@ -717,6 +717,19 @@ fn to_sg(g: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {
                 description: s(r.description()),
             });
         }
+        // IPv6 ranges are never opened by geusemaker; one added by hand is seen (and a
+        // re-run's `set_ingress` revokes it).
+        for r in p.ipv6_ranges() {
+            ingress.push(IngressRule {
+                protocol: protocol.clone(),
+                from_port,
+                to_port,
+                cidr: r.cidr_ipv6().map(str::to_string),
+                source_sg: None,
+                prefix_list: None,
+                description: s(r.description()),
+            });
+        }
         for pl in p.prefix_list_ids() {
             ingress.push(IngressRule {
                 protocol: protocol.clone(),
@@ -845,12 +858,21 @@ fn ip_permission(rule: &IngressRule) -> IpPermission {
         .from_port(rule.from_port as i32)
         .to_port(rule.to_port as i32);
     if let Some(cidr) = &rule.cidr {
-        p = p.ip_ranges(
-            IpRange::builder()
-                .cidr_ip(cidr)
-                .description(&rule.description)
-                .build(),
-        );
+        p = if cidr.contains(':') {
+            p.ipv6_ranges(
+                Ipv6Range::builder()
+                    .cidr_ipv6(cidr)
+                    .description(&rule.description)
+                    .build(),
+            )
+        } else {
+            p.ip_ranges(
+                IpRange::builder()
+                    .cidr_ip(cidr)
+                    .description(&rule.description)
+                    .build(),
+            )
+        };
     }
     if let Some(sg) = &rule.source_sg {
         p = p.user_id_group_pairs(

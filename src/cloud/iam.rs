@@ -89,7 +89,10 @@ pub fn instance_policy(stack: &str, snapshot_volume: Option<&str>) -> String {
                 "Effect": "Allow",
                 "Action": "ec2:CreateSnapshot",
                 "Resource": "arn:aws:ec2:*::snapshot/*",
-                "Condition": { "StringEquals": { format!("aws:RequestTag/{stack_tag}"): stack } },
+                "Condition": { "StringEquals": {
+                    format!("aws:RequestTag/{stack_tag}"): stack,
+                    "aws:RequestTag/geusemaker:snapshot": "daily",
+                } },
             }),
             serde_json::json!({
                 "Sid": "TagSnapshotsAtCreation",
@@ -103,7 +106,11 @@ pub fn instance_policy(stack: &str, snapshot_volume: Option<&str>) -> String {
                 "Effect": "Allow",
                 "Action": "ec2:DeleteSnapshot",
                 "Resource": "arn:aws:ec2:*::snapshot/*",
-                "Condition": { "StringEquals": { format!("aws:ResourceTag/{stack_tag}"): stack } },
+                // Its own daily snapshots only: not one a person took or tagged by hand.
+                "Condition": { "StringEquals": {
+                    format!("aws:ResourceTag/{stack_tag}"): stack,
+                    "aws:ResourceTag/geusemaker:snapshot": "daily",
+                } },
             }),
             serde_json::json!({
                 "Sid": "FindVolumeAndSnapshots",

@@ -874,6 +874,28 @@ impl CloudFrontApi for PlanApi {
         self.0.op(&["CloudFront:GetDistributionConfig"]);
         Ok(false)
     }
+    fn ensure_function(
+        &self,
+        name: &str,
+        _comment: &str,
+        _code: &str,
+    ) -> Result<(String, bool), CloudError> {
+        self.0.op(&[
+            "CloudFront:GetFunction",
+            "CloudFront:CreateFunction",
+            "CloudFront:DescribeFunction",
+            "CloudFront:PublishFunction",
+        ]);
+        Ok((
+            format!("arn:aws:cloudfront::000000000000:function/{name}"),
+            true,
+        ))
+    }
+    fn delete_function(&self, _name: &str) -> Result<bool, CloudError> {
+        self.0
+            .op(&["CloudFront:DescribeFunction", "CloudFront:DeleteFunction"]);
+        Ok(true)
+    }
     fn get(&self, id: &str) -> Result<Option<Distribution>, CloudError> {
         self.0.op(&["CloudFront:GetDistribution"]);
         Ok(self

@@ -51,7 +51,7 @@ pub fn check_round(conn: &Conn, live: &LiveInstance, checks: &[Check], tracker: 
             &format!("not checked: the instance is {}", live.state()),
         );
     }
-    for r in run_checks(&conn.blocking, conn.aws(), &runnable) {
+    for r in run_checks(&conn.blocking, conn.aws(), &runnable, None) {
         tracker.observe(&r);
     }
 }

@@ -18,6 +18,21 @@ pub fn module() -> rhai::Module {
     exported_module!(api)
 }
 
+/// CloudFront Function names are at most 64 characters of letters, digits, `-` and `_`.
+fn function_name(full: &str) -> String {
+    if full.len() <= 64 {
+        return full.to_string();
+    }
+    let hash = full.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    format!(
+        "{}-{:06x}",
+        full[..57].trim_end_matches('-'),
+        hash & 0xff_ffff
+    )
+}
+
 fn dist_id(v: &Dynamic) -> Result<String, Box<EvalAltResult>> {
     match v.clone().try_cast::<Distribution>() {
         Some(d) => Ok(d.id),
@@ -70,8 +85,9 @@ pub mod api {
     /// (required), `origin_https` (false: the load balancer listens on HTTP 80; true needs a
     /// certificate on the load balancer that matches the origin's name), `origin_headers`
     /// (a map of headers added to every request to the origin — a `Secret` value stays out of
-    /// the logs — so the origin can refuse what did not come through CloudFront). A
-    /// distribution found again is brought to these origin settings.
+    /// the logs — so the origin can refuse what did not come through CloudFront),
+    /// `viewer_function` (a CloudFront Function ARN run on every viewer request, e.g. from
+    /// `cloudfront::viewer_filter`). A distribution found again is brought to these settings.
     ///
     /// ```rhai
     /// let cdn = cloudfront::distribution("cdn", #{ origin: lb });
@@ -85,7 +101,16 @@ pub mod api {
     ) -> Result<Distribution, Box<EvalAltResult>> {
         const F: &str = "cloudfront::distribution";
         let rt = rt(&ctx)?;
-        let mut o = Opts::new(F, options, &["origin", "origin_https", "origin_headers"])?;
+        let mut o = Opts::new(
+            F,
+            options,
+            &[
+                "origin",
+                "origin_https",
+                "origin_headers",
+                "viewer_function",
+            ],
+        )?;
         let origin = o
             .value("origin")
             .ok_or_else(|| usage_err(format!("{F}: option `origin` is required")))?;
@@ -105,10 +130,19 @@ pub mod api {
             None => Vec::new(),
             Some(h) => crate::primitives::opts::header_pairs(F, h)?,
         };
+        let viewer_function = o.str("viewer_function")?;
+        if let Some(arn) = &viewer_function {
+            if !(arn.starts_with("arn:aws:cloudfront::") && arn.contains(":function/")) {
+                return Err(usage_err(format!(
+                    "{F}: `{arn}` is not a CloudFront Function ARN (cloudfront::viewer_filter returns one)"
+                )));
+            }
+        }
         let spec = OriginSpec {
             domain: origin.clone(),
             https: origin_https,
             headers,
+            viewer_function,
         };
         let aws = rt.aws()?;
         let tags = rt.tags(name);
@@ -153,6 +187,88 @@ pub mod api {
                 )
             },
         )
+    }
+
+    /// Create (or update) and publish the CloudFront Function `<stack>-<name>` that lets only
+    /// viewers from `cidrs` (IPv4 ranges) through and answers everyone else 403; returns its
+    /// ARN for `cloudfront::distribution`'s `viewer_function`. CloudFront has no security
+    /// group: this is how a distribution admits `allowed_cidr` only.
+    ///
+    /// ```rhai
+    /// let viewers = cloudfront::viewer_filter("viewers", ["203.0.113.7/32"]);
+    /// let cdn = cloudfront::distribution("cdn", #{ origin: lb, viewer_function: viewers });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn viewer_filter(
+        ctx: NativeCallContext,
+        name: &str,
+        cidrs: rhai::Array,
+    ) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "cloudfront::viewer_filter";
+        let rt = rt(&ctx)?;
+        let mut ranges = Vec::new();
+        for c in cidrs {
+            let text = c.into_string().map_err(|t| {
+                usage_err(format!(
+                    "{F}: ranges are strings like \"203.0.113.7/32\", not {t}"
+                ))
+            })?;
+            ranges.push(crate::cidr::parse(&text).map_err(|e| usage_err(format!("{F}: {e}")))?);
+        }
+        if ranges.is_empty() {
+            return Err(usage_err(format!(
+                "{F}: no ranges: nobody could use the distribution"
+            )));
+        }
+        let full = super::function_name(&rt.resource_name(name));
+        let code = crate::cloud::cloudfront::viewer_filter_code(&ranges);
+        let comment = format!("geusemaker {}: viewers allowed", rt.stack);
+        let aws = rt.aws()?;
+        if rt.ledger_id("cloudfront:function", name)?.is_some() {
+            let (arn, changed) = aws
+                .cloudfront
+                .ensure_function(&full, &comment, &code)
+                .map_err(cloud_err)?;
+            rt.adopt("cloudfront:function", name, &full, BTreeMap::new())?;
+            if changed {
+                rt.ui
+                    .info(&format!("viewer filter {name}: updated and published"));
+            }
+            return Ok(arn);
+        }
+        let arn = rt.create_recorded(
+            "cloudfront:function",
+            name,
+            |_t| {
+                aws.cloudfront
+                    .ensure_function(&full, &comment, &code)
+                    .map(|(a, _)| a)
+            },
+            |_arn: &String| (full.clone(), BTreeMap::new()),
+        )?;
+        rt.ui.info(&format!(
+            "viewer filter {name}: {} range(s) allowed, everyone else 403",
+            ranges.len()
+        ));
+        Ok(arn)
+    }
+
+    /// Delete the CloudFront Function (by name); `false` when it was already gone. A function
+    /// still used by a distribution cannot be deleted: delete the distribution first.
+    ///
+    /// ```rhai
+    /// cloudfront::delete_function("my-stack-viewers");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn delete_function(ctx: NativeCallContext, name: &str) -> Result<bool, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let gone = rt
+            .aws()?
+            .cloudfront
+            .delete_function(name)
+            .map_err(cloud_err)?;
+        rt.mark_deleted("cloudfront:function", name)?;
+        Ok(gone)
     }
 
     /// Every distribution of the account (for exploring it).

@@ -103,16 +103,9 @@ fn with_self(rules: Vec<IngressRule>, id: &str) -> Vec<IngressRule> {
 }
 
 fn validate_cidr(func: &str, c: &str) -> Result<(), Box<EvalAltResult>> {
-    let ok = c.split_once('/').is_some_and(|(ip, len)| {
-        ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 32)
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(usage_err(format!(
-            "{func}: `{c}` is not an IPv4 CIDR like 203.0.113.7/32"
-        )))
-    }
+    crate::cidr::parse(c)
+        .map(|_| ())
+        .map_err(|e| usage_err(format!("{func}: {e}")))
 }
 
 fn wait_instance(

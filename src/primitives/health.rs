@@ -183,6 +183,12 @@ pub fn checks_from_json(value: &serde_json::Value) -> Result<Vec<Check>, String>
                 .ok()
                 .and_then(|d| d.try_cast::<Map>())
                 .ok_or_else(|| format!("health check {item} is not a map"))?;
+            if map.contains_key("post") {
+                // A stored check never sends a secret (the state file is not trusted with that).
+                return Err(format!(
+                    "health check {item}: `post` checks run during a deploy only"
+                ));
+            }
             check_from_map(map)
                 .map(|c| with_override(c, &ov))
                 .map_err(|e| e.to_string())
@@ -205,6 +211,18 @@ fn client() -> &'static reqwest::Client {
     })
 }
 
+/// The client for `post` checks: no redirects.
+fn post_client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("geusemaker/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client builds")
+    })
+}
+
 /// Run one check from here (never fails: a failure is a result with `ok == false`).
 pub async fn run_check(check: &Check) -> HealthResult {
     let start = Instant::now();
@@ -218,7 +236,8 @@ pub async fn run_check(check: &Check) -> HealthResult {
         } => {
             let outcome = async {
                 let req = match post {
-                    Some(json) => client()
+                    // Never re-sent elsewhere: a redirect would carry the body (a password).
+                    Some(json) => post_client()
                         .post(url)
                         .header(reqwest::header::CONTENT_TYPE, "application/json")
                         .body(json.to_string()),
@@ -465,12 +484,24 @@ fn run_round(rt: &Runtime, checks: &[Check]) -> Vec<HealthResult> {
         .iter()
         .any(|c| c.on.is_some() || matches!(c.probe, Probe::Http { post: Some(_), .. }));
     let aws = if needs_aws { rt.aws().ok() } else { None };
-    run_checks(&rt.blocking, aws, checks)
+    run_checks(
+        &rt.blocking,
+        aws,
+        checks,
+        Some(&format!("/geusemaker/{}/", rt.stack)),
+    )
 }
 
 /// One round of `checks`: those from here concurrently, those `on` an instance through one SSM
 /// command per instance. Results in the order of `checks`; a check never errors, it fails.
-pub fn run_checks(blocking: &Blocking, aws: Option<&Aws>, checks: &[Check]) -> Vec<HealthResult> {
+/// `secrets_under` is the only parameter path `post` checks may read (`/geusemaker/<stack>/`);
+/// `None` outside a run.
+pub fn run_checks(
+    blocking: &Blocking,
+    aws: Option<&Aws>,
+    checks: &[Check],
+    secrets_under: Option<&str>,
+) -> Vec<HealthResult> {
     let mut results: Vec<Option<HealthResult>> = vec![None; checks.len()];
     let mut local: Vec<(usize, Check)> = Vec::new();
     let from_here: Vec<(usize, Check)> = checks
@@ -480,7 +511,7 @@ pub fn run_checks(blocking: &Blocking, aws: Option<&Aws>, checks: &[Check]) -> V
         .filter(|(_, c)| c.on.is_none())
         .collect();
     let (idx, list): (Vec<usize>, Vec<Check>) = from_here.into_iter().unzip();
-    for (i, resolved) in idx.into_iter().zip(resolve_posts(aws, list)) {
+    for (i, resolved) in idx.into_iter().zip(resolve_posts(aws, secrets_under, list)) {
         match resolved {
             Ok(c) => local.push((i, c)),
             Err(failed) => results[i] = Some(failed),
@@ -618,7 +649,11 @@ pub fn with_secrets(
 
 /// The checks with their `post` secrets read from SSM; a check whose secret cannot be read
 /// comes back as its failure.
-fn resolve_posts(aws: Option<&Aws>, checks: Vec<Check>) -> Vec<Result<Check, HealthResult>> {
+fn resolve_posts(
+    aws: Option<&Aws>,
+    secrets_under: Option<&str>,
+    checks: Vec<Check>,
+) -> Vec<Result<Check, HealthResult>> {
     checks
         .into_iter()
         .map(|mut c| {
@@ -627,6 +662,13 @@ fn resolve_posts(aws: Option<&Aws>, checks: Vec<Check>) -> Vec<Result<Check, Hea
             } = &mut c.probe
             {
                 let read = |name: &str| -> Result<String, String> {
+                    // Only the running stack's own parameters: a check cannot send anything else.
+                    let under = secrets_under.ok_or("secrets are read during a run only")?;
+                    if !name.starts_with(under) || name.contains("..") {
+                        return Err(format!(
+                            "secret {name} is not one of this stack's ({under}…)"
+                        ));
+                    }
                     let aws = aws.ok_or("reading its secret needs AWS")?;
                     match aws.ssm.get(name) {
                         Ok(Some((_, value))) => Ok(value),
@@ -758,8 +800,11 @@ pub fn module() -> rhai::Module {
 #[export_module]
 pub mod api {
     /// GET `url` and check the status (200 unless `status`) and, with `body`, that the body
-    /// contains that text. Options: `status`, `body`, `timeout_ms` (5000), `name`, `on` (an
-    /// instance: run the check there, through SSM, e.g. against `http://127.0.0.1:…`).
+    /// contains that text (or each text of a list). Options: `status`, `body`, `timeout_ms`
+    /// (5000), `name`, `on` (an instance: run the check there, through SSM, e.g. against
+    /// `http://127.0.0.1:…`), `post` (a map sent as JSON instead of a GET, from here only;
+    /// `#{ secret: "/geusemaker/<stack>/…" }` inside it is replaced by that stack parameter's
+    /// value when the check runs, and redirects are not followed).
     ///
     /// ```rhai
     /// let r = health::http("http://10.0.0.5:5678/healthz", #{ timeout_ms: 5000 });
@@ -778,7 +823,7 @@ pub mod api {
             Opts::new(
                 "health::http",
                 options,
-                &["status", "body", "timeout_ms", "name", "on"],
+                &["status", "body", "post", "timeout_ms", "name", "on"],
             )?,
         )?;
         let check = with_override(check, &overrides()?);
@@ -1043,5 +1088,32 @@ mod tests {
             "every model must be listed: {}",
             script[1]
         );
+    }
+
+    #[test]
+    fn a_post_check_reads_only_its_own_stacks_parameters_and_is_never_stored() {
+        let mut m = rhai::Map::new();
+        m.insert("url".into(), "http://127.0.0.1:9/rest/login".into());
+        let mut post = rhai::Map::new();
+        let mut secret = rhai::Map::new();
+        secret.insert(
+            "secret".into(),
+            "/geusemaker/other/n8n/owner_password".into(),
+        );
+        post.insert("password".into(), rhai::Dynamic::from_map(secret));
+        m.insert("post".into(), rhai::Dynamic::from_map(post));
+        let check = check_from_map(m).unwrap();
+        let resolved = resolve_posts(None, Some("/geusemaker/mine/"), vec![check.clone()]);
+        let failed = resolved.into_iter().next().unwrap().unwrap_err();
+        assert!(
+            failed.error.unwrap().contains("not one of this stack's"),
+            "another stack's secret is refused before AWS is asked"
+        );
+        let outside_a_run = resolve_posts(None, None, vec![check]);
+        assert!(outside_a_run[0].is_err());
+        let stored = serde_json::json!([{ "url": "http://127.0.0.1:9/", "post": {} }]);
+        assert!(checks_from_json(&stored)
+            .unwrap_err()
+            .contains("deploy only"));
     }
 }

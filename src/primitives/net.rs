@@ -34,4 +34,18 @@ pub mod api {
             )),
         }
     }
+
+    /// `range` when it is an IPv4 range with no host bits set (`203.0.113.0/24`, not
+    /// `203.0.113.7/24`, which EC2 would store as the former); an error otherwise. For checking
+    /// a param before anything is created.
+    ///
+    /// ```rhai
+    /// let office = net::check_cidr("203.0.113.0/24");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn check_cidr(range: &str) -> Result<String, Box<EvalAltResult>> {
+        crate::cidr::parse(range)
+            .map(|_| range.to_string())
+            .map_err(|e| crate::primitives::usage_err(format!("net::check_cidr: {e}")))
+    }
 }

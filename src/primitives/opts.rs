@@ -105,8 +105,8 @@ impl Opts {
 }
 
 /// An HTTP header map (`#{ "X-Origin-Verify": secret }`): names are letters, digits and `-`;
-/// values are strings or `Secret`s of printable ASCII, at most 128 characters (the load
-/// balancer's limit for a header it matches). Sorted by name.
+/// values are strings or `Secret`s of letters, digits, `-` and `_`, at most 128 characters
+/// (the load balancer's limit for a header it matches). Sorted by name.
 pub fn header_pairs(func: &str, v: Dynamic) -> Result<Vec<(String, String)>, Box<EvalAltResult>> {
     let map = v.try_cast::<Map>().ok_or_else(|| {
         usage_err(format!(
@@ -129,9 +129,16 @@ pub fn header_pairs(func: &str, v: Dynamic) -> Result<Vec<(String, String)>, Box
                 ))
             })?,
         };
-        if value.is_empty() || value.len() > 128 || !value.chars().all(|c| c.is_ascii_graphic()) {
+        // Letters, digits, `-` and `_` only: the load balancer reads `*` and `?` in a value it
+        // matches as wildcards (a value of `*` would let every request through).
+        if value.is_empty()
+            || value.len() > 128
+            || !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(usage_err(format!(
-                "{func}: header {name}: the value must be 1 to 128 printable characters without spaces"
+                "{func}: header {name}: the value must be 1 to 128 letters, digits, - or _"
             )));
         }
         out.push((name, value));

@@ -291,13 +291,13 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn n8n_owner(email: &str) -> Result<String, Box<EvalAltResult>> {
-        boot::n8n_owner(email, 5678, &Layout::default(), false).map_err(err("userdata::n8n_owner"))
+        boot::n8n_owner(email, 5678, &Layout::default(), true).map_err(err("userdata::n8n_owner"))
     }
 
     /// `n8n_owner` with options: `port` (n8n's port on the instance, 5678), `env_file` (the
-    /// boot env file holding `N8N_OWNER_PASSWORD`), `publish` (n8n was started from
-    /// `compose.setup.yaml`, held on the loopback: restart the stack from `compose.yaml` once
-    /// the owner exists — never before, so no one else can claim n8n).
+    /// boot env file holding `N8N_OWNER_PASSWORD`), `publish` (true: n8n was started from
+    /// `compose.setup.yaml`, held on the loopback; the stack is restarted from `compose.yaml`
+    /// once the owner exists — never before, so no one else can claim n8n).
     ///
     /// ```rhai
     /// let owner = userdata::n8n_owner("ops@example.com", #{ port: 5678, publish: true });
@@ -315,7 +315,9 @@ pub mod api {
         if let Some(f) = o.str("env_file")? {
             l.env_file = f;
         }
-        let publish = o.bool("publish")?.unwrap_or(false);
+        // Restarting from compose.yaml is harmless when nothing was held: on by default, so a
+        // recipe that holds n8n back cannot forget to publish it only after its owner exists.
+        let publish = o.bool("publish")?.unwrap_or(true);
         boot::n8n_owner(email, port, &l, publish).map_err(err(F))
     }
 
