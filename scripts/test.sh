@@ -30,11 +30,13 @@ if ! command -v moto_server >/dev/null 2>&1; then
 fi
 
 # The linter checks the generated user data; tmux drives the REPL in a terminal; git serves
-# shared recipe sources (local bare repositories).
+# shared recipe sources (local bare repositories); node runs generated CloudFront Functions.
 missing=""
 command -v shellcheck >/dev/null 2>&1 || missing="$missing shellcheck"
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 command -v git >/dev/null 2>&1 || missing="$missing git"
+# Node.js runs the generated CloudFront Function (the gpu tier's viewer filter).
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 if [ -n "$missing" ]; then
   echo "test.sh: installing$missing"
   SUDO=""

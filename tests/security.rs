@@ -508,3 +508,49 @@ fn an_owner_who_cannot_log_in_fails_the_deploy() {
         "the failed run was rolled back"
     );
 }
+
+#[test]
+fn the_cloudfront_viewer_filter_admits_its_ranges_only() {
+    // The generated CloudFront Function, run by Node.js (the same ECMAScript CloudFront's
+    // cloudfront-js-2.0 runtime takes) against viewers inside and outside the ranges.
+    let code = geusemaker::cloud::cloudfront::viewer_filter_code(&[
+        ("203.0.113.9".parse().unwrap(), 32),
+        ("198.51.100.0".parse().unwrap(), 24),
+        ("10.0.0.0".parse().unwrap(), 8),
+    ]);
+    let harness = format!(
+        "{code}\nvar ips = process.argv.slice(2);\nips.forEach(function (ip) {{\n  var r = handler({{ viewer: {{ ip: ip }}, request: {{ uri: '/' }} }});\n  console.log(ip + ' ' + (r.statusCode === 403 ? 'denied' : 'allowed'));\n}});\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("viewer-filter.js");
+    std::fs::write(&file, harness).unwrap();
+    let cases = [
+        ("203.0.113.9", "allowed"),
+        ("203.0.113.10", "denied"),
+        ("198.51.100.0", "allowed"),
+        ("198.51.100.255", "allowed"),
+        ("198.51.101.1", "denied"),
+        ("10.255.0.1", "allowed"),
+        ("11.0.0.1", "denied"),
+        ("2001:db8::1", "denied"),
+        ("203.0.113.9.1", "denied"),
+        ("not-an-ip", "denied"),
+    ];
+    let out = std::process::Command::new("node")
+        .arg(&file)
+        .args(cases.iter().map(|(ip, _)| *ip))
+        .output()
+        .expect("node runs (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for (ip, verdict) in cases {
+        assert!(
+            stdout.lines().any(|l| l == format!("{ip} {verdict}")),
+            "{ip} should be {verdict}:\n{stdout}"
+        );
+    }
+}

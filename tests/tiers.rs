@@ -4,6 +4,7 @@
 
 mod support;
 
+use support::proxy::{FaultProxy, Rule};
 use support::{stand_ins, Outcome, World};
 
 fn run(w: &World, args: &[&str]) -> Outcome {
@@ -305,13 +306,104 @@ fn automation_with_a_certificate_serves_https_and_redirects_http() {
     assert!(w.sdk().leftovers(&stack).is_empty());
 }
 
+/// CloudFront Functions answered as AWS does (moto has none): the function does not exist yet,
+/// is created and published, and destroy deletes it.
+fn cloudfront_function_rules(name: &str) -> Vec<Rule> {
+    let arn = format!("arn:aws:cloudfront::123456789012:function/{name}");
+    let summary = |stage: &str, status: &str| {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<FunctionSummary xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Name>{name}</Name><Status>{status}</Status><FunctionConfig><Comment>geusemaker</Comment><Runtime>cloudfront-js-2.0</Runtime></FunctionConfig><FunctionMetadata><FunctionARN>{arn}</FunctionARN><Stage>{stage}</Stage><CreatedTime>2026-12-02T03:00:00.000Z</CreatedTime><LastModifiedTime>2026-12-02T03:00:00.000Z</LastModifiedTime></FunctionMetadata></FunctionSummary>"#
+        )
+    };
+    let missing = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ErrorResponse xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Error><Type>Sender</Type><Code>NoSuchFunctionExists</Code><Message>The function does not exist.</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"#;
+    vec![
+        Rule::rest_xml(
+            &format!("GET /2020-05-31/function/{name}?Stage=DEVELOPMENT "),
+            404,
+            missing,
+        ),
+        Rule::rest_xml(
+            "POST /2020-05-31/function ",
+            201,
+            &summary("DEVELOPMENT", "UNPUBLISHED"),
+        )
+        .header("ETag", "ETVPDKIKX0DER"),
+        Rule::rest_xml(
+            &format!("GET /2020-05-31/function/{name}/describe?Stage=LIVE"),
+            404,
+            missing,
+        ),
+        Rule::rest_xml(
+            &format!("POST /2020-05-31/function/{name}/publish"),
+            200,
+            &summary("LIVE", "UNASSOCIATED"),
+        ),
+        Rule::rest_xml(
+            &format!("GET /2020-05-31/function/{name}/describe?Stage=DEVELOPMENT"),
+            200,
+            &summary("DEVELOPMENT", "UNASSOCIATED"),
+        )
+        .header("ETag", "ETVPDKIKX0DER"),
+        Rule::rest_xml(&format!("DELETE /2020-05-31/function/{name}"), 204, ""),
+    ]
+}
+
 #[test]
 fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
+    use base64::Engine as _;
     let w = World::moto();
     let stack = support::stack_name("gpu");
-    let out = run(
-        &w,
-        &["run", "gpu", "--name", &stack, "--set", "health_timeout=30"],
+    let function = format!("{stack}-viewers");
+    let proxy = FaultProxy::start(
+        &support::moto().endpoint,
+        cloudfront_function_rules(&function),
+    );
+    let through_proxy = |args: &[&str]| {
+        Outcome::from(
+            w.cmd()
+                .args(args)
+                .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+                .env("AWS_ENDPOINT_URL", proxy.endpoint())
+                .output()
+                .unwrap(),
+        )
+    };
+    let out = through_proxy(&["run", "gpu", "--name", &stack, "--set", "health_timeout=30"]);
+    out.success();
+    // CloudFront has no security group: a viewer function admits the deployer only, and the
+    // distribution runs it on every viewer request.
+    let seen = proxy.stats().seen;
+    let (_, create_fn) = seen
+        .iter()
+        .find(|(line, _)| line.starts_with("POST /2020-05-31/function "))
+        .expect("the viewer filter was created");
+    let b64 = create_fn
+        .split("<FunctionCode>")
+        .nth(1)
+        .and_then(|r| r.split("</FunctionCode>").next())
+        .unwrap();
+    let code = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap();
+    let deployer = u32::from(support::DEPLOYER_IP.parse::<std::net::Ipv4Addr>().unwrap());
+    assert!(
+        code.contains(&format!("var allowed = [[{deployer}, 32]];")),
+        "the deployer's /32 only:\n{code}"
+    );
+    let arn = format!("arn:aws:cloudfront::123456789012:function/{function}");
+    let (_, create_cdn) = seen
+        .iter()
+        .find(|(line, _)| line.starts_with("POST /2020-05-31/distribution"))
+        .expect("the distribution was created");
+    assert!(
+        create_cdn.contains(&format!("<FunctionARN>{arn}</FunctionARN>"))
+            && create_cdn.contains("<EventType>viewer-request</EventType>"),
+        "the distribution runs the filter on viewer requests: {create_cdn}"
     );
     out.success()
         .stdout_has("1× NVIDIA T4")
@@ -517,9 +609,18 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
     assert_eq!(c["instance"]["instance_type"], "g4dn.xlarge");
     assert_eq!(c["instance"]["on_demand_usd_per_hour"], 0.526);
 
-    run(&w, &["destroy", &stack, "--yes"])
+    through_proxy(&["destroy", &stack, "--yes"])
         .success()
-        .stdout_has("cloudfront:distribution");
+        .stdout_has("cloudfront:distribution")
+        .stdout_has(&format!("cloudfront:function viewers ({function})"));
+    assert!(
+        proxy
+            .stats()
+            .seen
+            .iter()
+            .any(|(line, _)| line.starts_with(&format!("DELETE /2020-05-31/function/{function}"))),
+        "the viewer filter deleted"
+    );
     assert!(sdk.leftovers(&stack).non_data().is_empty());
     assert!(
         rt.block_on(cf.get_distribution().id(id).send()).is_err(),

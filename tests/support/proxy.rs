@@ -18,6 +18,8 @@ pub struct Rule {
     /// Must occur in the request line (`PUT /2015-02-01/file-systems/…/backup-policy HTTP/1.1`),
     /// for REST APIs whose requests have no body to tell them apart.
     pub request_line: Option<String>,
+    /// Extra response headers (e.g. an `ETag` a later request must send back).
+    pub headers: Vec<(String, String)>,
     pub status: u16,
     pub content_type: &'static str,
     pub response: String,
@@ -38,6 +40,7 @@ impl Rule {
             ),
             times: None,
             request_line: None,
+            headers: Vec::new(),
             used: Arc::default(),
         }
     }
@@ -67,12 +70,28 @@ impl Rule {
         Rule {
             body_contains: Vec::new(),
             request_line: Some(request_line.to_string()),
+            headers: Vec::new(),
             status,
             content_type: "application/json",
             response: response.to_string(),
             times: None,
             used: Arc::default(),
         }
+    }
+
+    /// A recorded answer of a REST-XML API (CloudFront) to requests whose request line
+    /// contains `request_line`.
+    pub fn rest_xml(request_line: &str, status: u16, response: &str) -> Rule {
+        Rule {
+            content_type: "text/xml",
+            ..Rule::rest_json(request_line, status, response)
+        }
+    }
+
+    /// The same rule, answering with this header too.
+    pub fn header(mut self, name: &str, value: &str) -> Rule {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// An error of a JSON-protocol service (SSM, EFS's REST aside): `{"__type": …}`.
@@ -84,6 +103,7 @@ impl Rule {
             response: format!("{{\"__type\":\"{code}\",\"message\":\"{message}\"}}"),
             times: None,
             request_line: None,
+            headers: Vec::new(),
             used: Arc::default(),
         }
     }
@@ -126,6 +146,8 @@ pub struct Stats {
     pub log: Vec<(String, &'static str)>,
     /// When each request arrived and when its answer left (since the proxy started).
     pub times: Vec<(String, std::time::Duration, std::time::Duration)>,
+    /// Every request as it arrived: (request line, body).
+    pub seen: Vec<(String, String)>,
 }
 
 fn roll(seed: u64, n: u64) -> f64 {
@@ -303,11 +325,21 @@ fn handle(
     let text = String::from_utf8_lossy(&body);
 
     let request_line = head.first().map(String::as_str).unwrap_or_default();
+    stats
+        .lock()
+        .unwrap()
+        .seen
+        .push((request_line.trim_end().to_string(), text.to_string()));
     if let Some(rule) = rules.iter().find(|r| r.matches(request_line, &text)) {
         hits.lock().unwrap().push(text.to_string());
+        let extra: String = rule
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         write!(
             client,
-            "HTTP/1.1 {} Fault\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            "HTTP/1.1 {} Fault\r\n{extra}Content-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
             rule.status,
             rule.content_type,
             rule.response.len(),
