@@ -368,16 +368,17 @@ pub fn ollama_pull(models: &[String], layout: &Layout) -> Result<String, String>
     ))
 }
 
-/// Create n8n's owner account on first boot (n8n asks for one on the first visit otherwise),
-/// with the password from the boot env file's `N8N_OWNER_PASSWORD`, through n8n on the
-/// instance's `port`; in the background, once n8n is ready (database connected and migrated).
-/// An instance whose n8n already has an owner (data from an earlier instance) proves it is the
-/// stack's by logging in as that owner.
+/// Create n8n's owner account (n8n asks for one on the first visit otherwise), with the
+/// password from the boot env file's `N8N_OWNER_PASSWORD`, through n8n on the instance's
+/// `port`, once n8n is ready (database connected and migrated): a systemd unit that runs at
+/// every boot until it has succeeded once ([`N8N_OWNER_DONE`]), started without waiting. An n8n
+/// that already has an owner (data from an earlier instance) is recognised by a login with the
+/// stack's password, or by n8n reporting its owner set up.
 ///
 /// With `publish`, n8n was started from `compose.setup.yaml` (bound to the loopback) and is
 /// published — the stack restarted from `compose.yaml` — only once it has an owner, so no one
 /// else can claim it in between; the boot env file (the password) is removed then. Fails
-/// closed: when the setup fails n8n stays on the loopback and the deploy's checks fail.
+/// closed: when there is no owner n8n stays on the loopback and the deploy's checks fail.
 pub fn n8n_owner(email: &str, port: u16, layout: &Layout, publish: bool) -> Result<String, String> {
     check_token("e-mail address", email, "@.+-_")?;
     if email.matches('@').count() != 1 {
@@ -388,51 +389,76 @@ pub fn n8n_owner(email: &str, port: u16, layout: &Layout, publish: bool) -> Resu
     let env = &layout.env_file;
     let dir = &layout.stack_dir;
     let base = format!("http://127.0.0.1:{port}");
-    let (title, done) = if publish {
-        (
-            "n8n owner account, then n8n published",
-            format!(
-                "  rm -f '{env}'\n  docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' up -d\n  echo \"n8n published\""
-            ),
+    let publish_step = if publish {
+        format!(
+            "docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' up -d\necho \"n8n published\"\n"
         )
     } else {
-        ("n8n owner account", "  rm -f '{env}'".replace("{env}", env))
+        String::new()
     };
-    Ok(format!(
-        r#"# --- {title} (background) ---
-(
-  ready=""
-  for attempt in $(seq 1 90); do
-    if curl -fsS {base}/healthz/readiness >/dev/null 2>&1; then ready=1; break; fi
-    echo "waiting for n8n (attempt $attempt/90)"
-    sleep 10
-  done
-  if [ -z "$ready" ]; then
-    echo "n8n never became ready: it stays on 127.0.0.1" >&2
-    exit 1
-  fi
-  # Published only once n8n has an owner: the setup succeeds, or (data from an earlier
-  # instance, never published without one) the owner logs in with the stack's password, or
-  # n8n itself says its owner is set up (the owner may have changed the password). Anything
-  # else fails closed.
-  password="$(sed -n 's/^N8N_OWNER_PASSWORD=//p' '{env}')"
-  if printf '{{"email":"%s","firstName":"Owner","lastName":"GeuseMaker","password":"%s"}}' '{email}' "$password" |
-    curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- {base}/rest/owner/setup >/dev/null; then
-    echo "n8n owner created"
-  elif printf '{{"emailOrLdapLoginId":"%s","password":"%s"}}' '{email}' "$password" |
-    curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- {base}/rest/login >/dev/null; then
-    echo "n8n already has its owner ({email})"
-  elif curl -fsS {base}/rest/settings | grep -q '"showSetupOnFirstLoad":false'; then
-    echo "n8n already has an owner (the stack's password no longer logs in: changed in n8n?)"
-  else
-    echo "n8n owner setup failed and n8n reports no owner: n8n stays on 127.0.0.1" >&2
-    exit 1
-  fi
-{done}
-) >> /var/log/geusemaker-n8n-owner.log 2>&1 &
-"#
-    ))
+    let script = format!(
+        r#"#!/bin/bash
+# n8n's owner account{also} (installed by geusemaker). A boot-time unit runs it at every
+# boot until it has succeeded once: a reboot before then, or an instance whose first boot
+# was cut short, finishes the job.
+set -euo pipefail
+exec >> /var/log/geusemaker-n8n-owner.log 2>&1
+echo "n8n owner: $(date -u +%FT%TZ)"
+ready=""
+for attempt in $(seq 1 90); do
+  if curl -fsS {base}/healthz/readiness >/dev/null 2>&1; then ready=1; break; fi
+  echo "waiting for n8n (attempt $attempt/90)"
+  sleep 10
+done
+if [ -z "$ready" ]; then
+  echo "n8n never became ready: it stays on 127.0.0.1" >&2
+  exit 1
+fi
+# Published only once n8n has an owner: the setup succeeds, or (data from an earlier
+# instance, never published without one) the owner logs in with the stack's password, or
+# n8n itself says its owner is set up (the owner may have changed the password). Anything
+# else fails closed.
+password="$(sed -n 's/^N8N_OWNER_PASSWORD=//p' '{env}')"
+if printf '{{"email":"%s","firstName":"Owner","lastName":"GeuseMaker","password":"%s"}}' '{email}' "$password" |
+  curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- {base}/rest/owner/setup >/dev/null; then
+  echo "n8n owner created"
+elif printf '{{"emailOrLdapLoginId":"%s","password":"%s"}}' '{email}' "$password" |
+  curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @- {base}/rest/login >/dev/null; then
+  echo "n8n already has its owner ({email})"
+elif curl -fsS {base}/rest/settings | grep -q '"showSetupOnFirstLoad":false'; then
+  echo "n8n already has an owner (the stack's password no longer logs in: changed in n8n?)"
+else
+  echo "n8n owner setup failed and n8n reports no owner: n8n stays on 127.0.0.1" >&2
+  exit 1
+fi
+rm -f '{env}'
+{publish_step}mkdir -p "$(dirname '{N8N_OWNER_DONE}')"
+touch '{N8N_OWNER_DONE}'
+"#,
+        also = if publish { ", then n8n published" } else { "" },
+    );
+    let unit = format!(
+        "[Unit]\nDescription=geusemaker: n8n's owner account{}\nAfter=docker.service network-online.target\nWants=network-online.target\nConditionPathExists=!{N8N_OWNER_DONE}\n\n[Service]\nType=oneshot\nExecStart={N8N_OWNER_SCRIPT}\nTimeoutStartSec=20min\n\n[Install]\nWantedBy=multi-user.target\n",
+        if publish { ", then n8n published" } else { "" }
+    );
+    let mut out = String::from(
+        "# --- n8n owner account, then n8n published (a boot-time unit, until it succeeds) ---\n",
+    );
+    out.push_str(&write_file(N8N_OWNER_SCRIPT, &script, "0750")?);
+    out.push_str(&write_file(
+        "/etc/systemd/system/geusemaker-n8n-owner.service",
+        &unit,
+        "0644",
+    )?);
+    out.push_str(
+        "systemctl daemon-reload\nsystemctl enable geusemaker-n8n-owner.service\nsystemctl start --no-block geusemaker-n8n-owner.service\n",
+    );
+    Ok(out)
 }
+
+/// The n8n owner script, and the marker it leaves once it has succeeded.
+pub const N8N_OWNER_SCRIPT: &str = "/usr/local/sbin/geusemaker-n8n-owner";
+pub const N8N_OWNER_DONE: &str = "/var/lib/geusemaker/n8n-owner.done";
 
 /// Where the daily snapshot script lives on the instance.
 pub const SNAPSHOT_SCRIPT: &str = "/usr/local/sbin/geusemaker-snapshot";

@@ -170,19 +170,37 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
     let up_held = script
         .find("-f '/opt/geusemaker/compose.setup.yaml' up -d")
         .expect("the stack starts from the held file");
-    let setup_call = script.find("/rest/owner/setup").unwrap();
-    let publish = script
-        .find("-f '/opt/geusemaker/compose.yaml' up -d\n  echo \"n8n published\"")
-        .expect("published after the owner");
-    assert!(up_held < setup_call && setup_call < publish);
-    let login_call = script.find("/rest/login >/dev/null").unwrap();
+    let owner_unit = script
+        .find("/usr/local/sbin/geusemaker-n8n-owner")
+        .expect("the owner script is installed");
     assert!(
-        setup_call < login_call && login_call < publish,
-        "an existing owner must log in with the stack's password before n8n is published"
+        up_held < owner_unit,
+        "installed after the held stack starts"
+    );
+    assert!(script.contains("systemctl start --no-block geusemaker-n8n-owner.service"));
+    let unit = heredoc(&script, "/etc/systemd/system/geusemaker-n8n-owner.service");
+    assert!(
+        unit.contains("ConditionPathExists=!/var/lib/geusemaker/n8n-owner.done")
+            && unit.contains("WantedBy=multi-user.target"),
+        "runs at every boot until it has succeeded once:\n{unit}"
+    );
+    let owner = heredoc(&script, "/usr/local/sbin/geusemaker-n8n-owner");
+    support::shellcheck(w.home.path(), "n8n-owner", owner);
+    let setup_call = owner.find("/rest/owner/setup").unwrap();
+    let login_call = owner.find("/rest/login >/dev/null").unwrap();
+    let publish = owner
+        .find("-f '/opt/geusemaker/compose.yaml' up -d\necho \"n8n published\"")
+        .expect("published after the owner");
+    let done = owner
+        .find("touch '/var/lib/geusemaker/n8n-owner.done'")
+        .unwrap();
+    assert!(
+        setup_call < login_call && login_call < publish && publish < done,
+        "the owner first, then published, then marked done"
     );
     assert!(
-        script.contains("n8n stays on 127.0.0.1\" >&2\n    exit 1"),
-        "a failed setup leaves n8n unpublished"
+        owner.contains("n8n stays on 127.0.0.1\" >&2\n  exit 1\nfi\nrm -f"),
+        "no owner: n8n stays unpublished (and the unit tries again at the next boot)"
     );
     assert!(
         script.contains("rm -f '/etc/geusemaker/boot.env'"),
