@@ -97,20 +97,7 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
     assert_eq!(meta.http_put_response_hop_limit(), Some(1));
 
     // --- the deploy logged in as n8n's owner, with the password kept in SSM
-    let password = sdk
-        .block_on(
-            sdk.ssm
-                .get_parameter()
-                .name(format!("/geusemaker/{stack}/n8n/owner_password"))
-                .with_decryption(true)
-                .send(),
-        )
-        .unwrap()
-        .parameter()
-        .unwrap()
-        .value()
-        .unwrap()
-        .to_string();
+    let password = sdk.secret_value(&format!("/geusemaker/{stack}/n8n/owner_password"));
     let logins = logins.lock().unwrap().clone();
     assert!(!logins.is_empty(), "the deploy proved the owner can log in");
     let login: serde_json::Value = serde_json::from_str(&logins[0]).unwrap();

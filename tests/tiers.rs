@@ -481,20 +481,7 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
     // CloudFront is the only way to the load balancer: its group admits CloudFront's
     // origin-facing prefix list on one port and nothing else, and the listener forwards only
     // requests with the stack's secret origin header (which the distribution adds).
-    let secret = sdk
-        .block_on(
-            sdk.ssm
-                .get_parameter()
-                .name(format!("/geusemaker/{stack}/cloudfront/origin_secret"))
-                .with_decryption(true)
-                .send(),
-        )
-        .unwrap()
-        .parameter()
-        .unwrap()
-        .value()
-        .unwrap()
-        .to_string();
+    let secret = sdk.secret_value(&format!("/geusemaker/{stack}/cloudfront/origin_secret"));
     assert!(secret.len() >= 32, "a long random secret");
     let cloudfront_pl = sdk
         .block_on(

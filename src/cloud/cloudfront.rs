@@ -162,6 +162,37 @@ impl SdkCloudFront {
         Ok((etag, config))
     }
 
+    /// `(ETag, ARN)` of a function's stage; `None` when it does not exist.
+    fn describe_function(
+        &self,
+        name: &str,
+        stage: FunctionStage,
+    ) -> Result<Option<(String, String)>, CloudError> {
+        match self.rt.block_on(
+            self.client
+                .describe_function()
+                .name(name)
+                .stage(stage)
+                .send(),
+        ) {
+            Ok(out) => Ok(Some((
+                out.e_tag().unwrap_or_default().to_string(),
+                out.function_summary()
+                    .and_then(|f| f.function_metadata())
+                    .map(|m| m.function_arn().to_string())
+                    .unwrap_or_default(),
+            ))),
+            Err(e) => {
+                let e = CloudError::from_sdk(SVC, "DescribeFunction", e);
+                if e.code == "NoSuchFunctionExists" {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     /// `(id, arn)` of every distribution of the account.
     fn summaries(&self) -> Result<Vec<(String, String)>, CloudError> {
         let list = self
@@ -523,27 +554,8 @@ impl CloudFrontApi for SdkCloudFront {
         };
         // The LIVE stage is what a distribution runs: publish whatever changed (and a function
         // whose development code was never published).
-        let live = self.rt.block_on(
-            self.client
-                .describe_function()
-                .name(name)
-                .stage(FunctionStage::Live)
-                .send(),
-        );
-        let live_arn = match live {
-            Ok(out) if !changed => out
-                .function_summary()
-                .and_then(|f| f.function_metadata())
-                .map(|m| m.function_arn().to_string()),
-            Ok(_) => None,
-            Err(e) => {
-                let e = CloudError::from_sdk(SVC, "DescribeFunction", e);
-                if e.code != "NoSuchFunctionExists" {
-                    return Err(e);
-                }
-                None
-            }
-        };
+        let live = self.describe_function(name, FunctionStage::Live)?;
+        let live_arn = live.filter(|_| !changed).map(|(_, arn)| arn);
         if let Some(arn) = live_arn {
             return Ok((arn, false));
         }
@@ -573,23 +585,8 @@ impl CloudFrontApi for SdkCloudFront {
     }
 
     fn delete_function(&self, name: &str) -> Result<bool, CloudError> {
-        let described = self.rt.block_on(
-            self.client
-                .describe_function()
-                .name(name)
-                .stage(FunctionStage::Development)
-                .send(),
-        );
-        let etag = match described {
-            Ok(out) => out.e_tag().unwrap_or_default().to_string(),
-            Err(e) => {
-                let e = CloudError::from_sdk(SVC, "DescribeFunction", e);
-                return if e.code == "NoSuchFunctionExists" {
-                    Ok(false)
-                } else {
-                    Err(e)
-                };
-            }
+        let Some((etag, _)) = self.describe_function(name, FunctionStage::Development)? else {
+            return Ok(false);
         };
         self.rt
             .block_on(

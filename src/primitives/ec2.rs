@@ -8,7 +8,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::opts::Opts;
 use super::{id_of, rt, usage_err, Runtime};
-use crate::cloud::ec2::{IngressRule, Instance, LaunchSpec, Volume, VolumeSpec};
+use crate::cloud::ec2::{IngressRule, Instance, LaunchSpec, SecurityGroup, Volume, VolumeSpec};
 use crate::cloud::tags::{NAME_TAG, STACK_TAG};
 use crate::cloud::wait::{poll_until, Backoff, Poll};
 
@@ -87,6 +87,17 @@ fn parse_rules(func: &'static str, rules: Array) -> Result<Vec<IngressRule>, Box
             })
         })
         .collect()
+}
+
+/// A group from a handle (which already knows its rules: no describe) or an id (looked up).
+fn group_of(aws: &crate::cloud::Aws, group: &Dynamic) -> Result<SecurityGroup, Box<EvalAltResult>> {
+    match group.clone().try_cast::<SecurityGroup>() {
+        Some(sg) => Ok(sg),
+        None => {
+            let id = id_of(group, "a security group")?;
+            aws.ec2.security_group(&id).map_err(super::cloud_err)
+        }
+    }
 }
 
 /// Rules with `source: "self"` pointed at the group `id`.
@@ -438,14 +449,7 @@ pub mod api {
         let rt = rt(&ctx)?;
         let rules = parse_rules("ec2::allow_ingress", rules)?;
         let aws = rt.aws()?;
-        // A handle already knows its rules (no describe); an id is looked up.
-        let sg = match group.clone().try_cast::<SecurityGroup>() {
-            Some(sg) => sg,
-            None => {
-                let id = id_of(&group, "a security group")?;
-                aws.ec2.security_group(&id).map_err(cloud_err)?
-            }
-        };
+        let sg = group_of(aws, &group)?;
         let rules = with_self(rules, &sg.id);
         aws.ec2.authorize_ingress(&sg, &rules).map_err(cloud_err)
     }
@@ -466,13 +470,7 @@ pub mod api {
         let rt = rt(&ctx)?;
         let rules = parse_rules("ec2::set_ingress", rules)?;
         let aws = rt.aws()?;
-        let sg = match group.clone().try_cast::<SecurityGroup>() {
-            Some(sg) => sg,
-            None => {
-                let id = id_of(&group, "a security group")?;
-                aws.ec2.security_group(&id).map_err(cloud_err)?
-            }
-        };
+        let sg = group_of(aws, &group)?;
         let rules = with_self(rules, &sg.id);
         let stale: Vec<IngressRule> = sg
             .ingress

@@ -314,6 +314,23 @@ impl Sdk {
         String::from_utf8(raw).unwrap()
     }
 
+    /// A SecureString parameter's decrypted value.
+    pub fn secret_value(&self, name: &str) -> String {
+        self.block_on(
+            self.ssm
+                .get_parameter()
+                .name(name)
+                .with_decryption(true)
+                .send(),
+        )
+        .unwrap()
+        .parameter()
+        .unwrap()
+        .value()
+        .unwrap()
+        .to_string()
+    }
+
     /// The bytes EC2 holds as the instance's user data (at most 16 KiB).
     pub fn user_data_payload(&self, instance: &str) -> Vec<u8> {
         use base64::Engine as _;
