@@ -616,6 +616,101 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
 }
 
 #[test]
+fn gpu_tier_with_a_certificate_reaches_its_load_balancer_over_https() {
+    let w = World::moto();
+    let stack = support::stack_name("gpus");
+    let endpoint = w.endpoint.clone().unwrap();
+    let cert = support::acm_certificate(&endpoint, "origin.example.com");
+    let proxy = FaultProxy::start(
+        &support::moto().endpoint,
+        cloudfront_function_rules(&format!("{stack}-viewers")),
+    );
+    let deploy = |extra: &[&str]| {
+        let mut args = vec!["run", "gpu", "--name", &stack, "--set", "health_timeout=30"];
+        args.extend_from_slice(extra);
+        Outcome::from(
+            w.cmd()
+                .args(&args)
+                .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+                .env("AWS_ENDPOINT_URL", proxy.endpoint())
+                .output()
+                .unwrap(),
+        )
+    };
+    // Half of it is refused before anything is created.
+    deploy(&["--set", "origin_domain=origin.example.com"])
+        .failure(1)
+        .stderr_has("needs both");
+    assert!(w.sdk().leftovers(&stack).is_empty());
+
+    deploy(&[
+        "--set",
+        "origin_domain=origin.example.com",
+        "--set",
+        &format!("certificate_arn={cert}"),
+    ])
+    .success()
+    .stderr_has("point origin.example.com at");
+    let state = w.state(&stack);
+    assert_eq!(state["outputs"]["origin_domain"], "origin.example.com");
+    // The load balancer admits CloudFront on 443 only; its HTTPS listener requires the header.
+    let alb_sg = w
+        .sdk()
+        .stack_security_groups(&stack)
+        .into_iter()
+        .find(|g| g.group_name() == Some(format!("{stack}-alb").as_str()))
+        .unwrap();
+    let perms = alb_sg.ip_permissions();
+    assert_eq!(perms.len(), 1, "{perms:?}");
+    assert_eq!(perms[0].from_port(), Some(443));
+    assert_eq!(perms[0].prefix_list_ids().len(), 1);
+    let (rt, elbc, cf) = elb(&w);
+    let lb_arn = state["outputs"]["load_balancer_arn"].as_str().unwrap();
+    let listeners = rt
+        .block_on(elbc.describe_listeners().load_balancer_arn(lb_arn).send())
+        .unwrap();
+    let https = listeners
+        .listeners()
+        .iter()
+        .find(|l| l.port() == Some(443))
+        .expect("an HTTPS listener");
+    assert_eq!(https.protocol().map(|p| p.as_str()), Some("HTTPS"));
+    assert_eq!(
+        https.default_actions()[0].r#type().unwrap().as_str(),
+        "fixed-response"
+    );
+    // CloudFront connects to the name the certificate covers, over HTTPS only.
+    let id = state["outputs"]["cloudfront_id"].as_str().unwrap();
+    let d = rt.block_on(cf.get_distribution().id(id).send()).unwrap();
+    let origin = &d
+        .distribution()
+        .unwrap()
+        .distribution_config()
+        .unwrap()
+        .origins()
+        .unwrap()
+        .items()[0];
+    assert_eq!(origin.domain_name(), "origin.example.com");
+    assert_eq!(
+        origin
+            .custom_origin_config()
+            .unwrap()
+            .origin_protocol_policy()
+            .as_str(),
+        "https-only"
+    );
+    let destroy = Outcome::from(
+        w.cmd()
+            .args(["destroy", &stack, "--yes"])
+            .env("AWS_ENDPOINT_URL", proxy.endpoint())
+            .output()
+            .unwrap(),
+    );
+    destroy.success();
+    assert!(w.sdk().leftovers(&stack).non_data().is_empty());
+}
+
+#[test]
 fn tier_input_errors_are_caught_before_anything_is_created() {
     let w = World::moto();
     let stack = support::stack_name("badgpu");

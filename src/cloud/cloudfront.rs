@@ -111,8 +111,8 @@ pub trait CloudFrontApi: Send + Sync {
         comment: &str,
         tags: &Tags,
     ) -> Result<Distribution, CloudError>;
-    /// Make distribution `id` reach its origin as `origin` says (protocol, headers, viewer
-    /// function); `false` when it already does (nothing is changed).
+    /// Make distribution `id` reach its origin as `origin` says (name, protocol, headers,
+    /// viewer function); `false` when it already does (nothing is changed).
     fn converge_origin(&self, id: &str, origin: &OriginSpec) -> Result<bool, CloudError>;
     /// Create or update the CloudFront Function `name` with `code` and publish it; returns its
     /// ARN and whether anything changed.
@@ -463,12 +463,14 @@ impl CloudFrontApi for SdkCloudFront {
         let mut wanted_headers = origin.headers.clone();
         wanted_headers.sort();
         if https == origin.https
+            && current.domain_name() == origin.domain
             && headers_of(current) == wanted_headers
             && viewer_function_of(&config) == origin.viewer_function
         {
             return Ok(false);
         }
         let mut updated = current.clone();
+        updated.domain_name = origin.domain.clone();
         updated.custom_origin_config = Some(custom_origin(origin.https)?);
         updated.custom_headers = Some(custom_headers(&wanted_headers)?);
         let mut config = config;

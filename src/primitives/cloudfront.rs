@@ -151,14 +151,17 @@ pub mod api {
             .cloudfront
             .find_tagged(crate::cloud::tags::NAME_TAG, &tags.name)
             .map_err(cloud_err)?;
-        if let Some(d) = existing.into_iter().find(|d| d.origin == origin) {
+        // One distribution per name: one found again is brought to this origin (a move to
+        // HTTPS at the user's own name updates it rather than making a second).
+        if let Some(mut d) = existing.into_iter().next() {
+            d.origin = spec.domain.clone();
             if aws
                 .cloudfront
                 .converge_origin(&d.id, &spec)
                 .map_err(cloud_err)?
             {
                 rt.ui.info(&format!(
-                    "{name}: origin settings updated (protocol, headers); CloudFront deploys the change"
+                    "{name}: origin settings updated; CloudFront deploys the change"
                 ));
             }
             rt.adopt(
