@@ -119,6 +119,7 @@ fn iam_action(call: &str) -> String {
         "SSM" => "ssm",
         "IAM" => "iam",
         "Pricing" => "pricing",
+        "Backup" => "backup",
         other => panic!("unexpected service {other}"),
     };
     let op = if op == "CreateDistributionWithTags" {

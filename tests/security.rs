@@ -369,12 +369,61 @@ fn a_rerun_turns_on_automatic_backups_of_an_older_file_system() {
             .any(|b| b.contains(r#""BackupPolicy""#) && b.contains(r#""Status":"ENABLED""#)),
         "PutBackupPolicy ENABLED was sent: {hits:?}"
     );
-    run(
-        &w,
-        &["destroy", &stack, "--yes", "--set", "delete_data=true"],
-        &ends,
-    )
-    .success();
+
+    // The file system's backups are its data: kept by a plain destroy, deleted with
+    // delete_data. moto has no recovery points; the proxy answers as AWS Backup does for a
+    // file system with one automatic backup.
+    let point =
+        "arn:aws:backup:us-east-1:123456789012:recovery-point:0e9a1c5b-1f5e-4f43-9b8e-2f6c4d3e7a10";
+    let backups = FaultProxy::start(
+        &support::moto().endpoint,
+        vec![
+            Rule::rest_json(
+                "GET /resources/",
+                200,
+                &format!(
+                    r#"{{"RecoveryPoints":[{{"RecoveryPointArn":"{point}","BackupVaultName":"aws/efs/automatic-backup-vault","Status":"COMPLETED","BackupSizeBytes":1048576}}]}}"#
+                ),
+            ),
+            Rule::rest_json("DELETE /backup-vaults/", 200, ""),
+        ],
+    );
+    let destroy = |extra: &[&str]| {
+        let mut args = vec!["destroy", &stack, "--yes"];
+        args.extend_from_slice(extra);
+        Outcome::from(
+            w.cmd()
+                .args(&args)
+                .env("GEUSEMAKER_HEALTH_ENDPOINTS", &ends)
+                .env("AWS_ENDPOINT_URL", backups.endpoint())
+                .output()
+                .unwrap(),
+        )
+    };
+    let deletes = || {
+        backups
+            .stats()
+            .seen
+            .iter()
+            .filter(|(line, _)| line.starts_with("DELETE /backup-vaults/"))
+            .map(|(line, _)| line.clone())
+            .collect::<Vec<_>>()
+    };
+    destroy(&[]).success();
+    assert!(deletes().is_empty(), "kept with the data");
+    destroy(&["--set", "delete_data=true"])
+        .success()
+        .stdout_has("1 backup(s) deleted");
+    let deleted = deletes();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert!(
+        deleted[0].starts_with(
+            "DELETE /backup-vaults/aws%2Fefs%2Fautomatic-backup-vault/recovery-points/"
+        ),
+        "{}",
+        deleted[0]
+    );
+    assert!(w.sdk().leftovers(&stack).is_empty());
 }
 
 #[test]

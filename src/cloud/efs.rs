@@ -90,6 +90,11 @@ pub trait EfsApi: Send + Sync {
     fn automatic_backups(&self, id: &str) -> Result<bool, CloudError>;
     /// Turn automatic backups on or off.
     fn set_automatic_backups(&self, id: &str, on: bool) -> Result<(), CloudError>;
+    /// The file system's backups in AWS Backup (automatic or not): `(vault, recovery point
+    /// ARN)`.
+    fn backups(&self, id: &str) -> Result<Vec<(String, String)>, CloudError>;
+    /// Delete one backup (a recovery point in `vault`).
+    fn delete_backup(&self, vault: &str, recovery_point: &str) -> Result<(), CloudError>;
     fn delete_file_system(&self, id: &str) -> Result<(), CloudError>;
     fn mount_targets(&self, fs_id: &str) -> Result<Vec<MountTarget>, CloudError>;
     /// One mount target by id; `None` when it does not exist.
@@ -110,12 +115,14 @@ pub trait EfsApi: Send + Sync {
 /// [`EfsApi`] over aws-sdk-efs.
 pub struct SdkEfs {
     client: aws_sdk_efs::Client,
+    /// AWS Backup holds the file system's backups.
+    backup: aws_sdk_backup::Client,
     rt: Blocking,
 }
 
 impl SdkEfs {
-    pub fn new(client: aws_sdk_efs::Client, rt: Blocking) -> Self {
-        SdkEfs { client, rt }
+    pub fn new(client: aws_sdk_efs::Client, backup: aws_sdk_backup::Client, rt: Blocking) -> Self {
+        SdkEfs { client, backup, rt }
     }
 
     /// Every file system of the region, all pages.
@@ -221,6 +228,77 @@ impl EfsApi for SdkEfs {
                 }
             }
         }
+    }
+
+    fn backups(&self, id: &str) -> Result<Vec<(String, String)>, CloudError> {
+        let described = match self.rt.block_on(
+            self.client
+                .describe_file_systems()
+                .file_system_id(id)
+                .send(),
+        ) {
+            Ok(out) => out,
+            Err(e) => {
+                let e = CloudError::from_sdk(SVC, "DescribeFileSystems", e);
+                // Gone already: its backups can no longer be found by it.
+                return if e.is_not_found() {
+                    Ok(Vec::new())
+                } else {
+                    Err(e)
+                };
+            }
+        };
+        let arn = described
+            .file_systems()
+            .first()
+            .and_then(|f| f.file_system_arn())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                CloudError::new(
+                    SVC,
+                    "DescribeFileSystems",
+                    "FileSystemNotFound",
+                    format!("file system {id} not found"),
+                )
+            })?;
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .rt
+                .block_on(
+                    self.backup
+                        .list_recovery_points_by_resource()
+                        .resource_arn(&arn)
+                        .set_next_token(token.take())
+                        .send(),
+                )
+                .map_err(|e| CloudError::from_sdk("backup", "ListRecoveryPointsByResource", e))?;
+            for p in out.recovery_points() {
+                if let (Some(vault), Some(point)) = (p.backup_vault_name(), p.recovery_point_arn())
+                {
+                    found.push((vault.to_string(), point.to_string()));
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    fn delete_backup(&self, vault: &str, recovery_point: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(
+                self.backup
+                    .delete_recovery_point()
+                    .backup_vault_name(vault)
+                    .recovery_point_arn(recovery_point)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk("backup", "DeleteRecoveryPoint", e))
     }
 
     fn set_automatic_backups(&self, id: &str, on: bool) -> Result<(), CloudError> {

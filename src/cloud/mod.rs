@@ -236,6 +236,11 @@ impl Aws {
                 .interceptor(counter())
                 .build(),
         );
+        let backup = aws_sdk_backup::Client::from_conf(
+            aws_sdk_backup::config::Builder::from(&sdk)
+                .interceptor(counter())
+                .build(),
+        );
         let elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(
             aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
                 .interceptor(counter())
@@ -268,7 +273,7 @@ impl Aws {
 
         Ok(Aws {
             ec2: Arc::new(ec2::SdkEc2::new(ec2, ssm.clone(), rt.clone())),
-            efs: Arc::new(efs::SdkEfs::new(efs, rt.clone())),
+            efs: Arc::new(efs::SdkEfs::new(efs, backup, rt.clone())),
             elb: Arc::new(elb::SdkElb::new(elb, rt.clone())),
             cloudfront: Arc::new(cloudfront::SdkCloudFront::new(cloudfront, rt.clone())),
             ssm: Arc::new(ssm::SdkSsm::new(ssm, rt.clone())),

@@ -589,6 +589,17 @@ impl EfsApi for PlanApi {
         self.0.op(&["EFS:PutBackupPolicy"]);
         Ok(())
     }
+    fn backups(&self, _id: &str) -> Result<Vec<(String, String)>, CloudError> {
+        self.0.op(&[
+            "EFS:DescribeFileSystems",
+            "Backup:ListRecoveryPointsByResource",
+        ]);
+        Ok(Vec::new())
+    }
+    fn delete_backup(&self, _vault: &str, _point: &str) -> Result<(), CloudError> {
+        self.0.op(&["Backup:DeleteRecoveryPoint"]);
+        Ok(())
+    }
     fn create_file_system(
         &self,
         token: &str,

@@ -19,6 +19,7 @@ fn prefix(service: &str) -> Option<&'static str> {
         "SSM" => "ssm",
         "IAM" => "iam",
         "Pricing" => "pricing",
+        "Backup" => "backup",
         "STS" => "sts",
         _ => return None,
     })
@@ -116,6 +117,7 @@ fn sid(prefix: &str) -> String {
         "ssm" => "SSM".into(),
         "iam" => "IAM".into(),
         "pricing" => "Pricing".into(),
+        "backup" => "Backup".into(),
         other => other.to_uppercase(),
     }
 }

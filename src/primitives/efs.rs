@@ -233,6 +233,30 @@ pub mod api {
         Ok(list.into_iter().map(Dynamic::from).collect())
     }
 
+    /// Delete the file system's backups in AWS Backup (its automatic daily ones included);
+    /// returns how many. They are its data: `destroy` calls this only with `delete_data`.
+    ///
+    /// ```rhai
+    /// let n = efs::delete_backups(fs);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn delete_backups(ctx: NativeCallContext, fs: Dynamic) -> Result<i64, Box<EvalAltResult>> {
+        let id = id_of(&fs, "a file system")?;
+        let rt = rt(&ctx)?;
+        let efs = &rt.aws()?.efs;
+        let points = efs.backups(&id).map_err(cloud_err)?;
+        for (vault, point) in &points {
+            efs.delete_backup(vault, point).map_err(cloud_err)?;
+        }
+        if !points.is_empty() {
+            rt.ui.info(&format!(
+                "file system {id}: {} backup(s) deleted",
+                points.len()
+            ));
+        }
+        Ok(points.len() as i64)
+    }
+
     /// Every EFS file system of the region (for exploring an account).
     ///
     /// ```rhai

@@ -13,9 +13,24 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 
-/// The moto server shared by the tests of one binary.
+/// The moto server shared by the tests of one binary, behind a proxy that answers the few
+/// calls moto does not implement as AWS does (recorded answers, see [`moto_gaps`]).
 pub struct Moto {
+    /// Where the binary and the tests send AWS requests (the gap proxy).
     pub endpoint: String,
+    /// moto itself.
+    pub direct: String,
+    _gaps: proxy::FaultProxy,
+}
+
+/// AWS calls moto 5.2.1 does not implement, answered as AWS does for a stack that has none of
+/// the things asked about: AWS Backup's recovery points of a file system (none yet).
+pub fn moto_gaps() -> Vec<proxy::Rule> {
+    vec![proxy::Rule::rest_json(
+        "GET /resources/",
+        200,
+        r#"{"RecoveryPoints":[]}"#,
+    )]
 }
 
 /// Start moto (once) with the strict validation flags from shared/reference/moto-coverage.md.
@@ -48,7 +63,12 @@ pub fn moto() -> &'static Moto {
             assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Moto { endpoint }
+        let gaps = proxy::FaultProxy::start(&endpoint, moto_gaps());
+        Moto {
+            endpoint: gaps.endpoint(),
+            direct: endpoint,
+            _gaps: gaps,
+        }
     })
 }
 
