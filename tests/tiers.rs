@@ -500,9 +500,20 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
         .prefix_list_id()
         .unwrap()
         .to_string();
-    let alb_sg = sdk
-        .stack_security_groups(&stack)
-        .into_iter()
+    let groups = sdk.stack_security_groups(&stack);
+    // The default deploy admits no address range anywhere: the instance from the load
+    // balancer's group, the load balancer from CloudFront's prefix list, EFS from the instance.
+    for g in &groups {
+        for p in g.ip_permissions() {
+            assert!(
+                p.ip_ranges().is_empty() && p.ipv6_ranges().is_empty(),
+                "{}: {p:?}",
+                g.group_name().unwrap()
+            );
+        }
+    }
+    let alb_sg = groups
+        .iter()
         .find(|g| g.group_name() == Some(format!("{stack}-alb").as_str()))
         .unwrap();
     let perms = alb_sg.ip_permissions();
