@@ -538,7 +538,7 @@ fn recipes_written_for_the_old_api_still_run() {
         ("services: svcs,", "gpu: true,"),
         ("services::port_of(svcs, \"n8n\")", "5678"),
         (
-            "tier::deploy_checks(app, base, p)",
+            "tier::deploy_checks(app, p)",
             "services::health_checks(app.vm, url)",
         ),
         (
