@@ -540,6 +540,61 @@ fn the_load_balancer_tier_admits_the_deployer_only_by_default() {
         !logins.lock().unwrap().is_empty(),
         "logged in through the load balancer"
     );
+
+    // Someone changed the listener to answer on its own: the re-run makes it forward to n8n's
+    // target group again.
+    use aws_sdk_elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, FixedResponseActionConfig,
+    };
+    let lb = state["outputs"]["load_balancer_arn"].as_str().unwrap();
+    let tg = state["outputs"]["target_group_arn"].as_str().unwrap();
+    let default_of = || {
+        let l = sdk
+            .block_on(sdk.elb.describe_listeners().load_balancer_arn(lb).send())
+            .unwrap();
+        let a = l.listeners()[0].default_actions()[0].clone();
+        (
+            l.listeners()[0].listener_arn().unwrap().to_string(),
+            a.r#type().unwrap().as_str().to_string(),
+            a.target_group_arn().map(str::to_string),
+        )
+    };
+    let (listener, kind, target) = default_of();
+    assert_eq!((kind.as_str(), target.as_deref()), ("forward", Some(tg)));
+    sdk.block_on(
+        sdk.elb
+            .modify_listener()
+            .listener_arn(&listener)
+            .default_actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::FixedResponse)
+                    .fixed_response_config(
+                        FixedResponseActionConfig::builder()
+                            .status_code("200")
+                            .message_body("hijacked")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    assert_eq!(default_of().1, "fixed-response");
+    run(
+        &w,
+        &[
+            "run",
+            "automation",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=30",
+        ],
+        &stand_ins_with_n8n(n8n),
+    )
+    .success();
+    let (_, kind, target) = default_of();
+    assert_eq!((kind.as_str(), target.as_deref()), ("forward", Some(tg)));
     run(&w, &["destroy", &stack, "--yes"], &stand_ins_with_n8n(n8n)).success();
 }
 

@@ -78,6 +78,9 @@ pub struct Listener {
     /// `fixed-response`.
     #[rhai_type(readonly)]
     pub default_action: String,
+    /// The target group the default action forwards to (`forward` only).
+    #[rhai_type(readonly)]
+    pub default_target: Option<String>,
 }
 
 impl fmt::Display for Listener {
@@ -236,6 +239,11 @@ fn to_listener(l: &aws_sdk_elasticloadbalancingv2::types::Listener) -> Listener 
             .and_then(|a| a.r#type())
             .map(|t| t.as_str().to_string())
             .unwrap_or_default(),
+        default_target: l
+            .default_actions()
+            .first()
+            .and_then(|a| a.target_group_arn())
+            .map(str::to_string),
     }
 }
 

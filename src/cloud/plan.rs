@@ -803,6 +803,10 @@ impl ElbApi for PlanApi {
                 ListenerAction::Forbidden => "fixed-response",
             }
             .into(),
+            default_target: match a {
+                ListenerAction::Forward { target_group_arn } => Some(target_group_arn.clone()),
+                _ => None,
+            },
         };
         self.model().listeners.push((lb_arn.into(), l.clone()));
         Ok(l)

@@ -367,21 +367,21 @@ pub mod api {
             Some(mut l) => {
                 rt.adopt("elb:listener", &logical, &l.arn, BTreeMap::new())?;
                 // A re-run makes the listener what the recipe says: closed to requests without
-                // the header, or open again once the recipe no longer asks for one.
-                let wanted = if gate.is_some() {
-                    "fixed-response"
-                } else {
-                    match &default {
-                        ListenerAction::Forward { .. } => "forward",
-                        ListenerAction::RedirectToHttps => "redirect",
-                        ListenerAction::Forbidden => "fixed-response",
+                // the header, open again once the recipe no longer asks for one, forwarding to
+                // the recipe's target group.
+                let (wanted, target) = match &default {
+                    ListenerAction::Forward { target_group_arn } => {
+                        ("forward", Some(target_group_arn.clone()))
                     }
+                    ListenerAction::RedirectToHttps => ("redirect", None),
+                    ListenerAction::Forbidden => ("fixed-response", None),
                 };
-                if l.default_action != wanted {
+                if l.default_action != wanted || l.default_target != target {
                     aws.elb
                         .set_default_action(&l.arn, &default)
                         .map_err(cloud_err)?;
                     l.default_action = wanted.into();
+                    l.default_target = target;
                 }
                 l
             }

@@ -289,6 +289,7 @@ pub struct Sdk {
     pub efs: aws_sdk_efs::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub iam: aws_sdk_iam::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
 }
 
 impl Sdk {
@@ -311,6 +312,7 @@ impl Sdk {
             efs: aws_sdk_efs::Client::new(&conf),
             ssm: aws_sdk_ssm::Client::new(&conf),
             iam: aws_sdk_iam::Client::new(&conf),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&conf),
             rt,
         }
     }
