@@ -599,6 +599,50 @@ fn the_load_balancer_tier_admits_the_deployer_only_by_default() {
 }
 
 #[test]
+fn with_its_own_domain_the_load_balancer_tier_tells_n8n_its_https_url() {
+    let w = World::moto();
+    let stack = support::stack_name("secdom");
+    let cert = support::acm_certificate(&support::moto().endpoint, "n8n.example.com");
+    let (n8n, _) = n8n_stub(200);
+    let ends = stand_ins_with_n8n(n8n);
+    run(
+        &w,
+        &[
+            "run",
+            "automation",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=30",
+            "--set",
+            &format!("certificate_arn={cert}"),
+            "--set",
+            "domain=n8n.example.com",
+        ],
+        &ends,
+    )
+    .success()
+    .stderr_has("point n8n.example.com at");
+    let state = w.state(&stack);
+    assert_eq!(state["outputs"]["n8n_url"], "https://n8n.example.com");
+    let sdk = w.sdk();
+    let script = sdk.user_data(sdk.stack_instances(&stack)[0].instance_id().unwrap());
+    let compose: serde_yaml::Value =
+        serde_yaml::from_str(heredoc(&script, "/opt/geusemaker/compose.yaml")).unwrap();
+    let env = &compose["services"]["n8n"]["environment"];
+    assert_eq!(
+        env["WEBHOOK_URL"].as_str(),
+        Some("https://n8n.example.com/")
+    );
+    assert_eq!(
+        env["N8N_SECURE_COOKIE"].as_str(),
+        Some("true"),
+        "HTTPS: secure cookies"
+    );
+    run(&w, &["destroy", &stack, "--yes"], &ends).success();
+}
+
+#[test]
 fn an_owner_who_cannot_log_in_fails_the_deploy() {
     let w = World::moto();
     let stack = support::stack_name("nologin");
