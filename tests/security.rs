@@ -41,6 +41,15 @@ fn open_ranges(w: &World, stack: &str) -> Vec<String> {
     out
 }
 
+/// The stack's instance's boot script, and the environment its compose file gives n8n.
+fn n8n_env(sdk: &support::Sdk, stack: &str) -> (String, serde_yaml::Value) {
+    let script = sdk.user_data(sdk.stack_instances(stack)[0].instance_id().unwrap());
+    let compose: serde_yaml::Value =
+        serde_yaml::from_str(heredoc(&script, "/opt/geusemaker/compose.yaml")).unwrap();
+    let env = compose["services"]["n8n"]["environment"].clone();
+    (script, env)
+}
+
 #[test]
 fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider_range() {
     let w = World::moto();
@@ -514,10 +523,8 @@ fn the_load_balancer_tier_admits_the_deployer_only_by_default() {
     let state = w.state(&stack);
     let dns = state["outputs"]["load_balancer_dns"].as_str().unwrap();
     let sdk = w.sdk();
-    let script = sdk.user_data(sdk.stack_instances(&stack)[0].instance_id().unwrap());
-    let compose: serde_yaml::Value =
-        serde_yaml::from_str(heredoc(&script, "/opt/geusemaker/compose.yaml")).unwrap();
-    let env = &compose["services"]["n8n"]["environment"];
+    let (script, env) = n8n_env(&sdk, &stack);
+    let env = &env;
     assert_eq!(
         env["WEBHOOK_URL"].as_str(),
         Some(format!("http://{dns}/").as_str())
@@ -626,10 +633,8 @@ fn with_its_own_domain_the_load_balancer_tier_tells_n8n_its_https_url() {
     let state = w.state(&stack);
     assert_eq!(state["outputs"]["n8n_url"], "https://n8n.example.com");
     let sdk = w.sdk();
-    let script = sdk.user_data(sdk.stack_instances(&stack)[0].instance_id().unwrap());
-    let compose: serde_yaml::Value =
-        serde_yaml::from_str(heredoc(&script, "/opt/geusemaker/compose.yaml")).unwrap();
-    let env = &compose["services"]["n8n"]["environment"];
+    let (_, env) = n8n_env(&sdk, &stack);
+    let env = &env;
     assert_eq!(
         env["WEBHOOK_URL"].as_str(),
         Some("https://n8n.example.com/")
