@@ -525,6 +525,52 @@ done
     Ok(out)
 }
 
+/// Where an update keeps the configuration it replaces (compose files, env files).
+pub const PREVIOUS_CONFIG: &str = "/var/lib/geusemaker/previous/config.tar";
+
+/// A path without its leading `/` (for `tar -C /`).
+fn relative(p: &str) -> &str {
+    p.trim_start_matches('/')
+}
+
+/// Before an update changes the services: the compose files and env files as they are now,
+/// kept in [`PREVIOUS_CONFIG`] (root-only; the env files hold secrets) so
+/// [`restore_config`] can put them back.
+pub fn save_config(layout: &Layout) -> Result<String, String> {
+    check_path(&layout.stack_dir)?;
+    check_path(&layout.env_dir)?;
+    let dir = PREVIOUS_CONFIG.rsplit_once('/').map(|(d, _)| d).unwrap_or("/");
+    Ok(format!(
+        r#"# --- keep the running configuration ---
+umask 077
+rm -rf '{dir}'
+mkdir -p '{dir}'
+tar -C / -cpf '{PREVIOUS_CONFIG}' '{stack}' '{env}'
+umask 022
+"#,
+        stack = relative(&layout.stack_dir),
+        env = relative(&layout.env_dir),
+    ))
+}
+
+/// After an update failed its health checks: the configuration [`save_config`] kept put back
+/// (files the update added removed) and the stack started from it again. The images it names
+/// are still on the instance.
+pub fn restore_config(layout: &Layout) -> Result<String, String> {
+    check_path(&layout.stack_dir)?;
+    check_path(&layout.env_dir)?;
+    let dir = &layout.stack_dir;
+    Ok(format!(
+        r#"# --- the previous configuration back ---
+[ -f '{PREVIOUS_CONFIG}' ] || {{ echo "no configuration was kept before the update" >&2; exit 1; }}
+rm -rf '{dir}' '{env}'
+tar -C / -xpf '{PREVIOUS_CONFIG}'
+docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' up -d --remove-orphans
+"#,
+        env = layout.env_dir,
+    ))
+}
+
 /// EC2's limit on user data, in bytes, before base64.
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
 

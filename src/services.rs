@@ -167,6 +167,62 @@ pub struct Service {
     pub backup: Option<Backup>,
 }
 
+/// What differs between two lists of services, one line per difference, in the order of
+/// `new` (then the removed ones): `+ ollama`, `- crawl4ai`, `n8n: image n8nio/n8n:2.41.3 →
+/// n8nio/n8n:2.42.0`, `n8n: env +N8N_LOG_LEVEL ~TZ`, `qdrant: memory, ports`. Secret values
+/// never appear (only which variables changed).
+pub fn diff(old: &[Service], new: &[Service]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in new {
+        let Some(o) = old.iter().find(|o| o.name == n.name) else {
+            out.push(format!("+ {} ({})", n.name, n.image));
+            continue;
+        };
+        if o.image != n.image {
+            out.push(format!("{}: image {} → {}", n.name, o.image, n.image));
+        }
+        for (what, a, b) in [("env", &o.env, &n.env), ("secrets", &o.secrets, &n.secrets)] {
+            let mut marks = Vec::new();
+            for k in b.keys() {
+                match a.get(k) {
+                    None => marks.push(format!("+{k}")),
+                    Some(v) if Some(v) != b.get(k) => marks.push(format!("~{k}")),
+                    Some(_) => {}
+                }
+            }
+            marks.extend(a.keys().filter(|k| !b.contains_key(*k)).map(|k| format!("-{k}")));
+            if !marks.is_empty() {
+                out.push(format!("{}: {what} {}", n.name, marks.join(" ")));
+            }
+        }
+        let rest = |s: &Service| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            if let Some(m) = v.as_object_mut() {
+                for k in ["name", "image", "env", "secrets"] {
+                    m.remove(k);
+                }
+            }
+            v
+        };
+        let (a, b) = (rest(o), rest(n));
+        let mut fields: Vec<&str> = Vec::new();
+        if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
+            for k in a.keys().chain(b.keys()) {
+                if a.get(k) != b.get(k) && !fields.contains(&k.as_str()) {
+                    fields.push(k);
+                }
+            }
+        }
+        if !fields.is_empty() {
+            out.push(format!("{}: {}", n.name, fields.join(", ")));
+        }
+    }
+    for o in old.iter().filter(|o| !new.iter().any(|n| n.name == o.name)) {
+        out.push(format!("- {}", o.name));
+    }
+    out
+}
+
 /// The keys each map accepts (checked before decoding, for "did you mean").
 const SERVICE_KEYS: &[&str] = &[
     "name",

@@ -1,5 +1,6 @@
 //! EC2: network discovery, AMIs, security groups, key pairs, instances, spot prices.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use aws_sdk_ec2::types::{
@@ -239,6 +240,9 @@ pub struct Instance {
     pub spot_request_id: Option<String>,
     #[rhai_type(skip)]
     pub security_groups: Vec<String>,
+    /// Every tag, by key.
+    #[rhai_type(skip)]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Instance {
@@ -252,6 +256,12 @@ impl Instance {
                 .collect()
         });
         b.with_get("is_spot", |i: &mut Self| i.lifecycle == "spot");
+        b.with_get("tags", |i: &mut Self| -> rhai::Map {
+            i.tags
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), rhai::Dynamic::from(v.clone())))
+                .collect()
+        });
     }
 }
 
@@ -509,6 +519,28 @@ pub trait Ec2Api: Send + Sync {
         tags: &[(String, String)],
     ) -> Result<Vec<(String, String)>, CloudError>;
     fn delete_snapshot(&self, id: &str) -> Result<(), CloudError>;
+    /// Start an EBS snapshot of a volume (tagged); returns its id at once.
+    fn create_snapshot(
+        &self,
+        volume_id: &str,
+        description: &str,
+        tags: &Tags,
+    ) -> Result<String, CloudError>;
+    /// Stop an instance; returns the state it was in before.
+    fn stop_instance(&self, id: &str) -> Result<String, CloudError>;
+    /// Start a stopped instance; returns the state it was in before.
+    fn start_instance(&self, id: &str) -> Result<String, CloudError>;
+    /// Change the type of a stopped instance.
+    fn set_instance_type(&self, id: &str, instance_type: &str) -> Result<(), CloudError>;
+    /// Detach a volume from the instance it is attached to (as `device`).
+    fn detach_volume(
+        &self,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<(), CloudError>;
+    /// Add (or overwrite) tags on a resource.
+    fn set_tags(&self, resource_id: &str, tags: &[(String, String)]) -> Result<(), CloudError>;
 }
 
 /// [`Ec2Api`] over aws-sdk-ec2 (and SSM for the public AMI parameter).
@@ -814,6 +846,11 @@ fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
             .security_groups()
             .iter()
             .filter_map(|g| g.group_id().map(str::to_string))
+            .collect(),
+        tags: i
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
             .collect(),
     }
 }
@@ -1464,6 +1501,107 @@ impl Ec2Api for SdkEc2 {
             .block_on(self.client.delete_snapshot().snapshot_id(id).send())
             .map(|_| ())
             .map_err(|e| CloudError::from_sdk(SVC, "DeleteSnapshot", e))
+    }
+
+    fn create_snapshot(
+        &self,
+        volume_id: &str,
+        description: &str,
+        tags: &Tags,
+    ) -> Result<String, CloudError> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .create_snapshot()
+                    .volume_id(volume_id)
+                    .description(description)
+                    .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
+                    .send(),
+            )
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateSnapshot", e))?;
+        Ok(s(out.snapshot_id()))
+    }
+
+    fn stop_instance(&self, id: &str) -> Result<String, CloudError> {
+        let out = self
+            .rt
+            .block_on(self.client.stop_instances().instance_ids(id).send())
+            .map_err(|e| CloudError::from_sdk(SVC, "StopInstances", e))?;
+        Ok(out
+            .stopping_instances()
+            .first()
+            .and_then(|c| c.previous_state())
+            .and_then(|st| st.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default())
+    }
+
+    fn start_instance(&self, id: &str) -> Result<String, CloudError> {
+        let out = self
+            .rt
+            .block_on(self.client.start_instances().instance_ids(id).send())
+            .map_err(|e| CloudError::from_sdk(SVC, "StartInstances", e))?;
+        Ok(out
+            .starting_instances()
+            .first()
+            .and_then(|c| c.previous_state())
+            .and_then(|st| st.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default())
+    }
+
+    fn set_instance_type(&self, id: &str, instance_type: &str) -> Result<(), CloudError> {
+        self.rt
+            .block_on(
+                self.client
+                    .modify_instance_attribute()
+                    .instance_id(id)
+                    .instance_type(
+                        aws_sdk_ec2::types::AttributeValue::builder()
+                            .value(instance_type)
+                            .build(),
+                    )
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "ModifyInstanceAttribute", e))
+    }
+
+    fn detach_volume(
+        &self,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<(), CloudError> {
+        self.rt
+            .block_on(
+                self.client
+                    .detach_volume()
+                    .volume_id(volume_id)
+                    .instance_id(instance_id)
+                    .device(device)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "DetachVolume", e))
+    }
+
+    fn set_tags(&self, resource_id: &str, tags: &[(String, String)]) -> Result<(), CloudError> {
+        self.rt
+            .block_on(
+                self.client
+                    .create_tags()
+                    .resources(resource_id)
+                    .set_tags(Some(
+                        tags.iter()
+                            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                            .collect(),
+                    ))
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| CloudError::from_sdk(SVC, "CreateTags", e))
     }
 
     fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError> {

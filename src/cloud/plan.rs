@@ -142,6 +142,15 @@ impl PlanApi {
     fn model(&self) -> std::sync::MutexGuard<'_, Model> {
         self.0.model.lock().unwrap()
     }
+
+    /// Move a planned instance to `state`; returns the state it had.
+    fn set_state(&self, id: &str, state: &str) -> Result<String, CloudError> {
+        let mut m = self.model();
+        Ok(match m.instances.iter_mut().find(|(i, _)| i.id == id) {
+            Some((i, _)) => std::mem::replace(&mut i.state, state.into()),
+            None => state.into(),
+        })
+    }
 }
 
 const GPU_FAMILIES: &[&str] = &["g4dn", "g4ad", "g5", "g5g", "g6", "g6e", "p3", "p4d", "p5"];
@@ -327,6 +336,7 @@ impl Ec2Api for PlanApi {
             state_reason: None,
             spot_request_id: None,
             security_groups: spec.security_group_ids.clone(),
+            tags: spec.tags.pairs().into_iter().collect(),
         };
         if let Some(ud) = &spec.user_data {
             self.0
@@ -498,6 +508,65 @@ impl Ec2Api for PlanApi {
     }
     fn delete_snapshot(&self, _id: &str) -> Result<(), CloudError> {
         self.0.op(&["EC2:DeleteSnapshot"]);
+        Ok(())
+    }
+    fn create_snapshot(
+        &self,
+        _volume_id: &str,
+        _description: &str,
+        _tags: &Tags,
+    ) -> Result<String, CloudError> {
+        self.0.op(&["EC2:CreateSnapshot", "EC2:CreateTags"]);
+        Ok(self.0.id("snap"))
+    }
+    fn stop_instance(&self, id: &str) -> Result<String, CloudError> {
+        self.0.op(&["EC2:StopInstances"]);
+        self.set_state(id, "stopped")
+    }
+    fn start_instance(&self, id: &str) -> Result<String, CloudError> {
+        self.0.op(&["EC2:StartInstances"]);
+        self.set_state(id, "running")
+    }
+    fn set_instance_type(&self, id: &str, instance_type: &str) -> Result<(), CloudError> {
+        self.0.op(&["EC2:ModifyInstanceAttribute"]);
+        if let Some((i, _)) = self.model().instances.iter_mut().find(|(i, _)| i.id == id) {
+            i.instance_type = instance_type.to_string();
+        }
+        Ok(())
+    }
+    fn detach_volume(
+        &self,
+        volume_id: &str,
+        _instance_id: &str,
+        _device: &str,
+    ) -> Result<(), CloudError> {
+        self.0.op(&["EC2:DetachVolume"]);
+        if let Some((v, _)) = self
+            .model()
+            .volumes
+            .iter_mut()
+            .find(|(v, _)| v.id == volume_id)
+        {
+            v.state = "available".into();
+            v.attached_to = None;
+            v.device = None;
+        }
+        Ok(())
+    }
+    fn set_tags(&self, resource_id: &str, tags: &[(String, String)]) -> Result<(), CloudError> {
+        self.0.op(&["EC2:CreateTags"]);
+        if let Some((i, t)) = self
+            .model()
+            .instances
+            .iter_mut()
+            .find(|(i, _)| i.id == resource_id)
+        {
+            for (k, v) in tags {
+                i.tags.insert(k.clone(), v.clone());
+                t.retain(|(tk, _)| tk != k);
+                t.push((k.clone(), v.clone()));
+            }
+        }
         Ok(())
     }
     fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError> {

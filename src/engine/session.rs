@@ -292,6 +292,8 @@ struct Execution {
     created: usize,
     /// Live ledger entries this execution deleted.
     deleted: usize,
+    /// What it changed on resources that already existed.
+    changes: Vec<crate::primitives::Change>,
 }
 
 impl Execution {
@@ -448,6 +450,7 @@ impl Session {
             None => (0, 0, None),
         };
         let waited = runtime.waited();
+        let changes = runtime.changes();
         let config = runtime.params.resolved();
         let forget = runtime.forget_requested();
         let error = result.as_ref().err().map(|e| {
@@ -510,6 +513,7 @@ impl Session {
             waited,
             took: started.elapsed(),
             created,
+            changes,
         };
         match &exec.error {
             None => tracing::info!(run = %exec.run_id, summary = %exec.summary(), "run succeeded"),
@@ -692,12 +696,27 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
                 exec.run_id
             ));
         } else {
-            match (exec.created, exec.deleted) {
-                (0, 0) => ui.info("nothing changed: every resource already existed"),
-                (c, 0) => ui.info(&format!("{c} resource(s) created by this run")),
-                (0, d) => ui.info(&format!("{d} resource(s) deleted by this run")),
-                (c, d) => ui.info(&format!(
-                    "{c} resource(s) created and {d} deleted by this run"
+            let changed = match exec.changes.len() {
+                0 => String::new(),
+                n => format!("; {n} change(s) to what existed"),
+            };
+            match (exec.created, exec.deleted, changed.is_empty()) {
+                (0, 0, true) => {
+                    ui.info("nothing changed: every resource already was what the recipe says")
+                }
+                (0, 0, false) => ui.info(&format!(
+                    "{} change(s) to what existed: {}",
+                    exec.changes.len(),
+                    exec.changes
+                        .iter()
+                        .map(|c| c.resource.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                (c, 0, _) => ui.info(&format!("{c} resource(s) created by this run{changed}")),
+                (0, d, _) => ui.info(&format!("{d} resource(s) deleted by this run{changed}")),
+                (c, d, _) => ui.info(&format!(
+                    "{c} resource(s) created and {d} deleted by this run{changed}"
                 )),
             }
             ui.success(&format!("run {} finished: {summary}", exec.run_id));

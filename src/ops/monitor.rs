@@ -290,6 +290,7 @@ mod tests {
             state_reason: reason.map(str::to_string),
             spot_request_id: None,
             security_groups: Vec::new(),
+            tags: Default::default(),
         }))
     }
 

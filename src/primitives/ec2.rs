@@ -7,9 +7,15 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::opts::Opts;
-use super::{id_of, rt, usage_err, Runtime};
+use super::{id_of, rt, usage_err, ChangeAction, Runtime};
 use crate::cloud::ec2::{IngressRule, Instance, LaunchSpec, SecurityGroup, Volume, VolumeSpec};
 use crate::cloud::tags::{NAME_TAG, STACK_TAG};
+
+/// The root volume size an instance was launched with (GiB), tagged on it.
+pub const ROOT_GB_TAG: &str = "geusemaker:root-gb";
+
+/// What a stack snapshot is for: `daily` (taken by the instance), `update` (before one).
+pub const SNAPSHOT_TAG: &str = "geusemaker:snapshot";
 use crate::cloud::wait::{poll_until, Backoff, Poll};
 
 pub fn types(engine: &mut Engine) {
@@ -203,6 +209,7 @@ fn placeholder(id: &str) -> Instance {
         state_reason: None,
         spot_request_id: None,
         security_groups: Vec::new(),
+        tags: Default::default(),
     }
 }
 
@@ -245,6 +252,7 @@ fn wait_volume(
                     Ok(match (target, v.state.as_str()) {
                         // Created: free to attach, or already attached (a re-run).
                         ("available", "available" | "in-use") => Poll::Ready(v),
+                        ("detached", "available") => Poll::Ready(v),
                         ("in-use", "in-use") if v.attached_to.as_deref() == instance => {
                             Poll::Ready(v)
                         }
@@ -478,18 +486,29 @@ pub mod api {
             .filter(|r| !rules.iter().any(|w| w.same_grant(r)))
             .cloned()
             .collect();
+        let added: Vec<&IngressRule> = rules
+            .iter()
+            .filter(|w| !sg.ingress.iter().any(|r| r.same_grant(w)))
+            .collect();
+        let detail: Vec<String> = stale
+            .iter()
+            .map(|r| format!("-{r}"))
+            .chain(added.iter().map(|r| format!("+{r}")))
+            .collect();
+        let existed = !rt.created_this_run(&sg.id)?;
         // Add first, then take away: the allowed clients never lose access in between.
         let mut sg = aws.ec2.authorize_ingress(&sg, &rules).map_err(cloud_err)?;
         if !stale.is_empty() {
             aws.ec2.revoke_rules(&sg.id, &stale).map_err(cloud_err)?;
-            for r in &stale {
-                rt.ui.info(&format!(
-                    "{}: revoked {r} (no longer in the recipe)",
-                    sg.name
-                ));
-            }
             sg.ingress
                 .retain(|r| !stale.iter().any(|x| x.same_grant(r)));
+        }
+        if existed && !detail.is_empty() {
+            rt.record_change(
+                ChangeAction::InPlace,
+                &format!("security group {}", sg.name),
+                &detail.join(", "),
+            );
         }
         Ok(sg)
     }
@@ -656,7 +675,9 @@ pub mod api {
     /// Options: `image` (required), `instance_type` (t3.medium), `subnet` (required),
     /// `security_groups` (array), `key_pair`, `user_data` (script text), `spot` (false),
     /// `max_price`, `instance_profile`, `root_volume_gb` (30), `volumes` (array of
-    /// `#{ device, size_gb, type ("gp3"), delete_on_termination (true), encrypted (true) }`).
+    /// `#{ device, size_gb, type ("gp3"), delete_on_termination (true), encrypted (true) }`),
+    /// `tags` (map of extra tags, e.g. a fingerprint of what the instance runs), `replace`
+    /// (true: launch even though a live one exists — the new half of a replacement).
     ///
     /// ```rhai
     /// let vm = ec2::run_instance("app", #{
@@ -692,6 +713,8 @@ pub mod api {
                 "instance_profile",
                 "root_volume_gb",
                 "volumes",
+                "tags",
+                "replace",
             ],
         )?;
         let image_id = id_of(
@@ -768,9 +791,20 @@ pub mod api {
             });
         }
 
+        let extra_tags = o.map("tags")?.unwrap_or_default();
+        let replace = o.bool("replace")?.unwrap_or(false);
         let aws = rt.aws()?;
-        let tags = rt.tags(name);
-        let alive = if rt.known_absent("ec2:instance", name) {
+        let mut tags = rt.tags(name);
+        for (k, v) in extra_tags {
+            if k.starts_with("aws:") || k.starts_with("geusemaker:stack") || k == "Name" {
+                return Err(usage_err(format!("{F}: tag `{k}` is not the recipe's to set")));
+            }
+            tags.extra.insert(k.to_string(), v.to_string());
+        }
+        // What the instance got at launch and cannot change later: a re-run compares it.
+        tags.extra
+            .insert(ROOT_GB_TAG.to_string(), root_gb.to_string());
+        let alive = if replace || rt.known_absent("ec2:instance", name) {
             Vec::new()
         } else {
             live_instances(&rt, name)?
@@ -929,6 +963,267 @@ pub mod api {
         let id = id_of(&instance, "an instance")?;
         wait_instance(&rt, &id, Duration::from_secs(600), "terminated")?;
         rt.mark_deleted("ec2:instance", &id)
+    }
+
+    /// What differs between the live instance `vm` and what the recipe asks, each as
+    /// `#{ action, resource, detail }` (empty: nothing). `want`: `image`, `instance_types`
+    /// (the first is asked for, the rest are acceptable fallbacks), `spot`,
+    /// `on_demand_fallback`, `root_volume_gb`. An image, a root volume or a market that
+    /// differs is `"replace"` (the instance gets them only at launch); another type is
+    /// `"restart"` for an on-demand instance (stop, change, start: same disks, same address
+    /// inside the VPC) and `"replace"` for a spot one (AWS cannot change it). Only reads.
+    ///
+    /// ```rhai
+    /// for c in ec2::instance_changes(vm, #{ image: ami, instance_types: ["t3.large"], spot: true }) {
+    ///     ui::info(`${c.action}: ${c.detail}`);
+    /// }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn instance_changes(vm: Instance, want: Map) -> Result<Array, Box<EvalAltResult>> {
+        const F: &str = "ec2::instance_changes";
+        let mut o = Opts::new(
+            F,
+            want,
+            &["image", "instance_types", "spot", "on_demand_fallback", "root_volume_gb"],
+        )?;
+        let image = o.value("image").map(|i| id_of(&i, "an image")).transpose()?;
+        let types = o
+            .array("instance_types")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                t.into_string()
+                    .map_err(|t| usage_err(format!("{F}: instance_types are strings, not {t}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let spot = o.bool("spot")?;
+        let fallback = o.bool("on_demand_fallback")?.unwrap_or(false);
+        let root_gb = o.int("root_volume_gb")?;
+        let change = |action: &str, detail: String| -> Dynamic {
+            let mut m = Map::new();
+            m.insert("action".into(), action.into());
+            m.insert("resource".into(), format!("instance {}", vm.name).into());
+            m.insert("detail".into(), detail.into());
+            Dynamic::from_map(m)
+        };
+        let mut out = Array::new();
+        if let Some(image) = image.filter(|i| *i != vm.image_id) {
+            out.push(change("replace", format!("image {} → {image}", vm.image_id)));
+        }
+        match spot {
+            Some(true) if vm.lifecycle != "spot" && !fallback => out.push(change(
+                "replace",
+                "on-demand → spot (on_demand_fallback is off)".into(),
+            )),
+            Some(false) if vm.lifecycle == "spot" => {
+                out.push(change("replace", "spot → on-demand".into()))
+            }
+            _ => {}
+        }
+        if let Some(first) = types.first() {
+            if !types.contains(&vm.instance_type) {
+                let how = if vm.lifecycle == "spot" {
+                    "replace"
+                } else {
+                    "restart"
+                };
+                out.push(change(how, format!("{} → {first}", vm.instance_type)));
+            }
+        }
+        if let Some(gb) = root_gb {
+            if let Some(had) = vm.tags.get(ROOT_GB_TAG).filter(|h| **h != gb.to_string()) {
+                out.push(change(
+                    "replace",
+                    format!("root volume {had} GiB → {gb} GiB"),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ask EC2 to stop the instance; returns at once (`false` when it was stopped already).
+    /// Its EBS volumes stay; a spot instance cannot be stopped this way (AWS refuses).
+    ///
+    /// ```rhai
+    /// ec2::stop(vm);
+    /// vm = ec2::wait_until_stopped(vm);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn stop(ctx: NativeCallContext, instance: Dynamic) -> Result<bool, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&instance, "an instance")?;
+        let before = rt.aws()?.ec2.stop_instance(&id).map_err(cloud_err)?;
+        Ok(!matches!(before.as_str(), "stopped" | "stopping"))
+    }
+
+    /// Block until the instance is `stopped` (timeout 600 s); returns it described again.
+    ///
+    /// ```rhai
+    /// vm = ec2::wait_until_stopped(vm);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn wait_until_stopped(
+        ctx: NativeCallContext,
+        instance: Dynamic,
+    ) -> Result<Instance, Box<EvalAltResult>> {
+        let id = id_of(&instance, "an instance")?;
+        let rt = rt(&ctx)?;
+        wait_instance(&rt, &id, Duration::from_secs(600), "stopped")
+    }
+
+    /// Ask EC2 to start a stopped instance; returns at once. Wait with
+    /// `ec2::wait_until_running`.
+    ///
+    /// ```rhai
+    /// ec2::start(vm);
+    /// vm = ec2::wait_until_running(vm);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn start(ctx: NativeCallContext, instance: Dynamic) -> Result<bool, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&instance, "an instance")?;
+        let before = rt.aws()?.ec2.start_instance(&id).map_err(cloud_err)?;
+        Ok(!matches!(before.as_str(), "running" | "pending"))
+    }
+
+    /// Change the type of a stopped instance (start it again with `ec2::start`).
+    ///
+    /// ```rhai
+    /// ec2::set_instance_type(vm, "t3.large");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn set_instance_type(
+        ctx: NativeCallContext,
+        instance: Dynamic,
+        instance_type: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&instance, "an instance")?;
+        rt.aws()?
+            .ec2
+            .set_instance_type(&id, instance_type)
+            .map_err(cloud_err)
+    }
+
+    /// Add or overwrite tags (a map) on an instance, volume or other EC2 resource. The
+    /// stack's own tags (`geusemaker:stack`, `Name`) and `aws:` ones are refused.
+    ///
+    /// ```rhai
+    /// ec2::set_tags(vm, #{ "geusemaker:services": fp });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn set_tags(
+        ctx: NativeCallContext,
+        resource: Dynamic,
+        tags: Map,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&resource, "a resource")?;
+        let mut pairs = Vec::new();
+        for (k, v) in tags {
+            if k.starts_with("aws:") || k.starts_with("geusemaker:stack") || k == "Name" {
+                return Err(usage_err(format!(
+                    "ec2::set_tags: tag `{k}` is not the recipe's to set"
+                )));
+            }
+            pairs.push((k.to_string(), v.to_string()));
+        }
+        rt.aws()?.ec2.set_tags(&id, &pairs).map_err(cloud_err)
+    }
+
+    /// Detach a volume from the instance it is attached to; returns at once (`false` when it
+    /// was not attached). Wait with `ec2::wait_volume_detached`.
+    ///
+    /// ```rhai
+    /// ec2::detach_volume(data);
+    /// data = ec2::wait_volume_detached(data);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn detach_volume(
+        ctx: NativeCallContext,
+        volume: Dynamic,
+    ) -> Result<bool, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&volume, "a volume")?;
+        let aws = rt.aws()?;
+        let v = aws.ec2.volume(&id).map_err(cloud_err)?;
+        let (Some(instance), Some(device)) = (v.attached_to.as_deref(), v.device.as_deref()) else {
+            return Ok(false);
+        };
+        aws.ec2
+            .detach_volume(&id, instance, device)
+            .map_err(cloud_err)?;
+        Ok(true)
+    }
+
+    /// Block until the volume is detached (`available`); returns it described again.
+    ///
+    /// ```rhai
+    /// data = ec2::wait_volume_detached(data);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn wait_volume_detached(
+        ctx: NativeCallContext,
+        volume: Dynamic,
+    ) -> Result<Volume, Box<EvalAltResult>> {
+        let id = id_of(&volume, "a volume")?;
+        let rt = rt(&ctx)?;
+        wait_volume(&rt, &id, "detached", None)
+    }
+
+    /// Start an EBS snapshot of the stack's volume, tagged `geusemaker:snapshot=<kind>` (and
+    /// the stack's tags); returns its id at once (the snapshot is of this moment, it completes
+    /// in the background). `destroy` with `delete_data` removes it; the instance's own daily
+    /// snapshots (kind `daily`) are pruned by the instance.
+    ///
+    /// ```rhai
+    /// let before = ec2::snapshot(data, "update");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn snapshot(
+        ctx: NativeCallContext,
+        volume: Dynamic,
+        kind: &str,
+    ) -> Result<String, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let id = id_of(&volume, "a volume")?;
+        if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+            return Err(usage_err(format!(
+                "ec2::snapshot: kind `{kind}` must be lower-case letters and dashes"
+            )));
+        }
+        let mut tags = rt.tags(&format!("data-{kind}"));
+        tags.extra
+            .insert(SNAPSHOT_TAG.to_string(), kind.to_string());
+        let snap = rt
+            .aws()?
+            .ec2
+            .create_snapshot(&id, &format!("geusemaker {} {kind}", rt.stack), &tags)
+            .map_err(cloud_err)?;
+        rt.ui.info(&format!("snapshot {snap} of {id} ({kind})"));
+        Ok(snap)
+    }
+
+    /// The stack's snapshots of one kind (`"update"`, `"daily"`), oldest first.
+    ///
+    /// ```rhai
+    /// let older = ec2::snapshots("update");
+    /// ```
+    #[rhai_fn(name = "snapshots", return_raw)]
+    pub fn snapshots_of(ctx: NativeCallContext, kind: &str) -> Result<Array, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let tags = [
+            (STACK_TAG.to_string(), rt.stack.clone()),
+            (SNAPSHOT_TAG.to_string(), kind.to_string()),
+        ];
+        Ok(rt
+            .aws()?
+            .ec2
+            .find_snapshots(&tags)
+            .map_err(cloud_err)?
+            .into_iter()
+            .map(|(id, _)| Dynamic::from(id))
+            .collect())
     }
 
     /// The stack's EBS volume `<stack>-<name>` if it exists (any state but deleted), else `()`.

@@ -150,6 +150,57 @@ pub struct Runtime {
     forget: std::sync::atomic::AtomicBool,
     /// Plan mode: AWS is the recording backend, health checks are not probed.
     plan: Option<Arc<crate::cloud::plan::Recorder>>,
+    /// What this run changed on resources that already existed, in order.
+    changes: Mutex<Vec<Change>>,
+}
+
+/// How a difference between the recipe and AWS is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeAction {
+    /// Changed where it stands (rules, tags, settings, the services on the instance).
+    InPlace,
+    /// Stopped, changed and started again (an on-demand instance's type).
+    Restart,
+    /// A new one made, the old one removed (an instance's image, a spot instance's type).
+    Replace,
+}
+
+impl ChangeAction {
+    /// The mark a diff shows: `~`, `~!` (a restart), `-/+`.
+    pub fn mark(self) -> &'static str {
+        match self {
+            ChangeAction::InPlace => "~",
+            ChangeAction::Restart => "~!",
+            ChangeAction::Replace => "-/+",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "in_place" | "in place" => Some(ChangeAction::InPlace),
+            "restart" => Some(ChangeAction::Restart),
+            "replace" => Some(ChangeAction::Replace),
+            _ => None,
+        }
+    }
+}
+
+/// One difference between what the recipe asks and what AWS had, acted on by a run:
+/// `~ security group app: +203.0.113.7/32 on 5678`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    pub action: ChangeAction,
+    /// What changes: `security group app`, `instance app`, `services`.
+    pub resource: String,
+    /// From what to what, e.g. `t3.medium → t3.large`.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.action.mark(), self.resource, self.detail)
+    }
 }
 
 /// Where the most recent primitive was called from: errors raised by primitives carry no
@@ -189,7 +240,42 @@ impl Runtime {
             absent: Mutex::new(Default::default()),
             forget: std::sync::atomic::AtomicBool::new(false),
             plan: None,
+            changes: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Show a change to an existing resource and keep it for the run's summary.
+    pub fn record_change(&self, action: ChangeAction, resource: &str, detail: &str) {
+        let change = Change {
+            action,
+            resource: resource.to_string(),
+            detail: detail.to_string(),
+        };
+        tracing::info!(%change, "change");
+        self.ui.change(&change.to_string());
+        self.changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(change);
+    }
+
+    /// Did this run create the resource `id` (rather than find it)?
+    /// Without a stack (the REPL) nothing is.
+    pub fn created_this_run(&self, id: &str) -> Result<bool, Box<EvalAltResult>> {
+        if self.store.is_none() {
+            return Ok(false);
+        }
+        Ok(self.store()?.state().resources.iter().any(|r| {
+            r.id.as_deref() == Some(id) && r.run == self.run_id && !r.token.starts_with("adopted:")
+        }))
+    }
+
+    /// The changes this run made so far.
+    pub fn changes(&self) -> Vec<Change> {
+        self.changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Run against `recorder` instead of AWS (`run --plan`).

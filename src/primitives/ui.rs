@@ -3,7 +3,7 @@
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult};
 
-use super::{rt, usage_err};
+use super::{rt, usage_err, ChangeAction};
 
 pub fn types(_engine: &mut Engine) {}
 
@@ -103,5 +103,38 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn confirm(ctx: NativeCallContext, question: &str) -> Result<bool, Box<EvalAltResult>> {
         rt(&ctx)?.ui.confirm(question).map_err(usage_err)
+    }
+
+    /// Show a change to something that exists and count it in the run's summary. `action`:
+    /// `"in_place"` (`~`), `"restart"` (`~!`, stopped and started) or `"replace"` (`-/+`).
+    ///
+    /// ```rhai
+    /// ui::change("in_place", "services", "n8n: n8nio/n8n:2.41.3 → n8nio/n8n:2.42.0");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn change(
+        ctx: NativeCallContext,
+        action: &str,
+        resource: &str,
+        detail: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let action = ChangeAction::parse(action).ok_or_else(|| {
+            usage_err(format!(
+                "ui::change: `{action}` is not an action: in_place, restart or replace"
+            ))
+        })?;
+        rt(&ctx)?.record_change(action, resource, detail);
+        Ok(())
+    }
+
+    /// Ask before changing what runs: on a terminal the user answers (`--yes` answers yes);
+    /// without a terminal the change goes ahead and the run says so.
+    ///
+    /// ```rhai
+    /// if !ui::approve("Replace the instance now?") { throw "not replaced: nothing was changed"; }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn approve(ctx: NativeCallContext, question: &str) -> Result<bool, Box<EvalAltResult>> {
+        rt(&ctx)?.ui.approve(question).map_err(usage_err)
     }
 }

@@ -362,4 +362,62 @@ pub mod api {
             u32::try_from(keep).map_err(|_| usage_err(format!("{F}: keep_days must be 1..365")))?;
         services::backups(&svcs, &l, keep).map_err(|e| service_err(F, e))
     }
+
+    /// The section an update starts with: the compose and env files as they are now, kept
+    /// (root-only) so `userdata::restore_config` can put them back if the update fails its
+    /// health checks.
+    ///
+    /// ```rhai
+    /// let script = userdata::script([userdata::save_config(#{}), new_files, start]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn save_config(options: Map) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::save_config";
+        let mut o = Opts::new(F, options, &["env_dir", "stack_dir"])?;
+        boot::save_config(&layout(&mut o)?).map_err(err(F))
+    }
+
+    /// The configuration `userdata::save_config` kept put back and the stack started from it
+    /// again (its images are still on the instance).
+    ///
+    /// ```rhai
+    /// ssm::send_command(vm, [userdata::script([userdata::restore_config(#{})])]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn restore_config(options: Map) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::restore_config";
+        let mut o = Opts::new(F, options, &["env_dir", "stack_dir"])?;
+        boot::restore_config(&layout(&mut o)?).map_err(err(F))
+    }
+
+    /// A short fingerprint of a text (`sha256:` and 16 hex digits): tagged on the instance,
+    /// it tells a re-run whether what runs there is what the recipe renders now.
+    ///
+    /// ```rhai
+    /// let fp = userdata::fingerprint(script);
+    /// ```
+    pub fn fingerprint(text: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(text.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+
+    /// What differs between two service lists, one line each: `+ name (image)`, `- name`,
+    /// `n8n: image a → b`, `n8n: env +VAR ~VAR -VAR`, `qdrant: memory, ports`. Secret values
+    /// never appear.
+    ///
+    /// ```rhai
+    /// for line in userdata::services_diff(before, svcs) { ui::info(line); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn services_diff(old: Array, new: Array) -> Result<Array, Box<EvalAltResult>> {
+        const F: &str = "userdata::services_diff";
+        let old = decode_services(F, old)?;
+        let new = decode_services(F, new)?;
+        Ok(services::diff(&old, &new)
+            .into_iter()
+            .map(Dynamic::from)
+            .collect())
+    }
 }

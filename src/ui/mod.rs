@@ -130,6 +130,11 @@ impl Ui {
         }
     }
 
+    /// A change to an existing resource (`~ …`, `-/+ …`): always shown, in yellow.
+    pub fn change(&self, msg: &str) {
+        self.out(&format!("  {}", self.paint(Style::new().yellow(), msg)));
+    }
+
     /// A line that is always shown (a command's result).
     pub fn line(&self, msg: &str) {
         self.out(msg);
@@ -216,6 +221,16 @@ impl Ui {
             answer.trim().to_ascii_lowercase().as_str(),
             "y" | "yes"
         ))
+    }
+
+    /// Ask before changing something that runs: on a terminal the user answers (`--yes`
+    /// answers yes); without one (CI, a scheduled re-run) the change goes ahead, said so.
+    pub fn approve(&self, question: &str) -> Result<bool, String> {
+        if !self.assume_yes && !self.silent && !self.stdin_tty {
+            self.info(&format!("{question} yes (no terminal to ask on)"));
+            return Ok(true);
+        }
+        self.confirm(question)
     }
 
     /// A spinner for a wait, showing elapsed time; prints a final line when finished.
