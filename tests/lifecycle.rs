@@ -468,3 +468,165 @@ fn unlock_reports_free_locks_and_refuses_live_holders() {
         .success()
         .stdout_has("cleared the record of a run that died");
 }
+
+// ---- Re-runs on a live stack: the diff, in place, replacement, health-gated -----------------
+
+/// `run dev` on `stack` with `sets` (after the common ones), through `endpoint` when given,
+/// with `stand_ins` answering for the services.
+fn rerun(w: &World, stack: &str, sets: &[&str], stand_ins: &str, endpoint: Option<&str>) -> Outcome {
+    let mut args = vec!["run", "dev", "--name", stack, "--set", "health_timeout=20"];
+    if !sets.iter().any(|s| s.starts_with("allowed_cidr=")) {
+        args.extend(["--set", "allowed_cidr=192.0.2.1/32"]);
+    }
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    let mut cmd = w.cmd();
+    cmd.args(&args)
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins);
+    if let Some(e) = endpoint {
+        cmd.env("AWS_ENDPOINT_URL", e);
+    }
+    Outcome::from(cmd.output().unwrap())
+}
+
+/// Does this AWS operation (as the fault proxy names it) change anything?
+fn is_write(op: &str) -> bool {
+    const READS: &[&str] = &["describe", "get", "list", "lookup"];
+    if op.contains(" HTTP/1.1") {
+        // REST (EFS, CloudFront, Backup): reads are GETs.
+        return !op.starts_with("GET ");
+    }
+    let op = op.to_ascii_lowercase();
+    !READS.iter().any(|r| op.starts_with(r))
+}
+
+/// The commands sent to `instance` through SSM Run Command: (comment, script).
+fn ssm_commands(sdk: &support::Sdk, instance: &str) -> Vec<String> {
+    let out = sdk
+        .block_on(sdk.ssm.list_commands().instance_id(instance).send())
+        .unwrap();
+    out.commands()
+        .iter()
+        .flat_map(|c| {
+            c.parameters()
+                .and_then(|p| p.get("commands"))
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn instance_tag(i: &aws_sdk_ec2::types::Instance, key: &str) -> Option<String> {
+    support::tag(i.tags(), key).map(str::to_string)
+}
+
+fn data_volume(sdk: &support::Sdk, stack: &str) -> aws_sdk_ec2::types::Volume {
+    let out = sdk
+        .block_on(
+            sdk.ec2
+                .describe_volumes()
+                .filters(support::filter("tag:Name", &format!("{stack}-data")))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(out.volumes().len(), 1, "one data volume");
+    out.volumes()[0].clone()
+}
+
+fn attached_to(v: &aws_sdk_ec2::types::Volume) -> Option<String> {
+    v.attachments()
+        .first()
+        .and_then(|a| a.instance_id())
+        .map(str::to_string)
+}
+
+fn update_snapshots(sdk: &support::Sdk, stack: &str) -> Vec<String> {
+    let out = sdk
+        .block_on(
+            sdk.ec2
+                .describe_snapshots()
+                .owner_ids("self")
+                .filters(support::filter("tag:geusemaker:stack", stack))
+                .filters(support::filter("tag:geusemaker:snapshot", "update"))
+                .send(),
+        )
+        .unwrap();
+    out.snapshots()
+        .iter()
+        .filter_map(|s| s.snapshot_id().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_rerun_narrows_access_and_an_unchanged_one_writes_nothing() {
+    let w = World::moto();
+    let stack = support::stack_name("narrow");
+    let ins = stand_ins();
+    rerun(&w, &stack, &["allowed_cidr=192.0.2.0/24"], &ins, None).success();
+
+    let out = rerun(&w, &stack, &[], &ins, None);
+    out.success()
+        .stdout_has(&format!("~ security group {stack}-app: -tcp/5678 from 192.0.2.0/24, +tcp/5678 from 192.0.2.1/32"))
+        .stdout_has("1 change(s) to what existed");
+    let sdk = w.sdk();
+    let sgs = sdk.stack_security_groups(&stack);
+    let app = sgs
+        .iter()
+        .find(|g| g.group_name() == Some(&format!("{stack}-app")))
+        .unwrap();
+    let ranges: Vec<&str> = app
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| p.ip_ranges())
+        .filter_map(|r| r.cidr_ip())
+        .collect();
+    assert_eq!(ranges, ["192.0.2.1/32"], "the old range is gone");
+
+    // The same recipe again: reads only, and it says so.
+    let proxy = support::proxy::FaultProxy::start(&support::moto().endpoint, vec![]);
+    let out = rerun(&w, &stack, &[], &ins, Some(&proxy.endpoint()));
+    out.success().stdout_has("nothing changed");
+    let writes: Vec<String> = proxy
+        .stats()
+        .log
+        .iter()
+        .map(|(op, _)| op.clone())
+        .filter(|op| is_write(op))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new(), "an unchanged re-run writes nothing");
+    assert!(!proxy.stats().log.is_empty(), "it did read through the proxy");
+}
+
+#[test]
+fn a_type_change_replaces_the_spot_instance_and_moves_the_data_volume() {
+    let w = World::moto();
+    let stack = support::stack_name("replace");
+    let ins = stand_ins();
+    rerun(&w, &stack, &[], &ins, None).success();
+    let before = w.state(&stack);
+    let old = before["outputs"]["instance_id"].as_str().unwrap().to_string();
+    let sdk = w.sdk();
+    let volume = data_volume(&sdk, &stack).volume_id().unwrap().to_string();
+
+    let out = rerun(&w, &stack, &["instance_type=t3.large"], &ins, None);
+    out.success()
+        .stdout_has("-/+ instance")
+        .stdout_has("t3.medium → t3.large")
+        .stdout_has("Apply these changes to the running stack? yes (no terminal to ask on)");
+    let live = sdk.stack_instances(&stack);
+    assert_eq!(live.len(), 1, "exactly one live instance");
+    let new = live[0].instance_id().unwrap().to_string();
+    assert_ne!(new, old, "a new instance");
+    assert_eq!(live[0].instance_type().map(|t| t.as_str()), Some("t3.large"));
+    let v = data_volume(&sdk, &stack);
+    assert_eq!(v.volume_id(), Some(volume.as_str()), "the same data volume");
+    assert_eq!(attached_to(&v).as_deref(), Some(new.as_str()), "moved to the new instance");
+    let after = w.state(&stack);
+    assert_eq!(after["outputs"]["instance_id"], new.as_str());
+    assert_eq!(after["outputs"]["file_system_id"], before["outputs"]["file_system_id"], "same EFS");
+    assert_eq!(after["outputs"]["secrets"], before["outputs"]["secrets"], "same secrets");
+    assert_eq!(update_snapshots(&sdk, &stack).len(), 1, "the snapshot before the move is kept");
+    assert_eq!(after["values"]["update_in_progress"], serde_json::Value::Null);
+}

@@ -255,9 +255,52 @@ async fn ensure(
     let (role_arn, profile) = tokio::join!(make_role, make_profile);
     let (role_arn, profile) = (role_arn?, profile?);
 
-    // The policies are re-applied every time: a customised recipe may have changed them.
+    // A role found again gets what the recipe says: policies it lacks are attached, an inline
+    // policy that differs is replaced; one that matches is left alone (no write).
+    let (attached, inline_now) = if created {
+        (Vec::new(), None)
+    } else {
+        let attached = async {
+            c.list_attached_role_policies()
+                .role_name(name)
+                .send()
+                .await
+                .map(|o| {
+                    o.attached_policies()
+                        .iter()
+                        .filter_map(|p| p.policy_arn().map(str::to_string))
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| CloudError::from_sdk(SVC, "ListAttachedRolePolicies", e))
+        };
+        let inline = async {
+            match c
+                .get_role_policy()
+                .role_name(name)
+                .policy_name(policy_name)
+                .send()
+                .await
+            {
+                Ok(o) => Ok(Some(percent_decode(o.policy_document()))),
+                Err(e) => {
+                    let e = CloudError::from_sdk(SVC, "GetRolePolicy", e);
+                    if e.is_not_found() {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    }
+                }
+            }
+        };
+        let (a, i) = tokio::join!(attached, inline);
+        (a?, i?)
+    };
+    let same_inline = inline_now.is_some_and(|doc| {
+        serde_json::from_str::<serde_json::Value>(&doc).ok()
+            == serde_json::from_str::<serde_json::Value>(policy_doc).ok()
+    });
     let attach = async {
-        for arn in managed_policies {
+        for arn in managed_policies.iter().filter(|a| !attached.contains(a)) {
             c.attach_role_policy()
                 .role_name(name)
                 .policy_arn(arn)
@@ -268,6 +311,9 @@ async fn ensure(
         Ok::<(), CloudError>(())
     };
     let inline = async {
+        if same_inline {
+            return Ok(());
+        }
         c.put_role_policy()
             .role_name(name)
             .policy_name(policy_name)
@@ -439,5 +485,42 @@ impl IamApi for SdkIam {
                 .map(|_| ())
                 .map_err(|e| CloudError::from_sdk(SVC, "DeleteRole", e)),
         )
+    }
+}
+
+/// IAM returns policy documents URL-encoded (RFC 3986).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod decode_tests {
+    #[test]
+    fn policy_documents_are_url_decoded() {
+        assert_eq!(
+            super::percent_decode("%7B%22a%22%3A%20%22b%2Fc%22%7D"),
+            r#"{"a": "b/c"}"#
+        );
+        assert_eq!(super::percent_decode("100%"), "100%");
+        assert_eq!(super::percent_decode("%zz"), "%zz");
     }
 }

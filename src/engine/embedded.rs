@@ -21,6 +21,7 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("storage", include_str!("../../stdlib/storage.rhai")),
     ("teardown", include_str!("../../stdlib/teardown.rhai")),
     ("tier", include_str!("../../stdlib/tier.rhai")),
+    ("update", include_str!("../../stdlib/update.rhai")),
 ];
 
 pub fn recipe(name: &str) -> Option<&'static str> {

@@ -881,6 +881,36 @@ pub mod api {
         }
     }
 
+    /// Every live instance `<stack>-<name>` (pending, running, stopping or stopped): more than
+    /// one only in the middle of a replacement.
+    ///
+    /// ```rhai
+    /// for vm in ec2::find_instances("app") { ui::info(vm.id); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn find_instances(ctx: NativeCallContext, name: &str) -> Result<Array, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        Ok(live_instances(&rt, name)?
+            .into_iter()
+            .map(Dynamic::from)
+            .collect())
+    }
+
+    /// A volume, described now (by handle or id).
+    ///
+    /// ```rhai
+    /// let v = ec2::describe_volume(data);
+    /// if v.attached_to == () { ui::info("detached"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn describe_volume(
+        ctx: NativeCallContext,
+        volume: Dynamic,
+    ) -> Result<Volume, Box<EvalAltResult>> {
+        let id = id_of(&volume, "a volume")?;
+        rt(&ctx)?.aws()?.ec2.volume(&id).map_err(cloud_err)
+    }
+
     /// An instance, described now (by handle or id).
     ///
     /// ```rhai
