@@ -539,7 +539,10 @@ fn relative(p: &str) -> &str {
 pub fn save_config(layout: &Layout) -> Result<String, String> {
     check_path(&layout.stack_dir)?;
     check_path(&layout.env_dir)?;
-    let dir = PREVIOUS_CONFIG.rsplit_once('/').map(|(d, _)| d).unwrap_or("/");
+    let dir = PREVIOUS_CONFIG
+        .rsplit_once('/')
+        .map(|(d, _)| d)
+        .unwrap_or("/");
     Ok(format!(
         r#"# --- keep the running configuration ---
 umask 077

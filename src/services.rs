@@ -190,7 +190,11 @@ pub fn diff(old: &[Service], new: &[Service]) -> Vec<String> {
                     Some(_) => {}
                 }
             }
-            marks.extend(a.keys().filter(|k| !b.contains_key(*k)).map(|k| format!("-{k}")));
+            marks.extend(
+                a.keys()
+                    .filter(|k| !b.contains_key(*k))
+                    .map(|k| format!("-{k}")),
+            );
             if !marks.is_empty() {
                 out.push(format!("{}: {what} {}", n.name, marks.join(" ")));
             }

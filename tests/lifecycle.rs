@@ -473,7 +473,13 @@ fn unlock_reports_free_locks_and_refuses_live_holders() {
 
 /// `run dev` on `stack` with `sets` (after the common ones), through `endpoint` when given,
 /// with `stand_ins` answering for the services.
-fn rerun(w: &World, stack: &str, sets: &[&str], stand_ins: &str, endpoint: Option<&str>) -> Outcome {
+fn rerun(
+    w: &World,
+    stack: &str,
+    sets: &[&str],
+    stand_ins: &str,
+    endpoint: Option<&str>,
+) -> Outcome {
     let mut args = vec!["run", "dev", "--name", stack, "--set", "health_timeout=20"];
     if !sets.iter().any(|s| s.starts_with("allowed_cidr=")) {
         args.extend(["--set", "allowed_cidr=192.0.2.1/32"]);
@@ -595,8 +601,15 @@ fn a_rerun_narrows_access_and_an_unchanged_one_writes_nothing() {
         .map(|(op, _)| op.clone())
         .filter(|op| is_write(op))
         .collect();
-    assert_eq!(writes, Vec::<String>::new(), "an unchanged re-run writes nothing");
-    assert!(!proxy.stats().log.is_empty(), "it did read through the proxy");
+    assert_eq!(
+        writes,
+        Vec::<String>::new(),
+        "an unchanged re-run writes nothing"
+    );
+    assert!(
+        !proxy.stats().log.is_empty(),
+        "it did read through the proxy"
+    );
 }
 
 #[test]
@@ -606,7 +619,10 @@ fn a_type_change_replaces_the_spot_instance_and_moves_the_data_volume() {
     let ins = stand_ins();
     rerun(&w, &stack, &[], &ins, None).success();
     let before = w.state(&stack);
-    let old = before["outputs"]["instance_id"].as_str().unwrap().to_string();
+    let old = before["outputs"]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let sdk = w.sdk();
     let volume = data_volume(&sdk, &stack).volume_id().unwrap().to_string();
 
@@ -619,14 +635,289 @@ fn a_type_change_replaces_the_spot_instance_and_moves_the_data_volume() {
     assert_eq!(live.len(), 1, "exactly one live instance");
     let new = live[0].instance_id().unwrap().to_string();
     assert_ne!(new, old, "a new instance");
-    assert_eq!(live[0].instance_type().map(|t| t.as_str()), Some("t3.large"));
+    assert_eq!(
+        live[0].instance_type().map(|t| t.as_str()),
+        Some("t3.large")
+    );
     let v = data_volume(&sdk, &stack);
     assert_eq!(v.volume_id(), Some(volume.as_str()), "the same data volume");
-    assert_eq!(attached_to(&v).as_deref(), Some(new.as_str()), "moved to the new instance");
+    assert_eq!(
+        attached_to(&v).as_deref(),
+        Some(new.as_str()),
+        "moved to the new instance"
+    );
     let after = w.state(&stack);
     assert_eq!(after["outputs"]["instance_id"], new.as_str());
-    assert_eq!(after["outputs"]["file_system_id"], before["outputs"]["file_system_id"], "same EFS");
-    assert_eq!(after["outputs"]["secrets"], before["outputs"]["secrets"], "same secrets");
-    assert_eq!(update_snapshots(&sdk, &stack).len(), 1, "the snapshot before the move is kept");
-    assert_eq!(after["values"]["update_in_progress"], serde_json::Value::Null);
+    assert_eq!(
+        after["outputs"]["file_system_id"], before["outputs"]["file_system_id"],
+        "same EFS"
+    );
+    assert_eq!(
+        after["outputs"]["secrets"], before["outputs"]["secrets"],
+        "same secrets"
+    );
+    assert_eq!(
+        update_snapshots(&sdk, &stack).len(),
+        1,
+        "the snapshot before the move is kept"
+    );
+    assert_eq!(
+        after["values"]["update_in_progress"],
+        serde_json::Value::Null
+    );
+}
+
+fn the_instance(sdk: &support::Sdk, stack: &str) -> aws_sdk_ec2::types::Instance {
+    let live = sdk.stack_instances(stack);
+    assert_eq!(live.len(), 1, "exactly one live instance");
+    live[0].clone()
+}
+
+#[test]
+fn an_image_change_is_applied_in_place_through_ssm_and_launches_nothing() {
+    let w = World::moto();
+    let stack = support::stack_name("inplace");
+    let ins = stand_ins();
+    rerun(&w, &stack, &[], &ins, None).success();
+    let sdk = w.sdk();
+    let vm = the_instance(&sdk, &stack);
+    let id = vm.instance_id().unwrap().to_string();
+    let fingerprint = instance_tag(&vm, "geusemaker:services").expect("fingerprint tag");
+    assert!(ssm_commands(&sdk, &id)
+        .iter()
+        .all(|c| !c.contains("keep the running configuration")));
+
+    let out = rerun(&w, &stack, &["images=n8nio/n8n:2.40.7"], &ins, None);
+    out.success()
+        .stdout_has("~ services: n8n: image n8nio/n8n:2.41.3 → n8nio/n8n:2.40.7")
+        .stdout_has("~ services: n8n-runner: image n8nio/runners:2.41.3 → n8nio/runners:2.40.7")
+        .stdout_has("2 change(s) to what existed: services\n");
+    let vm = the_instance(&sdk, &stack);
+    assert_eq!(vm.instance_id(), Some(id.as_str()), "the same instance");
+    let updates: Vec<String> = ssm_commands(&sdk, &id)
+        .into_iter()
+        .filter(|c| c.contains("keep the running configuration"))
+        .collect();
+    assert_eq!(updates.len(), 1, "one update command");
+    let script = &updates[0];
+    let compose = support::heredoc(script, "/opt/geusemaker/compose.yaml");
+    assert!(compose.contains("image: n8nio/n8n:2.40.7"), "{compose}");
+    let dir = tempfile::tempdir().unwrap();
+    support::validate_compose_schema(dir.path(), "update", compose);
+    support::shellcheck(dir.path(), "update", script);
+    assert!(script.contains("up -d --remove-orphans"));
+    let now = instance_tag(&vm, "geusemaker:services").unwrap();
+    assert_ne!(now, fingerprint, "the tag says what runs now");
+    assert_eq!(
+        update_snapshots(&sdk, &stack).len(),
+        1,
+        "a snapshot before the update"
+    );
+
+    // Applied: the same recipe again changes nothing.
+    rerun(&w, &stack, &["images=n8nio/n8n:2.40.7"], &ins, None)
+        .success()
+        .stdout_has("nothing changed");
+}
+
+#[test]
+fn an_unhealthy_update_in_place_puts_the_previous_services_back() {
+    let w = World::moto();
+    let stack = support::stack_name("restore");
+    rerun(&w, &stack, &[], &stand_ins(), None).success();
+    let sdk = w.sdk();
+    let vm = the_instance(&sdk, &stack);
+    let id = vm.instance_id().unwrap().to_string();
+    let fingerprint = instance_tag(&vm, "geusemaker:services").unwrap();
+
+    let failing = support::stand_ins_with_n8n(support::http_stub(500, "down"));
+    let out = rerun(&w, &stack, &["images=n8nio/n8n:2.40.7"], &failing, None);
+    out.failure(1).stderr_has("the previous services are back");
+    let sent = ssm_commands(&sdk, &id);
+    assert!(sent
+        .iter()
+        .any(|c| c.contains("keep the running configuration")));
+    let restore: Vec<&String> = sent
+        .iter()
+        .filter(|c| c.contains("the previous configuration back"))
+        .collect();
+    assert_eq!(restore.len(), 1, "one restore command");
+    let dir = tempfile::tempdir().unwrap();
+    support::shellcheck(dir.path(), "restore", restore[0]);
+    let vm = the_instance(&sdk, &stack);
+    assert_eq!(vm.instance_id(), Some(id.as_str()));
+    assert_eq!(
+        instance_tag(&vm, "geusemaker:services").as_deref(),
+        Some(fingerprint.as_str()),
+        "the instance still runs the previous services"
+    );
+    assert_eq!(
+        w.state(&stack)["values"]["update_in_progress"],
+        serde_json::Value::Null
+    );
+
+    // Once n8n is healthy again, the next run applies the change.
+    rerun(&w, &stack, &["images=n8nio/n8n:2.40.7"], &stand_ins(), None)
+        .success()
+        .stdout_has("~ services: n8n: image");
+}
+
+#[test]
+fn an_unhealthy_replacement_brings_the_old_instance_back_with_its_volume() {
+    let w = World::moto();
+    let stack = support::stack_name("putback");
+    rerun(&w, &stack, &[], &stand_ins(), None).success();
+    let sdk = w.sdk();
+    let old = the_instance(&sdk, &stack)
+        .instance_id()
+        .unwrap()
+        .to_string();
+
+    let failing = support::stand_ins_with_n8n(support::http_stub(500, "down"));
+    let out = rerun(&w, &stack, &["instance_type=t3.large"], &failing, None);
+    out.failure(1).stderr_has("the data volume goes back to");
+    let vm = the_instance(&sdk, &stack);
+    assert_eq!(
+        vm.instance_id(),
+        Some(old.as_str()),
+        "the old instance is back"
+    );
+    assert_eq!(
+        vm.state().and_then(|s| s.name()).map(|n| n.as_str()),
+        Some("running")
+    );
+    assert_eq!(vm.instance_type().map(|t| t.as_str()), Some("t3.medium"));
+    assert_eq!(
+        attached_to(&data_volume(&sdk, &stack)).as_deref(),
+        Some(old.as_str())
+    );
+    assert_eq!(
+        w.state(&stack)["values"]["update_in_progress"],
+        serde_json::Value::Null
+    );
+}
+
+#[test]
+fn an_on_demand_type_change_is_a_restart_of_the_same_instance() {
+    let w = World::moto();
+    let stack = support::stack_name("resize");
+    rerun(&w, &stack, &["spot=false"], &stand_ins(), None).success();
+    let sdk = w.sdk();
+    let id = the_instance(&sdk, &stack)
+        .instance_id()
+        .unwrap()
+        .to_string();
+
+    rerun(
+        &w,
+        &stack,
+        &["spot=false", "instance_type=t3.large"],
+        &stand_ins(),
+        None,
+    )
+    .success()
+    .stdout_has("~! instance")
+    .stdout_has("t3.medium → t3.large");
+    let vm = the_instance(&sdk, &stack);
+    assert_eq!(vm.instance_id(), Some(id.as_str()), "the same instance");
+    assert_eq!(vm.instance_type().map(|t| t.as_str()), Some("t3.large"));
+    assert_eq!(
+        attached_to(&data_volume(&sdk, &stack)).as_deref(),
+        Some(id.as_str())
+    );
+}
+
+#[test]
+fn a_replacement_killed_at_any_point_is_put_right_by_the_next_run() {
+    let w = World::moto();
+    let ins = stand_ins();
+    // The requests a whole replacement makes, from a reference run's summary.
+    let reference = support::stack_name("swapref");
+    rerun(&w, &reference, &[], &ins, None).success();
+    let whole = rerun(&w, &reference, &["instance_type=t3.large"], &ins, None);
+    whole.success();
+    let requests: usize = whole
+        .stdout
+        .split(" AWS requests")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in the run summary:\n{}", whole.stdout));
+    assert!(requests > 20, "{requests} requests");
+
+    let stack = support::stack_name("swapkill");
+    rerun(&w, &stack, &[], &ins, None).success();
+    let sdk = w.sdk();
+    let volume = data_volume(&sdk, &stack).volume_id().unwrap().to_string();
+    let fs = w.state(&stack)["outputs"]["file_system_id"].clone();
+    // Kill points spread over the replacement's requests; each crash is followed by a run to
+    // the same type, and the next crash goes back the other way.
+    let points: Vec<usize> = (0..6).map(|i| 12 + i * (requests - 14) / 5).collect();
+    let mut recovered = 0;
+    for (n, k) in points.into_iter().enumerate() {
+        let target = if n % 2 == 0 { "t3.large" } else { "t3.medium" };
+        let set = format!("instance_type={target}");
+        let mut cmd = w.cmd();
+        cmd.args([
+            "run",
+            "dev",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=20",
+            "--set",
+            "allowed_cidr=192.0.2.1/32",
+            "--set",
+            &set,
+        ])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", &ins)
+        .env("GEUSEMAKER_TEST_KILL_AFTER_RESPONSES", k.to_string());
+        let killed = Outcome::from(cmd.output().unwrap());
+        assert_eq!(
+            killed.code, -1,
+            "k={k}: expected death by SIGKILL\n{}\n{}",
+            killed.stdout, killed.stderr
+        );
+
+        let again = rerun(&w, &stack, &[&set], &ins, None);
+        again.success();
+        if again
+            .stderr
+            .contains("an earlier run stopped in the middle")
+        {
+            recovered += 1;
+        }
+        let vm = the_instance(&sdk, &stack);
+        let id = vm.instance_id().unwrap().to_string();
+        assert_eq!(
+            vm.instance_type().map(|t| t.as_str()),
+            Some(target),
+            "k={k}"
+        );
+        let v = data_volume(&sdk, &stack);
+        assert_eq!(
+            v.volume_id(),
+            Some(volume.as_str()),
+            "k={k}: the same data volume"
+        );
+        assert_eq!(
+            attached_to(&v).as_deref(),
+            Some(id.as_str()),
+            "k={k}: attached to the live instance"
+        );
+        let state = w.state(&stack);
+        assert_eq!(
+            state["outputs"]["file_system_id"], fs,
+            "k={k}: the same EFS"
+        );
+        assert_eq!(
+            state["values"]["update_in_progress"],
+            serde_json::Value::Null,
+            "k={k}"
+        );
+    }
+    assert!(
+        recovered >= 2,
+        "the kills land inside replacements ({recovered} recovered)"
+    );
 }

@@ -704,15 +704,19 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
                 (0, 0, true) => {
                     ui.info("nothing changed: every resource already was what the recipe says")
                 }
-                (0, 0, false) => ui.info(&format!(
-                    "{} change(s) to what existed: {}",
-                    exec.changes.len(),
-                    exec.changes
-                        .iter()
-                        .map(|c| c.resource.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
+                (0, 0, false) => {
+                    let mut what: Vec<&str> = Vec::new();
+                    for c in &exec.changes {
+                        if !what.contains(&c.resource.as_str()) {
+                            what.push(&c.resource);
+                        }
+                    }
+                    ui.info(&format!(
+                        "{} change(s) to what existed: {}",
+                        exec.changes.len(),
+                        what.join(", ")
+                    ))
+                }
                 (c, 0, _) => ui.info(&format!("{c} resource(s) created by this run{changed}")),
                 (0, d, _) => ui.info(&format!("{d} resource(s) deleted by this run{changed}")),
                 (c, d, _) => ui.info(&format!(

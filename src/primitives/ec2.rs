@@ -797,7 +797,9 @@ pub mod api {
         let mut tags = rt.tags(name);
         for (k, v) in extra_tags {
             if k.starts_with("aws:") || k.starts_with("geusemaker:stack") || k == "Name" {
-                return Err(usage_err(format!("{F}: tag `{k}` is not the recipe's to set")));
+                return Err(usage_err(format!(
+                    "{F}: tag `{k}` is not the recipe's to set"
+                )));
             }
             tags.extra.insert(k.to_string(), v.to_string());
         }
@@ -1014,9 +1016,18 @@ pub mod api {
         let mut o = Opts::new(
             F,
             want,
-            &["image", "instance_types", "spot", "on_demand_fallback", "root_volume_gb"],
+            &[
+                "image",
+                "instance_types",
+                "spot",
+                "on_demand_fallback",
+                "root_volume_gb",
+            ],
         )?;
-        let image = o.value("image").map(|i| id_of(&i, "an image")).transpose()?;
+        let image = o
+            .value("image")
+            .map(|i| id_of(&i, "an image"))
+            .transpose()?;
         let types = o
             .array("instance_types")?
             .unwrap_or_default()
@@ -1038,7 +1049,10 @@ pub mod api {
         };
         let mut out = Array::new();
         if let Some(image) = image.filter(|i| *i != vm.image_id) {
-            out.push(change("replace", format!("image {} → {image}", vm.image_id)));
+            out.push(change(
+                "replace",
+                format!("image {} → {image}", vm.image_id),
+            ));
         }
         match spot {
             Some(true) if vm.lifecycle != "spot" && !fallback => out.push(change(

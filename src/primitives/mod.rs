@@ -199,7 +199,13 @@ pub struct Change {
 
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.action.mark(), self.resource, self.detail)
+        write!(
+            f,
+            "{} {}: {}",
+            self.action.mark(),
+            self.resource,
+            self.detail
+        )
     }
 }
 
