@@ -35,7 +35,7 @@ fn check_accepts_the_bundled_recipes_and_positions_every_problem() {
         "rollback",
     ])
     .success()
-    .stdout_has("recipes/dev.rhai: ok (8 files checked)")
+    .stdout_has("recipes/dev.rhai: ok (9 files checked)")
     .stdout_has("recipes/gpu.rhai: ok");
     w.run(&[
         "check",

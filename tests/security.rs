@@ -89,7 +89,7 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
         .stdout_has(&format!(
             "allowed_cidr: {DEPLOYER_IP}/32, this machine's public address"
         ))
-        .stdout_has("revoked tcp/5678 from 0.0.0.0/0");
+        .stdout_has(&format!("~ security group {stack}-app: -tcp/5678 from 0.0.0.0/0, +tcp/5678 from {DEPLOYER_IP}/32"));
     assert_eq!(
         open_ranges(&w, &stack),
         [format!("{stack}-app 5678:5678 from {DEPLOYER_IP}/32")],

@@ -538,8 +538,8 @@ fn recipes_written_for_the_old_api_still_run() {
         ("services: svcs,", "gpu: true,"),
         ("services::port_of(svcs, \"n8n\")", "5678"),
         (
-            "tier::deploy_checks(app, p)",
-            "services::health_checks(app.vm, url)",
+            "tier::health_gate(app, p, ",
+            "health::wait_until_healthy(services::health_checks(app.vm, url), ",
         ),
         (
             "svcs = services::with_n8n_url(svcs, `https://${cdn.domain}`);",

@@ -597,11 +597,25 @@ impl Sdk {
             .iter()
             .filter_map(|k| k.key_name().map(str::to_string))
             .collect();
-        let fss = self
-            .block_on(self.efs.describe_file_systems().send())
-            .unwrap();
-        let file_systems = fss
-            .file_systems()
+        // Every page: a test binary's moto holds more file systems than one page.
+        let mut all = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .block_on(
+                    self.efs
+                        .describe_file_systems()
+                        .set_marker(marker.clone())
+                        .send(),
+                )
+                .unwrap();
+            all.extend(page.file_systems().iter().cloned());
+            marker = page.next_marker().map(str::to_string);
+            if marker.is_none() {
+                break;
+            }
+        }
+        let file_systems = all
             .iter()
             .filter(|f| {
                 f.tags()
