@@ -921,3 +921,89 @@ fn a_replacement_killed_at_any_point_is_put_right_by_the_next_run() {
         "the kills land inside replacements ({recovered} recovered)"
     );
 }
+
+#[test]
+fn plan_on_a_live_stack_shows_the_diff_and_changes_nothing() {
+    let w = World::moto();
+    let stack = support::stack_name("diff");
+    let ins = stand_ins();
+    rerun(&w, &stack, &["allowed_cidr=192.0.2.0/24"], &ins, None).success();
+    let sdk = w.sdk();
+    let id = the_instance(&sdk, &stack)
+        .instance_id()
+        .unwrap()
+        .to_string();
+    let state_before = std::fs::read_to_string(w.state_path(&stack)).unwrap();
+
+    let plan = |extra: &[&str], endpoint: &str| {
+        let mut args = vec!["run", "dev", "--name", &stack, "--plan"];
+        for s in extra {
+            args.extend(["--set", s]);
+        }
+        let out = w
+            .cmd()
+            .args(&args)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("GEUSEMAKER_HEALTH_ENDPOINTS", &ins)
+            .output()
+            .unwrap();
+        Outcome::from(out)
+    };
+    let proxy = support::proxy::FaultProxy::start(&support::moto().endpoint, vec![]);
+    let out = plan(
+        &[
+            "allowed_cidr=192.0.2.1/32",
+            "instance_type=t3.large",
+            "images=n8nio/n8n:2.40.7",
+        ],
+        &proxy.endpoint(),
+    );
+    out.success()
+        .stdout_has("AWS is only read, nothing is changed")
+        .stdout_has(&format!("~ security group {stack}-app: -tcp/5678 from 192.0.2.0/24, +tcp/5678 from 192.0.2.1/32"))
+        .stdout_has(&format!("-/+ instance {stack}-app: t3.medium → t3.large"))
+        .stdout_has("~ services: n8n: image n8nio/n8n:2.41.3 → n8nio/n8n:2.40.7");
+    let writes: Vec<String> = proxy
+        .stats()
+        .log
+        .iter()
+        .map(|(op, _)| op.clone())
+        .filter(|op| is_write(op))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new(), "a plan only reads");
+    assert_eq!(the_instance(&sdk, &stack).instance_id(), Some(id.as_str()));
+    assert_eq!(
+        std::fs::read_to_string(w.state_path(&stack)).unwrap(),
+        state_before,
+        "the stack's state is not written"
+    );
+
+    // --json: the same diff, for scripts.
+    let mut cmd = w.cmd();
+    cmd.args([
+        "run",
+        "dev",
+        "--name",
+        &stack,
+        "--plan",
+        "--json",
+        "--set",
+        "allowed_cidr=192.0.2.0/24",
+        "--set",
+        "spot=false",
+    ]);
+    let out = Outcome::from(cmd.output().unwrap());
+    out.success();
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["complete"], true, "{doc}");
+    let changes = doc["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{doc}");
+    assert_eq!(changes[0]["action"], "replace");
+    assert_eq!(changes[0]["resource"], format!("instance {stack}-app"));
+    assert_eq!(changes[0]["detail"], "spot → on-demand");
+
+    // The recipe as deployed: no changes.
+    plan(&["allowed_cidr=192.0.2.0/24"], &support::moto().endpoint)
+        .success()
+        .stdout_has("no changes: the running stack is what the recipe says");
+}

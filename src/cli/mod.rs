@@ -354,6 +354,9 @@ pub struct RunArgs {
     /// With --plan: print each instance's user data (the boot script, with the compose file).
     #[arg(long, requires = "plan")]
     pub show_user_data: bool,
+    /// With --plan on a live stack: the diff as JSON on stdout.
+    #[arg(long, requires = "plan")]
+    pub json: bool,
     #[command(flatten)]
     pub aws: AwsArgs,
 }
@@ -371,6 +374,7 @@ fn aws_settings(region: Option<String>, profile: Option<String>, s: &Settings) -
         region,
         profile: profile.or_else(|| s.profile()),
         default_region: s.region(),
+        read_only: false,
     }
 }
 
@@ -447,10 +451,10 @@ pub fn dispatch(cli: Cli) -> i32 {
         }
         Command::Run(a) => {
             let recipe = a.recipe.clone().unwrap_or_else(|| s.tier());
-            let (plan, show) = (a.plan, a.show_user_data);
+            let (plan, show, json) = (a.plan, a.show_user_data, a.json);
             let req = request(&recipe, a.name, a.aws, a.keep_failed, &s);
             if plan {
-                engine::session::plan(req, show)
+                engine::session::plan(req, show, json)
             } else {
                 engine::run(req).map(|_| ())
             }

@@ -54,6 +54,9 @@ pub struct AwsSettings {
     /// The region when neither `region` nor the stack gives one (config.toml's `aws.region`);
     /// it wins over `AWS_REGION` and the profile.
     pub default_region: Option<String>,
+    /// Refuse every operation that is not a read (`run --plan` on a live stack): the first
+    /// refused one is kept in [`CallStats::refused_write`].
+    pub read_only: bool,
 }
 
 /// Counts of AWS requests made by this process (for the run summary).
@@ -61,6 +64,16 @@ pub struct AwsSettings {
 pub struct CallStats {
     inner: Mutex<CallStatsInner>,
     responses: std::sync::atomic::AtomicU64,
+    read_only: bool,
+    refused: Mutex<Option<String>>,
+}
+
+/// Does an AWS operation only read? (Describe…, Get…, List…, and the few reads named
+/// otherwise.)
+pub fn is_read_operation(name: &str) -> bool {
+    ["Describe", "Get", "List", "Lookup", "Search"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// Test-only crash switch: `GEUSEMAKER_TEST_KILL_AFTER_RESPONSES=k` makes the process SIGKILL
@@ -97,6 +110,10 @@ impl CallStats {
     pub fn by_operation(&self) -> BTreeMap<String, u64> {
         self.inner.lock().unwrap().by_operation.clone()
     }
+    /// The first operation a read-only connection refused (`EC2:CreateTags`).
+    pub fn refused_write(&self) -> Option<String> {
+        self.refused.lock().unwrap().clone()
+    }
 }
 
 #[derive(Debug)]
@@ -119,6 +136,17 @@ impl Intercept for CountingInterceptor {
             .map(|m| format!("{}:{}", m.service(), m.name()))
             .unwrap_or_else(|| "unknown".into());
         tracing::debug!(call = %key, "aws request");
+        if self.0.read_only {
+            let op = cfg
+                .load::<Metadata>()
+                .map(|m| m.name())
+                .unwrap_or("unknown");
+            if !is_read_operation(op) {
+                let mut refused = self.0.refused.lock().unwrap();
+                refused.get_or_insert_with(|| key.clone());
+                return Err(format!("{key} refused: this connection only reads (a plan)").into());
+            }
+        }
         let mut s = self.0.inner.lock().unwrap();
         s.operations += 1;
         *s.by_operation.entry(key).or_default() += 1;
@@ -210,7 +238,10 @@ impl Aws {
             )
         })?;
         check_region(&region)?;
-        let stats = Arc::new(CallStats::default());
+        let stats = Arc::new(CallStats {
+            read_only: settings.read_only,
+            ..CallStats::default()
+        });
         let counter = || CountingInterceptor(stats.clone());
 
         // EC2 is where deploys get throttled (RequestLimitExceeded): adaptive retries also slow

@@ -294,6 +294,10 @@ struct Execution {
     deleted: usize,
     /// What it changed on resources that already existed.
     changes: Vec<crate::primitives::Change>,
+    /// Diff mode: the run reached the confirmation of its changes (the diff is complete).
+    diff_finished: bool,
+    /// Diff mode: the first write the read-only connection refused.
+    refused_write: Option<String>,
 }
 
 impl Execution {
@@ -320,6 +324,8 @@ struct Session {
     new_stack: bool,
     /// Plan mode: the recording backend, a detached store.
     plan: Option<Arc<Recorder>>,
+    /// Diff mode: real AWS read only, a detached copy of the stack's state.
+    diff: bool,
 }
 
 impl Session {
@@ -359,7 +365,35 @@ impl Session {
             store: Some(store),
             new_stack,
             plan: None,
+            diff: false,
         })
+    }
+
+    /// A session for the plan of a live stack: a copy of its state in memory (no lock:
+    /// nothing is written), AWS reached read-only. `None` when the stack has no live resources.
+    fn diffing(stack: &str, aws: &AwsSettings, ui: Ui) -> Result<Option<Session>, RunError> {
+        let home = Home::from_env()?;
+        let Some(state) = StackStore::load(&home, stack)? else {
+            return Ok(None);
+        };
+        if state.live_resources().next().is_none() {
+            return Ok(None);
+        }
+        let mut aws = aws.clone();
+        if let (Some(home_region), None) = (&state.region, &aws.region) {
+            aws.region = Some(home_region.clone());
+        }
+        aws.read_only = true;
+        Ok(Some(Session {
+            stack: stack.to_string(),
+            home,
+            ui,
+            aws,
+            store: Some(StackStore::detached(state, "plan")),
+            new_stack: false,
+            plan: None,
+            diff: true,
+        }))
     }
 
     /// A session for a plan: a fresh in-memory state, no lock, the recording backend.
@@ -375,6 +409,7 @@ impl Session {
             store: Some(StackStore::detached(StackState::new(stack), "plan")),
             new_stack: true,
             plan: Some(Recorder::new(region)),
+            diff: false,
         })
     }
 
@@ -426,7 +461,8 @@ impl Session {
                 Some(store),
             )
             .map_err(|e| RunError::Recipe(format!("error: cannot start the async runtime: {e}\n")))?
-            .planned(self.plan.clone()),
+            .planned(self.plan.clone())
+            .diffing(self.diff),
         );
         crate::interrupt::listen();
         engine.set_default_tag(Dynamic::from(runtime.clone()));
@@ -441,14 +477,16 @@ impl Session {
         engine.set_default_tag(Dynamic::UNIT);
 
         let interrupted = crate::interrupt::requested();
-        let (api_calls, attempts, region) = match runtime.aws_if_connected() {
+        let (api_calls, attempts, region, refused_write) = match runtime.aws_if_connected() {
             Some(aws) => (
                 aws.stats.operations(),
                 aws.stats.attempts(),
                 Some(aws.region.clone()),
+                aws.stats.refused_write(),
             ),
-            None => (0, 0, None),
+            None => (0, 0, None, None),
         };
+        let diff_finished = runtime.diff_finished();
         let waited = runtime.waited();
         let changes = runtime.changes();
         let config = runtime.params.resolved();
@@ -514,6 +552,8 @@ impl Session {
             took: started.elapsed(),
             created,
             changes,
+            diff_finished,
+            refused_write,
         };
         match &exec.error {
             None => tracing::info!(run = %exec.run_id, summary = %exec.summary(), "run succeeded"),
@@ -1039,9 +1079,97 @@ pub fn make_plan(req: &RunRequest, ui: Ui, with_destroy: bool) -> Result<Plan, R
     })
 }
 
+/// What `run --plan` found on a live stack, for `--json`.
+#[derive(serde::Serialize)]
+struct LiveDiff<'a> {
+    stack: &'a str,
+    recipe: &'a str,
+    region: Option<&'a str>,
+    changes: &'a [crate::primitives::Change],
+    /// The recipe ran to its end or to the confirmation of its changes: nothing left unseen.
+    complete: bool,
+    /// When not complete: the first AWS operation a real run would make that the plan could
+    /// not show (a resource to create, a setting to change outside the diff).
+    stops_before: Option<&'a str>,
+}
+
+/// `run --plan` on a stack that has live resources: the recipe runs against AWS with reads
+/// only (a copy of the state in memory, no lock, health not probed) and stops where it would
+/// first change something; the diff is what it found. `None` when the stack is not live.
+fn plan_live(req: &RunRequest, json: bool) -> Result<Option<()>, RunError> {
+    validate_stack_name(&req.stack).map_err(|e| RunError::Usage(e.to_string()))?;
+    let mut ui = Ui::detect(true);
+    if json {
+        ui = ui.with_stdout_reserved();
+    }
+    let params = parse_sets(&req.sets)?.with_settings(req.param_settings.clone());
+    let compiled = compile(load_recipe(&req.recipe)?)?;
+    let params = prepare_params(&compiled, params)?;
+    let mut aws = req.aws.clone();
+    region_from_params(&mut aws, &params)?;
+    let Some(mut session) = Session::diffing(&req.stack, &aws, ui.clone())? else {
+        return Ok(None);
+    };
+    ui.stage(&format!(
+        "Plan: {} on live stack {} — AWS is only read, nothing is changed",
+        req.recipe, req.stack
+    ));
+    let exec = session.exec(&compiled, params, &ui)?;
+    let complete = exec.diff_finished || exec.error.is_none();
+    if let (Some(e), false) = (&exec.error, complete) {
+        if exec.refused_write.is_none() {
+            return Err(RunError::Recipe(format!(
+                "{e}the plan stopped here: this is where a real run would fail too\n"
+            )));
+        }
+    }
+    let region = session.state().region.clone();
+    if json {
+        let doc = LiveDiff {
+            stack: &req.stack,
+            recipe: &compiled.recipe.display,
+            region: region.as_deref(),
+            changes: &exec.changes,
+            complete,
+            stops_before: if complete {
+                None
+            } else {
+                exec.refused_write.as_deref()
+            },
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("a diff serializes")
+        );
+        return Ok(Some(()));
+    }
+    ui.stage(&format!("Plan for live stack {}", req.stack));
+    if exec.changes.is_empty() && complete {
+        ui.line("no changes: the running stack is what the recipe says");
+    } else {
+        for c in &exec.changes {
+            ui.change(&c.to_string());
+        }
+    }
+    if !complete {
+        ui.warn(&format!(
+            "the plan stops before {}: the recipe would next change something the diff cannot show yet (a new resource, or a setting outside it); the changes above come first",
+            exec.refused_write.as_deref().unwrap_or("an AWS write")
+        ));
+    }
+    ui.line(&format!(
+        "`geusemaker run {} --name {}` applies it (asking first on a terminal).",
+        req.recipe, req.stack
+    ));
+    Ok(Some(()))
+}
+
 /// `geusemaker run <recipe> --name x --plan`: the recipe's own output, then what it would
-/// create and call.
-pub fn plan(req: RunRequest, show_user_data: bool) -> Result<(), RunError> {
+/// create and call. On a live stack: the diff between the recipe and AWS ([`plan_live`]).
+pub fn plan(req: RunRequest, show_user_data: bool, json: bool) -> Result<(), RunError> {
+    if plan_live(&req, json)?.is_some() {
+        return Ok(());
+    }
     let ui = Ui::detect(true);
     ui.stage(&format!(
         "Plan: {} on stack {} — no AWS calls, no credentials, nothing written",

@@ -69,6 +69,7 @@ impl Conn {
                 .or_else(|| settings.region()),
             profile: flags.profile.clone().or_else(|| settings.profile()),
             default_region: None,
+            read_only: false,
         };
         let aws = Aws::connect(&settings, &blocking);
         Ok(Conn { blocking, aws })

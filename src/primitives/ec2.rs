@@ -189,6 +189,22 @@ fn stack_volumes(rt: &Runtime, name: &str) -> Result<Vec<Volume>, Box<EvalAltRes
         .map_err(super::cloud_err)
 }
 
+/// A group's rules going from what it has to `rules` (`stale` ones revoked): `-tcp/5678 from
+/// 0.0.0.0/0, +tcp/5678 from 203.0.113.7/32`, or "" when nothing changes.
+fn ingress_delta(sg: &SecurityGroup, rules: &[IngressRule], stale: &[IngressRule]) -> String {
+    stale
+        .iter()
+        .map(|r| format!("-{r}"))
+        .chain(
+            rules
+                .iter()
+                .filter(|w| !sg.ingress.iter().any(|r| r.same_grant(w)))
+                .map(|r| format!("+{r}")),
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn placeholder(id: &str) -> Instance {
     Instance {
         id: id.into(),
@@ -486,15 +502,7 @@ pub mod api {
             .filter(|r| !rules.iter().any(|w| w.same_grant(r)))
             .cloned()
             .collect();
-        let added: Vec<&IngressRule> = rules
-            .iter()
-            .filter(|w| !sg.ingress.iter().any(|r| r.same_grant(w)))
-            .collect();
-        let detail: Vec<String> = stale
-            .iter()
-            .map(|r| format!("-{r}"))
-            .chain(added.iter().map(|r| format!("+{r}")))
-            .collect();
+        let detail = ingress_delta(&sg, &rules, &stale);
         let existed = !rt.created_this_run(&sg.id)?;
         // Add first, then take away: the allowed clients never lose access in between.
         let mut sg = aws.ec2.authorize_ingress(&sg, &rules).map_err(cloud_err)?;
@@ -507,10 +515,47 @@ pub mod api {
             rt.record_change(
                 ChangeAction::InPlace,
                 &format!("security group {}", sg.name),
-                &detail.join(", "),
+                &detail,
             );
         }
         Ok(sg)
+    }
+
+    /// What `ec2::set_ingress(group, rules)` would change, without changing it: `[]`, or one
+    /// `#{ action: "in_place", resource, detail }` naming the rules revoked (`-`) and added
+    /// (`+`). A group this run created has no change (it is new). Only reads.
+    ///
+    /// ```rhai
+    /// for c in ec2::ingress_changes(sgs.app, rules) { ui::info(c.detail); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn ingress_changes(
+        ctx: NativeCallContext,
+        group: Dynamic,
+        rules: Array,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let rules = parse_rules("ec2::ingress_changes", rules)?;
+        let sg = group_of(rt.aws()?, &group)?;
+        let rules = with_self(rules, &sg.id);
+        let stale: Vec<IngressRule> = sg
+            .ingress
+            .iter()
+            .filter(|r| !rules.iter().any(|w| w.same_grant(r)))
+            .cloned()
+            .collect();
+        let detail = ingress_delta(&sg, &rules, &stale);
+        if detail.is_empty() || rt.created_this_run(&sg.id)? {
+            return Ok(Array::new());
+        }
+        let mut m = Map::new();
+        m.insert("action".into(), "in_place".into());
+        m.insert(
+            "resource".into(),
+            format!("security group {}", sg.name).into(),
+        );
+        m.insert("detail".into(), detail.into());
+        Ok(vec![Dynamic::from_map(m)])
     }
 
     /// Delete a security group (a handle or id); `false` when it was already gone. While another group (or a network interface

@@ -152,6 +152,10 @@ pub struct Runtime {
     plan: Option<Arc<crate::cloud::plan::Recorder>>,
     /// What this run changed on resources that already existed, in order.
     changes: Mutex<Vec<Change>>,
+    /// Diff mode (`run --plan` on a live stack): real AWS, reads only, health not probed; the
+    /// run ends at the first confirmation of a change.
+    diff: bool,
+    diff_done: std::sync::atomic::AtomicBool,
 }
 
 /// How a difference between the recipe and AWS is resolved.
@@ -247,7 +251,31 @@ impl Runtime {
             forget: std::sync::atomic::AtomicBool::new(false),
             plan: None,
             changes: Mutex::new(Vec::new()),
+            diff: false,
+            diff_done: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Diff mode: see [`Runtime::is_diff`].
+    pub fn diffing(mut self, on: bool) -> Self {
+        self.diff = on;
+        self
+    }
+
+    /// A plan of a live stack: AWS is real but only read, and the run stops where it would
+    /// first change something (`ui::approve`).
+    pub fn is_diff(&self) -> bool {
+        self.diff
+    }
+
+    /// The diff is complete: the run was stopped before its changes.
+    pub fn finish_diff(&self) {
+        self.diff_done
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn diff_finished(&self) -> bool {
+        self.diff_done.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Show a change to an existing resource and keep it for the run's summary.
@@ -257,12 +285,14 @@ impl Runtime {
             resource: resource.to_string(),
             detail: detail.to_string(),
         };
+        let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        // Shown in the diff before acting, then made: once.
+        if changes.contains(&change) {
+            return;
+        }
         tracing::info!(%change, "change");
         self.ui.change(&change.to_string());
-        self.changes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(change);
+        changes.push(change);
     }
 
     /// Did this run create the resource `id` (rather than find it)?
@@ -292,7 +322,7 @@ impl Runtime {
 
     /// Is this a plan (no AWS calls, nothing written)?
     pub fn is_plan(&self) -> bool {
-        self.plan.is_some()
+        self.plan.is_some() || self.diff
     }
 
     /// Ask for the stack's state file to be removed when the run succeeds (nothing remains).

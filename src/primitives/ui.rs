@@ -135,6 +135,12 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn approve(ctx: NativeCallContext, question: &str) -> Result<bool, Box<EvalAltResult>> {
-        rt(&ctx)?.ui.approve(question).map_err(usage_err)
+        let rt = rt(&ctx)?;
+        if rt.is_diff() {
+            // A plan of a live stack ends here: the diff is shown, nothing is changed.
+            rt.finish_diff();
+            return Err(usage_err("the plan ends before the changes"));
+        }
+        rt.ui.approve(question).map_err(usage_err)
     }
 }
