@@ -612,6 +612,41 @@ fn a_rerun_narrows_access_and_an_unchanged_one_writes_nothing() {
     );
 }
 
+/// The IAM actions `geusemaker policy dev` grants, lower-cased without their service prefix.
+fn policy_actions(w: &World) -> Vec<String> {
+    let out = w.run(&["policy", "dev"]);
+    out.success();
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|st| match &st["Action"] {
+            serde_json::Value::Array(a) => a.clone(),
+            one => vec![one.clone()],
+        })
+        .filter_map(|a| {
+            a.as_str()
+                .map(|a| a.rsplit(':').next().unwrap().to_ascii_lowercase())
+        })
+        .collect()
+}
+
+/// Every query- or JSON-protocol operation the proxy saw that the policy does not grant.
+fn outside_policy(proxy: &support::proxy::FaultProxy, granted: &[String]) -> Vec<String> {
+    let mut missing: Vec<String> = proxy
+        .stats()
+        .log
+        .iter()
+        .map(|(op, _)| op.clone())
+        .filter(|op| !op.contains(" HTTP/1.1")) // REST (EFS, CloudFront): named by path
+        .filter(|op| !granted.contains(&op.to_ascii_lowercase()))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
 #[test]
 fn a_type_change_replaces_the_spot_instance_and_moves_the_data_volume() {
     let w = World::moto();
@@ -626,7 +661,14 @@ fn a_type_change_replaces_the_spot_instance_and_moves_the_data_volume() {
     let sdk = w.sdk();
     let volume = data_volume(&sdk, &stack).volume_id().unwrap().to_string();
 
-    let out = rerun(&w, &stack, &["instance_type=t3.large"], &ins, None);
+    let proxy = support::proxy::FaultProxy::start(&support::moto().endpoint, vec![]);
+    let out = rerun(
+        &w,
+        &stack,
+        &["instance_type=t3.large"],
+        &ins,
+        Some(&proxy.endpoint()),
+    );
     out.success()
         .stdout_has("-/+ instance")
         .stdout_has("t3.medium → t3.large")
@@ -665,6 +707,11 @@ fn a_type_change_replaces_the_spot_instance_and_moves_the_data_volume() {
         after["values"]["update_in_progress"],
         serde_json::Value::Null
     );
+    assert_eq!(
+        outside_policy(&proxy, &policy_actions(&w)),
+        Vec::<String>::new(),
+        "`geusemaker policy dev` grants what a replacement calls"
+    );
 }
 
 fn the_instance(sdk: &support::Sdk, stack: &str) -> aws_sdk_ec2::types::Instance {
@@ -687,7 +734,19 @@ fn an_image_change_is_applied_in_place_through_ssm_and_launches_nothing() {
         .iter()
         .all(|c| !c.contains("keep the running configuration")));
 
-    let out = rerun(&w, &stack, &["images=n8nio/n8n:2.40.7"], &ins, None);
+    let proxy = support::proxy::FaultProxy::start(&support::moto().endpoint, vec![]);
+    let out = rerun(
+        &w,
+        &stack,
+        &["images=n8nio/n8n:2.40.7"],
+        &ins,
+        Some(&proxy.endpoint()),
+    );
+    assert_eq!(
+        outside_policy(&proxy, &policy_actions(&w)),
+        Vec::<String>::new(),
+        "`geusemaker policy dev` grants what an update in place calls"
+    );
     out.success()
         .stdout_has("~ services: n8n: image n8nio/n8n:2.41.3 → n8nio/n8n:2.40.7")
         .stdout_has("~ services: n8n-runner: image n8nio/runners:2.41.3 → n8nio/runners:2.40.7")

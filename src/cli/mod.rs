@@ -472,6 +472,11 @@ pub fn dispatch(cli: Cli) -> i32 {
             engine::session::make_plan(&req, crate::ui::Ui::detect(true).silent(), true).map(|p| {
                 let mut ops = p.calls.clone();
                 ops.extend(p.destroy_calls.iter().cloned());
+                ops.extend(
+                    crate::cloud::policy::UPDATE_OPERATIONS
+                        .iter()
+                        .map(|o| o.to_string()),
+                );
                 let doc = crate::cloud::policy::document(&ops, name.as_deref());
                 println!(
                     "{}",

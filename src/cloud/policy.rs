@@ -9,6 +9,28 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+/// What a re-run on a live stack calls besides a first deploy's operations: the diff's reads,
+/// the services updated through SSM Run Command (and the health checks run there), an
+/// on-demand type changed by stop/modify/start, a replacement moving the data volume with a
+/// snapshot first, the instance's services tag, the role's policies compared.
+pub const UPDATE_OPERATIONS: &[&str] = &[
+    "EC2:StopInstances",
+    "EC2:StartInstances",
+    "EC2:ModifyInstanceAttribute",
+    "EC2:DetachVolume",
+    "EC2:AttachVolume",
+    "EC2:CreateSnapshot",
+    "EC2:DescribeSnapshots",
+    "EC2:DeleteSnapshot",
+    "EC2:CreateTags",
+    "EC2:TerminateInstances",
+    "EC2:RevokeSecurityGroupIngress",
+    "SSM:SendCommand",
+    "SSM:GetCommandInvocation",
+    "IAM:ListAttachedRolePolicies",
+    "IAM:GetRolePolicy",
+];
+
 /// The IAM service prefix of an SDK service id.
 fn prefix(service: &str) -> Option<&'static str> {
     Some(match service {
