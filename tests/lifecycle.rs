@@ -1066,3 +1066,87 @@ fn plan_on_a_live_stack_shows_the_diff_and_changes_nothing() {
         .success()
         .stdout_has("no changes: the running stack is what the recipe says");
 }
+
+#[test]
+fn status_shows_drift_and_the_next_run_converges_it() {
+    let w = World::moto();
+    let stack = support::stack_name("drift");
+    let ins = stand_ins();
+    rerun(&w, &stack, &[], &ins, None).success();
+    let sdk = w.sdk();
+    let id = the_instance(&sdk, &stack)
+        .instance_id()
+        .unwrap()
+        .to_string();
+    let status = |json: bool| {
+        let mut args = vec!["status", stack.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let out = w
+            .cmd()
+            .args(&args)
+            .env("GEUSEMAKER_HEALTH_ENDPOINTS", &ins)
+            .output()
+            .unwrap();
+        Outcome::from(out)
+    };
+    let clean = status(true);
+    clean.success();
+    let doc: serde_json::Value = serde_json::from_str(&clean.stdout).unwrap();
+    assert_eq!(doc["drift"], serde_json::json!([]), "{doc}");
+
+    // By hand: SSH opened to the world, and the type changed in the console.
+    let app = sdk
+        .stack_security_groups(&stack)
+        .into_iter()
+        .find(|g| g.group_name() == Some(&format!("{stack}-app")))
+        .unwrap();
+    sdk.block_on(
+        sdk.ec2
+            .authorize_security_group_ingress()
+            .group_id(app.group_id().unwrap())
+            .ip_protocol("tcp")
+            .from_port(22)
+            .to_port(22)
+            .cidr_ip("0.0.0.0/0")
+            .send(),
+    )
+    .unwrap();
+    sdk.block_on(sdk.ec2.stop_instances().instance_ids(&id).send())
+        .unwrap();
+    sdk.block_on(
+        sdk.ec2
+            .modify_instance_attribute()
+            .instance_id(&id)
+            .instance_type(
+                aws_sdk_ec2::types::AttributeValue::builder()
+                    .value("t3.large")
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    sdk.block_on(sdk.ec2.start_instances().instance_ids(&id).send())
+        .unwrap();
+
+    status(false)
+        .success()
+        .stdout_has("Drift: AWS differs from what the last run applied")
+        .stdout_has("instance type t3.large in AWS, t3.medium applied")
+        .stdout_has(&format!(
+            "security group {stack}-app: +tcp/22 from 0.0.0.0/0"
+        ));
+
+    // The next run shows both in its diff and puts them back (the type is a replacement: spot).
+    rerun(&w, &stack, &[], &ins, None)
+        .success()
+        .stdout_has(&format!(
+            "~ security group {stack}-app: -tcp/22 from 0.0.0.0/0"
+        ))
+        .stdout_has(&format!("-/+ instance {stack}-app: t3.large → t3.medium"));
+    let after = status(true);
+    after.success();
+    let doc: serde_json::Value = serde_json::from_str(&after.stdout).unwrap();
+    assert_eq!(doc["drift"], serde_json::json!([]), "{doc}");
+}

@@ -113,6 +113,8 @@ struct Report {
     last_rollback: Option<Value>,
     missing: Vec<Missing>,
     missing_error: Option<String>,
+    /// Where AWS differs from what the last healthy run applied.
+    drift: Vec<String>,
     aws_error: Option<String>,
 }
 
@@ -258,6 +260,11 @@ fn gather(
         None => (Vec::new(), None),
     };
 
+    let drift = match (aws, live.instance()) {
+        (Some(aws), Some(i)) => drift(state, aws, i),
+        _ => Vec::new(),
+    };
+
     Report {
         name: state.stack.clone(),
         tier: super::tier(state),
@@ -274,8 +281,53 @@ fn gather(
         last_rollback: state.rollback_history.last().cloned(),
         missing,
         missing_error,
+        drift,
         aws_error: conn.aws.as_ref().err().map(|e| e.to_string()),
     }
+}
+
+/// Where the live instance and the stack's security groups differ from what the last healthy
+/// run applied (see [`crate::state::applied`]).
+fn drift(
+    state: &StackState,
+    aws: &crate::cloud::Aws,
+    live: &crate::cloud::ec2::Instance,
+) -> Vec<String> {
+    use crate::state::applied::{self, Applied, Observed};
+    let Some(applied) = state
+        .values
+        .get(applied::KEY)
+        .and_then(|v| serde_json::from_value::<Applied>(v.clone()).ok())
+    else {
+        return Vec::new();
+    };
+    let mut unreadable = Vec::new();
+    let groups = applied
+        .groups
+        .iter()
+        .filter_map(|g| match aws.ec2.security_group(&g.id) {
+            Ok(sg) => Some((g, Some(sg.ingress.iter().map(|r| r.to_string()).collect()))),
+            Err(e) if e.is_not_found() => Some((g, None)),
+            Err(e) => {
+                unreadable.push(format!("security group {}: {}", g.name, e.code));
+                None
+            }
+        })
+        .collect();
+    let now = Observed {
+        instance_id: &live.id,
+        instance_type: &live.instance_type,
+        image_id: &live.image_id,
+        services: live.tags.get("geusemaker:services").map(String::as_str),
+        groups,
+    };
+    let mut out = applied::drift(&applied, &now);
+    out.extend(
+        unreadable
+            .into_iter()
+            .map(|u| format!("{u} (could not be read)")),
+    );
+    out
 }
 
 fn render(r: &Report, ui: &Ui) {
@@ -413,6 +465,20 @@ fn render(r: &Report, ui: &Ui) {
     }
     if let Some(e) = &r.missing_error {
         ui.warn(&format!("could not check which resources still exist: {e}"));
+    }
+    if !r.drift.is_empty() {
+        ui.line("");
+        ui.line(&ui.tone(
+            "Drift: AWS differs from what the last run applied",
+            Tone::Bad,
+        ));
+        for d in &r.drift {
+            ui.line(&format!("    {d}"));
+        }
+        ui.line(&format!(
+            "    `geusemaker run <recipe> --name {} --plan` shows what a run changes back",
+            r.name
+        ));
     }
 }
 

@@ -3,6 +3,7 @@
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
+use super::opts::Opts;
 use super::ssm::Secret;
 use super::{rt, state_err, usage_err, usage_err_hint};
 use crate::state::{StackStatus, StateError};
@@ -172,6 +173,47 @@ pub mod api {
         let rt = rt(&ctx)?;
         let mut store = rt.store()?;
         store.update(|st| st.status = s).map_err(state_err)
+    }
+
+    /// Record what this run applied — the instance, the fingerprint of its services, the
+    /// security groups with their rules — for `status` to compare with AWS (drift: a rule added
+    /// by hand, a type changed in the console). `what`: `instance` (an Instance), `groups`
+    /// (SecurityGroups as `ec2::set_ingress` returned them), `services` (the fingerprint).
+    ///
+    /// ```rhai
+    /// state::applied(#{ instance: vm, groups: [sgs.app, sgs.efs], services: fp });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn applied(ctx: NativeCallContext, what: Map) -> Result<(), Box<EvalAltResult>> {
+        const F: &str = "state::applied";
+        let mut o = Opts::new(F, what, &["instance", "groups", "services"])?;
+        let vm = o
+            .value("instance")
+            .and_then(|v| v.try_cast::<crate::cloud::ec2::Instance>())
+            .ok_or_else(|| usage_err(format!("{F}: `instance` must be an Instance")))?;
+        let mut groups = Vec::new();
+        for g in o.array("groups")?.unwrap_or_default() {
+            let sg = g
+                .try_cast::<crate::cloud::ec2::SecurityGroup>()
+                .ok_or_else(|| usage_err(format!("{F}: `groups` holds SecurityGroups")))?;
+            groups.push(crate::state::applied::AppliedGroup {
+                id: sg.id.clone(),
+                name: sg.name.clone(),
+                rules: sg.ingress.iter().map(|r| r.to_string()).collect(),
+            });
+        }
+        let record = crate::state::applied::Applied {
+            instance_id: vm.id,
+            instance_type: vm.instance_type,
+            image_id: vm.image_id,
+            services: o.str("services")?,
+            groups,
+        };
+        let json = serde_json::to_value(&record).expect("plain data serializes");
+        store_entry(&ctx, |s| {
+            s.values
+                .insert(crate::state::applied::KEY.to_string(), json)
+        })
     }
 
     /// Record the stack as healthy now: `snapshot` (plain data: instance id, AMI, type,

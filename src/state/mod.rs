@@ -8,6 +8,7 @@
 //!   destroy can find everything;
 //! * no secret value is ever stored (see [`StackState::set_value`]).
 
+pub mod applied;
 mod atomic;
 mod lock;
 pub mod migrate;
