@@ -215,6 +215,52 @@ fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
         1
     );
 
+    // A new type replaces the instance: the load balancer ends up with the new one only.
+    run(
+        &w,
+        &[
+            "run",
+            "automation",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=30",
+            "--set",
+            "allowed_cidr=198.51.100.0/24",
+            "--set",
+            "instance_type=t3.xlarge",
+        ],
+    )
+    .success()
+    .stdout_has(&format!("-/+ instance {stack}-app: t3.large → t3.xlarge"));
+    let new_id = w.state(&stack)["outputs"]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(Some(new_id.as_str()), state["outputs"]["instance_id"].as_str());
+    let health = rt
+        .block_on(
+            elbv2
+                .describe_target_health()
+                .target_group_arn(tg.target_group_arn().unwrap())
+                .send(),
+        )
+        .unwrap();
+    let targets: Vec<(&str, &str)> = health
+        .target_health_descriptions()
+        .iter()
+        .map(|d| {
+            (
+                d.target().and_then(|t| t.id()).unwrap_or_default(),
+                d.target_health()
+                    .and_then(|h| h.state())
+                    .map(|s| s.as_str())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(targets, [(new_id.as_str(), "healthy")], "only the new instance serves");
+
     run(&w, &["destroy", &stack, "--yes"]).success();
     let left = sdk.leftovers(&stack);
     assert!(left.non_data().is_empty(), "{left:?}");
