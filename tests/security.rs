@@ -371,7 +371,7 @@ fn a_rerun_turns_on_automatic_backups_of_an_older_file_system() {
             .unwrap(),
     );
     out.success()
-        .stdout_has("file system data: automatic backups turned on");
+        .stdout_has("~ file system data: automatic backups turned on");
     let hits = proxy.hits.lock().unwrap().clone();
     assert!(
         hits.iter()

@@ -237,7 +237,10 @@ fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_ne!(Some(new_id.as_str()), state["outputs"]["instance_id"].as_str());
+    assert_ne!(
+        Some(new_id.as_str()),
+        state["outputs"]["instance_id"].as_str()
+    );
     let health = rt
         .block_on(
             elbv2
@@ -259,7 +262,11 @@ fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
             )
         })
         .collect();
-    assert_eq!(targets, [(new_id.as_str(), "healthy")], "only the new instance serves");
+    assert_eq!(
+        targets,
+        [(new_id.as_str(), "healthy")],
+        "only the new instance serves"
+    );
 
     run(&w, &["destroy", &stack, "--yes"]).success();
     let left = sdk.leftovers(&stack);

@@ -7,7 +7,7 @@ use rhai::plugin::*;
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
 use super::opts::Opts;
-use super::{id_of, rt, usage_err, Runtime};
+use super::{id_of, rt, usage_err, ChangeAction, Runtime};
 use crate::cloud::cloudfront::Distribution;
 
 pub fn types(engine: &mut Engine) {
@@ -160,9 +160,11 @@ pub mod api {
                 .converge_origin(&d.id, &spec)
                 .map_err(cloud_err)?
             {
-                rt.ui.info(&format!(
-                    "{name}: origin settings updated; CloudFront deploys the change"
-                ));
+                rt.record_change(
+                    ChangeAction::InPlace,
+                    &format!("distribution {name}"),
+                    "origin settings made the recipe's (CloudFront deploys the change)",
+                );
             }
             rt.adopt(
                 "cloudfront:distribution",
@@ -234,8 +236,11 @@ pub mod api {
                 .map_err(cloud_err)?;
             rt.adopt("cloudfront:function", name, &full, BTreeMap::new())?;
             if changed {
-                rt.ui
-                    .info(&format!("viewer filter {name}: updated and published"));
+                rt.record_change(
+                    ChangeAction::InPlace,
+                    &format!("viewer filter {name}"),
+                    &format!("{} allowed range(s), published", ranges.len()),
+                );
             }
             return Ok(arn);
         }

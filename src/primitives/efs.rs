@@ -7,7 +7,7 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::opts::Opts;
-use super::{id_of, rt, usage_err};
+use super::{id_of, rt, usage_err, ChangeAction};
 
 pub fn types(engine: &mut Engine) {
     engine
@@ -78,10 +78,14 @@ pub mod api {
                     aws.efs
                         .set_automatic_backups(&fs.id, backups)
                         .map_err(cloud_err)?;
-                    rt.ui.info(&format!(
-                        "file system {name}: automatic backups turned {}",
-                        if backups { "on" } else { "off" }
-                    ));
+                    rt.record_change(
+                        ChangeAction::InPlace,
+                        &format!("file system {name}"),
+                        &format!(
+                            "automatic backups turned {}",
+                            if backups { "on" } else { "off" }
+                        ),
+                    );
                 }
                 return Ok(fs);
             }

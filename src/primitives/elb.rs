@@ -7,7 +7,7 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::opts::Opts;
-use super::{id_of, rt, usage_err, Runtime};
+use super::{id_of, rt, usage_err, ChangeAction, Runtime};
 use crate::cloud::elb::{ListenerAction, LoadBalancer, TargetGroup, TargetGroupSpec};
 
 pub fn types(engine: &mut Engine) {
@@ -380,6 +380,11 @@ pub mod api {
                     aws.elb
                         .set_default_action(&l.arn, &default)
                         .map_err(cloud_err)?;
+                    rt.record_change(
+                        ChangeAction::InPlace,
+                        &format!("listener {port}"),
+                        &format!("default action {} → {wanted}", l.default_action),
+                    );
                     l.default_action = wanted.into();
                     l.default_target = target;
                 }
