@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (figures printed, never asserted). Usage: scripts/bench.sh [eval|deploy]
+# Benchmarks (figures printed, never asserted). Usage: scripts/bench.sh [eval|deploy|update]
 #
 #   eval  one-shot account query: `geusemaker eval 'ec2::vpcs()'` against
 #         `aws ec2 describe-vpcs` (aws-cli), both against the same local moto server;
@@ -8,6 +8,8 @@
 #   deploy the dev deploy against moto behind the fault proxy at +100 ms per request: AWS
 #         requests, wall time, the longest chain of dependent requests × 100 ms, and the
 #         ratio (goal ≤ 1.25×). See tests/bench_deploy.rs.
+#   update the same for a re-run on a live dev stack: a new n8n image applied in place through
+#         SSM, then a type change that replaces the instance and moves its data volume.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/geusemaker-target}"
@@ -19,7 +21,10 @@ python3 -c "import moto" 2>/dev/null || python3 -m pip install --quiet --root-us
 command -v aws >/dev/null 2>&1 || python3 -m pip install --quiet --root-user-action=ignore awscli
 
 if [ "$what" = deploy ]; then
-  exec cargo test --release --locked --quiet --test bench_deploy -- --ignored --nocapture
+  exec cargo test --release --locked --quiet --test bench_deploy -- --ignored --nocapture deploy_critical_path
+fi
+if [ "$what" = update ]; then
+  exec cargo test --release --locked --quiet --test bench_deploy -- --ignored --nocapture update_critical_paths
 fi
 
 cargo build --release --locked --quiet
@@ -50,5 +55,5 @@ case "$what" in
     echo "  aws ec2 describe-vpcs           median ${cli} ms"
     echo "  ratio                           ${ratio}x"
     ;;
-  *) echo "usage: scripts/bench.sh [eval|deploy]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [eval|deploy|update]" >&2; exit 2 ;;
 esac

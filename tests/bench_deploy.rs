@@ -1,5 +1,7 @@
-//! The deploy critical-path benchmark (issue 9), run by `scripts/bench.sh deploy` — it prints
-//! figures and asserts nothing about time. Ignored in the test suite.
+//! The deploy critical-path benchmark (issue 9), run by `scripts/bench.sh deploy`, and the same
+//! for the two ways a re-run changes a live stack (issue 17: an update of the services in place,
+//! a replacement of the instance), run by `scripts/bench.sh update` — they print figures and
+//! assert nothing about time. Ignored in the test suite.
 //!
 //! The dev deploy runs against moto behind the fault proxy, which answers every request 100 ms
 //! after it arrived (a service time, with moto's own work inside it); `BENCH_LATENCY=added`
@@ -67,7 +69,12 @@ const NEEDS: &[(&str, &[&str])] = &[
     ("DescribeVolumes", &["CreateVolume", "AttachVolume"]),
     (
         "AttachVolume",
-        &["CreateVolume", "DescribeVolumes", "DescribeInstances"],
+        &[
+            "CreateVolume",
+            "DescribeVolumes",
+            "DescribeInstances",
+            "DetachVolume",
+        ],
     ),
     (
         "GET /2015-02-01/mount-targets",
@@ -84,6 +91,22 @@ const NEEDS: &[(&str, &[&str])] = &[
     ),
     ("DescribeSpotPriceHistory", &["RunInstances"]),
     ("getproducts", &["RunInstances"]),
+    // Updates. The data is copied before it can change: a snapshot before the services change,
+    // and (a replacement) only once the old instance has stopped writing.
+    ("StopInstances", &["DescribeInstances"]),
+    ("CreateSnapshot", &["DescribeVolumes", "StopInstances"]),
+    ("DetachVolume", &["StopInstances", "DescribeVolumes"]),
+    ("sendcommand", &["CreateSnapshot", "DescribeInstances"]),
+    ("getcommandinvocation", &["sendcommand"]),
+    ("CreateTags", &["getcommandinvocation"]),
+    (
+        "ModifyInstanceAttribute",
+        &["StopInstances", "DescribeInstances"],
+    ),
+    (
+        "StartInstances",
+        &["ModifyInstanceAttribute", "AttachVolume"],
+    ),
 ];
 
 fn op_is(op: &str, name: &str) -> bool {
@@ -131,12 +154,10 @@ fn longest_chain(times: &[(String, Duration, Duration)]) -> Vec<String> {
     chain
 }
 
-#[test]
-#[ignore = "a benchmark: scripts/bench.sh deploy"]
-fn deploy_critical_path() {
+/// Run `args` (a `run` of the dev tier) through a fresh 100 ms proxy and print its figures
+/// under `title`. `added`: the latency is added before moto instead of a service time.
+fn measure(w: &World, title: &str, args: &[&str], added: bool) {
     let latency = Duration::from_millis(100);
-    let added = std::env::var("BENCH_LATENCY").is_ok_and(|v| v == "added");
-    let w = World::moto();
     let proxy = FaultProxy::start_with(
         &support::moto().endpoint,
         vec![],
@@ -152,30 +173,10 @@ fn deploy_critical_path() {
             }
         },
     );
-    // Warm moto up first: its first request to each service builds that backend (seconds).
-    let warm = w
-        .cmd()
-        .args([
-            "run",
-            "dev",
-            "--name",
-            &support::stack_name("warm"),
-            "--set",
-            "health_timeout=60",
-        ])
-        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
-        .output()
-        .unwrap();
-    assert!(
-        warm.status.success(),
-        "{}",
-        String::from_utf8_lossy(&warm.stderr)
-    );
-    let stack = support::stack_name("bench");
     let started = Instant::now();
     let out = w
         .cmd()
-        .args(["run", "dev", "--name", &stack, "--set", "health_timeout=60"])
+        .args(args)
         .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
         .env("AWS_ENDPOINT_URL", proxy.endpoint())
         .output()
@@ -208,7 +209,7 @@ fn deploy_critical_path() {
         .trim()
         .to_string();
     println!(
-        "deploy critical path (dev tier, moto behind the proxy: {})",
+        "{title} (moto behind the proxy: {})",
         if added {
             format!(
                 "+{} ms before each request reaches moto",
@@ -260,4 +261,73 @@ fn deploy_critical_path() {
             );
         }
     }
+}
+
+fn dev(stack: &str, sets: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "dev", "--name", stack, "--set", "health_timeout=60"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for s in sets {
+        args.push("--set".into());
+        args.push(s.to_string());
+    }
+    args
+}
+
+fn deploy_directly(w: &World, stack: &str) {
+    let out = w
+        .cmd()
+        .args(dev(stack, &[]))
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "a benchmark: scripts/bench.sh deploy"]
+fn deploy_critical_path() {
+    let added = std::env::var("BENCH_LATENCY").is_ok_and(|v| v == "added");
+    let w = World::moto();
+    // Warm moto up first: its first request to each service builds that backend (seconds).
+    deploy_directly(&w, &support::stack_name("warm"));
+    let stack = support::stack_name("bench");
+    let args = dev(&stack, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    measure(&w, "deploy critical path (dev tier)", &args, added);
+}
+
+#[test]
+#[ignore = "a benchmark: scripts/bench.sh update"]
+fn update_critical_paths() {
+    let added = std::env::var("BENCH_LATENCY").is_ok_and(|v| v == "added");
+    let w = World::moto();
+    deploy_directly(&w, &support::stack_name("warm"));
+    let stack = support::stack_name("bench");
+    deploy_directly(&w, &stack);
+    let args = dev(&stack, &["images=n8nio/n8n:2.40.7"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    measure(
+        &w,
+        "update in place critical path (dev tier, a new n8n image through SSM)",
+        &args,
+        added,
+    );
+    println!();
+    let args = dev(
+        &stack,
+        &["images=n8nio/n8n:2.40.7", "instance_type=t3.large"],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    measure(
+        &w,
+        "replacement critical path (dev tier, spot t3.medium → t3.large, the data volume moved)",
+        &args,
+        added,
+    );
 }

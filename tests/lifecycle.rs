@@ -661,7 +661,8 @@ fn a_type_change_replaces_the_spot_instance_and_moves_the_data_volume() {
     let sdk = w.sdk();
     let volume = data_volume(&sdk, &stack).volume_id().unwrap().to_string();
 
-    let proxy = support::proxy::FaultProxy::start(&support::moto().endpoint, vec![]);
+    let proxy =
+        support::proxy::FaultProxy::start(&support::moto().endpoint, vec![spot_cannot_stop()]);
     let out = rerun(
         &w,
         &stack,
@@ -673,13 +674,21 @@ fn a_type_change_replaces_the_spot_instance_and_moves_the_data_volume() {
         .stdout_has("-/+ instance")
         .stdout_has("t3.medium → t3.large")
         .stdout_has("Apply these changes to the running stack? yes (no terminal to ask on)");
-    let live = sdk.stack_instances(&stack);
-    assert_eq!(live.len(), 1, "exactly one live instance");
-    let new = live[0].instance_id().unwrap().to_string();
+    let vm = the_instance(&sdk, &stack);
+    let new = vm.instance_id().unwrap().to_string();
     assert_ne!(new, old, "a new instance");
+    assert_eq!(vm.instance_type().map(|t| t.as_str()), Some("t3.large"));
+    // The old spot instance was not stopped (AWS refuses): its services released the volume.
     assert_eq!(
-        live[0].instance_type().map(|t| t.as_str()),
-        Some("t3.large")
+        proxy.hit_count(),
+        0,
+        "StopInstances was not called on a spot instance"
+    );
+    assert!(
+        ssm_commands(&sdk, &old)
+            .iter()
+            .any(|c| c.contains("stop the services and release the data volume")),
+        "the old instance released the data volume through SSM"
     );
     let v = data_volume(&sdk, &stack);
     assert_eq!(v.volume_id(), Some(volume.as_str()), "the same data volume");
@@ -714,10 +723,50 @@ fn a_type_change_replaces_the_spot_instance_and_moves_the_data_volume() {
     );
 }
 
+/// The stack's one instance that is not terminated (stopped ones count: an old instance left
+/// stopped would be a second one).
 fn the_instance(sdk: &support::Sdk, stack: &str) -> aws_sdk_ec2::types::Instance {
-    let live = sdk.stack_instances(stack);
-    assert_eq!(live.len(), 1, "exactly one live instance");
+    let out = sdk
+        .block_on(
+            sdk.ec2
+                .describe_instances()
+                .filters(support::filter("tag:geusemaker:stack", stack))
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("instance-state-name")
+                        .values("pending")
+                        .values("running")
+                        .values("stopping")
+                        .values("stopped")
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    let live: Vec<_> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .cloned()
+        .collect();
+    assert_eq!(
+        live.len(),
+        1,
+        "exactly one instance not terminated: {:?}",
+        live.iter()
+            .map(|i| (i.instance_id(), i.state()))
+            .collect::<Vec<_>>()
+    );
     live[0].clone()
+}
+
+/// AWS refuses to stop an instance of a one-time spot request; the proxy answers so.
+fn spot_cannot_stop() -> support::proxy::Rule {
+    support::proxy::Rule::ec2_error(
+        &["Action=StopInstances"],
+        "UnsupportedOperation",
+        "You can't stop the Spot Instance because it is associated with a one-time Spot Instance request.",
+    )
 }
 
 #[test]
@@ -793,14 +842,31 @@ fn an_unhealthy_update_in_place_puts_the_previous_services_back() {
     let out = rerun(&w, &stack, &["images=n8nio/n8n:2.40.7"], &failing, None);
     out.failure(1).stderr_has("the previous services are back");
     let sent = ssm_commands(&sdk, &id);
-    assert!(sent
+    let update = sent
         .iter()
-        .any(|c| c.contains("keep the running configuration")));
+        .find(|c| c.contains("keep the running configuration"))
+        .expect("the update was sent");
     let restore: Vec<&String> = sent
         .iter()
         .filter(|c| c.contains("the previous configuration back"))
         .collect();
     assert_eq!(restore.len(), 1, "one restore command");
+    // The restore puts back what this update kept, not an older update's files.
+    let kept = update
+        .split("mv -f '")
+        .nth(1)
+        .and_then(|rest| rest.split("' '").nth(1))
+        .and_then(|target| target.split('\'').next())
+        .expect("the update keeps the files under a name of its own");
+    assert!(
+        kept.ends_with(".tar") && kept.contains("/var/lib/geusemaker/previous/"),
+        "{kept}"
+    );
+    assert!(
+        restore[0].contains(&format!("[ -f '{kept}' ]")),
+        "{}",
+        restore[0]
+    );
     let dir = tempfile::tempdir().unwrap();
     support::shellcheck(dir.path(), "restore", restore[0]);
     let vm = the_instance(&sdk, &stack);
@@ -833,8 +899,31 @@ fn an_unhealthy_replacement_brings_the_old_instance_back_with_its_volume() {
         .to_string();
 
     let failing = support::stand_ins_with_n8n(support::http_stub(500, "down"));
-    let out = rerun(&w, &stack, &["instance_type=t3.large"], &failing, None);
+    let proxy =
+        support::proxy::FaultProxy::start(&support::moto().endpoint, vec![spot_cannot_stop()]);
+    let out = rerun(
+        &w,
+        &stack,
+        &["instance_type=t3.large"],
+        &failing,
+        Some(&proxy.endpoint()),
+    );
     out.failure(1).stderr_has("the data volume goes back to");
+    assert_eq!(
+        proxy.hit_count(),
+        0,
+        "StopInstances was not called on a spot instance"
+    );
+    let sent = ssm_commands(&sdk, &old);
+    let released = sent
+        .iter()
+        .position(|c| c.contains("stop the services and release the data volume"))
+        .expect("the old instance released the volume");
+    let resumed = sent
+        .iter()
+        .position(|c| c.contains("the data volume and the services back"))
+        .expect("the old instance took it back and started its services");
+    assert_ne!(released, resumed);
     let vm = the_instance(&sdk, &stack);
     assert_eq!(
         vm.instance_id(),
@@ -1050,7 +1139,8 @@ fn plan_on_a_live_stack_shows_the_diff_and_changes_nothing() {
         "allowed_cidr=192.0.2.0/24",
         "--set",
         "spot=false",
-    ]);
+    ])
+    .env("AWS_ENDPOINT_URL", proxy.endpoint());
     let out = Outcome::from(cmd.output().unwrap());
     out.success();
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -1061,10 +1151,23 @@ fn plan_on_a_live_stack_shows_the_diff_and_changes_nothing() {
     assert_eq!(changes[0]["resource"], format!("instance {stack}-app"));
     assert_eq!(changes[0]["detail"], "spot → on-demand");
 
-    // The recipe as deployed: no changes.
-    plan(&["allowed_cidr=192.0.2.0/24"], &support::moto().endpoint)
+    // The recipe as deployed: no changes (the recipe runs to its end, still reading only).
+    plan(&["allowed_cidr=192.0.2.0/24"], &proxy.endpoint())
         .success()
         .stdout_has("no changes: the running stack is what the recipe says");
+    let writes: Vec<String> = proxy
+        .stats()
+        .log
+        .iter()
+        .map(|(op, _)| op.clone())
+        .filter(|op| is_write(op))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new(), "no plan writes");
+    assert_eq!(
+        std::fs::read_to_string(w.state_path(&stack)).unwrap(),
+        state_before,
+        "no plan writes the stack's state"
+    );
 }
 
 #[test]
@@ -1072,7 +1175,8 @@ fn status_shows_drift_and_the_next_run_converges_it() {
     let w = World::moto();
     let stack = support::stack_name("drift");
     let ins = stand_ins();
-    rerun(&w, &stack, &[], &ins, None).success();
+    // On-demand: a type changed in the console is something one can do by hand.
+    rerun(&w, &stack, &["spot=false"], &ins, None).success();
     let sdk = w.sdk();
     let id = the_instance(&sdk, &stack)
         .instance_id()
@@ -1138,15 +1242,101 @@ fn status_shows_drift_and_the_next_run_converges_it() {
             "security group {stack}-app: +tcp/22 from 0.0.0.0/0"
         ));
 
-    // The next run shows both in its diff and puts them back (the type is a replacement: spot).
-    rerun(&w, &stack, &[], &ins, None)
+    // The next run shows both in its diff and puts them back (an on-demand type: a restart).
+    rerun(&w, &stack, &["spot=false"], &ins, None)
         .success()
         .stdout_has(&format!(
             "~ security group {stack}-app: -tcp/22 from 0.0.0.0/0"
         ))
-        .stdout_has(&format!("-/+ instance {stack}-app: t3.large → t3.medium"));
+        .stdout_has(&format!("~! instance {stack}-app: t3.large → t3.medium"));
     let after = status(true);
     after.success();
     let doc: serde_json::Value = serde_json::from_str(&after.stdout).unwrap();
     assert_eq!(doc["drift"], serde_json::json!([]), "{doc}");
+}
+
+#[test]
+fn an_update_that_fails_before_its_health_gate_is_undone_at_once() {
+    let w = World::moto();
+    let ins = stand_ins();
+
+    // The update script fails on the instance: the previous services are put back at once.
+    let stack = support::stack_name("scriptfail");
+    rerun(&w, &stack, &[], &ins, None).success();
+    let sdk = w.sdk();
+    let vm = the_instance(&sdk, &stack);
+    let id = vm.instance_id().unwrap().to_string();
+    let fingerprint = instance_tag(&vm, "geusemaker:services").unwrap();
+    let failed = support::proxy::Rule::json(
+        &["\"CommandId\""],
+        r#"{"CommandId":"c","InstanceId":"i","Status":"Failed","StatusDetails":"Failed","ResponseCode":1,"StandardOutputContent":"","StandardErrorContent":""}"#,
+    )
+    .first(1);
+    let proxy = support::proxy::FaultProxy::start(&support::moto().endpoint, vec![failed]);
+    rerun(
+        &w,
+        &stack,
+        &["images=n8nio/n8n:2.40.7"],
+        &ins,
+        Some(&proxy.endpoint()),
+    )
+    .failure(1)
+    .stderr_has("the services update failed on")
+    .stderr_has("the previous services are back");
+    assert!(ssm_commands(&sdk, &id)
+        .iter()
+        .any(|c| c.contains("the previous configuration back")));
+    let vm = the_instance(&sdk, &stack);
+    assert_eq!(
+        instance_tag(&vm, "geusemaker:services").as_deref(),
+        Some(fingerprint.as_str())
+    );
+    assert_eq!(
+        w.state(&stack)["values"]["update_in_progress"],
+        serde_json::Value::Null
+    );
+
+    // The data volume cannot be attached to the new instance: the old one gets it back.
+    let stack = support::stack_name("attachfail");
+    rerun(&w, &stack, &[], &ins, None).success();
+    let old = the_instance(&sdk, &stack)
+        .instance_id()
+        .unwrap()
+        .to_string();
+    let refused = support::proxy::Rule::ec2_error(
+        &["Action=AttachVolume"],
+        "VolumeInUse",
+        "the volume is attached to another instance",
+    )
+    .first(1);
+    let proxy = support::proxy::FaultProxy::start(
+        &support::moto().endpoint,
+        vec![refused, spot_cannot_stop()],
+    );
+    rerun(
+        &w,
+        &stack,
+        &["instance_type=t3.large"],
+        &ins,
+        Some(&proxy.endpoint()),
+    )
+    .failure(1)
+    .stderr_has("the data volume goes back to");
+    let vm = the_instance(&sdk, &stack);
+    assert_eq!(
+        vm.instance_id(),
+        Some(old.as_str()),
+        "the old instance serves again"
+    );
+    assert_eq!(
+        attached_to(&data_volume(&sdk, &stack)).as_deref(),
+        Some(old.as_str())
+    );
+    assert!(ssm_commands(&sdk, &old)
+        .iter()
+        .any(|c| c.contains("the data volume and the services back")));
+    assert_eq!(
+        w.state(&stack)["values"]["update_in_progress"],
+        serde_json::Value::Null
+    );
 }

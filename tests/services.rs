@@ -542,6 +542,11 @@ fn recipes_written_for_the_old_api_still_run() {
             "health::wait_until_healthy(services::health_checks(app.vm, url), ",
         ),
         (
+            ",\n    || elb::wait_target_healthy(front.target_group, app.vm, #{ timeout: health_timeout }));",
+            ");\nelb::wait_target_healthy(front.target_group, app.vm, #{ timeout: health_timeout });",
+        ),
+        ("pinned_image: image_id != \"\",", ""),
+        (
             "svcs = services::with_n8n_url(svcs, `https://${cdn.domain}`);",
             "",
         ),

@@ -268,6 +268,24 @@ pub mod api {
         instance: Dynamic,
         command_id: &str,
     ) -> Result<CommandResult, Box<EvalAltResult>> {
+        command_result_opts(ctx, instance, command_id, Map::new())
+    }
+
+    /// Like `command_result(instance, id)`, with `#{ timeout: seconds }` (300): an update that
+    /// pulls images may take longer.
+    ///
+    /// ```rhai
+    /// let r = ssm::command_result(vm, id, #{ timeout: 1800 });
+    /// ```
+    #[rhai_fn(name = "command_result", return_raw)]
+    pub fn command_result_opts(
+        ctx: NativeCallContext,
+        instance: Dynamic,
+        command_id: &str,
+        options: Map,
+    ) -> Result<CommandResult, Box<EvalAltResult>> {
+        let mut o = Opts::new("ssm::command_result", options, &["timeout"])?;
+        let timeout = o.int("timeout")?.unwrap_or(300).max(1) as u64;
         let rt = rt(&ctx)?;
         let id = id_of(&instance, "an instance")?;
         let aws = rt.aws()?;
@@ -277,7 +295,7 @@ pub mod api {
                 poll_until(
                     "ssm",
                     &format!("command {command_id}"),
-                    Backoff::new(Duration::from_secs(300)),
+                    Backoff::new(Duration::from_secs(timeout)),
                     tick,
                     || {
                         let r = match aws.ssm.command_result(command_id, &id) {

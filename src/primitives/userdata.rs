@@ -363,31 +363,61 @@ pub mod api {
         services::backups(&svcs, &l, keep).map_err(|e| service_err(F, e))
     }
 
-    /// The section an update starts with: the compose and env files as they are now, kept
-    /// (root-only) so `userdata::restore_config` can put them back if the update fails its
-    /// health checks.
+    /// The section update `id` starts with: the compose and env files as they are now, kept
+    /// (root-only, written whole or not at all) so `userdata::restore_config` can put exactly
+    /// them back if the update fails its health checks. `options`: `id` (required: the run's
+    /// id), `env_dir`, `stack_dir`.
     ///
     /// ```rhai
-    /// let script = userdata::script([userdata::save_config(#{}), new_files, start]);
+    /// let keep = userdata::save_config(#{ id: state::run_id() });
     /// ```
     #[rhai_fn(return_raw)]
     pub fn save_config(options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::save_config";
-        let mut o = Opts::new(F, options, &["env_dir", "stack_dir"])?;
-        boot::save_config(&layout(&mut o)?).map_err(err(F))
+        let mut o = Opts::new(F, options, &["id", "env_dir", "stack_dir"])?;
+        let id = o.req_str("id")?;
+        boot::save_config(&layout(&mut o)?, &id).map_err(err(F))
     }
 
-    /// The configuration `userdata::save_config` kept put back and the stack started from it
-    /// again (its images are still on the instance).
+    /// The configuration `userdata::save_config` kept for update `id` put back and the stack
+    /// started from it again (its images are still on the instance); nothing is touched when
+    /// that update kept nothing. `options`: `id` (required), `env_dir`, `stack_dir`.
     ///
     /// ```rhai
-    /// ssm::send_command(vm, [userdata::script([userdata::restore_config(#{})])]);
+    /// ssm::send_command(vm, [userdata::script([userdata::restore_config(#{ id: run })])]);
     /// ```
     #[rhai_fn(return_raw)]
     pub fn restore_config(options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::restore_config";
-        let mut o = Opts::new(F, options, &["env_dir", "stack_dir"])?;
-        boot::restore_config(&layout(&mut o)?).map_err(err(F))
+        let mut o = Opts::new(F, options, &["id", "env_dir", "stack_dir"])?;
+        let id = o.req_str("id")?;
+        boot::restore_config(&layout(&mut o)?, &id).map_err(err(F))
+    }
+
+    /// Stop every container and unmount the data volume, so it can move to another instance
+    /// while this one keeps running (a spot instance cannot be stopped). Run through SSM.
+    ///
+    /// ```rhai
+    /// ssm::send_command(vm, [userdata::script([userdata::data_release(#{})])]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn data_release(options: Map) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::data_release";
+        let mut o = Opts::new(F, options, &["data_dir", "stack_dir"])?;
+        boot::data_release(&layout(&mut o)?).map_err(err(F))
+    }
+
+    /// The data volume (attached again) mounted, Docker and the stack started: the way back
+    /// from `userdata::data_release`. Run through SSM.
+    ///
+    /// ```rhai
+    /// ssm::send_command(vm, [userdata::script([userdata::data_resume(#{})])]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn data_resume(options: Map) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::data_resume";
+        let mut o = Opts::new(F, options, &["data_dir", "stack_dir"])?;
+        boot::data_resume(&layout(&mut o)?).map_err(err(F))
     }
 
     /// A short fingerprint of a text (`sha256:` and 16 hex digits): tagged on the instance,

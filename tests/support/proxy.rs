@@ -94,6 +94,21 @@ impl Rule {
         self
     }
 
+    /// A successful answer of a JSON-protocol service (SSM) to requests whose body contains
+    /// all of `body_contains`.
+    pub fn json(body_contains: &[&str], response: &str) -> Rule {
+        Rule {
+            body_contains: body_contains.iter().map(|s| s.to_string()).collect(),
+            status: 200,
+            content_type: "application/x-amz-json-1.1",
+            response: response.to_string(),
+            times: None,
+            request_line: None,
+            headers: Vec::new(),
+            used: Arc::default(),
+        }
+    }
+
     /// An error of a JSON-protocol service (SSM, EFS's REST aside): `{"__type": …}`.
     pub fn json_error(body_contains: &[&str], code: &str, message: &str) -> Rule {
         Rule {
