@@ -673,7 +673,8 @@ fn a_type_change_replaces_the_spot_instance_and_moves_the_data_volume() {
     out.success()
         .stdout_has("-/+ instance")
         .stdout_has("t3.medium → t3.large")
-        .stdout_has("Apply these changes to the running stack? yes (no terminal to ask on)");
+        .stdout_has("Apply these changes to the running stack? yes (no terminal to ask on)")
+        .stdout_has("n8n was down about ");
     let vm = the_instance(&sdk, &stack);
     let new = vm.instance_id().unwrap().to_string();
     assert_ne!(new, old, "a new instance");
