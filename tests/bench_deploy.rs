@@ -66,7 +66,10 @@ const NEEDS: &[(&str, &[&str])] = &[
     // Everything in the instance's zone, and the wait for it, follows the launch.
     ("DescribeInstances", &["RunInstances"]),
     ("CreateVolume", &["RunInstances"]),
-    ("DescribeVolumes", &["CreateVolume", "AttachVolume"]),
+    (
+        "DescribeVolumes",
+        &["CreateVolume", "AttachVolume", "DetachVolume"],
+    ),
     (
         "AttachVolume",
         &[
@@ -92,11 +95,28 @@ const NEEDS: &[(&str, &[&str])] = &[
     ("DescribeSpotPriceHistory", &["RunInstances"]),
     ("getproducts", &["RunInstances"]),
     // Updates. The data is copied before it can change: a snapshot before the services change,
-    // and (a replacement) only once the old instance has stopped writing.
+    // and (a replacement) only once the old instance has stopped writing — stopped, or its
+    // services stopped through SSM (a spot instance) — and before the volume moves.
     ("StopInstances", &["DescribeInstances"]),
-    ("CreateSnapshot", &["DescribeVolumes", "StopInstances"]),
-    ("DetachVolume", &["StopInstances", "DescribeVolumes"]),
-    ("sendcommand", &["CreateSnapshot", "DescribeInstances"]),
+    (
+        "CreateSnapshot",
+        &["DescribeVolumes", "StopInstances", "getcommandinvocation"],
+    ),
+    ("DescribeSnapshots", &["CreateSnapshot"]),
+    ("DeleteSnapshot", &["DescribeSnapshots", "CreateSnapshot"]),
+    (
+        "DetachVolume",
+        &[
+            "StopInstances",
+            "DescribeVolumes",
+            "getcommandinvocation",
+            "CreateSnapshot",
+        ],
+    ),
+    (
+        "sendcommand",
+        &["CreateSnapshot", "DescribeInstances", "getparameter"],
+    ),
     ("getcommandinvocation", &["sendcommand"]),
     ("CreateTags", &["getcommandinvocation"]),
     (
@@ -107,6 +127,8 @@ const NEEDS: &[(&str, &[&str])] = &[
         "StartInstances",
         &["ModifyInstanceAttribute", "AttachVolume"],
     ),
+    // The old instance goes once the new one has the data (and passed the health gate).
+    ("TerminateInstances", &["AttachVolume", "DescribeVolumes"]),
 ];
 
 fn op_is(op: &str, name: &str) -> bool {
