@@ -957,19 +957,33 @@ fn an_on_demand_type_change_is_a_restart_of_the_same_instance() {
         .unwrap()
         .to_string();
 
+    // Just started, the instance's SSM agent has not registered yet: AWS says so once.
+    let unregistered = support::proxy::Rule::json_error(
+        &["\"DocumentName\""],
+        "InvalidInstanceId",
+        "Instances not in a valid state for account",
+    )
+    .first(1);
+    let proxy = support::proxy::FaultProxy::start(&support::moto().endpoint, vec![unregistered]);
     rerun(
         &w,
         &stack,
         &["spot=false", "instance_type=t3.large"],
         &stand_ins(),
-        None,
+        Some(&proxy.endpoint()),
     )
     .success()
     .stdout_has("~! instance")
-    .stdout_has("t3.medium → t3.large");
+    .stdout_has("t3.medium → t3.large")
+    .stdout_has("waiting for its SSM agent to register");
     let vm = the_instance(&sdk, &stack);
     assert_eq!(vm.instance_id(), Some(id.as_str()), "the same instance");
     assert_eq!(vm.instance_type().map(|t| t.as_str()), Some("t3.large"));
+    // A new public address: n8n's URLs were written again, through SSM (dev has no load
+    // balancer in front).
+    assert!(ssm_commands(&sdk, &id)
+        .iter()
+        .any(|c| c.contains("n8n's public URL") && c.contains("keep the running configuration")));
     assert_eq!(
         attached_to(&data_volume(&sdk, &stack)).as_deref(),
         Some(id.as_str())

@@ -232,6 +232,25 @@ pub mod api {
         instance: Dynamic,
         commands: Array,
     ) -> Result<String, Box<EvalAltResult>> {
+        send_command_opts(ctx, instance, commands, Map::new())
+    }
+
+    /// Like `send_command(instance, commands)`, with `#{ wait_registered: seconds }`: an
+    /// instance that has just started is not managed by SSM until its agent registers (AWS
+    /// answers InvalidInstanceId meanwhile); the command is sent again for up to that long.
+    ///
+    /// ```rhai
+    /// let id = ssm::send_command(vm, [script], #{ wait_registered: 300 });
+    /// ```
+    #[rhai_fn(name = "send_command", return_raw)]
+    pub fn send_command_opts(
+        ctx: NativeCallContext,
+        instance: Dynamic,
+        commands: Array,
+        options: Map,
+    ) -> Result<String, Box<EvalAltResult>> {
+        let mut o = Opts::new("ssm::send_command", options, &["wait_registered"])?;
+        let wait = Duration::from_secs(o.int("wait_registered")?.unwrap_or(0).max(0) as u64);
         let rt = rt(&ctx)?;
         let id = id_of(&instance, "an instance")?;
         let cmds = commands
@@ -245,14 +264,19 @@ pub mod api {
         if cmds.is_empty() {
             return Err(usage_err("ssm::send_command: no commands given"));
         }
-        rt.aws()?
-            .ssm
-            .send_command(
-                &id,
-                &cmds,
-                &format!("geusemaker {} {}", rt.stack, rt.run_id),
-            )
-            .map_err(cloud_err)
+        let aws = rt.aws()?;
+        let comment = format!("geusemaker {} {}", rt.stack, rt.run_id);
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match aws.ssm.send_command(&id, &cmds, &comment) {
+                Err(e) if e.code == "InvalidInstanceId" && std::time::Instant::now() < deadline => {
+                    rt.ui
+                        .info(&format!("{id}: waiting for its SSM agent to register"));
+                    std::thread::sleep(Duration::from_secs(10));
+                }
+                other => return other.map_err(cloud_err),
+            }
+        }
     }
 
     /// Wait (up to 300 s) for a Run Command invocation to finish and return its status, exit
