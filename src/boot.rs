@@ -545,20 +545,29 @@ fn check_update_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Held (on fd 9) by an update or a restore for the rest of its script: a command AWS delivered
+/// twice (a retried SendCommand) runs after the first, never beside it.
+pub const UPDATE_LOCK: &str = "/run/geusemaker-update.lock";
+
 /// Before update `id` changes the services: the compose files and env files as they are now,
 /// kept in `PREVIOUS_DIR/<id>.tar` — written whole or not at all (a temporary file renamed),
-/// older updates' archives removed — so [`restore_config`] puts back exactly these.
+/// once per update (the same update delivered again keeps the first copy, not its own new
+/// files), older updates' archives removed — so [`restore_config`] puts back exactly these.
 pub fn save_config(layout: &Layout, id: &str) -> Result<String, String> {
     check_path(&layout.stack_dir)?;
     check_path(&layout.env_dir)?;
     check_update_id(id)?;
     Ok(format!(
         r#"# --- keep the running configuration ---
+exec 9>'{UPDATE_LOCK}'
+flock 9
 umask 077
 mkdir -p '{PREVIOUS_DIR}'
 find '{PREVIOUS_DIR}' -maxdepth 1 -type f ! -name '{id}.tar' -delete
-tar -C / -cpf '{PREVIOUS_DIR}/{id}.tar.partial' '{stack}' '{env}'
-mv -f '{PREVIOUS_DIR}/{id}.tar.partial' '{PREVIOUS_DIR}/{id}.tar'
+if [ ! -f '{PREVIOUS_DIR}/{id}.tar' ]; then
+  tar -C / -cpf '{PREVIOUS_DIR}/{id}.tar.partial' '{stack}' '{env}'
+  mv -f '{PREVIOUS_DIR}/{id}.tar.partial' '{PREVIOUS_DIR}/{id}.tar'
+fi
 umask 022
 "#,
         stack = relative(&layout.stack_dir),
@@ -576,6 +585,8 @@ pub fn restore_config(layout: &Layout, id: &str) -> Result<String, String> {
     let dir = &layout.stack_dir;
     Ok(format!(
         r#"# --- the previous configuration back ---
+exec 9>'{UPDATE_LOCK}'
+flock 9
 if [ -f '{PREVIOUS_DIR}/{id}.tar' ]; then
   rm -rf '{dir}' '{env}'
   tar -C / -xpf '{PREVIOUS_DIR}/{id}.tar'
