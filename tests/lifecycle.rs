@@ -508,6 +508,17 @@ fn is_write(op: &str) -> bool {
     !READS.iter().any(|r| op.starts_with(r))
 }
 
+/// Every operation the proxy saw that changes something.
+fn writes_seen(proxy: &support::proxy::FaultProxy) -> Vec<String> {
+    proxy
+        .stats()
+        .log
+        .iter()
+        .map(|(op, _)| op.clone())
+        .filter(|op| is_write(op))
+        .collect()
+}
+
 /// The scripts a stack's runs sent through SSM Run Command (their comment is `geusemaker
 /// <stack> <run>`), oldest first. moto 5.2.1 attributes every command to every instance it was
 /// ever sent to (its SendCommand answers list them all), so commands are told apart by stack,
@@ -608,13 +619,7 @@ fn a_rerun_narrows_access_and_an_unchanged_one_writes_nothing() {
     let proxy = support::proxy::FaultProxy::start(&support::moto().endpoint, vec![]);
     let out = rerun(&w, &stack, &[], &ins, Some(&proxy.endpoint()));
     out.success().stdout_has("nothing changed");
-    let writes: Vec<String> = proxy
-        .stats()
-        .log
-        .iter()
-        .map(|(op, _)| op.clone())
-        .filter(|op| is_write(op))
-        .collect();
+    let writes = writes_seen(&proxy);
     assert_eq!(
         writes,
         Vec::<String>::new(),
@@ -1153,13 +1158,7 @@ fn plan_on_a_live_stack_shows_the_diff_and_changes_nothing() {
         .stdout_has(&format!("~ security group {stack}-app: -tcp/5678 from 192.0.2.0/24, +tcp/5678 from 192.0.2.1/32"))
         .stdout_has(&format!("-/+ instance {stack}-app: t3.medium → t3.large"))
         .stdout_has("~ services: n8n: image n8nio/n8n:2.41.3 → n8nio/n8n:2.40.7");
-    let writes: Vec<String> = proxy
-        .stats()
-        .log
-        .iter()
-        .map(|(op, _)| op.clone())
-        .filter(|op| is_write(op))
-        .collect();
+    let writes = writes_seen(&proxy);
     assert_eq!(writes, Vec::<String>::new(), "a plan only reads");
     assert_eq!(the_instance(&sdk, &stack).instance_id(), Some(id.as_str()));
     assert_eq!(
@@ -1197,13 +1196,7 @@ fn plan_on_a_live_stack_shows_the_diff_and_changes_nothing() {
     plan(&["allowed_cidr=192.0.2.0/24"], &proxy.endpoint())
         .success()
         .stdout_has("no changes: the running stack is what the recipe says");
-    let writes: Vec<String> = proxy
-        .stats()
-        .log
-        .iter()
-        .map(|(op, _)| op.clone())
-        .filter(|op| is_write(op))
-        .collect();
+    let writes = writes_seen(&proxy);
     assert_eq!(writes, Vec::<String>::new(), "no plan writes");
     assert_eq!(
         std::fs::read_to_string(w.state_path(&stack)).unwrap(),
@@ -1329,6 +1322,7 @@ fn an_update_that_fails_before_its_health_gate_is_undone_at_once() {
         .iter()
         .any(|c| c.contains("the previous configuration back")));
     let vm = the_instance(&sdk, &stack);
+    assert_eq!(vm.instance_id(), Some(id.as_str()), "the same instance");
     assert_eq!(
         instance_tag(&vm, "geusemaker:services").as_deref(),
         Some(fingerprint.as_str())
