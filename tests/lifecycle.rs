@@ -615,6 +615,38 @@ fn a_rerun_narrows_access_and_an_unchanged_one_writes_nothing() {
         .collect();
     assert_eq!(ranges, ["192.0.2.1/32"], "the old range is gone");
 
+    // The role's inline policy widened by hand: the next run makes it the recipe's again.
+    let role = format!("{stack}-app");
+    let policy = |sdk: &support::Sdk| -> String {
+        let out = sdk
+            .block_on(
+                sdk.iam
+                    .get_role_policy()
+                    .role_name(&role)
+                    .policy_name("geusemaker-stack-parameters")
+                    .send(),
+            )
+            .unwrap();
+        support::url_decode(out.policy_document())
+    };
+    let applied = policy(&sdk);
+    sdk.block_on(
+        sdk.iam
+            .put_role_policy()
+            .role_name(&role)
+            .policy_name("geusemaker-stack-parameters")
+            .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ssm:*","Resource":"*"}]}"#)
+            .send(),
+    )
+    .unwrap();
+    rerun(&w, &stack, &[], &ins, None)
+        .success()
+        .stdout_has(&format!("~ role {role}: its policies made the recipe's"));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&policy(&sdk)).unwrap(),
+        serde_json::from_str::<serde_json::Value>(&applied).unwrap()
+    );
+
     // The same recipe again: reads only, and it says so.
     let proxy = support::proxy::FaultProxy::start(&support::moto().endpoint, vec![]);
     let out = rerun(&w, &stack, &[], &ins, Some(&proxy.endpoint()));

@@ -126,7 +126,8 @@ pub fn instance_policy(stack: &str, snapshot_volume: Option<&str>) -> String {
 /// The IAM operations primitives use.
 pub trait IamApi: Send + Sync {
     /// Role (EC2 trust) + managed policies + one inline policy + instance profile containing
-    /// it; each part created only when missing. Returns the profile and whether anything was created.
+    /// it; each part created only when missing, the policies brought to what is asked. Returns
+    /// the profile and whether anything was created or changed.
     fn ensure_instance_profile(
         &self,
         name: &str,
@@ -295,6 +296,7 @@ async fn ensure(
         let (a, i) = tokio::join!(attached, inline);
         (a?, i?)
     };
+    let missing_managed = managed_policies.iter().any(|a| !attached.contains(a));
     let same_inline = inline_now.is_some_and(|doc| {
         serde_json::from_str::<serde_json::Value>(&doc).ok()
             == serde_json::from_str::<serde_json::Value>(policy_doc).ok()
@@ -357,7 +359,7 @@ async fn ensure(
             role_name: name.to_string(),
             role_arn,
         },
-        created,
+        created || missing_managed || !same_inline,
     ))
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use rhai::plugin::*;
 use rhai::{Dynamic, Engine, EvalAltResult};
 
-use super::{id_of, rt};
+use super::{id_of, rt, ChangeAction};
 
 pub fn types(engine: &mut Engine) {
     engine.build_type::<crate::cloud::iam::InstanceProfile>();
@@ -68,7 +68,7 @@ pub mod api {
         // after all — state lost, or a lost answer — answers "already exists" and is adopted).
         if rt.ledger_id("iam:instance-profile", name)?.is_some() {
             // Re-apply the policies: a customised recipe may have changed them.
-            let (p, _) = aws
+            let (p, changed) = aws
                 .iam
                 .ensure_instance_profile(
                     &full,
@@ -79,6 +79,13 @@ pub mod api {
                 )
                 .map_err(cloud_err)?;
             rt.adopt("iam:instance-profile", name, &p.name, BTreeMap::new())?;
+            if changed {
+                rt.record_change(
+                    ChangeAction::InPlace,
+                    &format!("role {full}"),
+                    "its policies made the recipe's",
+                );
+            }
             return Ok(p);
         }
         rt.create_recorded(
