@@ -793,6 +793,16 @@ fn to_sg(g: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {
     }
 }
 
+/// The state an instance was in before a terminate, stop or start (the answer's first change).
+fn previous_state(changes: &[aws_sdk_ec2::types::InstanceStateChange]) -> String {
+    changes
+        .first()
+        .and_then(|c| c.previous_state())
+        .and_then(|st| st.name())
+        .map(|n| n.as_str().to_string())
+        .unwrap_or_default()
+}
+
 fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
     let name = i
         .tags()
@@ -1369,13 +1379,7 @@ impl Ec2Api for SdkEc2 {
             .rt
             .block_on(self.client.terminate_instances().instance_ids(id).send())
             .map_err(|e| CloudError::from_sdk(SVC, "TerminateInstances", e))?;
-        Ok(out
-            .terminating_instances()
-            .first()
-            .and_then(|c| c.previous_state())
-            .and_then(|st| st.name())
-            .map(|n| n.as_str().to_string())
-            .unwrap_or_default())
+        Ok(previous_state(out.terminating_instances()))
     }
 
     fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError> {
@@ -1528,13 +1532,7 @@ impl Ec2Api for SdkEc2 {
             .rt
             .block_on(self.client.stop_instances().instance_ids(id).send())
             .map_err(|e| CloudError::from_sdk(SVC, "StopInstances", e))?;
-        Ok(out
-            .stopping_instances()
-            .first()
-            .and_then(|c| c.previous_state())
-            .and_then(|st| st.name())
-            .map(|n| n.as_str().to_string())
-            .unwrap_or_default())
+        Ok(previous_state(out.stopping_instances()))
     }
 
     fn start_instance(&self, id: &str) -> Result<String, CloudError> {
@@ -1542,13 +1540,7 @@ impl Ec2Api for SdkEc2 {
             .rt
             .block_on(self.client.start_instances().instance_ids(id).send())
             .map_err(|e| CloudError::from_sdk(SVC, "StartInstances", e))?;
-        Ok(out
-            .starting_instances()
-            .first()
-            .and_then(|c| c.previous_state())
-            .and_then(|st| st.name())
-            .map(|n| n.as_str().to_string())
-            .unwrap_or_default())
+        Ok(previous_state(out.starting_instances()))
     }
 
     fn set_instance_type(&self, id: &str, instance_type: &str) -> Result<(), CloudError> {
