@@ -19,7 +19,9 @@ fn main() {
 /// at debug level, so every run of a stack leaves an audit trail (API calls, creates, outcome).
 fn init_tracing(cli: &Cli) {
     let default = match cli.verbose {
-        0 => "warn",
+        // The SDK's own warnings (credential chain probes, IMDS) only with -v: errors reach the
+        // user through geusemaker's messages.
+        0 => "geusemaker=warn",
         1 => "geusemaker=info,warn",
         2 => "geusemaker=debug,info",
         _ => "trace",

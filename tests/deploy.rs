@@ -377,21 +377,46 @@ fn invalid_instance_type_is_an_actionable_error_at_the_launch() {
     assert!(w.sdk().stack_instances(&stack).is_empty());
 }
 
+/// The preflight (issue 18): without credentials or a region a run stops before its first AWS
+/// call with one short message saying how to fix it — no SDK log lines, no position inside the
+/// stdlib, exit 2 — and leaves no trace: no new stack, and an existing one exactly as it was.
 #[test]
-fn missing_credentials_and_region_are_explained() {
+fn missing_credentials_and_region_stop_the_run_before_anything() {
     let w = World::moto();
-    let out = w
-        .cmd()
-        .args(["run", "quickstart", "--name", "nocreds"])
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .output()
-        .unwrap();
+    let no_credentials = |args: &[&str]| {
+        w.cmd()
+            .args(args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .output()
+            .unwrap()
+    };
+    let out = no_credentials(&["run", "quickstart", "--name", "nocreds"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("MissingCredentials"), "{stderr}");
-    assert!(stderr.contains("set AWS_ACCESS_KEY_ID"), "{stderr}");
-    assert!(stderr.contains("quickstart.rhai"), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: no AWS credentials found\n"),
+        "{stderr}"
+    );
+    for fix in [
+        "AWS_ACCESS_KEY_ID",
+        "--profile",
+        "aws configure",
+        "aws sso login",
+    ] {
+        assert!(stderr.contains(fix), "names the fix {fix}: {stderr}");
+    }
+    assert!(!stderr.contains("WARN"), "no SDK log lines: {stderr}");
+    assert!(
+        !stderr.contains(".rhai:"),
+        "no position in a recipe: {stderr}"
+    );
+    assert!(
+        !w.home.path().join("stacks/nocreds.json").exists(),
+        "nothing recorded"
+    );
+    let list = w.run(&["list"]);
+    assert!(!list.stdout.contains("nocreds"), "{}", list.stdout);
 
     let out = w
         .cmd()
@@ -400,11 +425,36 @@ fn missing_credentials_and_region_are_explained() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("MissingRegion") && stderr.contains("--region"),
+        stderr.starts_with("error: no AWS region") || stderr.contains("\nerror: no AWS region"),
         "{stderr}"
     );
+    assert!(stderr.contains("--region us-east-1"), "{stderr}");
+    assert!(!w.home.path().join("stacks/noregion.json").exists());
+
+    // With -v the SDK's own reasons are there for whoever wants them.
+    let out = no_credentials(&["-v", "run", "quickstart", "--name", "nocreds"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // An existing stack is left exactly as it was: no failed run, no status change.
+    let stack = support::stack_name("pre");
+    let r = w.recipe(
+        "sg.rhai",
+        "let vpc = ec2::default_vpc();\nec2::security_group(\"app\", vpc, #{});\n",
+    );
+    let r = r.to_str().unwrap();
+    w.run(&["run", r, "--name", &stack]).success();
+    let file = w.home.path().join("stacks").join(format!("{stack}.json"));
+    let before = std::fs::read_to_string(&file).unwrap();
+    let out = no_credentials(&["run", r, "--name", &stack]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+    let out = no_credentials(&["destroy", &stack, "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+    let status = w.run(&["list"]);
+    assert!(status.stdout.contains("running"), "{}", status.stdout);
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod efs;
 pub mod elb;
 pub mod error;
 pub mod iam;
+pub mod identity;
 pub mod plan;
 pub mod policy;
 pub mod pricing;
@@ -41,6 +42,7 @@ pub use efs::EfsApi;
 pub use elb::ElbApi;
 pub use error::CloudError;
 pub use iam::IamApi;
+pub use identity::{Identity, PreflightError};
 pub use pricing::PricingApi;
 pub use ssm::SsmApi;
 pub use tags::Tags;
@@ -214,6 +216,8 @@ impl Blocking {
 #[derive(Clone)]
 pub struct Aws {
     pub region: String,
+    /// Who the calls are made as (the preflight's answer).
+    pub identity: Identity,
     pub ec2: Arc<dyn Ec2Api>,
     pub efs: Arc<dyn EfsApi>,
     pub elb: Arc<dyn ElbApi>,
@@ -225,24 +229,34 @@ pub struct Aws {
 }
 
 impl Aws {
-    /// Resolve region and credentials (lazily: the chain is consulted on the first call) and
-    /// build every client. Fails only when no region can be found.
-    pub fn connect(settings: &AwsSettings, rt: &Blocking) -> Result<Aws, CloudError> {
+    /// Resolve the region and the credentials, ask STS who they belong to (the preflight:
+    /// one short, fixable error instead of a failure inside a recipe), then build every client.
+    pub fn connect(settings: &AwsSettings, rt: &Blocking) -> Result<Aws, PreflightError> {
         let sdk = rt.block_on(load_sdk_config(settings));
-        let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
-            CloudError::new(
-                "config",
-                "LoadConfig",
-                "MissingRegion",
-                "no region in flags, environment or profile",
-            )
-        })?;
+        let region = sdk
+            .region()
+            .map(|r| r.to_string())
+            .ok_or(PreflightError::NoRegion)?;
         check_region(&region)?;
         let stats = Arc::new(CallStats {
             read_only: settings.read_only,
             ..CallStats::default()
         });
         let counter = || CountingInterceptor(stats.clone());
+        // The preflight: a dead endpoint or missing network is said after a few seconds,
+        // not after the retries a deploy's calls get.
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&sdk)
+                .retry_config(
+                    RetryConfig::standard()
+                        .with_max_attempts(3)
+                        .with_initial_backoff(Duration::from_millis(200))
+                        .with_max_backoff(Duration::from_secs(2)),
+                )
+                .interceptor(counter())
+                .build(),
+        );
+        let identity = rt.block_on(identity::preflight(&sdk, &sts, settings.profile.as_deref()))?;
 
         // EC2 is where deploys get throttled (RequestLimitExceeded): adaptive retries also slow
         // the client down when it is throttled, and get more attempts.
@@ -311,6 +325,7 @@ impl Aws {
             iam: Arc::new(iam::SdkIam::new(iam, rt.clone())),
             pricing: Arc::new(pricing::SdkPricing::new(pricing, rt.clone())),
             region,
+            identity,
             stats,
         })
     }
@@ -417,22 +432,16 @@ pub const KNOWN_REGIONS: &[&str] = &[
     "cn-northwest-1",
 ];
 
-fn check_region(region: &str) -> Result<(), CloudError> {
+fn check_region(region: &str) -> Result<(), PreflightError> {
     if KNOWN_REGIONS.contains(&region) || std::env::var_os("GEUSEMAKER_ALLOW_ANY_REGION").is_some()
     {
         return Ok(());
     }
-    let mut e = CloudError::new(
-        "config",
-        "LoadConfig",
-        "UnknownRegion",
-        format!("`{region}` is not an AWS region"),
-    );
-    e.hint = Some(match crate::suggest::did_you_mean(region, KNOWN_REGIONS.iter().copied()) {
-        Some(s) => format!("did you mean `{s}`? (a region AWS opened recently: set GEUSEMAKER_ALLOW_ANY_REGION=1)"),
-        None => "regions look like us-east-1 or eu-west-1 (a region AWS opened recently: set GEUSEMAKER_ALLOW_ANY_REGION=1)".into(),
-    });
-    Err(e)
+    Err(PreflightError::UnknownRegion {
+        region: region.to_string(),
+        suggestion: crate::suggest::did_you_mean(region, KNOWN_REGIONS.iter().copied())
+            .map(str::to_string),
+    })
 }
 
 /// Attempts per EC2 call (adaptive retry mode), and per call of the other services.

@@ -19,7 +19,7 @@ use super::elb::{
 use super::iam::{IamApi, InstanceProfile};
 use super::pricing::PricingApi;
 use super::ssm::{CommandResult, Parameter, SsmApi};
-use super::{Aws, CallStats, CloudError, Tags};
+use super::{Aws, CallStats, CloudError, Identity, Tags};
 
 /// Marks ids that exist only after a real run.
 pub const PLANNED: &str = "planned";
@@ -123,6 +123,10 @@ impl Recorder {
     pub fn aws(self: &Arc<Self>) -> Aws {
         Aws {
             region: self.region.clone(),
+            identity: Identity {
+                account: "123456789012".into(),
+                arn: "arn:aws:iam::123456789012:user/plan".into(),
+            },
             ec2: Arc::new(PlanApi(self.clone())),
             efs: Arc::new(PlanApi(self.clone())),
             elb: Arc::new(PlanApi(self.clone())),

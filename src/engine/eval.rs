@@ -55,6 +55,9 @@ pub fn eval(expr: &str, json: bool, aws: AwsSettings) -> Result<String, RunError
         }
         Ok(v) if v.is_unit() => Ok(String::new()),
         Ok(v) => Ok(value::render(&v) + "\n"),
+        Err(_) if runtime.preflight_failed().is_some() => Err(RunError::Preflight(
+            runtime.preflight_failed().expect("checked"),
+        )),
         Err(e) => {
             let known = known_functions(&engine, Some(&ast));
             let last = runtime.last_call();

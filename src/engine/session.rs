@@ -50,12 +50,15 @@ pub enum RunError {
     Interrupted(String),
     #[error("{0}")]
     State(#[from] StateError),
+    /// AWS could not be reached as anyone (exit 2): nothing was asked of it, nothing recorded.
+    #[error("{}", .0.render())]
+    Preflight(crate::cloud::PreflightError),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Usage(_) => 2,
+            RunError::Usage(_) | RunError::Preflight(_) => 2,
             RunError::Interrupted(_) => 130,
             RunError::Recipe(_) | RunError::State(_) => 1,
         }
@@ -429,6 +432,7 @@ impl Session {
         let recipe_name = c.recipe.display.clone();
         let mut store = self.store.take().expect("session has its store");
         let first = store.state().resources.is_empty() && store.state().runs.is_empty();
+        let before = store.state().clone();
         let live_before: Vec<usize> = live_indices(store.state());
         store.set_run(&run_id);
         store.update(|s| {
@@ -486,6 +490,7 @@ impl Session {
             ),
             None => (0, 0, None, None),
         };
+        let preflight = runtime.preflight_failed();
         let diff_finished = runtime.diff_finished();
         let waited = runtime.waited();
         let changes = runtime.changes();
@@ -505,6 +510,18 @@ impl Session {
             RunError::Recipe("error: internal: runtime still shared after the run\n".into())
         })?;
         let mut store = runtime.take_store().expect("run has a store");
+        if let Some(e) = preflight {
+            // AWS was never reached as anyone: nothing can have been created, so the run
+            // leaves no trace in the stack's state (and a new stack no state at all).
+            tracing::info!(run = %run_id, error = %e, "run stopped before reaching AWS");
+            if first && self.new_stack {
+                store.discard()?;
+            } else {
+                store.restore(before)?;
+                self.store = Some(store);
+            }
+            return Err(RunError::Preflight(e));
+        }
         store.update(|s| {
             s.params = config;
             if region.is_some() {

@@ -71,7 +71,7 @@ impl Conn {
             default_region: None,
             read_only: false,
         };
-        let aws = Aws::connect(&settings, &blocking);
+        let aws = Aws::connect(&settings, &blocking).map_err(CloudError::from);
         Ok(Conn { blocking, aws })
     }
 

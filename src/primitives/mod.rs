@@ -141,7 +141,7 @@ pub struct Runtime {
     pub params: Params,
     pub blocking: Blocking,
     settings: AwsSettings,
-    aws: OnceLock<Result<Aws, CloudError>>,
+    aws: OnceLock<Result<Aws, crate::cloud::PreflightError>>,
     store: Option<Mutex<StackStore>>,
     waited: Mutex<Duration>,
     last_call: Mutex<Option<CallSite>>,
@@ -343,7 +343,13 @@ impl Runtime {
                 None => Aws::connect(&self.settings, &self.blocking),
             })
             .as_ref()
-            .map_err(|e| cloud_err(e.clone()))
+            .map_err(|e| cloud_err(e.clone().into()))
+    }
+
+    /// Why the connection to AWS could not be made, when that is how the run ended: nothing
+    /// was asked of AWS, so nothing can have been created.
+    pub fn preflight_failed(&self) -> Option<crate::cloud::PreflightError> {
+        self.aws.get().and_then(|r| r.as_ref().err().cloned())
     }
 
     /// The AWS clients if they were ever connected (for the run summary).

@@ -319,6 +319,13 @@ impl StackStore {
         Ok(out)
     }
 
+    /// Put back a state read earlier, as it was (its `updated_at` included): for a run that
+    /// turned out to have done nothing.
+    pub fn restore(&mut self, earlier: StackState) -> Result<(), StateError> {
+        self.state = earlier;
+        self.save()
+    }
+
     fn save(&self) -> Result<(), StateError> {
         if !self.persists() {
             return Ok(());
