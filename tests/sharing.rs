@@ -135,38 +135,104 @@ fn a_git_source_is_locked_verified_and_updated() {
     .success()
     .stdout_has("acme tier on m5.large");
 
-    // Someone edits the fetched copy: run and check refuse it.
+    // Someone edits the fetched copy (issue 18): it is never trusted as it is. Every use
+    // verifies it against the locked commit's git objects and checks it out again; the
+    // tampered code never runs, and `recipes update` never locks it.
     let cached = w.home.path().join("cache/sources/acme");
     let commit_dir = std::fs::read_dir(&cached)
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .find(|p| p.file_name().unwrap().len() == 40)
         .unwrap();
-    std::fs::write(
-        commit_dir.join("helpers.rhai"),
-        "fn banner(size) { ui::info(\"evil\"); }\n",
-    )
-    .unwrap();
-    in_dir(
+    let evil = "fn banner(size) { ui::info(\"evil\"); }\n";
+    let lock_before = std::fs::read_to_string(project.join("geusemaker.lock")).unwrap();
+    std::fs::write(commit_dir.join("helpers.rhai"), evil).unwrap();
+    let out = in_dir(
         &w,
         &project,
         &["run", "mine.rhai", "--name", "mine", "--plan"],
-    )
-    .failure(1)
-    .stderr_has("acme/helpers.rhai does not match geusemaker.lock")
-    .stderr_has("recipes update acme");
-    in_dir(
-        &w,
-        &project,
-        &["run", "acme/edge-tier", "--name", "edge", "--plan"],
-    )
-    .failure(1)
-    .stderr_has("acme/helpers.rhai does not match geusemaker.lock");
+    );
+    out.success()
+        .stdout_has("acme tier on m5.large")
+        .stderr_has("the cached copy of helpers.rhai differs from commit")
+        .stderr_has("checked out again from its git objects");
+    assert!(!out.stdout.contains("evil"), "{}", out.stdout);
+    assert_ne!(
+        std::fs::read_to_string(commit_dir.join("helpers.rhai")).unwrap(),
+        evil
+    );
+    std::fs::write(commit_dir.join("helpers.rhai"), evil).unwrap();
+    in_dir(&w, &project, &["recipes", "update", "acme"]).success();
+    assert_eq!(
+        std::fs::read_to_string(project.join("geusemaker.lock")).unwrap(),
+        lock_before,
+        "update reads the commit's files from git, not from the tampered cache"
+    );
+    std::fs::write(commit_dir.join("helpers.rhai"), evil).unwrap();
     in_dir(&w, &project, &["check", "mine.rhai"])
-        .failure(1)
-        .stderr_has("acme/helpers.rhai does not match geusemaker.lock")
-        .stderr_has("mine.rhai:1:1");
+        .success()
+        .stderr_has("checked out again");
+
+    // The object store itself changed (a blob rewritten under its own name): caught by its
+    // hash, and the source is fetched again from its origin.
+    let repo = cached.join("repo.git");
+    // A clone packs its objects: unpack them, so one can be rewritten in place.
+    let packs = repo.join("objects/pack");
+    for entry in std::fs::read_dir(&packs).unwrap().flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "pack") {
+            let aside = w.home.path().join("aside.pack");
+            std::fs::rename(&p, &aside).unwrap();
+            std::fs::remove_file(p.with_extension("idx")).unwrap();
+            let status = Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(["unpack-objects", "-q"])
+                .stdin(std::fs::File::open(&aside).unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+    let commit = commit_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["rev-parse", &format!("{commit}:helpers.rhai")])
+        .output()
+        .unwrap();
+    let blob = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let loose = repo.join("objects").join(&blob[..2]).join(&blob[2..]);
+    assert!(loose.exists(), "{}", loose.display());
+    {
+        let forged = {
+            use std::io::Write;
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(format!("blob {}\0{evil}", evil.len()).as_bytes())
+                .unwrap();
+            e.finish().unwrap()
+        };
+        let mut perms = std::fs::metadata(&loose).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        std::fs::set_permissions(&loose, perms).unwrap();
+        std::fs::write(&loose, forged).unwrap();
+        std::fs::write(commit_dir.join("helpers.rhai"), evil).unwrap();
+        let out = in_dir(
+            &w,
+            &project,
+            &["run", "mine.rhai", "--name", "mine", "--plan"],
+        );
+        out.success()
+            .stdout_has("acme tier on m5.large")
+            .stderr_has("does not hash to its id")
+            .stderr_has("fetching it again");
+    }
 
     // A fresh machine (no cache): the locked commit is fetched again, and verifies.
     std::fs::remove_dir_all(&cached).unwrap();

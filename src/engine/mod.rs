@@ -7,6 +7,7 @@ pub mod diag;
 pub mod docs;
 pub mod embedded;
 pub mod eval;
+pub mod gitobj;
 pub mod meta;
 pub mod project;
 pub mod recipes;
@@ -32,8 +33,11 @@ pub mod limits {
     pub const MAX_EXPR_DEPTH: usize = 128;
     pub const MAX_FN_EXPR_DEPTH: usize = 64;
     pub const MAX_STRING_SIZE: usize = 1 << 20;
-    pub const MAX_ARRAY_SIZE: usize = 100_000;
-    pub const MAX_MAP_SIZE: usize = 100_000;
+    /// rhai re-measures a whole array (and map) after every call that touches it, so
+    /// growing one to N costs N²/2 steps: these bounds stop a runaway loop within a second
+    /// (scripts/bench.sh sandbox) and are far above what recipes hold.
+    pub const MAX_ARRAY_SIZE: usize = 10_000;
+    pub const MAX_MAP_SIZE: usize = 25_000;
     pub const MAX_MODULES: usize = 128;
 }
 

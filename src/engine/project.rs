@@ -2,7 +2,10 @@
 //! directory, or a git repository at a tag or commit); `geusemaker recipes add|update` writes
 //! `geusemaker.lock` with the resolved commit and the sha256 of every `.rhai` file; `run` and
 //! `check` load `import "acme/gpu-tier"` (and `run acme/gpu-tier`) through it and refuse a file
-//! whose hash differs from the lock.
+//! whose hash differs from the lock. A git source's cached checkout is verified against the
+//! locked commit's git objects on every use (each object's id recomputed, see `gitobj`) and
+//! checked out again when it differs; `recipes update` hashes what it reads from git, never the
+//! cache.
 //!
 //! ```toml
 //! # geusemaker.toml
@@ -167,12 +170,14 @@ impl Project {
         })
     }
 
-    /// The directory holding a locked source's files (fetching a git commit not yet cached).
+    /// The directory holding a locked source's files. For a git source it is verified against
+    /// the locked commit's git objects (once per process) and checked out again from them when
+    /// it differs: the cache is never trusted as it is.
     pub fn checkout(&self, home: &Home, name: &str) -> Result<PathBuf, String> {
         let locked = self.locked(name)?;
         match (&locked.origin, &locked.commit) {
             (Origin::Path(p), _) => Ok(p.clone()),
-            (Origin::Git { url, .. }, Some(commit)) => fetch(home, name, url, commit).map(|(dir, _)| dir),
+            (Origin::Git { url, .. }, Some(commit)) => verified_checkout(home, name, url, commit),
             (Origin::Git { .. }, None) => Err(format!("{LOCK_FILE}: source `{name}` has no commit; run `geusemaker recipes update {name}`")),
         }
     }
@@ -264,50 +269,170 @@ fn git(args: &[&str], dir: Option<&Path>) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Clone `url` at `rev` into the cache (once per commit); returns the checkout and the commit.
-pub fn fetch(home: &Home, name: &str, url: &str, rev: &str) -> Result<(PathBuf, String), String> {
-    let base = home.cache_dir().join("sources").join(name);
-    let is_commit = rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit());
-    if is_commit && base.join(rev).is_dir() {
-        return Ok((base.join(rev), rev.to_string()));
-    }
+/// The cache of source `name`: a bare repository (`repo.git`, the git objects) and one
+/// checkout per commit.
+fn source_cache(home: &Home, name: &str) -> PathBuf {
+    home.cache_dir().join("sources").join(name)
+}
+
+fn is_commit_id(rev: &str) -> bool {
+    (rev.len() == 40 || rev.len() == 64) && rev.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Make sure the bare repository of `name` has `rev` (cloning or fetching from `url`), and
+/// resolve it to a commit id.
+fn fetch_commit(home: &Home, name: &str, url: &str, rev: &str) -> Result<String, String> {
+    let base = source_cache(home, name);
+    let repo = base.join("repo.git");
     std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".fetch-")
-        .tempdir_in(&base)
-        .map_err(|e| format!("cannot create a directory in {}: {e}", base.display()))?;
-    let work = tmp.path().join("checkout");
-    git(
-        &[
-            "clone",
-            "--quiet",
-            "--no-checkout",
-            url,
-            &work.to_string_lossy(),
-        ],
-        None,
-    )
-    .map_err(|e| format!("cannot fetch source `{name}` from {url}: {e}"))?;
-    let commit = git(
-        &[
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            &format!("{rev}^{{commit}}"),
-        ],
-        Some(&work),
-    )
-    .map_err(|_| format!("source `{name}`: {url} has no tag or commit `{rev}`"))?;
-    let dest = base.join(&commit);
-    if dest.is_dir() {
-        return Ok((dest, commit));
+    let has = |r: &str| {
+        git(
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{r}^{{commit}}"),
+            ],
+            Some(&repo),
+        )
+    };
+    if !repo.is_dir() {
+        let tmp = tempfile::Builder::new()
+            .prefix(".clone-")
+            .tempdir_in(&base)
+            .map_err(|e| format!("cannot create a directory in {}: {e}", base.display()))?;
+        let work = tmp.path().join("repo.git");
+        git(
+            &["clone", "--quiet", "--bare", url, &work.to_string_lossy()],
+            None,
+        )
+        .map_err(|e| format!("cannot fetch source `{name}` from {url}: {e}"))?;
+        std::fs::rename(&work, &repo)
+            .map_err(|e| format!("cannot move the clone into {}: {e}", repo.display()))?;
+    } else if !(is_commit_id(rev) && has(rev).is_ok()) {
+        // A tag or branch may have moved: ask the origin again.
+        git(
+            &[
+                "fetch",
+                "--quiet",
+                "--force",
+                url,
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
+            Some(&repo),
+        )
+        .map_err(|e| format!("cannot fetch source `{name}` from {url}: {e}"))?;
     }
-    git(&["checkout", "--quiet", "--detach", &commit], Some(&work))?;
-    std::fs::remove_dir_all(work.join(".git"))
-        .map_err(|e| format!("cleaning the checkout: {e}"))?;
-    std::fs::rename(&work, &dest)
-        .map_err(|e| format!("cannot move the checkout into {}: {e}", dest.display()))?;
-    Ok((dest, commit))
+    has(rev).map_err(|_| format!("source `{name}`: {url} has no tag or commit `{rev}`"))
+}
+
+/// The files of `commit`, verified from the git objects down (fetching from `url` again when
+/// the object store is incomplete or was changed).
+fn commit_files(
+    home: &Home,
+    name: &str,
+    url: &str,
+    commit: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let repo = source_cache(home, name).join("repo.git");
+    if repo.is_dir() {
+        match super::gitobj::commit_files(&repo, commit) {
+            Ok(files) => return Ok(files),
+            Err(e @ super::gitobj::ObjectError::Git(_)) => return Err(e.to_string()),
+            Err(e) => {
+                crate::ui::Ui::detect(false).warn(&format!(
+                    "source `{name}`: {e}; fetching it again from {url}"
+                ));
+                std::fs::remove_dir_all(&repo)
+                    .map_err(|e| format!("cannot remove {}: {e}", repo.display()))?;
+            }
+        }
+    }
+    let got = fetch_commit(home, name, url, commit)?;
+    if got != commit {
+        return Err(format!("source `{name}`: {url} resolves {commit} to {got}"));
+    }
+    super::gitobj::commit_files(&repo, commit)
+        .map_err(|e| format!("source `{name}` at {commit} from {url}: {e}"))
+}
+
+/// Is `dir` exactly `files` (every file there with its content, and no other `.rhai` file)?
+fn checkout_matches(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Option<String> {
+    for (rel, bytes) in files {
+        match std::fs::read(dir.join(rel)) {
+            Ok(b) if b == *bytes => {}
+            _ => return Some(rel.clone()),
+        }
+    }
+    let on_disk = hash_tree(dir).unwrap_or_default();
+    on_disk.keys().find(|f| !files.contains_key(*f)).cloned()
+}
+
+/// Write `files` as the checkout `dest` (replacing what is there, atomically).
+fn write_checkout(dest: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), String> {
+    let parent = dest.parent().expect("a checkout has a parent");
+    let tmp = tempfile::Builder::new()
+        .prefix(".checkout-")
+        .tempdir_in(parent)
+        .map_err(|e| format!("cannot create a directory in {}: {e}", parent.display()))?;
+    for (rel, bytes) in files {
+        let f = tmp.path().join(rel);
+        if let Some(d) = f.parent() {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        std::fs::write(&f, bytes).map_err(|e| format!("{}: {e}", f.display()))?;
+    }
+    let old = parent.join(format!(".old-{}", rand::random::<u32>()));
+    if dest.exists() {
+        std::fs::rename(dest, &old).map_err(|e| format!("{}: {e}", dest.display()))?;
+    }
+    let dir = tmp.keep();
+    std::fs::rename(&dir, dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// The checkout of `commit`, verified against its git objects once per process.
+fn verified_checkout(home: &Home, name: &str, url: &str, commit: &str) -> Result<PathBuf, String> {
+    use std::sync::Mutex;
+    static VERIFIED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let dest = source_cache(home, name).join(commit);
+    if VERIFIED.lock().unwrap().contains(&dest) {
+        return Ok(dest);
+    }
+    let files = commit_files(home, name, url, commit)?;
+    if dest.is_dir() {
+        if let Some(file) = checkout_matches(&dest, &files) {
+            crate::ui::Ui::detect(false).warn(&format!(
+                "source `{name}`: the cached copy of {file} differs from commit {}; checked out again from its git objects",
+                &commit[..12.min(commit.len())]
+            ));
+            write_checkout(&dest, &files)?;
+        }
+    } else {
+        write_checkout(&dest, &files)?;
+    }
+    VERIFIED.lock().unwrap().push(dest.clone());
+    Ok(dest)
+}
+
+/// Fetch `rev` of `url` and check its commit out (verified); returns the checkout, the commit
+/// and the sha256 of every `.rhai` file — read from the git objects, never from the cache.
+pub fn fetch(
+    home: &Home,
+    name: &str,
+    url: &str,
+    rev: &str,
+) -> Result<(PathBuf, String, BTreeMap<String, String>), String> {
+    let commit = fetch_commit(home, name, url, rev)?;
+    let dir = verified_checkout(home, name, url, &commit)?;
+    let hashes = commit_files(home, name, url, &commit)?
+        .into_iter()
+        .filter(|(rel, _)| rel.ends_with(".rhai"))
+        .map(|(rel, bytes)| (rel, sha256(&bytes)))
+        .collect();
+    Ok((dir, commit, hashes))
 }
 
 /// Every `.rhai` file below `dir` (relative path → sha256).
@@ -407,10 +532,10 @@ pub fn update(
         if !only.is_empty() && !only.contains(name) {
             continue;
         }
-        let (dir, commit) = match origin {
+        let (files, commit) = match origin {
             Origin::Git { url, rev } => {
-                let (d, c) = fetch(home, name, url, rev)?;
-                (d, Some(c))
+                let (_, c, hashes) = fetch(home, name, url, rev)?;
+                (hashes, Some(c))
             }
             Origin::Path(p) => {
                 if !p.is_dir() {
@@ -419,10 +544,9 @@ pub fn update(
                         p.display()
                     ));
                 }
-                (p.clone(), None)
+                (hash_tree(p)?, None)
             }
         };
-        let files = hash_tree(&dir)?;
         let before = lock.get(name);
         let mut ch = Change::default();
         if before.and_then(|b| b.commit.clone()) != commit {
