@@ -5,11 +5,15 @@
 
 use std::net::Ipv4Addr;
 
-/// Why a range was refused.
+/// Why a range was refused, in words.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CidrError {
-    #[error("`{0}` is not an IPv4 range like 203.0.113.7/32")]
+    #[error("`{0}` is not an IPv4 range like 203.0.113.7/32 (an address, `/`, a prefix length)")]
     Malformed(String),
+    #[error("`{given}`: {part} is not an address byte (each of the four is 0–255)")]
+    Byte { given: String, part: String },
+    #[error("`{given}`: the prefix length must be 0–32, not {len}")]
+    PrefixLength { given: String, len: String },
     #[error("`{given}` has host bits set: the range is {network}")]
     HostBits { given: String, network: String },
 }
@@ -18,14 +22,36 @@ pub enum CidrError {
 pub fn parse(text: &str) -> Result<(Ipv4Addr, u8), CidrError> {
     let malformed = || CidrError::Malformed(text.to_string());
     let (ip, len) = text.split_once('/').ok_or_else(malformed)?;
+    let parts: Vec<&str> = ip.split('.').collect();
+    if parts.len() != 4
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || p.len() > 3 || !p.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(malformed());
+    }
+    if let Some(big) = parts
+        .iter()
+        .find(|p| p.parse::<u16>().map_or(true, |n| n > 255))
+    {
+        return Err(CidrError::Byte {
+            given: text.to_string(),
+            part: big.to_string(),
+        });
+    }
     let ip: Ipv4Addr = ip.parse().map_err(|_| malformed())?;
-    if len.is_empty() || len.len() > 2 || !len.chars().all(|c| c.is_ascii_digit()) {
+    if len.is_empty() || !len.chars().all(|c| c.is_ascii_digit()) {
         return Err(malformed());
     }
-    let bits: u8 = len.parse().map_err(|_| malformed())?;
-    if bits > 32 {
-        return Err(malformed());
-    }
+    let bits = match len.parse::<u8>() {
+        Ok(b) if b <= 32 && len.len() <= 2 => b,
+        _ => {
+            return Err(CidrError::PrefixLength {
+                given: text.to_string(),
+                len: len.to_string(),
+            })
+        }
+    };
     let mask = if bits == 0 {
         0
     } else {
@@ -65,13 +91,26 @@ mod tests {
         ));
         for bad in [
             "203.0.113.7",
-            "203.0.113.7/33",
             "203.0.113.7/",
             "a/8",
             "1.2.3.4/+8",
             "::/0",
+            "1.2.3/8",
         ] {
             assert!(matches!(parse(bad), Err(CidrError::Malformed(_))), "{bad}");
         }
+        // The reasons a person can act on, in words.
+        assert_eq!(
+            parse("999.1.1.1/32").unwrap_err().to_string(),
+            "`999.1.1.1/32`: 999 is not an address byte (each of the four is 0–255)"
+        );
+        assert_eq!(
+            parse("10.0.0.0/33").unwrap_err().to_string(),
+            "`10.0.0.0/33`: the prefix length must be 0–32, not 33"
+        );
+        assert!(matches!(
+            parse("10.0.0.0/032"),
+            Err(CidrError::PrefixLength { .. })
+        ));
     }
 }

@@ -31,6 +31,8 @@ pub enum Kind {
     Duration,
     /// A list of strings.
     List,
+    /// A string with a meaning (an instance type, a region), checked like a recipe param.
+    Of(crate::kinds::ValueKind),
 }
 
 impl Kind {
@@ -41,6 +43,7 @@ impl Kind {
             Kind::Int(lo, hi) => format!("an integer from {lo} to {hi}"),
             Kind::Duration => "a duration like \"30s\", \"5m\" or \"1h\"".into(),
             Kind::List => "a list of strings, e.g. [\"n8n\", \"postgres\"]".into(),
+            Kind::Of(k) => k.describe().into(),
         }
     }
 }
@@ -58,7 +61,7 @@ pub struct Key {
 pub const KEYS: &[Key] = &[
     Key {
         key: "aws.region",
-        kind: Kind::Str,
+        kind: Kind::Of(crate::kinds::ValueKind::Region),
         default: None,
         help: "region for new stacks (a stack stays in its region; --region wins)",
     },
@@ -76,7 +79,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         key: "deploy.instance_type",
-        kind: Kind::Str,
+        kind: Kind::Of(crate::kinds::ValueKind::InstanceType),
         default: None,
         help: "instance_type param for recipes that take one (--set wins)",
     },
@@ -257,6 +260,19 @@ fn spec(key: &str) -> Result<&'static Key, ConfigError> {
     })
 }
 
+/// The setting that gives recipe param `param` its value (`deploy.<param>`).
+pub fn param_key(param: &str) -> String {
+    format!("deploy.{param}")
+}
+
+/// A refused value in words, with the value meant when one is close.
+fn kind_message(e: &crate::kinds::KindError) -> String {
+    match &e.suggestion {
+        Some(s) => format!("{e} (did you mean `{s}`?)"),
+        None => e.to_string(),
+    }
+}
+
 /// A TOML value as a setting of `kind`.
 fn from_toml(kind: Kind, v: &toml_edit::Value) -> Result<Value, String> {
     let want = || format!("expected {}", kind.describe());
@@ -265,6 +281,11 @@ fn from_toml(kind: Kind, v: &toml_edit::Value) -> Result<Value, String> {
             .as_str()
             .map(|s| Value::Str(s.to_string()))
             .ok_or_else(want),
+        Kind::Of(k) => {
+            let text = v.as_str().ok_or_else(want)?;
+            k.check(text).map_err(|e| kind_message(&e))?;
+            Ok(Value::Str(text.to_string()))
+        }
         Kind::Bool => v.as_bool().map(Value::Bool).ok_or_else(want),
         Kind::Int(lo, hi) => match v.as_integer() {
             Some(i) if (lo..=hi).contains(&i) => Ok(Value::Int(i)),
@@ -292,6 +313,10 @@ fn toml_from_text(kind: Kind, text: &str) -> Result<toml_edit::Value, String> {
     let want = || format!("`{text}` is not {}", kind.describe());
     Ok(match kind {
         Kind::Str => text.into(),
+        Kind::Of(k) => {
+            k.check(text).map_err(|e| kind_message(&e))?;
+            text.into()
+        }
         Kind::Bool => match text.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "1" => true.into(),
             "false" | "no" | "off" | "0" => false.into(),
@@ -481,13 +506,14 @@ impl Settings {
         self.flag("monitor.auto_rollback")
     }
 
-    /// Recipe params these settings supply (lower priority than `--set`).
+    /// Recipe params these settings supply (lower priority than `--set`), each from the
+    /// setting [`param_key`] names.
     pub fn param_defaults(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        if let Some(t) = self.string("deploy.instance_type") {
+        if let Some(t) = self.string(&param_key("instance_type")) {
             out.insert("instance_type".into(), t);
         }
-        if let Some(Value::Bool(b)) = self.value("deploy.spot") {
+        if let Some(Value::Bool(b)) = self.value(&param_key("spot")) {
             out.insert("spot".into(), b.to_string());
         }
         out

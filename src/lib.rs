@@ -13,6 +13,7 @@ pub mod config;
 pub mod engine;
 pub mod interrupt;
 pub mod inventory;
+pub mod kinds;
 pub mod ops;
 pub mod primitives;
 pub mod public_ip;

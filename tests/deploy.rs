@@ -357,7 +357,8 @@ fn invalid_instance_type_is_an_actionable_error_at_the_launch() {
         "--name",
         &stack,
         "--set",
-        "instance_type=t9.nope",
+        // Well formed (the header's check passes it), but no such type: AWS says so.
+        "instance_type=t9.large",
     ]);
     out.failure(1)
         .stderr_has("RunInstances failed: InvalidInstanceType")
@@ -455,6 +456,84 @@ fn missing_credentials_and_region_stop_the_run_before_anything() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
     let status = w.run(&["list"]);
     assert!(status.stdout.contains("running"), "{}", status.stdout);
+}
+
+/// Params are checked for meaning before anything is created (issue 18): a range with a byte
+/// over 255 or a prefix over 32, a misspelt instance type — each refused in words (never a
+/// regular expression), exit 2, no stack recorded, no AWS call. config.toml values are checked
+/// the same way, and those a run uses are shown with their source.
+#[test]
+fn params_and_settings_are_checked_for_meaning_before_anything_is_created() {
+    let w = World::moto();
+    for (set, words) in [
+        (
+            "allowed_cidr=999.1.1.1/32",
+            "999 is not an address byte (each of the four is 0–255)",
+        ),
+        (
+            "allowed_cidr=10.0.0.0/33",
+            "the prefix length must be 0–32, not 33",
+        ),
+        (
+            "instance_type=t3.larg",
+            "`larg` is not an EC2 instance size",
+        ),
+        ("owner_email=admin", "is not an email address"),
+        ("images=n8nio/n8n", "names no version"),
+    ] {
+        let out = w.run(&["run", "dev", "--name", "typed", "--set", set]);
+        out.failure(2).stderr_has(words);
+        assert!(
+            !out.stderr.contains("^"),
+            "no regular expression: {}",
+            out.stderr
+        );
+        assert!(
+            !w.state_path("typed").exists(),
+            "nothing recorded for {set}"
+        );
+    }
+    assert!(w.sdk().leftovers("typed").is_empty());
+    let out = w.run(&[
+        "run",
+        "dev",
+        "--name",
+        "typed",
+        "--set",
+        "instance_type=t3.larg",
+    ]);
+    out.stderr_has("did you mean `t3.large`?");
+
+    // config.toml: a misspelt type is refused where it is written, and at every run.
+    w.run(&["config", "set", "deploy.instance_type", "t3.larg"])
+        .failure(2)
+        .stderr_has("did you mean `t3.large`?");
+    std::fs::write(
+        w.home.path().join("config.toml"),
+        "[deploy]\ninstance_type = \"t3.larg\"\n",
+    )
+    .unwrap();
+    w.run(&["run", "dev", "--name", "typed", "--plan"])
+        .failure(2)
+        .stderr_has("config.toml:2:17: deploy.instance_type: `t3.larg`");
+    // A valid one applies to a recipe that takes the param — in plain sight, with its source.
+    std::fs::write(
+        w.home.path().join("config.toml"),
+        "[deploy]\ninstance_type = \"t3.large\"\nspot = true\n",
+    )
+    .unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    w.run(&[
+        "run",
+        root.join("recipes/examples/lean.rhai").to_str().unwrap(),
+        "--name",
+        "typed",
+        "--plan",
+        "--set",
+        "allowed_cidr=198.51.100.0/24",
+    ])
+    .success()
+    .stdout_has("params not from the recipe: allowed_cidr = 198.51.100.0/24 (--set), instance_type = t3.large (config.toml deploy.instance_type), spot = true (config.toml deploy.spot)");
 }
 
 #[test]

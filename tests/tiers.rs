@@ -817,7 +817,7 @@ fn tier_input_errors_are_caught_before_anything_is_created() {
         ],
     )
     .failure(2)
-    .stderr_has("--set certificate_arn=not-an-arn: `not-an-arn` does not match")
+    .stderr_has("--set certificate_arn=not-an-arn: `not-an-arn` is not an ACM certificate ARN")
     .stderr_has("hint: certificate_arn: an ACM certificate");
 
     let stack = support::stack_name("badregion");
@@ -832,7 +832,7 @@ fn tier_input_errors_are_caught_before_anything_is_created() {
             "us-east-9",
         ],
     )
-    .failure(1)
+    .failure(2)
     .stderr_has("`us-east-9` is not an AWS region")
     .stderr_has("did you mean `us-east-");
     assert!(w.sdk().leftovers(&stack).is_empty());

@@ -50,8 +50,12 @@ fn tiers(req: &RunRequest) -> Vec<Tier> {
         let monthly = make_plan(&plan_req, Ui::detect(true).silent(), false)
             .ok()
             .and_then(|p| p.cost_monthly);
-        // A local copy of a tier (same header name) replaces the bundled one in the menu.
-        out.retain(|t: &Tier| t.meta.name != m.name);
+        // A local file is listed by its path, beside the bundled tier of the same header
+        // name (never in its place): picking `dev` always means the bundled one. A local file
+        // identical to a bundled recipe (this repository's own) is that recipe.
+        if embedded::recipe(&m.name).is_some_and(|t| t == loaded.text) && id != m.name {
+            continue;
+        }
         out.push(Tier {
             id,
             meta: m,
@@ -141,11 +145,12 @@ fn ask_param(
     let default = current
         .map(str::to_string)
         .or_else(|| p.default.as_ref().map(shown));
+    let type_name = p.type_name();
     say(&format!(
         "  {} — {}",
         p.name,
         if p.help.is_empty() {
-            p.ty.as_str()
+            &type_name
         } else {
             &p.help
         }

@@ -22,6 +22,8 @@ use std::collections::BTreeMap;
 use rhai::{Array, Dynamic};
 use serde::Serialize;
 
+use crate::kinds::ValueKind;
+
 /// What a param holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -116,6 +118,10 @@ pub struct ParamSpec {
     pub default: Option<Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed: Vec<Value>,
+    /// What the value means (`type = "cidr"`, or a list's `items = "instance_type"`): checked
+    /// with a message in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ValueKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,8 +138,33 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
+    /// The type as a header writes it: `string`, `cidr`, `list` …
+    pub fn type_name(&self) -> String {
+        match (self.ty, self.kind) {
+            (ParamType::List, Some(k)) => format!("list of {}", k.as_str()),
+            (_, Some(k)) => k.as_str().to_string(),
+            (ty, None) => ty.as_str().to_string(),
+        }
+    }
+
     /// Check a value against the type's constraints.
     pub fn check(&self, v: &Value) -> Result<(), String> {
+        if let Some(kind) = self.kind {
+            // An empty string is the param's "not given" when that is its default.
+            let unset = matches!(&self.default, Some(Value::String(d)) if d.is_empty());
+            let texts: Vec<&str> = match v {
+                Value::String(s) if s.is_empty() && unset => vec![],
+                Value::String(s) => vec![s.as_str()],
+                Value::List(l) => l.iter().map(String::as_str).collect(),
+                _ => vec![],
+            };
+            for t in texts {
+                kind.check(t).map_err(|e| match &e.suggestion {
+                    Some(s) => format!("{e} (did you mean `{s}`?)"),
+                    None => e.to_string(),
+                })?;
+            }
+        }
         if !self.allowed.is_empty() && !self.allowed.contains(v) {
             let list: Vec<String> = self.allowed.iter().map(|a| a.to_string()).collect();
             return Err(format!("must be one of {}", list.join(", ")));
@@ -146,7 +177,12 @@ impl ParamSpec {
                 _ => vec![],
             };
             if let Some(bad) = texts.iter().find(|t| !re.is_match(t)) {
-                return Err(format!("`{bad}` does not match {p}"));
+                // A regular expression is not a message: the hint gives the param's help, and
+                // `recipes show` the pattern.
+                return Err(format!(
+                    "`{bad}` is not in the form `{}` takes (the pattern in the recipe's header)",
+                    self.name
+                ));
             }
         }
         let n = match v {
@@ -218,21 +254,36 @@ pub struct HeaderError {
 }
 
 /// The `//!` lines at the top of `text` (after blank lines and `//` comments), as TOML, and
-/// the file line of the first one.
-fn header_text(text: &str) -> Option<(String, usize)> {
+/// the file line of the first one. A `//!` line anywhere after that block would be silently
+/// ignored, so it is an error.
+fn header_text(text: &str) -> Result<Option<(String, usize)>, HeaderError> {
     let mut out = String::new();
     let mut first = None;
+    let mut ended: Option<usize> = None;
     for (i, line) in text.lines().enumerate() {
         let t = line.trim_start();
-        if let Some(rest) = t.strip_prefix("//!") {
-            first.get_or_insert(i + 1);
-            out.push_str(rest.strip_prefix(' ').unwrap_or(rest));
-            out.push('\n');
-        } else if first.is_some() || !(t.is_empty() || t.starts_with("//")) {
-            break;
+        match (t.strip_prefix("//!"), ended) {
+            (Some(_), Some(after)) => {
+                return Err(HeaderError {
+                    line: i + 1,
+                    col: line.len() - t.len() + 1,
+                    message: format!(
+                        "recipe header: `//!` lines must be one block at the top of the file; this one comes after the code on line {after} and would be ignored (move the header above the first import: only blank lines and `//` comments may precede it)"
+                    ),
+                })
+            }
+            (Some(rest), None) => {
+                first.get_or_insert(i + 1);
+                out.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+                out.push('\n');
+            }
+            (None, None) if first.is_some() || !(t.is_empty() || t.starts_with("//")) => {
+                ended = Some(i + 1)
+            }
+            _ => {}
         }
     }
-    first.map(|f| (out, f))
+    Ok(first.map(|f| (out, f)))
 }
 
 fn to_value(ty: ParamType, v: &toml_edit::Value) -> Result<Value, String> {
@@ -257,12 +308,12 @@ fn to_value(ty: ParamType, v: &toml_edit::Value) -> Result<Value, String> {
 }
 
 const PARAM_KEYS: &[&str] = &[
-    "type", "default", "allowed", "pattern", "min", "max", "help", "required", "ask",
+    "type", "items", "default", "allowed", "pattern", "min", "max", "help", "required", "ask",
 ];
 
 /// Read the header of `text`: `Ok(None)` when there is none.
 pub fn parse(text: &str) -> Result<Option<RecipeMeta>, HeaderError> {
-    let Some((toml, first)) = header_text(text) else {
+    let Some((toml, first)) = header_text(text)? else {
         return Ok(None);
     };
     let at = |offset: usize, message: String| {
@@ -405,20 +456,60 @@ pub fn parse(text: &str) -> Result<Option<RecipeMeta>, HeaderError> {
                     .map_or(key_off, |s| s.start)
             };
             let ty_text = spec.get("type").and_then(|t| t.as_str()).unwrap_or("");
-            let ty = ParamType::parse(ty_text).ok_or_else(|| {
-                at(
-                    if spec.contains_key("type") {
-                        value_at("type")
-                    } else {
-                        key_off
-                    },
-                    format!("param `{name}`: type must be string, int, float, bool or list"),
-                )
-            })?;
+            let kinds = || {
+                ValueKind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let (ty, mut kind) = match (ParamType::parse(ty_text), ValueKind::parse(ty_text)) {
+                (Some(ty), _) => (ty, None),
+                (None, Some(k)) => (ParamType::String, Some(k)),
+                (None, None) => {
+                    let mut msg = format!(
+                        "param `{name}`: type must be string, int, float, bool, list, or one of {}",
+                        kinds()
+                    );
+                    let names = ["string", "int", "float", "bool", "list"]
+                        .into_iter()
+                        .chain(ValueKind::ALL.iter().map(|k| k.as_str()));
+                    if let Some(s) = crate::suggest::did_you_mean(ty_text, names) {
+                        msg.push_str(&format!(" (did you mean `{s}`?)"));
+                    }
+                    return Err(at(
+                        if spec.contains_key("type") {
+                            value_at("type")
+                        } else {
+                            key_off
+                        },
+                        msg,
+                    ));
+                }
+            };
+            if let Some(items) = spec.get("items") {
+                let text = items.as_str().unwrap_or("");
+                match (ty, ValueKind::parse(text)) {
+                    (ParamType::List, Some(k)) => kind = Some(k),
+                    (ParamType::List, None) => {
+                        return Err(at(
+                            value_at("items"),
+                            format!("param `{name}`: items must be one of {}", kinds()),
+                        ))
+                    }
+                    _ => {
+                        return Err(at(
+                            value_at("items"),
+                            format!("param `{name}`: `items` is for a list (type = \"list\")"),
+                        ))
+                    }
+                }
+            }
             let field = |k: &str| spec.get(k).and_then(|i| i.as_value());
             let mut p = ParamSpec {
                 name: name.to_string(),
                 ty,
+                kind,
                 default: None,
                 allowed: Vec::new(),
                 pattern: field("pattern")
@@ -471,13 +562,14 @@ pub fn parse(text: &str) -> Result<Option<RecipeMeta>, HeaderError> {
                     let v = to_value(ty, d).map_err(|e| {
                         at(value_at("default"), format!("param `{name}`: default: {e}"))
                     })?;
+                    // Set first: an empty default is what makes "" acceptable to a kind.
+                    p.default = Some(v.clone());
                     p.check(&v).map_err(|e| {
                         at(
                             value_at("default"),
                             format!("param `{name}`: default {v}: {e}"),
                         )
                     })?;
-                    p.default = Some(v);
                 }
                 (None, true) => {}
                 (None, false) => {
@@ -562,7 +654,11 @@ let t = param("instance_type");
             t.parse("t3.large").unwrap(),
             Value::String("t3.large".into())
         );
-        assert!(t.parse("large").unwrap_err().contains("does not match"));
+        assert_eq!(
+            t.parse("large").unwrap_err(),
+            "`large` is not in the form `instance_type` takes (the pattern in the recipe's header)",
+            "a pattern's refusal is words, not the regular expression"
+        );
         let d = m.param("disk_gb").unwrap();
         assert_eq!(d.parse("80").unwrap(), Value::Int(80));
         assert_eq!(d.parse("eighty").unwrap_err(), "expected an integer");
@@ -606,8 +702,42 @@ let t = param("instance_type");
         ]);
         assert_eq!(
             resolve(&m, &bad, &settings).unwrap_err(),
-            "--set instance_type=big: `big` does not match ^[a-z0-9-]+\\.[a-z0-9]+$\nhint: instance_type: EC2 type"
+            "--set instance_type=big: `big` is not in the form `instance_type` takes (the pattern in the recipe's header)\nhint: instance_type: EC2 type"
         );
+    }
+
+    #[test]
+    fn kinds_check_meaning_and_accept_an_empty_default() {
+        let m = parse(
+            "//! [recipe]\n//! name = \"k\"\n//! version = \"1.0.0\"\n//! [params]\n\
+             //! cidr = { type = \"cidr\", default = \"\" }\n\
+             //! office = { type = \"cidr\", required = true }\n\
+             //! types = { type = \"list\", items = \"instance_type\", default = [] }\n",
+        )
+        .unwrap()
+        .unwrap();
+        let cidr = m.param("cidr").unwrap();
+        assert_eq!(cidr.type_name(), "cidr");
+        assert!(cidr.parse("").is_ok(), "the default's \"\" means not given");
+        assert_eq!(
+            cidr.parse("10.0.0.0/33").unwrap_err(),
+            "`10.0.0.0/33`: the prefix length must be 0–32, not 33"
+        );
+        assert!(
+            m.param("office").unwrap().parse("").is_err(),
+            "required: no empty value"
+        );
+        let types = m.param("types").unwrap();
+        assert_eq!(types.type_name(), "list of instance_type");
+        assert!(types.parse("t3.small,g5.xlarge").is_ok());
+        assert!(types
+            .parse("t3.small,t3.larg")
+            .unwrap_err()
+            .contains("(did you mean `t3.large`?)"));
+        let e = parse("//! [recipe]\n//! name = \"k\"\n//! version = \"1.0.0\"\n//! [params]\n//! a = { type = \"cidrr\", default = \"\" }\n").unwrap_err();
+        assert!(e.message.contains("did you mean `cidr`?"), "{e:?}");
+        let e = parse("//! [recipe]\n//! name = \"k\"\n//! version = \"1.0.0\"\n//! [params]\n//! a = { type = \"string\", items = \"cidr\", default = \"\" }\n").unwrap_err();
+        assert!(e.message.contains("`items` is for a list"), "{e:?}");
     }
 
     #[test]
@@ -623,6 +753,13 @@ let t = param("instance_type");
         assert_eq!(e.line, 5);
         let e = parse("//! [recipe]\n//! name = \"x\"\n//! version = \"1.0.0\"\n//! [params]\n//! a = { type = \"text\", default = \"\" }\n").unwrap_err();
         assert!(e.message.contains("type must be"), "{e:?}");
+        // A header after code would be ignored: it is an error at its first line.
+        let e =
+            parse("import \"teardown\" as t;\n//! [recipe]\n//! name = \"late\"\n").unwrap_err();
+        assert_eq!((e.line, e.col), (2, 1));
+        assert!(e.message.contains("must be one block at the top"), "{e:?}");
+        let e = parse("//! [recipe]\n//! name = \"x\"\n\n//! version = \"1.0.0\"\n").unwrap_err();
+        assert_eq!(e.line, 4, "a header split by a blank line: {e:?}");
         let e = parse("//! [recipe\n").unwrap_err();
         assert_eq!(e.line, 1);
         assert!(e.message.contains("not valid TOML"));

@@ -38,25 +38,22 @@ pub fn stdlib_closure(text: &str) -> BTreeSet<String> {
 
 #[derive(Debug, Serialize)]
 struct Listed {
+    /// What `run`, `check` and `recipes show` take: a bundled name, a file's path, or
+    /// `source/name`.
+    id: String,
+    /// The header's name.
     name: String,
     version: Option<String>,
     description: Option<String>,
-    /// `bundled`, or the file.
+    /// `bundled`, `local`, or the shared source and its commit.
     source: String,
-    /// What `run` takes to run it.
-    #[serde(skip)]
-    id: String,
 }
 
-fn listed(name: String, text: &str, source: String) -> Listed {
+fn listed(id: String, text: &str, source: String) -> Listed {
     let m = meta::parse(text).ok().flatten();
     Listed {
-        id: if source == "bundled" {
-            name.clone()
-        } else {
-            source.clone()
-        },
-        name: m.as_ref().map_or(name, |m| m.name.clone()),
+        name: m.as_ref().map_or_else(|| id.clone(), |m| m.name.clone()),
+        id,
         version: m.as_ref().map(|m| m.version.clone()),
         description: m.map(|m| m.description),
         source,
@@ -77,9 +74,12 @@ fn local_recipes(dir: &Path) -> Vec<Listed> {
         .into_iter()
         .filter_map(|p| {
             let text = std::fs::read_to_string(&p).ok()?;
-            meta::parse(&text).ok().flatten()?;
-            let stem = p.file_stem()?.to_string_lossy().to_string();
-            Some(listed(stem, &text, display_path(&p)))
+            let m = meta::parse(&text).ok().flatten()?;
+            // This repository's own copy of a bundled recipe is that recipe.
+            if embedded::recipe(&m.name) == Some(text.as_str()) {
+                return None;
+            }
+            Some(listed(display_path(&p), &text, "local".into()))
         })
         .collect()
 }
@@ -111,14 +111,19 @@ fn extra_recipes() -> Vec<Listed> {
                     continue;
                 }
                 let id = format!("{name}/{}", file.trim_end_matches(".rhai"));
-                let mut l = listed(id.clone(), &text, at.clone());
-                l.name = id.clone();
-                l.id = id;
-                all.push(l);
+                all.push(listed(id, &text, at.clone()));
             }
         }
     }
     all
+}
+
+/// What `run` takes for a local or shared recipe whose header is named `name`.
+pub fn id_of_named(name: &str) -> Option<String> {
+    extra_recipes()
+        .into_iter()
+        .find(|l| l.name == name)
+        .map(|l| l.id)
 }
 
 /// The ids (`run` arguments) of [`extra_recipes`].
@@ -143,16 +148,23 @@ pub fn list(json: bool) -> Result<(), RunError> {
     let rows: Vec<Vec<String>> = all
         .iter()
         .map(|r| {
+            // The first column is what `run` takes; a header name that differs from it (a
+            // local file's) is said next to the source.
+            let source = if r.source == "local" {
+                format!("local, named `{}`", r.name)
+            } else {
+                r.source.clone()
+            };
             vec![
-                r.name.clone(),
+                r.id.clone(),
                 r.version.clone().unwrap_or_else(|| "-".into()),
-                r.source.clone(),
+                source,
                 r.description.clone().unwrap_or_default(),
             ]
         })
         .collect();
     Ui::detect(false).table(
-        &["NAME", "VERSION", "SOURCE", "DESCRIPTION"].map(String::from),
+        &["RECIPE", "VERSION", "SOURCE", "DESCRIPTION"].map(String::from),
         &rows,
     );
     Ok(())
@@ -336,7 +348,7 @@ pub fn show(recipe: &str, json: bool) -> Result<(), RunError> {
         .map(|p| {
             vec![
                 p.name.clone(),
-                p.ty.as_str().to_string(),
+                p.type_name(),
                 p.default
                     .as_ref()
                     .map_or("(required)".to_string(), |d| match d {
