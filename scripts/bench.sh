@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (figures printed, never asserted). Usage: scripts/bench.sh [eval|deploy|update]
+# Benchmarks (figures printed, never asserted). Usage: scripts/bench.sh [eval|deploy|update|sandbox]
 #
 #   eval  one-shot account query: `geusemaker eval 'ec2::vpcs()'` against
 #         `aws ec2 describe-vpcs` (aws-cli), both against the same local moto server;
@@ -10,6 +10,8 @@
 #         ratio (goal ≤ 1.25×). See tests/bench_deploy.rs.
 #   update the same for a re-run on a live dev stack: a new n8n image applied in place through
 #         SSM, then a type change that replaces the instance and moves its data volume.
+#   sandbox how long the sandbox takes to stop a recipe that grows data without end (an array
+#         by push and by +=, a map, a string), release build. Target: about a second or less.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/geusemaker-target}"
@@ -29,6 +31,20 @@ fi
 
 cargo build --release --locked --quiet
 bin="$CARGO_TARGET_DIR/release/geusemaker"
+
+if [ "$what" = sandbox ]; then
+  echo "sandbox benchmark (release build): time until a runaway recipe is stopped"
+  for script in 'let a = []; loop { a.push(1); }' \
+                'let a = []; loop { a += [1]; }' \
+                'let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; }' \
+                'let s = ""; loop { s += "xxxxxxxx"; }'; do
+    start=$(date +%s%N)
+    why=$("$bin" eval "$script" 2>&1 >/dev/null | head -n 1 || true)
+    ms=$(( ($(date +%s%N) - start) / 1000000 ))
+    printf '  %-62s %6d ms  %s\n' "$script" "$ms" "$why"
+  done
+  exit 0
+fi
 
 port="$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')"
 python3 -m moto.server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
@@ -55,5 +71,5 @@ case "$what" in
     echo "  aws ec2 describe-vpcs           median ${cli} ms"
     echo "  ratio                           ${ratio}x"
     ;;
-  *) echo "usage: scripts/bench.sh [eval|deploy|update]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [eval|deploy|update|sandbox]" >&2; exit 2 ;;
 esac

@@ -171,6 +171,12 @@ fn sandbox_stops_runaway_recipes_and_has_no_eval() {
         .failure(1)
         .stderr_has("too many operations")
         .stderr_has("loop.rhai:");
+    // Data that grows without end is stopped by the sandbox's size limits, with a position.
+    let r = w.recipe("grow.rhai", "let a = [];\nloop { a.push(1); }\n");
+    w.run(&["run", r.to_str().unwrap(), "--name", "grows"])
+        .failure(1)
+        .stderr_has("grew past the sandbox's limits (arrays 10000 items")
+        .stderr_has("grow.rhai:2:");
     let r = w.recipe("eval.rhai", "eval(\"40 + 2\");\n");
     w.run(&["run", r.to_str().unwrap(), "--name", "evil"])
         .failure(1)

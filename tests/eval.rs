@@ -82,11 +82,23 @@ fn errors_render_like_recipe_errors_and_creates_need_a_stack() {
     w.run(&["eval", "1 +"])
         .failure(1)
         .stderr_has("syntax error");
-    w.run(&["eval", "ec2::key_pair(\"x\")"])
-        .failure(1)
-        .stderr_has("needs a stack");
+    // `eval` has no --name to give: it says where creates belong instead.
+    let out = w.run(&["eval", "ec2::key_pair(\"x\")"]);
+    out.failure(1)
+        .stderr_has("needs a stack, and `eval` runs without one")
+        .stderr_has("geusemaker repl --name <stack>");
+    assert!(
+        !out.stderr.contains("run the recipe with --name"),
+        "{}",
+        out.stderr
+    );
     w.run(&["eval", "ec2::instances(#{ stat: \"running\" })"])
         .failure(1)
         .stderr_has("did you mean `state`?");
+    // A state EC2 does not have is an error, not an empty answer.
+    w.run(&["eval", "ec2::instances(#{ state: \"runing\" })"])
+        .failure(1)
+        .stderr_has("option `state` is `runing`, not one of pending, running")
+        .stderr_has("did you mean `running`?");
     assert!(w.sdk().leftovers("eval").is_empty());
 }

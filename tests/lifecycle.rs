@@ -46,10 +46,19 @@ fn destroy_keeps_the_data_then_deletes_it_when_asked() {
     assert_eq!(before.instances.len(), 1);
     assert_eq!((before.file_systems.len(), before.parameters.len()), (1, 5));
 
-    // Without a terminal and without --yes, destroy refuses to guess.
-    run(&w, &["destroy", &stack], &[])
-        .failure(1)
-        .stderr_has("pass --yes");
+    // Without a terminal and without --yes, destroy refuses to guess — up front: no inventory
+    // read, no run recorded, the stack's status untouched.
+    let state_before = w.state(&stack);
+    let refused = run(&w, &["destroy", &stack], &[]);
+    refused
+        .failure(2)
+        .stderr_has("no terminal to confirm on: pass --yes");
+    assert!(
+        !refused.stdout.contains("WILL BE DELETED"),
+        "{}",
+        refused.stdout
+    );
+    assert_eq!(w.state(&stack), state_before, "nothing recorded");
     assert_eq!(
         sdk.leftovers(&stack),
         before,
@@ -80,6 +89,21 @@ fn destroy_keeps_the_data_then_deletes_it_when_asked() {
     );
     assert_eq!(w.state(&stack)["status"], "destroyed");
 
+    // The status of a destroyed stack checks nothing (the stand-ins still answer at its old
+    // addresses: that is not the stack), and a terminated instance is not "up".
+    let status = run(&w, &["status", &stack, "--json"], &[]);
+    status.success();
+    let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(report["status"], "destroyed");
+    assert_eq!(report["services"], serde_json::json!([]), "{report}");
+    assert_eq!(report["drift"], serde_json::json!([]), "{report}");
+    let status = run(&w, &["status", &stack], &[]);
+    status
+        .success()
+        .stdout_has("terminated")
+        .stdout_has("the stack is destroyed: no service is checked");
+    assert!(!status.stdout.contains(" · up "), "{}", status.stdout);
+
     // A second destroy is fine and deletes nothing more.
     run(&w, &["destroy", &stack, "--yes"], &[])
         .success()
@@ -93,6 +117,7 @@ fn destroy_keeps_the_data_then_deletes_it_when_asked() {
     );
     out.success()
         .stdout_has("Really delete the data?")
+        .stdout_has(&format!("file system(s) {} with", before.file_systems[0]))
         .stdout_has("is gone");
     assert!(
         sdk.leftovers(&stack).is_empty(),
@@ -198,7 +223,6 @@ fn a_deploy_that_never_gets_healthy_is_rolled_back_with_its_data_kept() {
     let out = w
         .cmd()
         .args(["run", "dev", "--name", &stack, "--set", "health_timeout=3"])
-        .env("GEUSEMAKER_HEALTH_ENDPOINTS", format!("n8n=127.0.0.1:{dead}"))
         .env("GEUSEMAKER_HEALTH_ENDPOINTS", format!("n8n=127.0.0.1:{dead},ollama=127.0.0.1:{dead},qdrant=127.0.0.1:{dead},crawl4ai=127.0.0.1:{dead},postgres=127.0.0.1:{dead}"))
         .output()
         .unwrap();
@@ -206,6 +230,11 @@ fn a_deploy_that_never_gets_healthy_is_rolled_back_with_its_data_kept() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("not healthy after 3s") && stderr.contains("automatic rollback removed"),
+        "{stderr}"
+    );
+    // No count that the clean-up (which keeps the data) would contradict.
+    assert!(
+        stderr.contains("removing what it created; its data is kept"),
         "{stderr}"
     );
     let left = w.sdk().leftovers(&stack);

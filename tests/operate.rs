@@ -546,10 +546,10 @@ fn logs_are_fetched_through_ssm() {
         .unwrap()
         .to_string();
 
-    // moto runs nothing, so the output is empty: the command that went out is what we check.
+    // moto runs nothing and answers "Success" with no output: that is not "no log lines".
     w.run(&["logs", &stack, "--service", "n8n", "--since", "5m"])
-        .success()
-        .stderr_has("no log lines from n8n in the last 5m");
+        .failure(1)
+        .stderr_has(&format!("instance {instance} did not run the log command"));
     let sdk = w.sdk();
     let commands = sdk
         .block_on(sdk.ssm.list_commands().instance_id(&instance).send())
@@ -602,6 +602,43 @@ fn logs_are_fetched_through_ssm() {
     );
     assert!(stderr.contains("hint: the SSM agent registers"), "{stderr}");
     assert_eq!(proxy.hit_count(), 1);
+
+    // What the command prints on a real instance, played by the proxy: its markers, then the
+    // lines (none, some, or compose's failure).
+    let answer = |output: &str| {
+        let body = serde_json::json!({
+            "CommandId": "c", "InstanceId": instance, "Status": "Success",
+            "StandardOutputContent": output, "StandardErrorContent": "", "ResponseCode": 0,
+        });
+        FaultProxy::start(
+            &support::moto().endpoint,
+            vec![Rule::json(&["\"CommandId\"", &instance], &body.to_string())],
+        )
+    };
+    let logs_via = |proxy: &FaultProxy| {
+        support::Outcome::from(
+            w.cmd()
+                .args(["logs", &stack, "--service", "n8n", "--since", "5m"])
+                .env("AWS_ENDPOINT_URL", proxy.endpoint())
+                .output()
+                .unwrap(),
+        )
+    };
+    let proxy = answer("@@geusemaker-logs\n@@geusemaker-logs-exit=0\n");
+    logs_via(&proxy)
+        .success()
+        .stderr_has("no log lines from n8n in the last 5m");
+    let proxy = answer(
+        "@@geusemaker-logs\ngeusemaker-n8n-1  | 2026-01-01T10:00:00Z Editor is now accessible\n@@geusemaker-logs-exit=0\n",
+    );
+    logs_via(&proxy)
+        .success()
+        .stdout_has("n8n        | Editor is now accessible");
+    let proxy = answer("@@geusemaker-logs\nno such service: n8n\n@@geusemaker-logs-exit=1\n");
+    logs_via(&proxy)
+        .failure(1)
+        .stderr_has("`docker compose logs` failed on")
+        .stderr_has("no such service: n8n");
 }
 
 /// Send SIGINT (Ctrl-C) to a child after `after`, and collect what it printed.
@@ -648,8 +685,25 @@ fn monitor_and_followed_logs_stop_cleanly_on_ctrl_c() {
         "no lock left behind"
     );
 
+    // The instance answers with no new lines (moto itself runs nothing: the proxy plays the
+    // command's answer).
+    let instance = w.state(&stack)["outputs"]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = serde_json::json!({
+        "CommandId": "c", "InstanceId": instance, "Status": "Success",
+        "StandardOutputContent": "@@geusemaker-logs\n@@geusemaker-logs-exit=0\n",
+        "StandardErrorContent": "", "ResponseCode": 0,
+    });
+    let proxy = FaultProxy::start(
+        &support::moto().endpoint,
+        vec![Rule::json(&["\"CommandId\"", &instance], &body.to_string())],
+    );
     let mut follow = w.cmd();
-    follow.args(["logs", &stack, "--follow"]);
+    follow
+        .args(["logs", &stack, "--follow"])
+        .env("AWS_ENDPOINT_URL", proxy.endpoint());
     interrupt_after(follow, std::time::Duration::from_secs(3))
         .success()
         .stderr_has("stopped following the logs");

@@ -32,12 +32,16 @@ fn a_plan_needs_no_aws_and_writes_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for needle in [
-        "Plan for demo (recipes/dev.rhai, us-east-1): 12 resource(s) to create",
+        "Plan for demo (<bundled>/recipes/dev.rhai, us-east-1): 12 resource(s) to create",
+        "no spot price history: estimated at 30% of on-demand; on-demand $",
         "ec2:instance          app",
         "(known after apply)",
         "AWS actions it would call (",
         "    EC2:RunInstances",
         "    EFS:CreateFileSystem",
+        // The health stage runs checks on the instance through SSM Run Command.
+        "    SSM:SendCommand",
+        "    SSM:GetCommandInvocation",
         "Plan: what stack demo would cost",
     ] {
         assert!(stdout.contains(needle), "missing `{needle}`:\n{stdout}");
@@ -69,6 +73,27 @@ fn a_plan_needs_no_aws_and_writes_nothing() {
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("--set spot=perhaps: expected true or false")
     );
+    // An on-demand plan says so, with no word of a spot estimate.
+    let out = bare(&w)
+        .args([
+            "run",
+            "dev",
+            "--name",
+            "demo",
+            "--plan",
+            "--set",
+            "spot=false",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("/month with storage ($12.40); on-demand (fallback price)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("spot price"), "{stdout}");
+
     // The GPU tier plans its load balancer and CloudFront too.
     let out = bare(&w)
         .args([
@@ -85,7 +110,7 @@ fn a_plan_needs_no_aws_and_writes_nothing() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
-        stdout.contains("Plan for lab (recipes/gpu.rhai, eu-west-1)"),
+        stdout.contains("Plan for lab (<bundled>/recipes/gpu.rhai, eu-west-1)"),
         "{stdout}"
     );
     assert!(stdout.contains("cloudfront:distribution  cdn"), "{stdout}");
@@ -120,6 +145,7 @@ fn iam_action(call: &str) -> String {
         "IAM" => "iam",
         "Pricing" => "pricing",
         "Backup" => "backup",
+        "STS" => "sts",
         other => panic!("unexpected service {other}"),
     };
     let op = if op == "CreateDistributionWithTags" {

@@ -56,7 +56,7 @@ fn check_accepts_the_bundled_recipes_and_positions_every_problem() {
         ("`ec2::default_vpc` takes 0 argument(s), not 1", 10, 11),
         ("`ec2::` has no function `run_instanse`", 11, 9),
         (
-            "module `network` (stdlib/network.rhai) has no function `discovr`",
+            "module `network` (<bundled>/stdlib/network.rhai) has no function `discovr`",
             12,
             9,
         ),
@@ -96,6 +96,20 @@ fn check_accepts_the_bundled_recipes_and_positions_every_problem() {
         .failure(1)
         .stderr_has("version `1` is not MAJOR.MINOR.PATCH")
         .stderr_has("header.rhai:4:15");
+    // A header after an import would be ignored: `check` and `run` both refuse it, and the
+    // run records nothing.
+    let late = w.recipe(
+        "late.rhai",
+        "import \"teardown\" as t;\n//! [recipe]\n//! name = \"late\"\n//! description = \"\"\n//! version = \"1.0.0\"\nlet a = 1;\n",
+    );
+    w.run(&["check", late.to_str().unwrap()])
+        .failure(1)
+        .stderr_has("`//!` lines must be one block at the top of the file")
+        .stderr_has("late.rhai:2:1");
+    w.run(&["run", late.to_str().unwrap(), "--name", "late"])
+        .failure(1)
+        .stderr_has("late.rhai:2:1");
+    assert!(!w.state_path("late").exists());
     // A module with a syntax error is reported in that module's file.
     w.recipe("broken.rhai", "fn f( { }\n");
     let importer = w.recipe("uses.rhai", "import \"broken\" as b;\nb::f();\n");
@@ -125,6 +139,7 @@ fn recipes_list_and_show_read_headers() {
         .find(|p| p["name"] == "instance_type")
         .unwrap();
     assert_eq!(it["type"], "string");
+    assert_eq!(it["kind"], "instance_type");
     assert_eq!(it["default"], "t3.medium");
     w.run(&["recipes", "show", "gpu"])
         .success()
@@ -250,6 +265,84 @@ fn without_a_terminal_deploy_never_asks() {
 }
 
 /// The interactive deploy in a real terminal (tmux), against moto.
+/// `recipes list` names every recipe as `run` takes it (issue 18): a local file by its path,
+/// with its header name beside; a bare header name gets a hint, not a silent miss.
+#[test]
+fn recipes_list_names_what_run_takes() {
+    let w = World::offline();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lean = std::fs::read_to_string(root.join("recipes/examples/lean.rhai")).unwrap();
+    w.recipe("lean.rhai", &lean);
+    let in_home = |args: &[&str]| {
+        support::Outcome::from(
+            w.cmd()
+                .current_dir(w.home.path())
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let out = in_home(&["recipes", "list"]);
+    out.success()
+        .stdout_has("recipes/lean.rhai")
+        .stdout_has("local, named `lean`");
+    let out = in_home(&["recipes", "list", "--json"]);
+    out.success();
+    let listed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"recipes/lean.rhai") && ids.contains(&"dev"),
+        "{ids:?}"
+    );
+    for id in ids
+        .iter()
+        .filter(|i| ["dev", "recipes/lean.rhai"].contains(i))
+    {
+        in_home(&["run", id, "--name", "demo", "--plan"])
+            .success()
+            .stdout_has("Plan for demo");
+    }
+    in_home(&["run", "lean", "--name", "demo", "--plan"])
+        .failure(2)
+        .stderr_has("a local recipe is named `lean`: run it as `recipes/lean.rhai`");
+    // A bundled recipe is not named as if it were a file in the working directory.
+    in_home(&["run", "dev", "--name", "demo", "--plan"])
+        .success()
+        .stdout_has("(<bundled>/recipes/dev.rhai, ");
+}
+
+/// A local file whose header says `name = "dev"` is offered beside the bundled tier, by its
+/// path — it never silently takes the bundled tier's place (issue 18).
+#[test]
+fn a_local_tier_named_like_a_bundled_one_does_not_replace_it() {
+    let w = World::offline();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dev = std::fs::read_to_string(root.join("recipes/dev.rhai"))
+        .unwrap()
+        .replacen("//! description = \"", "//! description = \"IMPOSTOR ", 1);
+    w.recipe("mine.rhai", &dev);
+    let bin = assert_cmd::cargo::cargo_bin("geusemaker");
+    let command = format!(
+        "env GEUSEMAKER_HOME={home} NO_COLOR=1 AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
+         GEUSEMAKER_CHECKIP_URL={checkip} {bin}; sleep 30",
+        home = w.home.path().display(),
+        checkip = support::checkip_url(),
+        bin = bin.display()
+    );
+    let term = support::Tmux::start("impostor", w.home.path(), &command, 200, 60);
+    let menu = term.wait_for("Tier [dev]:", 60);
+    assert!(menu.contains(") dev "), "the bundled tier stays:\n{menu}");
+    assert!(
+        menu.contains("recipes/mine.rhai") && menu.contains("IMPOSTOR"),
+        "the local one is offered by its path:\n{menu}"
+    );
+}
+
 #[test]
 fn the_interactive_deploy_asks_from_the_header_and_runs() {
     let w = World::moto();

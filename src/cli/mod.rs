@@ -473,8 +473,9 @@ pub fn dispatch(cli: Cli) -> i32 {
                 let mut ops = p.calls.clone();
                 ops.extend(p.destroy_calls.iter().cloned());
                 ops.extend(
-                    crate::cloud::policy::UPDATE_OPERATIONS
+                    crate::cloud::policy::PREFLIGHT_OPERATIONS
                         .iter()
+                        .chain(crate::cloud::policy::UPDATE_OPERATIONS)
                         .map(|o| o.to_string()),
                 );
                 let doc = crate::cloud::policy::document(&ops, name.as_deref());

@@ -31,6 +31,10 @@ pub const UPDATE_OPERATIONS: &[&str] = &[
     "IAM:GetRolePolicy",
 ];
 
+/// What every connection calls first (the preflight). It needs no permission — AWS answers
+/// `GetCallerIdentity` for any valid credentials — and is listed so the policy names every call.
+pub const PREFLIGHT_OPERATIONS: &[&str] = &["STS:GetCallerIdentity"];
+
 /// The IAM service prefix of an SDK service id.
 fn prefix(service: &str) -> Option<&'static str> {
     Some(match service {

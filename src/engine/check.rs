@@ -526,7 +526,8 @@ mod tests {
         }
         let dev = check("dev").unwrap();
         assert!(
-            dev.files.contains(&"stdlib/tier.rhai".to_string()),
+            dev.files
+                .contains(&"<bundled>/stdlib/tier.rhai".to_string()),
             "{:?}",
             dev.files
         );

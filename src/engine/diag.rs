@@ -174,7 +174,15 @@ fn describe(e: &EvalAltResult, known: &[String]) -> (String, Option<String>) {
             Some("recipes run in a sandbox with an operations limit; waits belong in primitives like ec2::wait_until_running".into()),
         ),
         EvalAltResult::ErrorStackOverflow(_) => ("calls nested too deeply (endless recursion?)".into(), None),
-        EvalAltResult::ErrorDataTooLarge(what, _) => (format!("{what} is larger than the sandbox allows"), None),
+        EvalAltResult::ErrorDataTooLarge(what, _) => (
+            format!(
+                "{what} grew past the sandbox's limits (arrays {} items, maps {} entries, strings {} bytes)",
+                super::limits::MAX_ARRAY_SIZE,
+                super::limits::MAX_MAP_SIZE,
+                super::limits::MAX_STRING_SIZE
+            ),
+            Some("an endless loop? recipes hold far less than this".to_string()),
+        ),
         EvalAltResult::ErrorTerminated(_, _) => ("interrupted".into(), None),
         other => {
             let text = other.to_string();

@@ -1,5 +1,9 @@
 //! Recipes and stdlib modules compiled into the binary.
 
+/// How messages name a file compiled into the binary (`<bundled>/recipes/dev.rhai:47:30`): never
+/// a path that could be mistaken for one in the working directory.
+pub const BUNDLED: &str = "<bundled>";
+
 /// Bundled recipes: `geusemaker run dev` runs `recipes/dev.rhai`.
 pub const RECIPES: &[(&str, &str)] = &[
     ("automation", include_str!("../../recipes/automation.rhai")),

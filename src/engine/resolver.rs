@@ -79,7 +79,13 @@ impl Resolver {
                 }
             }
         }
-        embedded::stdlib(path).map(|text| (format!("stdlib/{rel}"), text.to_string(), None))
+        embedded::stdlib(path).map(|text| {
+            (
+                format!("{}/stdlib/{rel}", embedded::BUNDLED),
+                text.to_string(),
+                None,
+            )
+        })
     }
 }
 

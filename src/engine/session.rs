@@ -111,7 +111,8 @@ pub fn load_recipe(arg: &str) -> Result<LoadedRecipe, RunError> {
     }
     if let Some(text) = embedded::recipe(arg) {
         return Ok(LoadedRecipe {
-            display: format!("recipes/{arg}.rhai"),
+            // Not a path in the working directory: `recipes copy` makes it one.
+            display: format!("{}/recipes/{arg}.rhai", embedded::BUNDLED),
             source_id: arg.to_string(),
             text: text.to_string(),
             path: None,
@@ -123,7 +124,11 @@ pub fn load_recipe(arg: &str) -> Result<LoadedRecipe, RunError> {
         "no recipe `{arg}`: not a file, and not a bundled recipe ({})",
         bundled.join(", ")
     );
-    if let Some(s) = did_you_mean(arg, bundled.iter().copied()) {
+    if let Some(id) = super::recipes::id_of_named(arg) {
+        msg.push_str(&format!(
+            "\nhint: a local recipe is named `{arg}`: run it as `{id}` (`recipes list` shows what each is run as)"
+        ));
+    } else if let Some(s) = did_you_mean(arg, bundled.iter().copied()) {
         msg.push_str(&format!("\nhint: did you mean `{s}`?"));
     }
     Err(RunError::Usage(msg))
@@ -216,6 +221,24 @@ fn prepare_params(c: &Compiled, params: Params) -> Result<Params, RunError> {
     }
     check_sets(c, &params)?;
     Ok(params)
+}
+
+/// The params whose value does not come from the recipe, with where it comes from
+/// (`instance_type = t3.large (config.toml deploy.instance_type)`), on one line.
+fn chosen_params(c: &Compiled, params: &Params) -> Option<String> {
+    let mut out: Vec<String> = params
+        .given_map()
+        .iter()
+        .map(|(k, v)| format!("{k} = {v} (--set)"))
+        .collect();
+    out.extend(
+        params
+            .settings()
+            .iter()
+            .filter(|(k, _)| !params.given_map().contains_key(*k) && declares(c, k))
+            .map(|(k, v)| format!("{k} = {v} (config.toml {})", crate::config::param_key(k))),
+    );
+    (!out.is_empty()).then(|| format!("params not from the recipe: {}", out.join(", ")))
 }
 
 /// Does the recipe take param `name` (header, or a literal `param("name", …)` call)?
@@ -433,6 +456,7 @@ impl Session {
         let mut store = self.store.take().expect("session has its store");
         let first = store.state().resources.is_empty() && store.state().runs.is_empty();
         let before = store.state().clone();
+        let teardown = is_teardown(c);
         let live_before: Vec<usize> = live_indices(store.state());
         store.set_run(&run_id);
         store.update(|s| {
@@ -441,7 +465,10 @@ impl Session {
             } else {
                 StackStatus::Updating
             };
-            s.recipe = Some(recipe_name.clone());
+            // The stack's recipe is its tier's: a destroy or rollback run does not replace it.
+            if !teardown {
+                s.recipe = Some(recipe_name.clone());
+            }
             s.runs.push(RunRecord {
                 id: run_id.clone(),
                 recipe: recipe_name.clone(),
@@ -474,6 +501,11 @@ impl Session {
             "stack {} · recipe {recipe_name} · run {run_id}",
             self.stack
         ));
+        if let Some(line) = chosen_params(c, &runtime.params) {
+            // A value from elsewhere than the recipe is never silent: a personal config.toml
+            // changes a shared recipe's declared choice only in plain sight.
+            ui.info(&line);
+        }
         tracing::info!(stack = %self.stack, recipe = %recipe_name, run = %run_id, "run started");
 
         let result = engine.run_ast(&c.ast);
@@ -735,6 +767,14 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
     let params = prepare_params(&compiled, params)?;
     let mut aws = req.aws.clone();
     region_from_params(&mut aws, &params)?;
+    // Destroy always asks: without a terminal to ask on, say so before anything is read or
+    // recorded (not after printing the inventory, as a failed run).
+    if compiled.recipe.source_id == "destroy" && !Ui::detect(req.assume_yes).can_confirm() {
+        return Err(RunError::Usage(format!(
+            "no terminal to confirm on: pass --yes to destroy stack `{0}`\nhint: geusemaker destroy {0} --yes",
+            req.stack
+        )));
+    }
 
     let mut session = Session::open(
         &req.stack,
@@ -795,10 +835,8 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
         crate::interrupt::reset();
         let mut text = format!("{error}run {run_id} interrupted after {summary}\n");
         if exec.created > 0 {
-            let offer = format!(
-                "Roll back the {} resource(s) this run created?",
-                exec.created
-            );
+            // No count here: the clean-up keeps the data (destroy says what it removes).
+            let offer = "Roll back what this run created (its data is kept)?".to_string();
             if !req.assume_yes && ui.confirm(&offer).unwrap_or(false) {
                 text.push_str(&roll_back_run(
                     &mut session,
@@ -833,7 +871,7 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
             .unwrap_or("")
             .trim_start_matches("error: ")
             .to_string();
-        ui.warn(&format!("run failed: removing the {} resource(s) it created (data is kept; --keep-failed keeps everything)", exec.created));
+        ui.warn("run failed: removing what it created; its data is kept (--keep-failed keeps everything)");
         text.push_str(&roll_back_run(&mut session, &run_id, trigger, &first_line)?);
     } else if exec.created > 0 && req.keep_failed {
         text.push_str(&format!(

@@ -19,13 +19,45 @@ const MAX_LINES: usize = 300;
 /// How often `--follow` asks again.
 const FOLLOW_EVERY: Duration = Duration::from_secs(5);
 
-/// The shell command that prints the logs (`since`: a compose `--since` value).
+/// The first line the log command prints: an answer without it did not come from the command
+/// (an SSM that runs nothing — a local emulator — answers "Success" with no output).
+const BEGIN: &str = "@@geusemaker-logs";
+/// The last line: `@@geusemaker-logs-exit=N`, compose's exit code.
+const END: &str = "@@geusemaker-logs-exit=";
+
+/// The shell command that prints the logs (`since`: a compose `--since` value), between the
+/// two marker lines.
 pub fn command(service: Option<&str>, since: &str) -> String {
     let dir = Layout::default().stack_dir;
     format!(
-        "docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' logs --no-color --timestamps --since '{since}'{} 2>&1 | tail -n {MAX_LINES}",
+        "out=$(docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' logs --no-color --timestamps --since '{since}'{} 2>&1); rc=$?; echo '{BEGIN}'; printf '%s\\n' \"$out\" | tail -n {MAX_LINES}; echo \"{END}$rc\"",
         service.map(|s| format!(" '{s}'")).unwrap_or_default()
     )
+}
+
+/// What the command printed: the log lines, once its markers show it ran and compose
+/// succeeded.
+fn unwrap_output<'a>(out: &'a str, instance: &str) -> Result<Vec<&'a str>, RunError> {
+    let mut lines: Vec<&str> = out.lines().collect();
+    if lines.first() != Some(&BEGIN) {
+        return Err(RunError::Recipe(format!(
+            "error: instance {instance} did not run the log command: SSM answered without its output\n\
+             hint: the SSM agent may not be running commands (a local emulator such as moto runs nothing); `geusemaker status` shows the instance\n"
+        )));
+    }
+    lines.remove(0);
+    match lines.last().and_then(|l| l.strip_prefix(END)) {
+        Some("0") => {
+            lines.pop();
+            Ok(lines)
+        }
+        Some(code) => Err(RunError::Recipe(format!(
+            "error: `docker compose logs` failed on {instance} (exit {code}):\n{}\n",
+            lines[..lines.len() - 1].join("\n")
+        ))),
+        // SSM keeps the first 24,000 characters: the end marker was cut off.
+        None => Ok(lines),
+    }
 }
 
 /// A compose log line: `service-1  | 2026-01-01T00:00:00.000000000Z message`.
@@ -216,7 +248,14 @@ pub fn logs(
             .map_err(|e| explain(e, &instance))?;
         let mut newest: Option<String> = None;
         let mut at_newest: HashSet<String> = HashSet::new();
-        for raw in out.lines().filter(|l| !l.trim().is_empty()) {
+        if crate::interrupt::requested() {
+            eprintln!("stopped following the logs");
+            return Ok(());
+        }
+        for raw in unwrap_output(&out, &instance)?
+            .into_iter()
+            .filter(|l| !l.trim().is_empty())
+        {
             if seen_at_edge.contains(raw) {
                 continue;
             }
@@ -274,9 +313,57 @@ mod tests {
     #[test]
     fn the_command_names_the_project_the_window_and_the_service() {
         let c = command(Some("n8n"), "10m");
-        assert!(c.starts_with("docker compose --project-directory '/opt/geusemaker' -f '/opt/geusemaker/compose.yaml' logs --no-color --timestamps --since '10m' 'n8n'"), "{c}");
-        assert!(c.ends_with("| tail -n 300"));
+        assert!(c.starts_with("out=$(docker compose --project-directory '/opt/geusemaker' -f '/opt/geusemaker/compose.yaml' logs --no-color --timestamps --since '10m' 'n8n'"), "{c}");
+        assert!(
+            c.ends_with("| tail -n 300; echo \"@@geusemaker-logs-exit=$rc\""),
+            "{c}"
+        );
         assert!(!command(None, "1h").contains("'n8n'"));
+    }
+
+    #[test]
+    fn only_an_answer_from_the_command_counts() {
+        let lines = unwrap_output(
+            "@@geusemaker-logs\nn8n-1 | a\n@@geusemaker-logs-exit=0\n",
+            "i-1",
+        )
+        .unwrap();
+        assert_eq!(lines, ["n8n-1 | a"]);
+        assert!(
+            unwrap_output("@@geusemaker-logs\n@@geusemaker-logs-exit=0\n", "i-1")
+                .unwrap()
+                .is_empty()
+        );
+        let e = unwrap_output("", "i-1").unwrap_err().to_string();
+        assert!(e.contains("did not run the log command"), "{e}");
+        let e = unwrap_output(
+            "@@geusemaker-logs\nno such service\n@@geusemaker-logs-exit=1\n",
+            "i-1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("failed on i-1 (exit 1):\nno such service"),
+            "{e}"
+        );
+    }
+
+    /// The command is valid POSIX shell (SSM runs it with sh).
+    #[test]
+    fn the_command_passes_shellcheck() {
+        let script = format!("#!/bin/sh\n{}\n", command(Some("n8n"), "10m"));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("logs.sh");
+        std::fs::write(&f, script).unwrap();
+        let out = std::process::Command::new("shellcheck")
+            .arg(&f)
+            .output()
+            .expect("shellcheck (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 
     #[test]

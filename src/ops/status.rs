@@ -164,7 +164,13 @@ fn gather(
     let live = LiveInstance::of(state, aws, conn.aws.as_ref().err());
 
     let mut tracker = Tracker::load(home, state, settings.health());
+    let destroyed = state.status == crate::state::StackStatus::Destroyed;
     let (services, health_note) = match stack_checks(state) {
+        // Whatever answers at a destroyed stack's old addresses is not the stack.
+        _ if destroyed => (
+            Vec::new(),
+            Some("the stack is destroyed: no service is checked".to_string()),
+        ),
         Ok((checks, note)) => {
             check_round(conn, &live, &checks, &mut tracker);
             let views = checks
@@ -261,7 +267,7 @@ fn gather(
     };
 
     let drift = match (aws, live.instance()) {
-        (Some(aws), Some(i)) => drift(state, aws, i),
+        (Some(aws), Some(i)) if !destroyed && i.state == "running" => drift(state, aws, i),
         _ => Vec::new(),
     };
 
@@ -366,8 +372,11 @@ fn render(r: &Report, ui: &Ui) {
             if let Some(ip) = i.public_ip.as_ref().or(i.private_ip.as_ref()) {
                 line.push_str(&format!(" · {ip}"));
             }
-            if let Some(t) = i.launch_time.as_deref().and_then(super::parse_time) {
-                line.push_str(&format!(" · up {}", super::fmt_age(t, now)));
+            match i.launch_time.as_deref().and_then(super::parse_time) {
+                Some(t) if i.state == "running" => {
+                    line.push_str(&format!(" · up {}", super::fmt_age(t, now)))
+                }
+                _ => {}
             }
             ui.line(&line);
             if let Some(reason) = &i.state_reason {

@@ -1616,7 +1616,15 @@ pub mod api {
     pub fn instances(ctx: NativeCallContext, options: Map) -> Result<Array, Box<EvalAltResult>> {
         let mut o = Opts::new("ec2::instances", options, &["state", "tag", "stack"])?;
         let mut filters: Vec<(String, Vec<String>)> = Vec::new();
-        if let Some(state) = o.str("state")? {
+        const STATES: &[&str] = &[
+            "pending",
+            "running",
+            "shutting-down",
+            "terminated",
+            "stopping",
+            "stopped",
+        ];
+        if let Some(state) = o.one_of("state", STATES)? {
             filters.push(("instance-state-name".into(), vec![state]));
         }
         if let Some(tag) = o.str("tag")? {

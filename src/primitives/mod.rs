@@ -366,7 +366,18 @@ impl Runtime {
         let store = self
             .store
             .as_ref()
-            .ok_or_else(|| usage_err("this needs a stack: run the recipe with --name"))?;
+            .ok_or_else(|| match self.recipe.as_str() {
+                // `eval` only reads the account: it has no --name to give.
+                "<eval>" => usage_err_hint(
+                    "this needs a stack, and `eval` runs without one (it only reads the account)",
+                    "create or change resources in `geusemaker repl --name <stack>`, or in a recipe run with `geusemaker run <recipe> --name <stack>`",
+                ),
+                "<repl>" => usage_err_hint(
+                    "this needs a stack",
+                    "start the REPL on one: `geusemaker repl --name <stack>`",
+                ),
+                _ => usage_err("this needs a stack: run the recipe with --name"),
+            })?;
         Ok(store.lock().unwrap_or_else(|p| p.into_inner()))
     }
 

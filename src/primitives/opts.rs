@@ -53,6 +53,29 @@ impl Opts {
         }
     }
 
+    /// A string option that must be one of `allowed` (refused with "did you mean").
+    pub fn one_of(
+        &mut self,
+        key: &str,
+        allowed: &[&str],
+    ) -> Result<Option<String>, Box<EvalAltResult>> {
+        let Some(v) = self.str(key)? else {
+            return Ok(None);
+        };
+        if allowed.contains(&v.as_str()) {
+            return Ok(Some(v));
+        }
+        let msg = format!(
+            "{}: option `{key}` is `{v}`, not one of {}",
+            self.func,
+            allowed.join(", ")
+        );
+        Err(match did_you_mean(&v, allowed.iter().copied()) {
+            Some(s) => usage_err_hint(msg, format!("did you mean `{s}`?")),
+            None => usage_err(msg),
+        })
+    }
+
     pub fn req_str(&mut self, key: &str) -> Result<String, Box<EvalAltResult>> {
         self.str(key)?
             .ok_or_else(|| usage_err(format!("{}: option `{key}` is required", self.func)))

@@ -382,6 +382,11 @@ impl StackStore {
             deleted_at: None,
         };
         let idx = self.update(|s| {
+            // The stack's home region is known from its first resource on (`status` during
+            // the first run shows it), not only once the run ends.
+            if s.region.is_none() && !region.is_empty() {
+                s.region = Some(region.to_string());
+            }
             s.resources.push(record);
             s.resources.len() - 1
         })?;
@@ -492,6 +497,11 @@ mod tests {
         assert_eq!(on_disk.resources[idx].status, ResourceStatus::Intent);
         assert_eq!(on_disk.resources[idx].token, "tok-1");
         assert_eq!(on_disk.resources[idx].id, None);
+        assert_eq!(
+            on_disk.region.as_deref(),
+            Some("us-east-1"),
+            "the home region is on disk from the first intent (status during a first run)"
+        );
         drop(s);
 
         // The next run resumes the same intent with the same token.

@@ -195,6 +195,11 @@ impl Ui {
         }));
     }
 
+    /// Whether [`Ui::confirm`] can get an answer (`--yes`, a terminal, or nothing shown).
+    pub fn can_confirm(&self) -> bool {
+        self.assume_yes || self.silent || self.stdin_tty
+    }
+
     /// Ask a yes/no question. `--yes` answers yes; without a terminal (and without `--yes`)
     /// the answer is an error rather than a guess.
     pub fn confirm(&self, question: &str) -> Result<bool, String> {
