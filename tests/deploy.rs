@@ -536,6 +536,21 @@ fn params_and_settings_are_checked_for_meaning_before_anything_is_created() {
     .stdout_has("params not from the recipe: allowed_cidr = 198.51.100.0/24 (--set), instance_type = t3.large (config.toml deploy.instance_type), spot = true (config.toml deploy.spot)");
 }
 
+/// A first run whose only create AWS refused made nothing: it leaves no stack behind.
+#[test]
+fn a_first_run_whose_creates_were_all_refused_leaves_no_stack() {
+    let w = World::moto();
+    let r = w.recipe(
+        "refused.rhai",
+        "ec2::run_instance(\"app\", #{ image: \"ami-0000000000000000a\", instance_type: \"t3.micro\" });\n",
+    );
+    w.run(&["run", r.to_str().unwrap(), "--name", "refused"])
+        .failure(1)
+        .stderr_has("nothing was created");
+    assert!(!w.state_path("refused").exists());
+    assert!(!w.run(&["list"]).stdout.contains("refused"));
+}
+
 #[test]
 fn region_flag_selects_another_region() {
     let w = World::moto();

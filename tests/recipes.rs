@@ -418,6 +418,26 @@ fn the_interactive_deploy_asks_from_the_header_and_runs() {
     assert_eq!(state["status"], "running");
 }
 
+/// The README's first example is one a newcomer can paste and run: against moto it launches
+/// its instance, and destroy removes what it made.
+#[test]
+fn the_readme_example_runs_as_pasted() {
+    let w = World::moto();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme.split("```rhai\n").nth(1).expect("a rhai example");
+    let code = &block[..block.find("```").unwrap()];
+    let r = w.recipe("readme.rhai", code);
+    let stack = support::stack_name("readme");
+    w.run(&["run", r.to_str().unwrap(), "--name", &stack])
+        .success()
+        .stdout_has("resource(s) created by this run");
+    assert_eq!(w.sdk().stack_instances(&stack).len(), 1);
+    w.run(&["destroy", &stack, "--yes", "--set", "delete_data=true"])
+        .success();
+    assert!(w.sdk().leftovers(&stack).is_empty(), "{:?}", w.sdk().leftovers(&stack));
+}
+
 /// Every `rhai` example in the README and docs/ (the generated reference aside: its examples
 /// are fragments of one call) passes `geusemaker check`.
 #[test]

@@ -619,13 +619,16 @@ impl Session {
         Ok(exec)
     }
 
-    /// Remove the state of a stack that never got a resource (a failed first run).
+    /// Remove the state of a stack that never got a resource (a failed first run): no entry
+    /// may exist in AWS — each was refused outright, or none was ever asked for.
     fn discard_if_empty(&mut self) -> Result<bool, RunError> {
         let empty = self.new_stack
-            && self
-                .store
-                .as_ref()
-                .is_some_and(|s| s.state().resources.is_empty());
+            && self.store.as_ref().is_some_and(|s| {
+                s.state()
+                    .resources
+                    .iter()
+                    .all(|r| r.status == ResourceStatus::Failed)
+            });
         if empty {
             if let Some(store) = self.store.take() {
                 store.discard()?;
