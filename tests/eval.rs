@@ -95,6 +95,11 @@ fn errors_render_like_recipe_errors_and_creates_need_a_stack() {
     w.run(&["eval", "ec2::instances(#{ stat: \"running\" })"])
         .failure(1)
         .stderr_has("did you mean `state`?");
+    // A property a handle lacks, at run time: positioned, with the one meant.
+    w.run(&["eval", "ec2::default_vpc().cidrr"])
+        .failure(1)
+        .stderr_has("<eval>:1:20")
+        .stderr_has("did you mean `cidr`?");
     // A state EC2 does not have is an error, not an empty answer.
     w.run(&["eval", "ec2::instances(#{ state: \"runing\" })"])
         .failure(1)

@@ -96,6 +96,16 @@ fn check_accepts_the_bundled_recipes_and_positions_every_problem() {
         .failure(1)
         .stderr_has("version `1` is not MAJOR.MINOR.PATCH")
         .stderr_has("header.rhai:4:15");
+    // A property the handle does not have: found by check, positioned, with the one meant.
+    let typo = w.recipe(
+        "typo.rhai",
+        "let vm = ec2::run_instance(\"app\", #{});\nvm = ec2::wait_until_running(vm);\nprint(vm.public_ipp);\n",
+    );
+    w.run(&["check", typo.to_str().unwrap()])
+        .failure(1)
+        .stderr_has("`Instance` has no property `public_ipp`")
+        .stderr_has("typo.rhai:3:10")
+        .stderr_has("did you mean `public_ip`?");
     // A header after an import would be ignored: `check` and `run` both refuse it, and the
     // run records nothing.
     let late = w.recipe(
@@ -435,7 +445,11 @@ fn the_readme_example_runs_as_pasted() {
     assert_eq!(w.sdk().stack_instances(&stack).len(), 1);
     w.run(&["destroy", &stack, "--yes", "--set", "delete_data=true"])
         .success();
-    assert!(w.sdk().leftovers(&stack).is_empty(), "{:?}", w.sdk().leftovers(&stack));
+    assert!(
+        w.sdk().leftovers(&stack).is_empty(),
+        "{:?}",
+        w.sdk().leftovers(&stack)
+    );
 }
 
 /// Every `rhai` example in the README and docs/ (the generated reference aside: its examples

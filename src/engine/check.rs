@@ -127,6 +127,8 @@ const KEYWORD_FNS: &[&str] = &[
 
 struct Checker {
     known: Known,
+    /// Handle types and their properties (`vm.public_ipp` is caught here).
+    schema: super::schema::Schema,
     sources: Arc<Sources>,
     resolver: Resolver,
     findings: Vec<Finding>,
@@ -328,6 +330,12 @@ impl Checker {
                 }
             }
         }
+
+        // Properties of the handles primitives return.
+        let alias_names: BTreeSet<String> = aliases.keys().cloned().collect();
+        for b in super::schema::bad_properties(&self.schema, &ast, &alias_names) {
+            self.push(Severity::Error, display, b.pos, b.message, Some(b.hint));
+        }
         Some(ast)
     }
 }
@@ -406,8 +414,10 @@ pub fn check(recipe: &str) -> Result<Report, RunError> {
     let loaded = load_recipe(recipe)?;
     let sources = Arc::new(Sources::default());
     sources.insert(&loaded.display, &loaded.text, loaded.path.clone());
+    let engine = build_engine(Ui::detect(true), None);
     let mut checker = Checker {
-        known: Known::from_engine(&build_engine(Ui::detect(true), None)),
+        known: Known::from_engine(&engine),
+        schema: super::schema::Schema::from_engine(&engine),
         sources: sources.clone(),
         resolver: Resolver::new(loaded.dir.as_deref(), sources.clone()),
         findings: Vec::new(),

@@ -114,6 +114,26 @@ pub fn from_eval(
             primary = loc(&src, call.position);
         }
     }
+    // A property a handle does not have: the name is read at the caret (never from rhai's
+    // message), and the handles' properties offer the one meant.
+    let mut hint = hint;
+    if let (EvalAltResult::ErrorDotExpr(..), Some(p), None) = (e, &primary, &hint) {
+        let props: Vec<&str> = known_functions
+            .iter()
+            .filter_map(|f| f.strip_prefix("get$"))
+            .collect();
+        let at = sources.line(&p.source, p.line).map(|l| {
+            l.chars()
+                .skip(p.col.saturating_sub(1))
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        });
+        if let Some(s) = at.and_then(|name| did_you_mean(&name, props.iter().copied())) {
+            hint = Some(format!(
+                "did you mean `{s}`? (`geusemaker check` finds this before a run)"
+            ));
+        }
+    }
     // The innermost call (usually a primitive) named from the source text at the caret.
     if let Some(p) = &primary {
         if let Some(name) = sources

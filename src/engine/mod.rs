@@ -14,6 +14,7 @@ pub mod recipes;
 pub mod repl;
 pub mod resolver;
 pub mod scan;
+pub mod schema;
 pub mod session;
 pub mod sources;
 
