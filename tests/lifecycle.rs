@@ -251,6 +251,11 @@ fn a_deploy_that_never_gets_healthy_is_rolled_back_with_its_data_kept() {
     let state = w.state(&stack);
     assert_eq!(state["rollback_history"][0]["trigger"], "timeout");
     assert_eq!(state["status"], "failed");
+    // The clean-up (a destroy run) does not make the stack a `destroy` tier.
+    assert_eq!(state["recipe"], "<bundled>/recipes/dev.rhai");
+    let list = w.run(&["list"]);
+    let row = list.stdout.lines().find(|l| l.contains(&stack)).unwrap();
+    assert!(row.contains(" dev ") && !row.contains("destroy"), "{row}");
 }
 
 #[test]
