@@ -111,6 +111,9 @@ fn check_token(what: &str, v: &str, extra: &str) -> Result<(), String> {
     }
 }
 
+/// Image tags that move: they pin nothing.
+pub const FLOATING_TAGS: &[&str] = &["latest", "stable", "main", "master", "edge", "nightly"];
+
 /// `name:tag` (or `registry/name@sha256:…`), with a tag that is not `latest`.
 pub fn check_image(image: &str) -> Result<(), String> {
     check_token("image reference", image, "/:._-@")?;
@@ -125,10 +128,8 @@ pub fn check_image(image: &str) -> Result<(), String> {
             ))
         };
     }
-    // Tags that move: they pin nothing.
-    const FLOATING: &[&str] = &["latest", "stable", "main", "master", "edge", "nightly"];
     match name_and_tag.split_once(':') {
-        Some((_, tag)) if !tag.is_empty() && !FLOATING.contains(&tag) => Ok(()),
+        Some((_, tag)) if !tag.is_empty() && !FLOATING_TAGS.contains(&tag) => Ok(()),
         _ => Err(format!(
             "image `{image}` must be pinned to a version tag (not :latest or another moving tag)"
         )),

@@ -586,9 +586,10 @@ impl Default for HealthSettings {
 /// layout. Returns the value now in effect.
 pub fn write(home: &Home, key: &str, text: Option<&str>) -> Result<Settings, ConfigError> {
     let spec = spec(key)?;
-    // Refuse to edit a file that does not parse: the user's text is never rewritten blind.
-    let current = Settings::load(home)?;
-    let path = current.path.clone();
+    // Refuse to edit a file that is not TOML: the user's text is never rewritten blind. A
+    // value that fails its check is what `set` and `unset` are for, so only the result has to
+    // be valid.
+    let path = Settings::path_in(home);
     let raw = std::fs::read_to_string(&path).unwrap_or_default();
     let mut doc: toml_edit::DocumentMut = raw.parse().map_err(|e: toml_edit::TomlError| {
         ConfigError::Usage(format!("{}: {}", path.display(), e.message()))

@@ -184,17 +184,19 @@ impl ValueKind {
             ValueKind::VpcId => aws_id(v, "vpc", "VPC id"),
             ValueKind::SubnetId => aws_id(v, "subnet", "subnet id"),
             ValueKind::ImageId => aws_id(v, "ami", "AMI id"),
+            // The characters the instance's owner set-up takes safely (see boot::n8n_owner).
             ValueKind::Email => match v.split_once('@') {
                 Some((user, host))
                     if !user.is_empty()
-                        && host.contains('.')
-                        && !v.chars().any(char::is_whitespace)
-                        && domain(host).is_ok() =>
+                        && !host.is_empty()
+                        && !host.contains('@')
+                        && v.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "@.+-_".contains(c)) =>
                 {
                     Ok(())
                 }
                 _ => refuse(format!(
-                    "`{v}` is not an email address like admin@example.com"
+                    "`{v}` is not an email address like admin@example.com (letters, digits and . + - _ around one @)"
                 )),
             },
             ValueKind::Image => image(v),
@@ -240,8 +242,9 @@ fn instance_type(v: &str) -> Result<(), KindError> {
         ));
     }
     let numbered = |s: &str, suffix: &str| {
-        s.strip_suffix(suffix)
-            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        s.strip_suffix(suffix).is_some_and(|n| {
+            !n.is_empty() && !n.starts_with('0') && n.chars().all(|c| c.is_ascii_digit())
+        })
     };
     let size_ok = SIZES.contains(&size)
         || numbered(size, "xlarge")
@@ -312,7 +315,10 @@ fn image(v: &str) -> Result<(), KindError> {
                 if !tag_ok {
                     return refuse(format!("`{v}`: `{tag}` is not an image tag"));
                 }
-                (&v[..v.len() - tag.len() - 1], tag != "latest")
+                (
+                    &v[..v.len() - tag.len() - 1],
+                    !crate::boot::FLOATING_TAGS.contains(&tag),
+                )
             }
             None => (v, false),
         }
@@ -329,7 +335,7 @@ fn image(v: &str) -> Result<(), KindError> {
     }
     if !pinned {
         return refuse(format!(
-            "`{v}` names no version: pin a tag (like {name}:1.2.3) or a digest (@sha256:…); `latest` changes under you"
+            "`{v}` names no version: pin a tag (like {name}:1.2.3) or a digest (@sha256:…); `latest` and other moving tags change under you"
         ));
     }
     Ok(())
@@ -364,6 +370,16 @@ mod tests {
         );
         assert_eq!(e.suggestion.as_deref(), Some("t3.large"));
         assert!(msg(ValueKind::InstanceType, "large").contains("a family, a dot and a size"));
+        assert!(ValueKind::InstanceType.check("t3.0xlarge").is_err());
+        for real in [
+            "u7i-12tb.224xlarge",
+            "mac2-m2.metal",
+            "x8g.metal-24xl",
+            "p6-b200.48xlarge",
+            "mac-m4.metal",
+        ] {
+            ValueKind::InstanceType.check(real).unwrap();
+        }
         assert!(msg(ValueKind::InstanceType, "T3.medium").contains("not an instance family"));
     }
 
@@ -383,7 +399,14 @@ mod tests {
     #[test]
     fn emails_domains_images_and_certificates() {
         ValueKind::Email.check("ops@example.com").unwrap();
+        ValueKind::Email.check("Ops@Example.com").unwrap();
+        ValueKind::Email.check("ops@localhost").unwrap();
         assert!(msg(ValueKind::Email, "admin").contains("not an email address"));
+        // What the owner set-up on the instance would refuse is refused here, first.
+        for bad in ["o'brien@example.com", "a$(reboot)@example.com", "a@b@c"] {
+            assert!(ValueKind::Email.check(bad).is_err(), "{bad}");
+            assert!(crate::boot::n8n_owner(bad, 5678, &Default::default(), false).is_err());
+        }
         ValueKind::Domain.check("n8n.example.com").unwrap();
         assert!(msg(ValueKind::Domain, "example..com").contains("not a DNS name"));
         ValueKind::Image.check("n8nio/n8n:2.41.3").unwrap();
@@ -393,6 +416,7 @@ mod tests {
             .unwrap();
         assert!(msg(ValueKind::Image, "n8nio/n8n").contains("names no version"));
         assert!(msg(ValueKind::Image, "n8nio/n8n:latest").contains("names no version"));
+        assert!(msg(ValueKind::Image, "n8nio/n8n:stable").contains("names no version"));
         ValueKind::CertificateArn
             .check("arn:aws:acm:us-east-1:123456789012:certificate/abc-123")
             .unwrap();

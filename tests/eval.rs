@@ -100,6 +100,14 @@ fn errors_render_like_recipe_errors_and_creates_need_a_stack() {
         .failure(1)
         .stderr_has("<eval>:1:20")
         .stderr_has("did you mean `cidr`?");
+    // A property another handle has is no near miss: no hint that names it back.
+    let out = w.run(&["eval", "ec2::default_vpc().tags"]);
+    out.failure(1);
+    assert!(
+        !out.stderr.contains("did you mean `tags`"),
+        "{}",
+        out.stderr
+    );
     // A state EC2 does not have is an error, not an empty answer.
     w.run(&["eval", "ec2::instances(#{ state: \"runing\" })"])
         .failure(1)

@@ -286,6 +286,25 @@ fn rollback_relaunches_the_last_healthy_deploy_on_the_same_data() {
         "and its params"
     );
 
+    // A snapshot its recipe would now refuse is found before the rollback terminates
+    // anything (the stack would be left without an instance).
+    let file = w.state_path(&stack);
+    let good = std::fs::read_to_string(&file).unwrap();
+    let mut bad: serde_json::Value = serde_json::from_str(&good).unwrap();
+    bad["last_healthy"]["params"]["owner_email"] = "o'brien@example.com".into();
+    std::fs::write(&file, serde_json::to_string_pretty(&bad).unwrap()).unwrap();
+    run(&w, &["rollback", &stack], &[])
+        .failure(2)
+        .stderr_has("cannot be relaunched as it was recorded, so nothing was rolled back")
+        .stderr_has("owner_email");
+    let live: Vec<String> = sdk
+        .stack_instances(&stack)
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
+    assert_eq!(live, [old_instance.clone()], "the instance is untouched");
+    std::fs::write(&file, good).unwrap();
+
     let out = run(&w, &["rollback", &stack], &[]);
     out.success()
         .stdout_has("Relaunching the last healthy deploy")

@@ -567,7 +567,8 @@ fn logs_are_fetched_through_ssm() {
         .collect();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(
-        sent[0].contains("compose.yaml' logs --no-color --timestamps --since '5m' 'n8n'"),
+        sent[0]
+            .contains("compose.yaml' logs --no-color --timestamps --tail 300 --since '5m' 'n8n'"),
         "{}",
         sent[0]
     );

@@ -234,7 +234,32 @@ fn a_git_source_is_locked_verified_and_updated() {
             .stderr_has("fetching it again");
     }
 
-    // A fresh machine (no cache): the locked commit is fetched again, and verifies.
+    // A fresh machine (no cache): the locked commit is fetched again, and verifies — by
+    // several runs at once too (parallel CI jobs share the cache).
+    std::fs::remove_dir_all(&cached).unwrap();
+    let parallel: Vec<_> = (0..4)
+        .map(|i| {
+            let mut c = w.cmd();
+            for k in [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_ENDPOINT_URL",
+            ] {
+                c.env_remove(k);
+            }
+            c.current_dir(&project)
+                .args(["run", "mine.rhai", "--name", &format!("par{i}"), "--plan"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in parallel {
+        Outcome::from(child.wait_with_output().unwrap())
+            .success()
+            .stdout_has("acme tier on m5.large");
+    }
     std::fs::remove_dir_all(&cached).unwrap();
     in_dir(
         &w,

@@ -128,7 +128,11 @@ pub fn from_eval(
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect::<String>()
         });
-        if let Some(s) = at.and_then(|name| did_you_mean(&name, props.iter().copied())) {
+        // Only a near miss is a hint: a name some other handle has is not one.
+        if let Some(s) = at
+            .filter(|name| !props.contains(&name.as_str()))
+            .and_then(|name| did_you_mean(&name, props.iter().copied()))
+        {
             hint = Some(format!(
                 "did you mean `{s}`? (`geusemaker check` finds this before a run)"
             ));

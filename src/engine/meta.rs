@@ -262,6 +262,9 @@ fn header_text(text: &str) -> Result<Option<(String, usize)>, HeaderError> {
     let mut ended: Option<usize> = None;
     for (i, line) in text.lines().enumerate() {
         let t = line.trim_start();
+        if i == 0 && t.starts_with("#!") {
+            continue; // a shebang line
+        }
         match (t.strip_prefix("//!"), ended) {
             (Some(_), Some(after)) => {
                 return Err(HeaderError {

@@ -254,6 +254,15 @@ fn git(args: &[&str], dir: Option<&Path>) -> Result<String, String> {
     if let Some(d) = dir {
         c.arg("-C").arg(d);
     }
+    // The cache's repository is data, not configuration: none of its hooks or helpers run.
+    c.args([
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-c",
+        "core.fsmonitor=false",
+        "-c",
+        "credential.helper=",
+    ]);
     let out = c
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -307,8 +316,15 @@ fn fetch_commit(home: &Home, name: &str, url: &str, rev: &str) -> Result<String,
             None,
         )
         .map_err(|e| format!("cannot fetch source `{name}` from {url}: {e}"))?;
-        std::fs::rename(&work, &repo)
-            .map_err(|e| format!("cannot move the clone into {}: {e}", repo.display()))?;
+        // Another process may have cloned it meanwhile: theirs is as good as ours.
+        if let Err(e) = std::fs::rename(&work, &repo) {
+            if !repo.is_dir() {
+                return Err(format!(
+                    "cannot move the clone into {}: {e}",
+                    repo.display()
+                ));
+            }
+        }
     } else if !(is_commit_id(rev) && has(rev).is_ok()) {
         // A tag or branch may have moved: ask the origin again.
         git(
@@ -357,6 +373,24 @@ fn commit_files(
         .map_err(|e| format!("source `{name}` at {commit} from {url}: {e}"))
 }
 
+/// The files of a commit that a checkout holds: `.rhai` files (the only ones geusemaker loads
+/// and locks) at plain relative paths — nothing hidden, so never a `.git` of the source's
+/// making that git would later read as configuration.
+fn recipe_files(files: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
+    files
+        .into_iter()
+        .filter(|(rel, _)| {
+            rel.ends_with(".rhai")
+                && rel.split('/').all(|part| {
+                    !part.is_empty()
+                        && !part.starts_with('.')
+                        && !part.contains(['\\', ':'])
+                        && !part.eq_ignore_ascii_case("git~1")
+                })
+        })
+        .collect()
+}
+
 /// Is `dir` exactly `files` (every file there with its content, and no other `.rhai` file)?
 fn checkout_matches(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Option<String> {
     for (rel, bytes) in files {
@@ -384,24 +418,54 @@ fn write_checkout(dest: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), 
         std::fs::write(&f, bytes).map_err(|e| format!("{}: {e}", f.display()))?;
     }
     let old = parent.join(format!(".old-{}", rand::random::<u32>()));
-    if dest.exists() {
-        std::fs::rename(dest, &old).map_err(|e| format!("{}: {e}", dest.display()))?;
-    }
+    // Concurrent runs may each put a checkout in place: whichever lands, it is checked below.
+    let _ = std::fs::rename(dest, &old);
     let dir = tmp.keep();
-    std::fs::rename(&dir, dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    if std::fs::rename(&dir, dest).is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let _ = std::fs::remove_dir_all(&old);
-    Ok(())
+    match checkout_matches(dest, files) {
+        None => Ok(()),
+        Some(file) => Err(format!(
+            "cannot check out {} ({file} differs after writing it)",
+            dest.display()
+        )),
+    }
 }
+
+/// The cache of one source, held by one process at a time (concurrent CI jobs share it).
+fn lock_cache(home: &Home, name: &str) -> Result<std::fs::File, String> {
+    let base = source_cache(home, name);
+    std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+    let path = base.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    f.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    Ok(f)
+}
+
+static VERIFIED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 /// The checkout of `commit`, verified against its git objects once per process.
 fn verified_checkout(home: &Home, name: &str, url: &str, commit: &str) -> Result<PathBuf, String> {
-    use std::sync::Mutex;
-    static VERIFIED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
     let dest = source_cache(home, name).join(commit);
     if VERIFIED.lock().unwrap().contains(&dest) {
         return Ok(dest);
     }
-    let files = commit_files(home, name, url, commit)?;
+    let _held = lock_cache(home, name)?;
+    checkout_locked(home, name, url, commit)
+}
+
+/// [`verified_checkout`] with the cache's lock held.
+fn checkout_locked(home: &Home, name: &str, url: &str, commit: &str) -> Result<PathBuf, String> {
+    let dest = source_cache(home, name).join(commit);
+    let files = recipe_files(commit_files(home, name, url, commit)?);
     if dest.is_dir() {
         if let Some(file) = checkout_matches(&dest, &files) {
             crate::ui::Ui::detect(false).warn(&format!(
@@ -425,11 +489,11 @@ pub fn fetch(
     url: &str,
     rev: &str,
 ) -> Result<(PathBuf, String, BTreeMap<String, String>), String> {
+    let _held = lock_cache(home, name)?;
     let commit = fetch_commit(home, name, url, rev)?;
-    let dir = verified_checkout(home, name, url, &commit)?;
-    let hashes = commit_files(home, name, url, &commit)?
+    let dir = checkout_locked(home, name, url, &commit)?;
+    let hashes = recipe_files(commit_files(home, name, url, &commit)?)
         .into_iter()
-        .filter(|(rel, _)| rel.ends_with(".rhai"))
         .map(|(rel, bytes)| (rel, sha256(&bytes)))
         .collect();
     Ok((dir, commit, hashes))
@@ -617,6 +681,26 @@ fn write_lock(root: &Path, lock: &BTreeMap<String, Locked>) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkout_holds_plain_recipe_files_only() {
+        let files: BTreeMap<String, Vec<u8>> = [
+            ".git/config",
+            ".GIT/hooks/post-checkout.rhai",
+            "lib/.hidden.rhai",
+            "notes.txt",
+            "a.rhai",
+            "lib/b.rhai",
+            "git~1/x.rhai",
+        ]
+        .into_iter()
+        .map(|p| (p.to_string(), b"x".to_vec()))
+        .collect();
+        assert_eq!(
+            recipe_files(files).into_keys().collect::<Vec<_>>(),
+            ["a.rhai", "lib/b.rhai"]
+        );
+    }
 
     #[test]
     fn path_sources_lock_and_catch_a_changed_file() {

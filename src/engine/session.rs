@@ -501,7 +501,8 @@ impl Session {
             "stack {} · recipe {recipe_name} · run {run_id}",
             self.stack
         ));
-        if let Some(line) = chosen_params(c, &runtime.params) {
+        // (A clean-up's own params are internal; destroy shows what it will do instead.)
+        if let Some(line) = chosen_params(c, &runtime.params).filter(|_| !teardown) {
             // A value from elsewhere than the recipe is never silent: a personal config.toml
             // changes a shared recipe's declared choice only in plain sight.
             ui.info(&line);
@@ -619,16 +620,15 @@ impl Session {
         Ok(exec)
     }
 
-    /// Remove the state of a stack that never got a resource (a failed first run): no entry
-    /// may exist in AWS — each was refused outright, or none was ever asked for.
+    /// Remove the state of a stack that never got a resource (a failed first run). A create
+    /// recorded as refused stays: a create made of several calls (a role, then its instance
+    /// profile) may have left something behind, and the ledger is what finds it.
     fn discard_if_empty(&mut self) -> Result<bool, RunError> {
         let empty = self.new_stack
-            && self.store.as_ref().is_some_and(|s| {
-                s.state()
-                    .resources
-                    .iter()
-                    .all(|r| r.status == ResourceStatus::Failed)
-            });
+            && self
+                .store
+                .as_ref()
+                .is_some_and(|s| s.state().resources.is_empty());
         if empty {
             if let Some(store) = self.store.take() {
                 store.discard()?;
@@ -727,7 +727,21 @@ fn roll_back_run(
     let destroy = compile(load_recipe("destroy")?)?;
     let ui = Ui::detect(true);
     let only = prepare_params(&destroy, parse_sets(&[format!("only_run={run_id}")])?)?;
-    let rb = session.exec(&destroy, only, &ui)?;
+    let rb = match session.exec(&destroy, only, &ui) {
+        Ok(rb) => rb,
+        // The clean-up could not reach AWS (credentials expired during the run): the run's
+        // own failure is still the story; what it created stays in the ledger.
+        Err(RunError::Preflight(e)) => {
+            if let Some(store) = session.store.as_mut() {
+                store.update(|s| s.status = StackStatus::Failed)?;
+            }
+            return Ok(format!(
+                "automatic rollback could not reach AWS: {e}\nwhat this run created remains (the ledger lists it): `geusemaker destroy {0}` removes it once AWS answers\n",
+                session.stack
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     let removed = session
         .store
         .as_ref()
@@ -899,38 +913,9 @@ pub fn destroy(mut req: RunRequest) -> Result<RunSummary, RunError> {
 
 /// `geusemaker rollback <name>`: the rollback recipe, then — when the stack has a last-healthy
 /// snapshot — the snapshot's recipe with its params, all under one lock.
-pub fn rollback(req: RunRequest, trigger: &str) -> Result<RunSummary, RunError> {
-    require_existing(&req.stack)?;
-    let mut sets = req.sets.clone();
-    sets.push(format!("trigger={trigger}"));
-    let compiled = compile(load_recipe("rollback")?)?;
-    let params = prepare_params(&compiled, parse_sets(&sets)?)?;
-    let mut session = Session::open(&req.stack, req.aws.clone(), req.assume_yes, "rollback")?;
-    let ui = session.ui.clone();
-    let exec = session.exec(&compiled, params, &ui)?;
-    if let Some(e) = &exec.error {
-        return Err(RunError::Recipe(format!(
-            "{e}rollback {} failed after {}\n",
-            exec.run_id,
-            exec.summary()
-        )));
-    }
-    let snapshot = session.state().last_healthy.clone();
-    let relaunch = session.state().status == StackStatus::RollingBack;
-    let Some(snapshot) = snapshot.filter(|_| relaunch) else {
-        ui.success(&format!(
-            "rollback {} finished: {}",
-            exec.run_id,
-            exec.summary()
-        ));
-        return Ok(RunSummary {
-            run_id: exec.run_id,
-            api_calls: exec.api_calls,
-            attempts: exec.attempts,
-        });
-    };
-
-    // Relaunch exactly what was last healthy: its recipe, its params, its image.
+/// The recipe and params that relaunch a `last_healthy` snapshot: its recipe, its params (those
+/// the recipe still declares), its image — checked like any run's.
+fn relaunch_of(snapshot: &serde_json::Value) -> Result<(Compiled, Params), RunError> {
     let recipe_id = snapshot["recipe"].as_str().unwrap_or("dev").to_string();
     let mut relaunch_sets: Vec<String> = snapshot["params"]
         .as_object()
@@ -965,11 +950,56 @@ pub fn rollback(req: RunRequest, trigger: &str) -> Result<RunSummary, RunError> 
             relaunch_sets.push(format!("image_id={image}"));
         }
     }
+    let params = prepare_params(&compiled, parse_sets(&relaunch_sets)?)?;
+    Ok((compiled, params))
+}
+
+pub fn rollback(req: RunRequest, trigger: &str) -> Result<RunSummary, RunError> {
+    require_existing(&req.stack)?;
+    // What the relaunch will run is checked before the rollback terminates anything: a
+    // snapshot whose params its recipe now refuses would leave the stack without an instance.
+    let home = Home::from_env()?;
+    if let Some(snapshot) = StackStore::load(&home, &req.stack)?.and_then(|s| s.last_healthy) {
+        relaunch_of(&snapshot).map_err(|e| {
+            RunError::Usage(format!(
+                "the last healthy deploy cannot be relaunched as it was recorded, so nothing was rolled back:\n{e}"
+            ))
+        })?;
+    }
+    let mut sets = req.sets.clone();
+    sets.push(format!("trigger={trigger}"));
+    let compiled = compile(load_recipe("rollback")?)?;
+    let params = prepare_params(&compiled, parse_sets(&sets)?)?;
+    let mut session = Session::open(&req.stack, req.aws.clone(), req.assume_yes, "rollback")?;
+    let ui = session.ui.clone();
+    let exec = session.exec(&compiled, params, &ui)?;
+    if let Some(e) = &exec.error {
+        return Err(RunError::Recipe(format!(
+            "{e}rollback {} failed after {}\n",
+            exec.run_id,
+            exec.summary()
+        )));
+    }
+    let snapshot = session.state().last_healthy.clone();
+    let relaunch = session.state().status == StackStatus::RollingBack;
+    let Some(snapshot) = snapshot.filter(|_| relaunch) else {
+        ui.success(&format!(
+            "rollback {} finished: {}",
+            exec.run_id,
+            exec.summary()
+        ));
+        return Ok(RunSummary {
+            run_id: exec.run_id,
+            api_calls: exec.api_calls,
+            attempts: exec.attempts,
+        });
+    };
+
+    let (compiled, relaunch_params) = relaunch_of(&snapshot)?;
     ui.stage(&format!(
         "Relaunching the last healthy deploy ({})",
         compiled.recipe.display
     ));
-    let relaunch_params = prepare_params(&compiled, parse_sets(&relaunch_sets)?)?;
     let relaunch = session.exec(&compiled, relaunch_params, &ui)?;
     let store = session.store_mut();
     store.update(|s| {

@@ -16,6 +16,10 @@ use crate::suggest::did_you_mean;
 /// SSM returns at most 24,000 characters of output; ask for less so nothing is cut silently.
 const MAX_LINES: usize = 300;
 
+/// SSM keeps the first 24,000 characters of the output: the lines are cut to fit below it, so
+/// the end marker always arrives.
+const MAX_BYTES: usize = 20_000;
+
 /// How often `--follow` asks again.
 const FOLLOW_EVERY: Duration = Duration::from_secs(5);
 
@@ -30,7 +34,7 @@ const END: &str = "@@geusemaker-logs-exit=";
 pub fn command(service: Option<&str>, since: &str) -> String {
     let dir = Layout::default().stack_dir;
     format!(
-        "out=$(docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' logs --no-color --timestamps --since '{since}'{} 2>&1); rc=$?; echo '{BEGIN}'; printf '%s\\n' \"$out\" | tail -n {MAX_LINES}; echo \"{END}$rc\"",
+        "rc=0; out=$(docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' logs --no-color --timestamps --tail {MAX_LINES} --since '{since}'{} 2>&1) || rc=$?; echo '{BEGIN}'; printf '%s\\n' \"$out\" | tail -n {MAX_LINES} | tail -c {MAX_BYTES}; echo \"{END}$rc\"",
         service.map(|s| format!(" '{s}'")).unwrap_or_default()
     )
 }
@@ -55,8 +59,11 @@ fn unwrap_output<'a>(out: &'a str, instance: &str) -> Result<Vec<&'a str>, RunEr
             "error: `docker compose logs` failed on {instance} (exit {code}):\n{}\n",
             lines[..lines.len() - 1].join("\n")
         ))),
-        // SSM keeps the first 24,000 characters: the end marker was cut off.
-        None => Ok(lines),
+        // The end marker was cut off (SSM keeps the first 24,000 characters).
+        None => {
+            eprintln!("warning: the output was cut by SSM: the newest lines may be missing");
+            Ok(lines)
+        }
     }
 }
 
@@ -313,9 +320,9 @@ mod tests {
     #[test]
     fn the_command_names_the_project_the_window_and_the_service() {
         let c = command(Some("n8n"), "10m");
-        assert!(c.starts_with("out=$(docker compose --project-directory '/opt/geusemaker' -f '/opt/geusemaker/compose.yaml' logs --no-color --timestamps --since '10m' 'n8n'"), "{c}");
+        assert!(c.starts_with("rc=0; out=$(docker compose --project-directory '/opt/geusemaker' -f '/opt/geusemaker/compose.yaml' logs --no-color --timestamps --tail 300 --since '10m' 'n8n'"), "{c}");
         assert!(
-            c.ends_with("| tail -n 300; echo \"@@geusemaker-logs-exit=$rc\""),
+            c.ends_with("| tail -n 300 | tail -c 20000; echo \"@@geusemaker-logs-exit=$rc\""),
             "{c}"
         );
         assert!(!command(None, "1h").contains("'n8n'"));
