@@ -302,7 +302,11 @@ fn rollback_relaunches_the_last_healthy_deploy_on_the_same_data() {
         .iter()
         .filter_map(|i| i.instance_id().map(str::to_string))
         .collect();
-    assert_eq!(live, [old_instance.clone()], "the instance is untouched");
+    assert_eq!(
+        live,
+        std::slice::from_ref(&old_instance),
+        "the instance is untouched"
+    );
     std::fs::write(&file, good).unwrap();
 
     let out = run(&w, &["rollback", &stack], &[]);
