@@ -228,6 +228,18 @@ pub struct Aws {
     pub stats: Arc<CallStats>,
 }
 
+/// The region a connection with `settings` would use, without asking AWS anything (a recipe
+/// that only wants the region needs no credentials).
+pub fn resolve_region(settings: &AwsSettings, rt: &Blocking) -> Result<String, PreflightError> {
+    let sdk = rt.block_on(load_sdk_config(settings));
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .ok_or(PreflightError::NoRegion)?;
+    check_region(&region)?;
+    Ok(region)
+}
+
 impl Aws {
     /// Resolve the region and the credentials, ask STS who they belong to (the preflight:
     /// one short, fixable error instead of a failure inside a recipe), then build every client.

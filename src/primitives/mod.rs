@@ -142,6 +142,8 @@ pub struct Runtime {
     pub blocking: Blocking,
     settings: AwsSettings,
     aws: OnceLock<Result<Aws, crate::cloud::PreflightError>>,
+    /// The region resolved without connecting (see [`Runtime::region`]).
+    region: OnceLock<Result<String, crate::cloud::PreflightError>>,
     store: Option<Mutex<StackStore>>,
     waited: Mutex<Duration>,
     last_call: Mutex<Option<CallSite>>,
@@ -244,6 +246,7 @@ impl Runtime {
             blocking: Blocking::new()?,
             settings,
             aws: OnceLock::new(),
+            region: OnceLock::new(),
             store: store.map(Mutex::new),
             waited: Mutex::new(Duration::ZERO),
             last_call: Mutex::new(None),
@@ -349,7 +352,10 @@ impl Runtime {
     /// Why the connection to AWS could not be made, when that is how the run ended: nothing
     /// was asked of AWS, so nothing can have been created.
     pub fn preflight_failed(&self) -> Option<crate::cloud::PreflightError> {
-        self.aws.get().and_then(|r| r.as_ref().err().cloned())
+        self.aws
+            .get()
+            .and_then(|r| r.as_ref().err().cloned())
+            .or_else(|| self.region.get().and_then(|r| r.as_ref().err().cloned()))
     }
 
     /// The AWS clients if they were ever connected (for the run summary).
@@ -357,8 +363,19 @@ impl Runtime {
         self.aws.get().and_then(|r| r.as_ref().ok())
     }
 
+    /// The region: the connection's, or — before one is made — resolved without asking AWS
+    /// anything (credentials are not needed to know it).
     pub fn region(&self) -> Result<String, Box<EvalAltResult>> {
-        Ok(self.aws()?.region.clone())
+        if self.plan.is_some() {
+            return Ok(self.aws()?.region.clone());
+        }
+        if let Some(aws) = self.aws_if_connected() {
+            return Ok(aws.region.clone());
+        }
+        self.region
+            .get_or_init(|| crate::cloud::resolve_region(&self.settings, &self.blocking))
+            .clone()
+            .map_err(|e| cloud_err(e.into()))
     }
 
     /// The locked stack store.
