@@ -15,12 +15,18 @@ set -Eeuo pipefail
 exec > >(tee -a /var/log/geusemaker-boot.log | logger -t geusemaker -s 2>/dev/console) 2>&1
 echo "geusemaker boot: $(date -u +%FT%TZ)"
 boot_step="start"
-step() {
+"#;
+
+/// `step` and the failure trap of a script that reports nowhere but its log.
+const PLAIN_STEP: &str = r#"step() {
   boot_step="$1"
   echo "geusemaker step: $1"
 }
 trap 'echo "geusemaker boot FAILED in step: ${boot_step} (line ${LINENO})" >&2' ERR
-retry() {
+"#;
+
+/// `retry`, for what goes over the network.
+const RETRY: &str = r#"retry() {
   local attempt=1
   until "$@"; do
     if [ "$attempt" -ge 5 ]; then
@@ -664,10 +670,129 @@ pub fn user_data_payload(script: &str) -> Result<Vec<u8>, usize> {
     }
 }
 
+/// Where a boot script reports its progress: one SSM parameter of the stack
+/// (`/geusemaker/<stack>/boot`), written with the instance role, read by the CLI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Channel {
+    pub region: String,
+    /// The parameter's name.
+    pub parameter: String,
+    /// The run whose boot this is (the CLI reads only its own run's reports).
+    pub run: String,
+}
+
+/// The name of a stack's boot channel.
+pub fn channel_parameter(stack: &str) -> String {
+    format!("/geusemaker/{stack}/boot")
+}
+
+/// `report` and a `step` that reports: after each step the boot document — the run, the step
+/// now, the steps done with their seconds, and on a failure the failing step and line — is
+/// written to the channel (a failed write never stops the boot).
+fn reporter(c: &Channel) -> Result<String, String> {
+    check_token("region", &c.region, "-")?;
+    check_path(&c.parameter)?;
+    check_token("run id", &c.run, "-")?;
+    Ok(format!(
+        r#"boot_param='{param}'
+boot_run='{run}'
+boot_region='{region}'
+boot_done=""
+step_started=$(date +%s)
+# The boot document: {{"run", "step", "state": running|done|failed, "at", "done": [{{"step", "seconds"}}], "error"}}.
+report() {{
+  local doc
+  doc=$(printf '{{"run":"%s","step":"%s","state":"%s","at":"%s","done":[%s]%s}}' \
+    "$boot_run" "$boot_step" "$1" "$(date -u +%FT%TZ)" "$boot_done" "${{2:-}}")
+  aws ssm put-parameter --region "$boot_region" --name "$boot_param" --type String \
+    --overwrite --value "$doc" >/dev/null 2>&1 || echo "geusemaker: could not report the boot step" >&2
+}}
+step() {{
+  local now
+  now=$(date +%s)
+  if [ "$boot_step" != "start" ]; then
+    boot_done="${{boot_done:+$boot_done,}}$(printf '{{"step":"%s","seconds":%d}}' "$boot_step" "$((now - step_started))")"
+  fi
+  boot_step="$1"
+  step_started=$now
+  echo "geusemaker step: $1"
+  report "running"
+}}
+boot_failed() {{
+  echo "geusemaker boot FAILED in step: ${{boot_step}} (line $1)" >&2
+  report "failed" "$(printf ',"error":{{"step":"%s","line":%d}}' "$boot_step" "$1")"
+}}
+trap 'boot_failed "${{LINENO}}"' ERR
+report "running"
+"#,
+        param = c.parameter,
+        run = c.run,
+        region = c.region,
+    ))
+}
+
+/// The boot document a reporting script writes to its channel.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct BootReport {
+    pub run: String,
+    /// The step now (the failing one when `state` is `failed`).
+    pub step: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// When the instance wrote it (UTC, RFC 3339).
+    pub at: String,
+    /// The steps done, in order, with their seconds.
+    #[serde(default)]
+    pub done: Vec<BootStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<BootError>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct BootStep {
+    pub step: String,
+    pub seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct BootError {
+    pub step: String,
+    pub line: u64,
+}
+
+impl BootReport {
+    pub fn parse(text: &str) -> Result<BootReport, String> {
+        serde_json::from_str(text).map_err(|e| format!("not a boot report: {e}"))
+    }
+    pub fn failed(&self) -> bool {
+        self.state == "failed"
+    }
+    pub fn finished(&self) -> bool {
+        self.state == "done"
+    }
+}
+
+/// The end of a reporting script: the last step's time, and `done`.
+const REPORT_DONE: &str = r#"
+step "finished"
+report "done"
+"#;
+
 /// Header + sections. A section that starts with a `# --- title ---` line is announced as a
 /// step, so a failure in the boot log names it.
 pub fn script(sections: &[String]) -> String {
+    script_reporting(sections, None).expect("a script without a channel has nothing to check")
+}
+
+/// [`script`], reporting each step on `channel` (a boot script; an update's SSM command
+/// reports through its own output).
+pub fn script_reporting(sections: &[String], channel: Option<&Channel>) -> Result<String, String> {
     let mut out = String::from(SCRIPT_HEADER);
+    match channel {
+        Some(c) => out.push_str(&reporter(c)?),
+        None => out.push_str(PLAIN_STEP),
+    }
+    out.push_str(RETRY);
     for s in sections.iter().filter(|s| !s.trim().is_empty()) {
         out.push('\n');
         let title = s
@@ -685,7 +810,10 @@ pub fn script(sections: &[String]) -> String {
         }
         out.push('\n');
     }
-    out
+    if channel.is_some() {
+        out.push_str(REPORT_DONE);
+    }
+    Ok(out)
 }
 
 /// A section title made safe inside single quotes.
@@ -755,6 +883,80 @@ mod tests {
         assert!(s.contains("# --- EFS fs-1 at /mnt/efs (TLS) ---\nstep 'EFS fs-1 at /mnt/efs (TLS)'\nmount /mnt/efs\n"), "{s}");
         assert!(s.contains("step 'it_s _(odd)'"), "{s}");
         assert!(s.contains("trap 'echo \"geusemaker boot FAILED in step: ${boot_step}"));
+    }
+
+    /// The reporting script, run with a stand-in `aws` that keeps what it is asked to write:
+    /// every step is reported in order with its seconds, the end says `done`, and a failing
+    /// command reports its step — each document a valid [`BootReport`] of the run.
+    #[test]
+    fn a_reporting_script_writes_each_step_to_its_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let docs = dir.path().join("docs");
+        let aws = bin.join("aws");
+        std::fs::write(
+            &aws,
+            format!(
+                "#!/bin/bash\nwhile [ $# -gt 0 ]; do [ \"$1\" = --value ] && printf '%s\\n' \"$2\" >> '{}'; shift; done\n",
+                docs.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&aws, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let channel = Channel {
+            region: "us-east-1".into(),
+            parameter: channel_parameter("demo"),
+            run: "20261202T000000Z-abc123".into(),
+        };
+        let run = |sections: &[String]| {
+            let script = script_reporting(sections, Some(&channel)).unwrap();
+            // The header's log redirection needs root and /var/log: the rest is what is tested.
+            let script = script.replace(
+                "exec > >(tee -a /var/log/geusemaker-boot.log | logger -t geusemaker -s 2>/dev/console) 2>&1\n",
+                "",
+            );
+            let _ = std::fs::remove_file(&docs);
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(&script)
+                .env(
+                    "PATH",
+                    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+                )
+                .output()
+                .unwrap();
+            let reports: Vec<BootReport> = std::fs::read_to_string(&docs)
+                .unwrap()
+                .lines()
+                .map(|l| BootReport::parse(l).unwrap())
+                .collect();
+            (out.status.success(), reports)
+        };
+        let (ok, reports) = run(&[
+            "# --- packages ---\necho installing\n".into(),
+            "# --- EFS fs-1 at /mnt/efs ---\necho mounting\n".into(),
+        ]);
+        assert!(ok);
+        let last = reports.last().unwrap();
+        assert!(last.finished() && last.run == channel.run, "{last:?}");
+        let steps: Vec<&str> = last.done.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(steps, ["packages", "EFS fs-1 at /mnt/efs"]);
+        assert_eq!(last.step, "finished");
+        assert!(reports
+            .iter()
+            .any(|r| r.step == "packages" && r.state == "running"));
+
+        let (ok, reports) = run(&[
+            "# --- packages ---\necho installing\n".into(),
+            "# --- Docker images ---\nfalse\n".into(),
+        ]);
+        assert!(!ok, "a failed step still fails the boot");
+        let last = reports.last().unwrap();
+        assert!(last.failed(), "{last:?}");
+        assert_eq!(last.error.as_ref().unwrap().step, "Docker images");
+        assert_eq!(last.done.len(), 1);
     }
 
     #[test]

@@ -251,6 +251,24 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
         ]),
         "the Deny covers everything but the stack's own path"
     );
+    // The one write the role has: its stack's boot channel (issue 19).
+    let writes: Vec<&serde_json::Value> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["Effect"] == "Allow"
+                && s["Action"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("ssm:") && !a.starts_with("ssm:Get"))
+        })
+        .collect();
+    assert_eq!(writes.len(), 1, "{doc}");
+    assert_eq!(writes[0]["Action"], "ssm:PutParameter");
+    assert_eq!(
+        writes[0]["Resource"],
+        format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}/boot")
+    );
 
     // --- re-run: converges without creating anything new
     let again = w.run(&[

@@ -1465,3 +1465,165 @@ fn an_update_that_fails_before_its_health_gate_is_undone_at_once() {
         serde_json::Value::Null
     );
 }
+
+/// Plays the instance's side of the boot channel (issue 19): once the run has launched its
+/// instance, writes this run's boot document to `/geusemaker/<stack>/boot` as the boot
+/// script would (`docs`, one after another, `gap` apart).
+fn play_boot(w: &World, stack: &str, docs: &[serde_json::Value], gap: Duration) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run never launched its instance"
+        );
+        if let Ok(text) = std::fs::read_to_string(w.state_path(stack)) {
+            let state: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let launched = state["resources"].as_array().is_some_and(|r| {
+                r.iter()
+                    .any(|r| r["kind"] == "ec2:instance" && r["id"].is_string())
+            });
+            if launched {
+                break state["runs"].as_array().unwrap().last().unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let sdk = w.sdk();
+    for (i, doc) in docs.iter().enumerate() {
+        let mut doc = doc.clone();
+        doc["run"] = run.clone().into();
+        sdk.block_on(
+            sdk.ssm
+                .put_parameter()
+                .name(format!("/geusemaker/{stack}/boot"))
+                .value(doc.to_string())
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .overwrite(true)
+                .send(),
+        )
+        .unwrap();
+        if i + 1 < docs.len() {
+            std::thread::sleep(gap);
+        }
+    }
+}
+
+/// The deploy shows the instance's boot as it goes — each step with its time, in order — and
+/// keeps the timeline in the state; `status` shows it.
+#[test]
+fn the_deploy_follows_the_boot_channel_and_keeps_its_timeline() {
+    let w = World::moto();
+    let stack = support::stack_name("bootch");
+    // n8n comes up late (its first answers are 503): the boot is reported meanwhile.
+    let n8n = support::flaky_stub(4);
+    let child = w
+        .cmd()
+        .args([
+            "run",
+            "dev",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=120",
+            "--set",
+            "allowed_cidr=192.0.2.1/32",
+        ])
+        .env(
+            "GEUSEMAKER_HEALTH_ENDPOINTS",
+            support::stand_ins_with_n8n(n8n),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let step = |s: &str, n: u64| serde_json::json!({ "step": s, "seconds": n });
+    play_boot(
+        &w,
+        &stack,
+        &[
+            serde_json::json!({ "step": "EFS", "state": "running", "at": "2026-12-02T10:00:40Z",
+                                "done": [step("packages", 40)] }),
+            serde_json::json!({ "step": "finished", "state": "done", "at": "2026-12-02T10:02:00Z",
+                                "done": [step("packages", 40), step("EFS", 3), step("Docker images", 77)] }),
+        ],
+        Duration::from_secs(6),
+    );
+    let out = Outcome::from(child.wait_with_output().unwrap());
+    out.success();
+    let at = |needle: &str| {
+        out.stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("missing {needle}:\n{}", out.stdout))
+    };
+    assert!(at("boot: packages (40s)") < at("boot: EFS (3s)"));
+    assert!(at("boot: EFS (3s)") < at("boot: Docker images (77s)"));
+    assert_eq!(
+        out.stdout.matches("boot: packages").count(),
+        1,
+        "each step once"
+    );
+    let state = w.state(&stack);
+    let boot = &state["values"]["boot"];
+    assert_eq!(boot["state"], "done", "{boot}");
+    assert_eq!(boot["done"].as_array().unwrap().len(), 3);
+    w.run(&["status", &stack])
+        .success()
+        .stdout_has("Boot      packages 40s · EFS 3s · Docker images 77s");
+    // Destroy removes the channel too (it is in no ledger); the data's secrets stay.
+    w.run(&["destroy", &stack, "--yes"]).success();
+    let left = w.sdk().leftovers(&stack);
+    assert!(
+        !left
+            .parameters
+            .contains(&format!("/geusemaker/{stack}/boot")),
+        "{left:?}"
+    );
+    assert_eq!(left.parameters.len(), 5, "{left:?}");
+}
+
+/// A failed boot reported on the channel ends the run at once — no wait for the health
+/// timeout — naming the step, and the usual clean-up removes what the run created.
+#[test]
+fn a_boot_failure_on_the_channel_ends_the_run_at_once() {
+    let w = World::moto();
+    let stack = support::stack_name("bootfail");
+    let dead = support::free_port();
+    let mut child = w
+        .cmd()
+        .args(["run", "dev", "--name", &stack, "--set", "health_timeout=900", "--set", "allowed_cidr=192.0.2.1/32"])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", format!("n8n=127.0.0.1:{dead},ollama=127.0.0.1:{dead},qdrant=127.0.0.1:{dead},crawl4ai=127.0.0.1:{dead},postgres=127.0.0.1:{dead}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    play_boot(
+        &w,
+        &stack,
+        &[serde_json::json!({
+            "step": "Docker images", "state": "failed", "at": "2026-12-02T10:01:00Z",
+            "done": [{ "step": "packages", "seconds": 40 }],
+            "error": { "step": "Docker images", "line": 212 },
+        })],
+        Duration::ZERO,
+    );
+    // Ends on the report, long before the 900 s timeout (a bound for a hung run, not a speed).
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run kept waiting after the boot reported its failure");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = Outcome::from(child.wait_with_output().unwrap());
+    out.failure(1)
+        .stderr_has("the instance's boot failed in step `Docker images`, line 212")
+        .stderr_has("automatic rollback removed");
+    assert!(!out.stderr.contains("not healthy after"), "{}", out.stderr);
+    let left = w.sdk().leftovers(&stack);
+    assert!(left.non_data().is_empty(), "{left:?}");
+    assert_eq!(w.state(&stack)["values"]["boot"]["state"], "failed");
+}

@@ -140,6 +140,37 @@ fn every_tier_and_example_renders_valid_compose_and_user_data() {
         });
         assert!(sent.len() <= 16 * 1024);
         shellcheck(dir, name, &script);
+        // Every step reports to the boot channel: each titled section is a `step`, the
+        // reporter is in place before the first one, and the end says `done` (issue 19).
+        let lines: Vec<&str> = script.lines().collect();
+        let steps: Vec<usize> = (1..lines.len())
+            .filter(|i| lines[*i].starts_with("step '"))
+            .collect();
+        assert!(steps.len() > 5, "{name}: {} steps", steps.len());
+        for i in &steps {
+            assert!(
+                lines[i - 1].starts_with("# --- "),
+                "{name}: a step is a titled section"
+            );
+        }
+        for phase in [
+            "step 'packages",
+            "step 'EFS ",
+            "step 'EBS data volume",
+            "step 'start the stack'",
+        ] {
+            assert!(script.contains(phase), "{name}: no {phase}");
+        }
+        let reporter = script
+            .find("boot_param='/geusemaker/")
+            .expect("a reporting boot");
+        assert!(reporter < script.find("\nstep '").unwrap(), "{name}");
+        assert!(
+            script
+                .trim_end()
+                .ends_with("step \"finished\"\nreport \"done\""),
+            "{name}"
+        );
         let compose = heredoc(&script, "/opt/geusemaker/compose.yaml");
         support::validate_compose_schema(dir, name, compose);
         let doc = check_compose(name, compose, public);

@@ -70,6 +70,13 @@ pub fn instance_policy(stack: &str, snapshot_volume: Option<&str>) -> String {
             "Action": PARAMETER_READS,
             "NotResource": own,
         }),
+        // The boot's progress, for the CLI to show: that one parameter, and no other write.
+        serde_json::json!({
+            "Sid": "ReportBootProgress",
+            "Effect": "Allow",
+            "Action": "ssm:PutParameter",
+            "Resource": format!("arn:aws:ssm:*:*:parameter{}", crate::boot::channel_parameter(stack)),
+        }),
     ];
     if let Some(volume) = snapshot_volume {
         let stack_tag = super::tags::STACK_TAG;

@@ -115,7 +115,27 @@ struct Report {
     missing_error: Option<String>,
     /// Where AWS differs from what the last healthy run applied.
     drift: Vec<String>,
+    /// The last boot's timeline, as the instance reported it (`values.boot`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boot: Option<crate::boot::BootReport>,
     aws_error: Option<String>,
+}
+
+/// `packages 40s · EFS 3s · Docker images 77s`, and where it stopped when it did not finish.
+fn boot_line(b: &crate::boot::BootReport) -> String {
+    let mut line = b
+        .done
+        .iter()
+        .map(|s| format!("{} {}s", s.step, s.seconds))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let total: u64 = b.done.iter().map(|s| s.seconds).sum();
+    match (b.failed(), b.finished()) {
+        (true, _) => line.push_str(&format!(" — FAILED in {}", b.step)),
+        (_, true) => line.push_str(&format!(" ({total}s in all)")),
+        _ => line.push_str(&format!(" — then {} (reported {})", b.step, b.at)),
+    }
+    line
 }
 
 fn instance_view(state: &StackState, live: &LiveInstance) -> Option<InstanceView> {
@@ -288,6 +308,10 @@ fn gather(
         missing,
         missing_error,
         drift,
+        boot: state
+            .values
+            .get("boot")
+            .and_then(|v| serde_json::from_value(v.clone()).ok()),
         aws_error: conn.aws.as_ref().err().map(|e| e.to_string()),
     }
 }
@@ -386,6 +410,9 @@ fn render(r: &Report, ui: &Ui) {
                 ui.line(&format!("          {e}"));
             }
         }
+    }
+    if let Some(b) = &r.boot {
+        ui.line(&format!("Boot      {}", boot_line(b)));
     }
     if !r.services.is_empty() {
         ui.line("");

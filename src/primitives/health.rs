@@ -465,6 +465,104 @@ fn run_remote(aws: Option<&Aws>, instance: &str, checks: &[Check]) -> Vec<Health
     }
 }
 
+/// Follows an instance's boot channel during a wait: prints the steps as they pass, turns a
+/// reported failure into the wait's error, keeps the timeline in the state.
+struct BootFollower {
+    instance: String,
+    parameter: String,
+    /// Steps already printed.
+    shown: usize,
+    last: Option<crate::boot::BootReport>,
+}
+
+impl BootFollower {
+    fn new(rt: &Runtime, instance: String) -> BootFollower {
+        BootFollower {
+            instance,
+            parameter: crate::boot::channel_parameter(&rt.stack),
+            shown: 0,
+            last: None,
+        }
+    }
+
+    /// Read the channel once; the wait's error when the boot reported a failure.
+    fn poll(&mut self, rt: &Runtime) -> Option<Box<EvalAltResult>> {
+        if rt.is_plan() {
+            return None;
+        }
+        let aws = rt.aws().ok()?;
+        let text = match aws.ssm.get(&self.parameter) {
+            Ok(Some((_, text))) => text,
+            _ => return None, // nothing reported yet (or not readable now): the checks decide
+        };
+        // Another run's report (an earlier boot, or none of this run's yet) is not this boot.
+        let report = crate::boot::BootReport::parse(&text)
+            .ok()
+            .filter(|r| r.run == rt.run_id)?;
+        for s in report.done.iter().skip(self.shown) {
+            rt.ui.info(&format!("boot: {} ({}s)", s.step, s.seconds));
+        }
+        self.shown = self.shown.max(report.done.len());
+        let failed = report.failed().then(|| {
+            let error = report.error.clone();
+            let step = error
+                .as_ref()
+                .map_or(report.step.as_str(), |e| e.step.as_str());
+            let line = error
+                .as_ref()
+                .map(|e| format!(", line {}", e.line))
+                .unwrap_or_default();
+            usage_err_hint(
+                format!("the instance's boot failed in step `{step}`{line}"),
+                boot_log_tail(aws, &self.instance),
+            )
+        });
+        self.last = Some(report);
+        failed
+    }
+
+    /// The boot's timeline, as far as it got, in the stack's state (`status` shows it).
+    fn keep(&self, rt: &Runtime) {
+        let Some(report) = &self.last else { return };
+        let json = serde_json::to_value(report).expect("a boot report serializes");
+        if let Ok(mut store) = rt.store() {
+            let _ = store.update(|s| s.values.insert("boot".into(), json));
+        }
+    }
+}
+
+/// The last lines of the instance's boot log, through SSM (for the error of a failed boot).
+fn boot_log_tail(aws: &Aws, instance: &str) -> String {
+    const LOG: &str = "/var/log/geusemaker-boot.log";
+    let fallback =
+        format!("the boot log is {LOG} on {instance} (`geusemaker logs` shows the services)");
+    let Ok(id) = aws.ssm.send_command(
+        instance,
+        &[format!("echo @@boot-log; tail -n 20 {LOG}")],
+        "geusemaker boot log",
+    ) else {
+        return fallback;
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match aws.ssm.command_result(&id, instance) {
+            Ok(r) if matches!(r.status.as_str(), "Pending" | "InProgress" | "Delayed") => {}
+            // Only the command's own output counts (an SSM that runs nothing answers empty).
+            Ok(r) => {
+                return match r.stdout.split_once("@@boot-log\n") {
+                    Some((_, tail)) if !tail.trim().is_empty() => {
+                        format!("the last lines of {LOG}:\n{}", tail.trim_end())
+                    }
+                    _ => fallback,
+                }
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    fallback
+}
+
 fn run_round(rt: &Runtime, checks: &[Check]) -> Vec<HealthResult> {
     if rt.is_plan() {
         // A plan probes nothing: every service counts as answering. The calls a real round
@@ -876,11 +974,17 @@ pub mod api {
     /// on timeout names each failing check and its last error. Checks whose `name` appears in
     /// `GEUSEMAKER_HEALTH_ENDPOINTS` go to the address given there.
     ///
+    /// With `boot: vm` (an instance launched by this run with a reporting boot script,
+    /// `userdata::script(…, #{ report: true })`) the wait follows the instance's boot channel:
+    /// each boot step is shown with its time as it passes, a failed step ends the wait at once
+    /// with the step and the last lines of the boot log, and the boot's timeline is kept in the
+    /// stack's state (`boot`, shown by `status`).
+    ///
     /// ```rhai
     /// let results = health::wait_until_healthy([
     ///     #{ name: "n8n", url: `http://${vm.public_ip}:5678/healthz` },
     ///     #{ name: "postgres", tcp: "127.0.0.1:5432", on: vm },
-    /// ], #{ timeout: 600 });
+    /// ], #{ timeout: 600, boot: vm });
     /// ```
     #[rhai_fn(return_raw)]
     pub fn wait_until_healthy(
@@ -892,10 +996,15 @@ pub mod api {
         let mut o = Opts::new(
             "health::wait_until_healthy",
             options,
-            &["timeout", "interval"],
+            &["timeout", "interval", "boot"],
         )?;
         let timeout = Duration::from_secs(o.int("timeout")?.unwrap_or(600).max(1) as u64);
         let interval = Duration::from_secs(o.int("interval")?.unwrap_or(5).max(1) as u64);
+        let boot = match o.value("boot") {
+            Some(vm) if !vm.is_unit() => Some(id_of(&vm, "an instance")?),
+            _ => None,
+        };
+        let mut follow = boot.map(|instance| BootFollower::new(&rt, instance));
         let ov = overrides()?;
         let checks = checks
             .into_iter()
@@ -917,15 +1026,28 @@ pub mod api {
                 return Err(usage_err("interrupted by Ctrl-C"));
             }
             let round = Instant::now();
+            if let Some(f) = follow.as_mut() {
+                if let Some(failed) = f.poll(&rt) {
+                    rt.add_wait(waiting.failed());
+                    f.keep(&rt);
+                    return Err(failed);
+                }
+            }
             let results = run_round(&rt, &checks);
             let failing: Vec<&HealthResult> = results.iter().filter(|r| !r.ok).collect();
             if failing.is_empty() {
                 rt.add_wait(waiting.done("all healthy"));
+                if let Some(f) = follow.as_mut() {
+                    f.keep(&rt);
+                }
                 return Ok(results.into_iter().map(Dynamic::from).collect());
             }
             let now = Instant::now();
             if now >= deadline {
                 rt.add_wait(waiting.failed());
+                if let Some(f) = follow.as_mut() {
+                    f.keep(&rt);
+                }
                 let detail = failing
                     .iter()
                     .map(|r| {

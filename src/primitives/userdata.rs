@@ -89,6 +89,39 @@ pub mod api {
         Ok(boot::script(&strings("userdata::script", sections)?))
     }
 
+    /// A boot script that reports its progress (`#{ report: true }`): after each step it
+    /// writes the boot document — this run, the step now, the steps done with their seconds,
+    /// and on a failure the failing step — to the stack's SSM parameter
+    /// `/geusemaker/<stack>/boot` with the instance role (`iam::instance_profile` allows that
+    /// one parameter). `health::wait_until_healthy` reads it while it waits: the phases show as
+    /// they pass, and a failed boot ends the wait at once.
+    ///
+    /// ```rhai
+    /// let script = userdata::script([userdata::packages()], #{ report: true });
+    /// ```
+    #[rhai_fn(name = "script", return_raw)]
+    pub fn script_opts(
+        ctx: NativeCallContext,
+        sections: Array,
+        options: Map,
+    ) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::script";
+        let mut o = Opts::new(F, options, &["report"])?;
+        let report = o.bool("report")?.unwrap_or(false);
+        let sections = strings(F, sections)?;
+        if !report {
+            return Ok(boot::script(&sections));
+        }
+        let rt = rt(&ctx)?;
+        let channel = boot::Channel {
+            region: rt.region()?,
+            parameter: boot::channel_parameter(&rt.stack),
+            run: rt.run_id.clone(),
+        };
+        boot::script_reporting(&sections, Some(&channel))
+            .map_err(|e| usage_err(format!("{F}: {e}")))
+    }
+
     /// Install Docker, the pinned Docker Compose plugin, amazon-efs-utils and xfsprogs.
     ///
     /// ```rhai
