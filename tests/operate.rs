@@ -635,6 +635,19 @@ fn logs_are_fetched_through_ssm() {
     logs_via(&proxy)
         .success()
         .stdout_has("n8n        | Editor is now accessible");
+    // The boot log (issue 19): its last lines, through the same kind of command.
+    let proxy = answer("@@geusemaker-logs\ngeusemaker step: packages\ngeusemaker boot FAILED in step: packages (line 40)\n@@geusemaker-logs-exit=0\n");
+    support::Outcome::from(
+        w.cmd()
+            .args(["logs", &stack, "--boot"])
+            .env("AWS_ENDPOINT_URL", proxy.endpoint())
+            .output()
+            .unwrap(),
+    )
+    .success()
+    .stdout_has("geusemaker step: packages\ngeusemaker boot FAILED in step: packages (line 40)");
+    w.run(&["logs", &stack, "--boot", "--service", "n8n"])
+        .failure(2);
     let proxy = answer("@@geusemaker-logs\nno such service: n8n\n@@geusemaker-logs-exit=1\n");
     logs_via(&proxy)
         .failure(1)

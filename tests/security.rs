@@ -213,7 +213,9 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
     assert!(script.contains("sha256sum --check --strict"));
     assert!(script.contains("retry dnf install"));
     assert!(script.contains("retry docker compose"));
-    assert!(script.contains("trap 'echo \"geusemaker boot FAILED in step: ${boot_step}"));
+    // A failure names its step in the boot log and on the boot channel.
+    assert!(script.contains("echo \"geusemaker boot FAILED in step: ${boot_step} (line $1)\""));
+    assert!(script.contains("trap 'boot_failed \"${LINENO}\"' ERR"));
 
     // --- a stopped PostgreSQL: its port still accepts, Docker says unhealthy — and so do we
     let stopped = support::http_stub(200, support::CONTAINER_UNHEALTHY_JSON);

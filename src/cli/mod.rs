@@ -150,6 +150,9 @@ pub enum Command {
         /// How far back to start, e.g. 10m, 1h.
         #[arg(long, default_value = "10m")]
         since: String,
+        /// The instance's boot log (/var/log/geusemaker-boot.log) instead of the services'.
+        #[arg(long, conflicts_with_all = ["service", "follow"])]
+        boot: bool,
         #[command(flatten)]
         conn: ConnArgs,
     },
@@ -526,10 +529,17 @@ pub fn dispatch(cli: Cli) -> i32 {
         ),
         Command::Logs {
             name,
+            boot: true,
+            conn,
+            ..
+        } => ops::logs::boot_log(&name, &aws_settings(conn.region, conn.profile, &s), &s),
+        Command::Logs {
+            name,
             service,
             follow,
             since,
             conn,
+            ..
         } => ops::logs::logs(
             &name,
             service.as_deref(),

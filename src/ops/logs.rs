@@ -11,6 +11,7 @@ use crate::boot::Layout;
 use crate::cloud::{Aws, AwsSettings, CloudError};
 use crate::config::Settings;
 use crate::engine::RunError;
+use crate::state::StackState;
 use crate::suggest::did_you_mean;
 
 /// SSM returns at most 24,000 characters of output; ask for less so nothing is cut silently.
@@ -39,9 +40,64 @@ pub fn command(service: Option<&str>, since: &str) -> String {
     )
 }
 
+/// The stack's instance, when it is running (the logs are there); why not otherwise.
+fn running_instance(name: &str, state: &StackState, aws: &Aws) -> Result<String, RunError> {
+    let live = LiveInstance::of(state, Some(aws), None);
+    Ok(match &live {
+        LiveInstance::Present(i) if i.state == "running" => i.id.clone(),
+        LiveInstance::Present(i) => {
+            return Err(RunError::Recipe(format!(
+                "error: instance {} is {}: there are no logs to fetch\nhint: `geusemaker status {name}` shows the stack; `geusemaker rollback {name}` relaunches it\n",
+                i.id, i.state
+            )))
+        }
+        LiveInstance::Gone(id) => {
+            return Err(RunError::Recipe(format!(
+                "error: instance {id} no longer exists\nhint: `geusemaker rollback {name}` relaunches the stack (its data is kept)\n"
+            )))
+        }
+        LiveInstance::Unknown(id, why) => {
+            return Err(RunError::Recipe(format!("error: cannot describe instance {id}: {why}\n")))
+        }
+        LiveInstance::None => {
+            return Err(RunError::Recipe(format!(
+                "error: stack `{name}` has no instance recorded ({})\n",
+                output(state, "market").map_or("no deploy finished".to_string(), |_| "its outputs lack instance_id".into())
+            )))
+        }
+    })
+}
+
+/// The shell command that prints the end of the instance's boot log, between the markers.
+pub fn boot_command() -> String {
+    format!(
+        "rc=0; out=$(tail -n {MAX_LINES} '{BOOT_LOG}' 2>&1) || rc=$?; echo '{BEGIN}'; printf '%s\\n' \"$out\" | tail -c {MAX_BYTES}; echo \"{END}$rc\""
+    )
+}
+
+/// Where the boot script logs (see `boot::SCRIPT_HEADER`).
+const BOOT_LOG: &str = "/var/log/geusemaker-boot.log";
+
+/// `geusemaker logs <stack> --boot`: the last lines of the instance's boot log, through SSM.
+pub fn boot_log(name: &str, flags: &AwsSettings, settings: &Settings) -> Result<(), RunError> {
+    let opened = super::open(name)?;
+    let state = &opened.state;
+    let conn = Conn::for_stack(state, flags, settings)?;
+    let aws = conn
+        .aws
+        .as_ref()
+        .map_err(|e| RunError::Recipe(format!("error: {e}\n")))?;
+    let instance = running_instance(name, state, aws)?;
+    let out = run_on(aws, &instance, &boot_command()).map_err(|e| explain(e, &instance))?;
+    for line in unwrap_output(&out, &instance, "tail")? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 /// What the command printed: the log lines, once its markers show it ran and compose
 /// succeeded.
-fn unwrap_output<'a>(out: &'a str, instance: &str) -> Result<Vec<&'a str>, RunError> {
+fn unwrap_output<'a>(out: &'a str, instance: &str, what: &str) -> Result<Vec<&'a str>, RunError> {
     let mut lines: Vec<&str> = out.lines().collect();
     if lines.first() != Some(&BEGIN) {
         return Err(RunError::Recipe(format!(
@@ -56,7 +112,7 @@ fn unwrap_output<'a>(out: &'a str, instance: &str) -> Result<Vec<&'a str>, RunEr
             Ok(lines)
         }
         Some(code) => Err(RunError::Recipe(format!(
-            "error: `docker compose logs` failed on {instance} (exit {code}):\n{}\n",
+            "error: `{what}` failed on {instance} (exit {code}):\n{}\n",
             lines[..lines.len() - 1].join("\n")
         ))),
         // The end marker was cut off (SSM keeps the first 24,000 characters).
@@ -218,30 +274,7 @@ pub fn logs(
         .aws
         .as_ref()
         .map_err(|e| RunError::Recipe(format!("error: {e}\n")))?;
-    let live = LiveInstance::of(state, Some(aws), None);
-    let instance = match &live {
-        LiveInstance::Present(i) if i.state == "running" => i.id.clone(),
-        LiveInstance::Present(i) => {
-            return Err(RunError::Recipe(format!(
-                "error: instance {} is {}: there are no logs to fetch\nhint: `geusemaker status {name}` shows the stack; `geusemaker rollback {name}` relaunches it\n",
-                i.id, i.state
-            )))
-        }
-        LiveInstance::Gone(id) => {
-            return Err(RunError::Recipe(format!(
-                "error: instance {id} no longer exists\nhint: `geusemaker rollback {name}` relaunches the stack (its data is kept)\n"
-            )))
-        }
-        LiveInstance::Unknown(id, why) => {
-            return Err(RunError::Recipe(format!("error: cannot describe instance {id}: {why}\n")))
-        }
-        LiveInstance::None => {
-            return Err(RunError::Recipe(format!(
-                "error: stack `{name}` has no instance recorded ({})\n",
-                output(state, "market").map_or("no deploy finished".to_string(), |_| "its outputs lack instance_id".into())
-            )))
-        }
-    };
+    let instance = running_instance(name, state, aws)?;
 
     crate::interrupt::listen();
     let color = console::colors_enabled() && std::env::var_os("NO_COLOR").is_none();
@@ -259,7 +292,7 @@ pub fn logs(
             eprintln!("stopped following the logs");
             return Ok(());
         }
-        for raw in unwrap_output(&out, &instance)?
+        for raw in unwrap_output(&out, &instance, "docker compose logs")?
             .into_iter()
             .filter(|l| !l.trim().is_empty())
         {
@@ -333,24 +366,30 @@ mod tests {
         let lines = unwrap_output(
             "@@geusemaker-logs\nn8n-1 | a\n@@geusemaker-logs-exit=0\n",
             "i-1",
+            "docker compose logs",
         )
         .unwrap();
         assert_eq!(lines, ["n8n-1 | a"]);
-        assert!(
-            unwrap_output("@@geusemaker-logs\n@@geusemaker-logs-exit=0\n", "i-1")
-                .unwrap()
-                .is_empty()
-        );
-        let e = unwrap_output("", "i-1").unwrap_err().to_string();
+        assert!(unwrap_output(
+            "@@geusemaker-logs\n@@geusemaker-logs-exit=0\n",
+            "i-1",
+            "docker compose logs"
+        )
+        .unwrap()
+        .is_empty());
+        let e = unwrap_output("", "i-1", "docker compose logs")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("did not run the log command"), "{e}");
         let e = unwrap_output(
             "@@geusemaker-logs\nno such service\n@@geusemaker-logs-exit=1\n",
             "i-1",
+            "docker compose logs",
         )
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("failed on i-1 (exit 1):\nno such service"),
+            e.contains("`docker compose logs` failed on i-1 (exit 1):\nno such service"),
             "{e}"
         );
     }
@@ -358,7 +397,11 @@ mod tests {
     /// The command is valid POSIX shell (SSM runs it with sh).
     #[test]
     fn the_command_passes_shellcheck() {
-        let script = format!("#!/bin/sh\n{}\n", command(Some("n8n"), "10m"));
+        let script = format!(
+            "#!/bin/sh\n{}\n{}\n",
+            command(Some("n8n"), "10m"),
+            boot_command()
+        );
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("logs.sh");
         std::fs::write(&f, script).unwrap();
