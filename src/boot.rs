@@ -761,8 +761,25 @@ pub struct BootError {
 }
 
 impl BootReport {
+    /// Read a report as the instance wrote it — the instance is not trusted with the
+    /// deployer's terminal: no control characters, short names, a bounded list.
     pub fn parse(text: &str) -> Result<BootReport, String> {
-        serde_json::from_str(text).map_err(|e| format!("not a boot report: {e}"))
+        let mut r: BootReport =
+            serde_json::from_str(text).map_err(|e| format!("not a boot report: {e}"))?;
+        let clean = |s: &mut String| {
+            *s = crate::ui::printable(s).chars().take(160).collect();
+        };
+        for s in [&mut r.run, &mut r.step, &mut r.state, &mut r.at] {
+            clean(s);
+        }
+        r.done.truncate(200);
+        for d in &mut r.done {
+            clean(&mut d.step);
+        }
+        if let Some(e) = &mut r.error {
+            clean(&mut e.step);
+        }
+        Ok(r)
     }
     pub fn failed(&self) -> bool {
         self.state == "failed"
@@ -957,6 +974,14 @@ mod tests {
         assert!(last.failed(), "{last:?}");
         assert_eq!(last.error.as_ref().unwrap().step, "Docker images");
         assert_eq!(last.done.len(), 1);
+
+        // What an instance writes is not trusted with the deployer's terminal.
+        let evil = BootReport::parse(
+            r#"{"run":"r","step":"x]0;owned","state":"running","at":"t","done":[{"step":"[2J","seconds":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(evil.step, "x?]0;owned?");
+        assert_eq!(evil.done[0].step, "?[2J");
     }
 
     #[test]

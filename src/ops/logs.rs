@@ -90,7 +90,7 @@ pub fn boot_log(name: &str, flags: &AwsSettings, settings: &Settings) -> Result<
     let instance = running_instance(name, state, aws)?;
     let out = run_on(aws, &instance, &boot_command()).map_err(|e| explain(e, &instance))?;
     for line in unwrap_output(&out, &instance, "tail")? {
-        println!("{line}");
+        println!("{}", crate::ui::printable(line));
     }
     Ok(())
 }
@@ -299,7 +299,8 @@ pub fn logs(
             if seen_at_edge.contains(raw) {
                 continue;
             }
-            let line = parse_line(raw);
+            let clean = crate::ui::printable(raw); // the instance is not trusted with this terminal
+            let line = parse_line(&clean);
             if let Some(ts) = line.timestamp {
                 match newest.as_deref() {
                     Some(n) if ts < n => {}

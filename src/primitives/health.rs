@@ -550,9 +550,14 @@ fn boot_log_tail(aws: &Aws, instance: &str) -> String {
             // Only the command's own output counts (an SSM that runs nothing answers empty).
             Ok(r) => {
                 return match r.stdout.split_once("@@boot-log\n") {
-                    Some((_, tail)) if !tail.trim().is_empty() => {
-                        format!("the last lines of {LOG}:\n{}", tail.trim_end())
-                    }
+                    Some((_, tail)) if !tail.trim().is_empty() => format!(
+                        "the last lines of {LOG}:\n{}",
+                        tail.trim_end()
+                            .lines()
+                            .map(crate::ui::printable)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ),
                     _ => fallback,
                 }
             }

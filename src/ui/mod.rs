@@ -324,6 +324,14 @@ impl Waiting {
     }
 }
 
+/// Text from elsewhere (an instance's boot report or logs) made safe to print: control
+/// characters — terminal escape sequences among them — shown as `?`, tabs kept.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .collect()
+}
+
 /// `1.2s`, `3m 04s`.
 pub fn fmt_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
