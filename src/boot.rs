@@ -977,7 +977,7 @@ mod tests {
 
         // What an instance writes is not trusted with the deployer's terminal.
         let evil = BootReport::parse(
-            r#"{"run":"r","step":"x]0;owned","state":"running","at":"t","done":[{"step":"[2J","seconds":1}]}"#,
+            r#"{"run":"r","step":"x\u001b]0;owned\u0007","state":"running","at":"t","done":[{"step":"\u001b[2J","seconds":1}]}"#,
         )
         .unwrap();
         assert_eq!(evil.step, "x?]0;owned?");
