@@ -532,6 +532,61 @@ done
     Ok(out)
 }
 
+/// Where the spot-notice watcher lives on the instance.
+pub const SPOT_NOTICE_SCRIPT: &str = "/usr/local/sbin/geusemaker-spot-notice";
+
+/// A timer (every 10 s) that asks the instance metadata for a spot interruption notice
+/// (`spot/instance-action`, there about two minutes before AWS takes the instance) and, once
+/// one appears, reports it on the boot channel — `state: "notice"`, the instance, AWS's
+/// `{"action", "time"}` — so `monitor` starts the replacement before the instance is gone.
+/// Harmless on an on-demand instance (the metadata never has a notice).
+pub fn spot_notices(c: &Channel) -> Result<String, String> {
+    check_token("region", &c.region, "-")?;
+    check_path(&c.parameter)?;
+    check_token("run id", &c.run, "-")?;
+    let script = format!(
+        r#"#!/bin/bash
+# Reports a spot interruption notice on the stack's boot channel, once (installed by geusemaker).
+set -euo pipefail
+sent=/run/geusemaker-spot-notice.sent
+[ -e "$sent" ] && exit 0
+imds=http://169.254.169.254/latest
+token=$(curl -fsS -X PUT "$imds/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 60') || exit 0
+notice=$(curl -fsS -H "X-aws-ec2-metadata-token: $token" "$imds/meta-data/spot/instance-action") || exit 0
+instance=$(curl -fsS -H "X-aws-ec2-metadata-token: $token" "$imds/meta-data/instance-id")
+# AWS's notice is {{"action": "...", "time": "..."}}: only those characters go into the report.
+case "$notice" in
+  *[!A-Za-z0-9:{{}}\",.\ _-]*) echo "unexpected notice: not reported" >&2; exit 1 ;;
+esac
+doc=$(printf '{{"run":"%s","step":"spot interruption notice","state":"notice","at":"%s","done":[],"instance":"%s","notice":%s}}' \
+  '{run}' "$(date -u +%FT%TZ)" "$instance" "$notice")
+aws ssm put-parameter --region '{region}' --name '{param}' --type String --overwrite --value "$doc" >/dev/null
+touch "$sent"
+echo "spot interruption notice reported: $notice"
+"#,
+        run = c.run,
+        region = c.region,
+        param = c.parameter,
+    );
+    let service = format!("[Unit]\nDescription=geusemaker spot interruption notice\nAfter=network-online.target\n\n[Service]\nType=oneshot\nExecStart={SPOT_NOTICE_SCRIPT}\n");
+    let timer = "[Unit]\nDescription=geusemaker: look for a spot interruption notice every 10 s\n\n[Timer]\nOnBootSec=20s\nOnUnitActiveSec=10s\nAccuracySec=1s\n\n[Install]\nWantedBy=timers.target\n";
+    let mut out =
+        String::from("# --- spot interruption notices, reported on the boot channel ---\n");
+    out.push_str(&write_file(SPOT_NOTICE_SCRIPT, &script, "0750")?);
+    out.push_str(&write_file(
+        "/etc/systemd/system/geusemaker-spot-notice.service",
+        &service,
+        "0644",
+    )?);
+    out.push_str(&write_file(
+        "/etc/systemd/system/geusemaker-spot-notice.timer",
+        timer,
+        "0644",
+    )?);
+    out.push_str("systemctl daemon-reload\nsystemctl enable --now geusemaker-spot-notice.timer\n");
+    Ok(out)
+}
+
 /// Where an update keeps the configuration it replaces (compose files, env files): one archive
 /// per update, `<id>.tar`, root-only (the env files hold secrets).
 pub const PREVIOUS_DIR: &str = "/var/lib/geusemaker/previous";
@@ -746,6 +801,18 @@ pub struct BootReport {
     pub done: Vec<BootStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<BootError>,
+    /// With `state: "notice"`: the instance that got a spot interruption notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// AWS's notice (`{"action": "terminate", "time": "…"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<SpotNotice>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct SpotNotice {
+    pub action: String,
+    pub time: String,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -779,6 +846,13 @@ impl BootReport {
         if let Some(e) = &mut r.error {
             clean(&mut e.step);
         }
+        if let Some(i) = &mut r.instance {
+            clean(i);
+        }
+        if let Some(n) = &mut r.notice {
+            clean(&mut n.action);
+            clean(&mut n.time);
+        }
         Ok(r)
     }
     pub fn failed(&self) -> bool {
@@ -786,6 +860,12 @@ impl BootReport {
     }
     pub fn finished(&self) -> bool {
         self.state == "done"
+    }
+    /// The spot interruption notice of `instance`, if this report is one.
+    pub fn notice_for(&self, instance: &str) -> Option<&SpotNotice> {
+        (self.state == "notice" && self.instance.as_deref() == Some(instance))
+            .then_some(self.notice.as_ref())
+            .flatten()
     }
 }
 

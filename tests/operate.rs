@@ -446,6 +446,89 @@ fn monitor_rolls_back_after_three_failures_but_not_after_one() {
     );
 }
 
+/// A spot interruption notice reported on the boot channel (the instance's timer does that
+/// about two minutes ahead) makes `monitor` start the replacement while the instance still
+/// runs — not once it is gone (issue 19).
+#[test]
+fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_gone() {
+    let w = World::moto();
+    let stack = support::stack_name("notice");
+    run_with(
+        &w,
+        &[
+            "run",
+            "dev",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=30",
+            "--set",
+            "allowed_cidr=192.0.2.1/32",
+        ],
+        &stand_ins(),
+    )
+    .success();
+    let (first_instance, _) = instance_and_volume_attachment(&w, &stack);
+    let sdk = w.sdk();
+    // What the watcher on the instance writes (the instance itself is still running).
+    let notice = serde_json::json!({
+        "run": w.state(&stack)["runs"][0]["id"], "step": "spot interruption notice",
+        "state": "notice", "at": "2026-12-02T10:00:00Z", "done": [],
+        "instance": first_instance,
+        "notice": { "action": "terminate", "time": "2026-12-02T10:02:00Z" },
+    });
+    sdk.block_on(
+        sdk.ssm
+            .put_parameter()
+            .name(format!("/geusemaker/{stack}/boot"))
+            .value(notice.to_string())
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .overwrite(true)
+            .send(),
+    )
+    .unwrap();
+    assert_eq!(
+        sdk.stack_instances(&stack).len(),
+        1,
+        "the noticed instance still runs when the monitor looks"
+    );
+    let out = w
+        .cmd()
+        .args(["monitor", &stack, "--interval", "1s", "--rounds", "1"])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+        .output()
+        .unwrap();
+    Outcome::from(out)
+        .success()
+        .stderr_has(&format!(
+            "spot interruption notice for {first_instance} (reported 2026-12-02T10:00:00Z: terminate at 2026-12-02T10:02:00Z)"
+        ))
+        .stdout_has("rolled back and relaunched");
+    let rb = &w.state(&stack)["rollback_history"][0];
+    assert_eq!(rb["trigger"], "spot_interruption");
+    let (instance, attached) = instance_and_volume_attachment(&w, &stack);
+    assert_ne!(instance, first_instance);
+    assert_eq!(
+        attached.as_deref(),
+        Some(instance.as_str()),
+        "data volume moved"
+    );
+    // The new instance's boot is this relaunch's: the old notice does not fire again.
+    let out = w
+        .cmd()
+        .args(["monitor", &stack, "--interval", "1s", "--rounds", "1"])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+        .output()
+        .unwrap();
+    let out = Outcome::from(out);
+    out.success();
+    assert!(
+        !out.stderr.contains("spot interruption notice"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn a_spot_interruption_relaunches_the_stack_with_its_data() {
     let w = World::moto();

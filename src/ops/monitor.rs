@@ -79,6 +79,27 @@ pub fn interruption(
     }
 }
 
+/// The spot interruption notice the stack's running spot instance reported on its boot
+/// channel (about two minutes before AWS takes it back), if there is one.
+pub fn spot_notice(live: &LiveInstance, stack: &str, aws: Option<&Aws>) -> Option<String> {
+    let LiveInstance::Present(i) = live else {
+        return None;
+    };
+    if i.lifecycle != "spot" || LOST_STATES.contains(&i.state.as_str()) {
+        return None;
+    }
+    let (_, text) = aws?
+        .ssm
+        .get(&crate::boot::channel_parameter(stack))
+        .ok()??;
+    let report = crate::boot::BootReport::parse(&text).ok()?;
+    let notice = report.notice_for(&i.id)?;
+    Some(format!(
+        "spot interruption notice for {} (reported {}: {} at {})",
+        i.id, report.at, notice.action, notice.time
+    ))
+}
+
 /// Is another geusemaker process working on the stack right now?
 fn busy(home: &Home, stack: &str) -> Option<String> {
     let holder = StackLock::holder(home, stack)?;
@@ -161,7 +182,9 @@ pub fn monitor(opts: MonitorOptions, settings: &Settings) -> Result<(), RunError
         } else {
             let aws = conn.aws();
             let live = LiveInstance::of(&state, aws, None);
-            if let Some(why) = interruption(&live, output(&state, "market").as_deref(), aws) {
+            let why = spot_notice(&live, &opts.name, aws)
+                .or_else(|| interruption(&live, output(&state, "market").as_deref(), aws));
+            if let Some(why) = why {
                 tracing::warn!(stack = %opts.name, reason = %why, "monitor: spot interruption");
                 if auto {
                     roll_back(&opts, "spot_interruption", &why, &ui)?;

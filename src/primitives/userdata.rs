@@ -122,6 +122,24 @@ pub mod api {
             .map_err(|e| usage_err(format!("{F}: {e}")))
     }
 
+    /// A timer on the instance that watches the metadata for a spot interruption notice and
+    /// reports it on the stack's boot channel (`/geusemaker/<stack>/boot`): `monitor` then
+    /// starts the replacement about two minutes before AWS takes the instance.
+    ///
+    /// ```rhai
+    /// let watch = userdata::spot_notices();
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn spot_notices(ctx: NativeCallContext) -> Result<String, Box<EvalAltResult>> {
+        let rt = rt(&ctx)?;
+        let channel = boot::Channel {
+            region: rt.region()?,
+            parameter: boot::channel_parameter(&rt.stack),
+            run: rt.run_id.clone(),
+        };
+        boot::spot_notices(&channel).map_err(|e| usage_err(format!("userdata::spot_notices: {e}")))
+    }
+
     /// Install Docker, the pinned Docker Compose plugin, amazon-efs-utils and xfsprogs.
     ///
     /// ```rhai
