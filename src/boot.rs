@@ -726,7 +726,7 @@ pub fn user_data_payload(script: &str) -> Result<Vec<u8>, usize> {
 }
 
 /// Where a boot script reports its progress: one SSM parameter of the stack
-/// (`/geusemaker/<stack>/boot`), written with the instance role, read by the CLI.
+/// (`/geusemaker-boot/<stack>`), written with the instance role, read by the CLI.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Channel {
     pub region: String,
@@ -736,9 +736,11 @@ pub struct Channel {
     pub run: String,
 }
 
-/// The name of a stack's boot channel.
+/// The name of a stack's boot channel: outside `/geusemaker/<stack>/` — the path of the
+/// stack's secrets, which instances may read — so no instance can read the channel (and learn
+/// another boot's run id), and no inventory takes it for a secret.
 pub fn channel_parameter(stack: &str) -> String {
-    format!("/geusemaker/{stack}/boot")
+    format!("/geusemaker-boot/{stack}")
 }
 
 /// `report` and a `step` that reports: after each step the boot document — the run, the step
@@ -759,8 +761,9 @@ report() {{
   local doc
   doc=$(printf '{{"run":"%s","step":"%s","state":"%s","at":"%s","done":[%s]%s}}' \
     "$boot_run" "$boot_step" "$1" "$(date -u +%FT%TZ)" "$boot_done" "${{2:-}}")
-  aws ssm put-parameter --region "$boot_region" --name "$boot_param" --type String \
-    --overwrite --value "$doc" >/dev/null 2>&1 || echo "geusemaker: could not report the boot step" >&2
+  AWS_MAX_ATTEMPTS=3 aws --cli-connect-timeout 5 --cli-read-timeout 10 ssm put-parameter \
+    --region "$boot_region" --name "$boot_param" --type String --overwrite --value "$doc" \
+    >/dev/null 2>&1 || echo "geusemaker: could not report the boot step" >&2
 }}
 step() {{
   local now
@@ -773,11 +776,22 @@ step() {{
   echo "geusemaker step: $1"
   report "running"
 }}
+boot_reported_failure=""
 boot_failed() {{
+  # Only the boot itself fails the boot: not a subshell or command substitution (set -E
+  # hands them the trap), and only once.
+  [ "$BASHPID" = "$$" ] || return 0
+  [ -z "$boot_reported_failure" ] || return 0
+  boot_reported_failure=1
   echo "geusemaker boot FAILED in step: ${{boot_step}} (line $1)" >&2
   report "failed" "$(printf ',"error":{{"step":"%s","line":%d}}' "$boot_step" "$1")"
 }}
 trap 'boot_failed "${{LINENO}}"' ERR
+# `exit 1` and an unset variable end the boot without the ERR trap: the exit reports them.
+boot_exit() {{
+  [ "$1" -eq 0 ] || boot_failed "$2"
+}}
+trap 'boot_exit "$?" "${{LINENO}}"' EXIT
 report "running"
 "#,
         param = c.parameter,
@@ -842,6 +856,7 @@ impl BootReport {
         r.done.truncate(200);
         for d in &mut r.done {
             clean(&mut d.step);
+            d.seconds = d.seconds.min(7 * 24 * 3600); // a week: nothing a boot takes
         }
         if let Some(e) = &mut r.error {
             clean(&mut e.step);
@@ -1054,6 +1069,25 @@ mod tests {
         assert!(last.failed(), "{last:?}");
         assert_eq!(last.error.as_ref().unwrap().step, "Docker images");
         assert_eq!(last.done.len(), 1);
+
+        // `exit 1` (no ERR trap) and an unset variable report the failure too, once.
+        for body in [
+            "mountpoint -q /nowhere || { echo no >&2; exit 1; }",
+            "echo \"$unset_var\"",
+        ] {
+            let (ok, reports) = run(&[format!("# --- EFS ---\n{body}\n")]);
+            assert!(!ok);
+            let failed: Vec<&BootReport> = reports.iter().filter(|r| r.failed()).collect();
+            assert_eq!(failed.len(), 1, "{body}: {reports:?}");
+            assert_eq!(failed[0].error.as_ref().unwrap().step, "EFS");
+        }
+        // A failure inside a command substitution or a subshell that the boot handles is not
+        // the boot's failure.
+        let (ok, reports) =
+            run(&["# --- checks ---\nx=$(false; echo y)\necho \"$x\"\n( false ) || true\n".into()]);
+        assert!(ok);
+        assert!(reports.iter().all(|r| !r.failed()), "{reports:?}");
+        assert!(reports.last().unwrap().finished());
 
         // What an instance writes is not trusted with the deployer's terminal.
         let evil = BootReport::parse(

@@ -257,17 +257,22 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
         .unwrap()
         .iter()
         .filter(|s| {
+            let actions: Vec<&str> = match &s["Action"] {
+                serde_json::Value::String(a) => vec![a.as_str()],
+                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str()).collect(),
+                _ => vec![],
+            };
             s["Effect"] == "Allow"
-                && s["Action"]
-                    .as_str()
-                    .is_some_and(|a| a.starts_with("ssm:") && !a.starts_with("ssm:Get"))
+                && actions
+                    .iter()
+                    .any(|a| a.starts_with("ssm:") && !a.starts_with("ssm:Get"))
         })
         .collect();
     assert_eq!(writes.len(), 1, "{doc}");
     assert_eq!(writes[0]["Action"], "ssm:PutParameter");
     assert_eq!(
         writes[0]["Resource"],
-        format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}/boot")
+        format!("arn:aws:ssm:*:*:parameter/geusemaker-boot/{stack}")
     );
 
     // --- re-run: converges without creating anything new

@@ -1467,7 +1467,7 @@ fn an_update_that_fails_before_its_health_gate_is_undone_at_once() {
 }
 
 /// Plays the instance's side of the boot channel (issue 19): once the run has launched its
-/// instance, writes this run's boot document to `/geusemaker/<stack>/boot` as the boot
+/// instance, writes this run's boot document to `/geusemaker-boot/<stack>` as the boot
 /// script would (`docs`, one after another, `gap` apart).
 fn play_boot(w: &World, stack: &str, docs: &[serde_json::Value], gap: Duration) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -1498,7 +1498,7 @@ fn play_boot(w: &World, stack: &str, docs: &[serde_json::Value], gap: Duration) 
         sdk.block_on(
             sdk.ssm
                 .put_parameter()
-                .name(format!("/geusemaker/{stack}/boot"))
+                .name(format!("/geusemaker-boot/{stack}"))
                 .value(doc.to_string())
                 .r#type(aws_sdk_ssm::types::ParameterType::String)
                 .overwrite(true)
@@ -1572,16 +1572,23 @@ fn the_deploy_follows_the_boot_channel_and_keeps_its_timeline() {
     w.run(&["status", &stack])
         .success()
         .stdout_has("Boot      packages 40s · EFS 3s · Docker images 77s");
-    // Destroy removes the channel too (it is in no ledger); the data's secrets stay.
-    w.run(&["destroy", &stack, "--yes"]).success();
-    let left = w.sdk().leftovers(&stack);
+    // Destroy removes the channel too (it is in no ledger, and no secret); the secrets stay.
+    let out = w.run(&["destroy", &stack, "--yes"]);
+    out.success();
     assert!(
-        !left
-            .parameters
-            .contains(&format!("/geusemaker/{stack}/boot")),
-        "{left:?}"
+        !out.stdout.contains("geusemaker-boot") && !out.stdout.contains("parameter boot"),
+        "not listed as a resource or a secret:\n{}",
+        out.stdout
     );
-    assert_eq!(left.parameters.len(), 5, "{left:?}");
+    let sdk = w.sdk();
+    let channel = sdk.block_on(
+        sdk.ssm
+            .get_parameter()
+            .name(format!("/geusemaker-boot/{stack}"))
+            .send(),
+    );
+    assert!(channel.is_err(), "the channel is gone: {channel:?}");
+    assert_eq!(w.sdk().leftovers(&stack).parameters.len(), 5);
 }
 
 /// A failed boot reported on the channel ends the run at once — no wait for the health

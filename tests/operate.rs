@@ -480,7 +480,7 @@ fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_go
     sdk.block_on(
         sdk.ssm
             .put_parameter()
-            .name(format!("/geusemaker/{stack}/boot"))
+            .name(format!("/geusemaker-boot/{stack}"))
             .value(notice.to_string())
             .r#type(aws_sdk_ssm::types::ParameterType::String)
             .overwrite(true)
@@ -729,6 +729,19 @@ fn logs_are_fetched_through_ssm() {
     )
     .success()
     .stdout_has("geusemaker step: packages\ngeusemaker boot FAILED in step: packages (line 40)");
+    // What went to the instance is the boot log's tail (the proxy only played the answer).
+    let commands = sdk
+        .block_on(sdk.ssm.list_commands().instance_id(&instance).send())
+        .unwrap();
+    assert!(
+        commands.commands().iter().any(|c| c
+            .parameters()
+            .and_then(|p| p.get("commands"))
+            .is_some_and(|c| c
+                .iter()
+                .any(|c| c.contains("tail -n 300 '/var/log/geusemaker-boot.log'")))),
+        "{commands:?}"
+    );
     w.run(&["logs", &stack, "--boot", "--service", "n8n"])
         .failure(2);
     let proxy = answer("@@geusemaker-logs\nno such service: n8n\n@@geusemaker-logs-exit=1\n");

@@ -162,7 +162,7 @@ fn every_tier_and_example_renders_valid_compose_and_user_data() {
             assert!(script.contains(phase), "{name}: no {phase}");
         }
         let reporter = script
-            .find("boot_param='/geusemaker/")
+            .find("boot_param='/geusemaker-boot/")
             .expect("a reporting boot");
         assert!(reporter < script.find("\nstep '").unwrap(), "{name}");
         assert!(

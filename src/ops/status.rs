@@ -129,7 +129,7 @@ fn boot_line(b: &crate::boot::BootReport) -> String {
         .map(|s| format!("{} {}s", s.step, s.seconds))
         .collect::<Vec<_>>()
         .join(" · ");
-    let total: u64 = b.done.iter().map(|s| s.seconds).sum();
+    let total: u64 = b.done.iter().fold(0, |t, s| t.saturating_add(s.seconds));
     match (b.failed(), b.finished()) {
         (true, _) => line.push_str(&format!(" — FAILED in {}", b.step)),
         (_, true) => line.push_str(&format!(" ({total}s in all)")),

@@ -1005,8 +1005,14 @@ pub mod api {
         )?;
         let timeout = Duration::from_secs(o.int("timeout")?.unwrap_or(600).max(1) as u64);
         let interval = Duration::from_secs(o.int("interval")?.unwrap_or(5).max(1) as u64);
+        // Only an instance this run launched has a boot of this run to follow (a report that
+        // claims this run's id for any other is not believed).
         let boot = match o.value("boot") {
             Some(vm) if !vm.is_unit() => Some(id_of(&vm, "an instance")?),
+            _ => None,
+        };
+        let boot = match boot {
+            Some(id) if rt.is_plan() || rt.created_this_run(&id)? => Some(id),
             _ => None,
         };
         let mut follow = boot.map(|instance| BootFollower::new(&rt, instance));

@@ -92,7 +92,7 @@ pub mod api {
     /// A boot script that reports its progress (`#{ report: true }`): after each step it
     /// writes the boot document — this run, the step now, the steps done with their seconds,
     /// and on a failure the failing step — to the stack's SSM parameter
-    /// `/geusemaker/<stack>/boot` with the instance role (`iam::instance_profile` allows that
+    /// `/geusemaker-boot/<stack>` with the instance role (`iam::instance_profile` allows that
     /// one parameter). `health::wait_until_healthy` reads it while it waits: the phases show as
     /// they pass, and a failed boot ends the wait at once.
     ///
@@ -122,8 +122,18 @@ pub mod api {
             .map_err(|e| usage_err(format!("{F}: {e}")))
     }
 
+    /// The name of the stack's boot channel (the SSM parameter its boot reports to).
+    ///
+    /// ```rhai
+    /// ssm::delete_parameter(userdata::boot_channel());
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn boot_channel(ctx: NativeCallContext) -> Result<String, Box<EvalAltResult>> {
+        Ok(boot::channel_parameter(&rt(&ctx)?.stack))
+    }
+
     /// A timer on the instance that watches the metadata for a spot interruption notice and
-    /// reports it on the stack's boot channel (`/geusemaker/<stack>/boot`): `monitor` then
+    /// reports it on the stack's boot channel (`/geusemaker-boot/<stack>`): `monitor` then
     /// starts the replacement about two minutes before AWS takes the instance.
     ///
     /// ```rhai

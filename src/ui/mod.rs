@@ -327,8 +327,17 @@ impl Waiting {
 /// Text from elsewhere (an instance's boot report or logs) made safe to print: control
 /// characters — terminal escape sequences among them — shown as `?`, tabs kept.
 pub fn printable(text: &str) -> String {
+    // Bidirectional and invisible formatting characters too: they can make text read as
+    // something it is not.
+    let hidden = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
     text.chars()
-        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .map(|c| {
+            if (c.is_control() && c != '\t') || hidden(c) {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
