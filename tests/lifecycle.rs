@@ -1495,16 +1495,7 @@ fn play_boot(w: &World, stack: &str, docs: &[serde_json::Value], gap: Duration) 
     for (i, doc) in docs.iter().enumerate() {
         let mut doc = doc.clone();
         doc["run"] = run.clone().into();
-        sdk.block_on(
-            sdk.ssm
-                .put_parameter()
-                .name(format!("/geusemaker-boot/{stack}"))
-                .value(doc.to_string())
-                .r#type(aws_sdk_ssm::types::ParameterType::String)
-                .overwrite(true)
-                .send(),
-        )
-        .unwrap();
+        sdk.write_boot_channel(stack, &doc);
         if i + 1 < docs.len() {
             std::thread::sleep(gap);
         }

@@ -453,21 +453,7 @@ fn monitor_rolls_back_after_three_failures_but_not_after_one() {
 fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_gone() {
     let w = World::moto();
     let stack = support::stack_name("notice");
-    run_with(
-        &w,
-        &[
-            "run",
-            "dev",
-            "--name",
-            &stack,
-            "--set",
-            "health_timeout=30",
-            "--set",
-            "allowed_cidr=192.0.2.1/32",
-        ],
-        &stand_ins(),
-    )
-    .success();
+    deploy_dev(&w, &stack);
     let (first_instance, _) = instance_and_volume_attachment(&w, &stack);
     let sdk = w.sdk();
     // What the watcher on the instance writes (the instance itself is still running).
@@ -477,16 +463,7 @@ fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_go
         "instance": first_instance,
         "notice": { "action": "terminate", "time": "2026-12-02T10:02:00Z" },
     });
-    sdk.block_on(
-        sdk.ssm
-            .put_parameter()
-            .name(format!("/geusemaker-boot/{stack}"))
-            .value(notice.to_string())
-            .r#type(aws_sdk_ssm::types::ParameterType::String)
-            .overwrite(true)
-            .send(),
-    )
-    .unwrap();
+    sdk.write_boot_channel(&stack, &notice);
     assert_eq!(
         sdk.stack_instances(&stack).len(),
         1,

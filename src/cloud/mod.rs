@@ -231,7 +231,11 @@ pub struct Aws {
 /// The region a connection with `settings` would use, without asking AWS anything (a recipe
 /// that only wants the region needs no credentials).
 pub fn resolve_region(settings: &AwsSettings, rt: &Blocking) -> Result<String, PreflightError> {
-    let sdk = rt.block_on(load_sdk_config(settings));
+    region_of(&rt.block_on(load_sdk_config(settings)))
+}
+
+/// The region an SDK configuration names, checked.
+fn region_of(sdk: &SdkConfig) -> Result<String, PreflightError> {
     let region = sdk
         .region()
         .map(|r| r.to_string())
@@ -245,11 +249,7 @@ impl Aws {
     /// one short, fixable error instead of a failure inside a recipe), then build every client.
     pub fn connect(settings: &AwsSettings, rt: &Blocking) -> Result<Aws, PreflightError> {
         let sdk = rt.block_on(load_sdk_config(settings));
-        let region = sdk
-            .region()
-            .map(|r| r.to_string())
-            .ok_or(PreflightError::NoRegion)?;
-        check_region(&region)?;
+        let region = region_of(&sdk)?;
         let stats = Arc::new(CallStats {
             read_only: settings.read_only,
             ..CallStats::default()

@@ -371,6 +371,20 @@ impl Sdk {
     }
 
     /// Live (non-terminated) instances tagged with the stack.
+    /// Write `doc` to the stack's boot channel, as its instance would (issue 19).
+    pub fn write_boot_channel(&self, stack: &str, doc: &serde_json::Value) {
+        self.block_on(
+            self.ssm
+                .put_parameter()
+                .name(format!("/geusemaker-boot/{stack}"))
+                .value(doc.to_string())
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .overwrite(true)
+                .send(),
+        )
+        .unwrap();
+    }
+
     pub fn stack_instances(&self, stack: &str) -> Vec<aws_sdk_ec2::types::Instance> {
         let out = self
             .block_on(
