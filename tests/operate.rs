@@ -469,13 +469,16 @@ fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_go
         1,
         "the noticed instance still runs when the monitor looks"
     );
-    let out = w
-        .cmd()
-        .args(["monitor", &stack, "--interval", "1s", "--rounds", "1"])
-        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
-        .output()
-        .unwrap();
-    Outcome::from(out)
+    let monitor_once = || {
+        Outcome::from(
+            w.cmd()
+                .args(["monitor", &stack, "--interval", "1s", "--rounds", "1"])
+                .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+                .output()
+                .unwrap(),
+        )
+    };
+    monitor_once()
         .success()
         .stderr_has(&format!(
             "spot interruption notice for {first_instance} (reported 2026-12-02T10:00:00Z: terminate at 2026-12-02T10:02:00Z)"
@@ -491,13 +494,7 @@ fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_go
         "data volume moved"
     );
     // The new instance's boot is this relaunch's: the old notice does not fire again.
-    let out = w
-        .cmd()
-        .args(["monitor", &stack, "--interval", "1s", "--rounds", "1"])
-        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
-        .output()
-        .unwrap();
-    let out = Outcome::from(out);
+    let out = monitor_once();
     out.success();
     assert!(
         !out.stderr.contains("spot interruption notice"),
