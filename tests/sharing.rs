@@ -65,7 +65,8 @@ fn acme_repo(root: &Path) -> (String, PathBuf) {
     (url, work)
 }
 
-fn in_dir(w: &World, dir: &Path, args: &[&str]) -> Outcome {
+/// The binary in `dir`, with no AWS at all (sources and plans need none).
+fn cmd_in(w: &World, dir: &Path) -> Command {
     let mut c = w.cmd();
     for k in [
         "AWS_ACCESS_KEY_ID",
@@ -74,8 +75,12 @@ fn in_dir(w: &World, dir: &Path, args: &[&str]) -> Outcome {
     ] {
         c.env_remove(k);
     }
-    let out = c.current_dir(dir).args(args).output().unwrap();
-    Outcome::from(out)
+    c.current_dir(dir);
+    c
+}
+
+fn in_dir(w: &World, dir: &Path, args: &[&str]) -> Outcome {
+    Outcome::from(cmd_in(w, dir).args(args).output().unwrap())
 }
 
 #[test]
@@ -239,15 +244,7 @@ fn a_git_source_is_locked_verified_and_updated() {
     std::fs::remove_dir_all(&cached).unwrap();
     let parallel: Vec<_> = (0..4)
         .map(|i| {
-            let mut c = w.cmd();
-            for k in [
-                "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY",
-                "AWS_ENDPOINT_URL",
-            ] {
-                c.env_remove(k);
-            }
-            c.current_dir(&project)
+            cmd_in(&w, &project)
                 .args(["run", "mine.rhai", "--name", &format!("par{i}"), "--plan"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
