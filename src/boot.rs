@@ -22,6 +22,9 @@ const PLAIN_STEP: &str = r#"step() {
   boot_step="$1"
   echo "geusemaker step: $1"
 }
+pulled() {
+  echo "geusemaker pull: $2 $3 $4"
+}
 trap 'echo "geusemaker boot FAILED in step: ${boot_step} (line ${LINENO})" >&2' ERR
 "#;
 
@@ -342,8 +345,58 @@ pub fn write_file(path: &str, content: &str, mode: &str) -> Result<String, Strin
     ))
 }
 
-/// Pull Ollama models once Ollama answers (in the background: the stack is usable before
-/// large models finish downloading).
+/// The images pulled, all at once, before the stack starts: each reported (`pulled`) with
+/// its size on disk and its seconds, so a deploy shows them as they arrive. Compose's own
+/// pull afterwards finds them there.
+pub fn pull_images(images: &[String]) -> Result<String, String> {
+    let mut unique: Vec<&String> = Vec::new();
+    for i in images {
+        check_image(i)?;
+        if !unique.contains(&i) {
+            unique.push(i);
+        }
+    }
+    if unique.is_empty() {
+        return Ok(String::new());
+    }
+    let mut out = String::from(
+        r#"# --- pull the images ---
+pull_image() {
+  local started bytes
+  started=$(date +%s)
+  pulled "$1" image "$2" pulling
+  if retry docker pull --quiet "$2"; then
+    bytes=$(docker image inspect --format '{{.Size}}' "$2") || bytes=0
+    pulled "$1" image "$2" "done" "$bytes" "$(($(date +%s) - started))"
+  else
+    pulled "$1" image "$2" failed 0 "$(($(date +%s) - started))"
+    return 1
+  fi
+}
+pulls=()
+"#,
+    );
+    for (n, image) in unique.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "pull_image 'i{:02}' '{image}' &\npulls+=(\"$!\")",
+            n + 1
+        );
+    }
+    out.push_str(
+        r#"pull_failed=0
+for pid in "${pulls[@]}"; do
+  wait "$pid" || pull_failed=1
+done
+[ "$pull_failed" -eq 0 ] || { echo "an image could not be pulled (see above)" >&2; exit 1; }
+"#,
+    );
+    Ok(out)
+}
+
+/// Pull Ollama models once Ollama answers, in the background (the stack is usable before
+/// large models finish downloading; the deploy's health check waits for them): each reported
+/// (`pulled`) with its size as Ollama lists it and its seconds.
 pub fn ollama_pull(models: &[String], layout: &Layout) -> Result<String, String> {
     check_path(&layout.stack_dir)?;
     for m in models {
@@ -358,17 +411,32 @@ pub fn ollama_pull(models: &[String], layout: &Layout) -> Result<String, String>
         .map(|m| format!("'{m}'"))
         .collect::<Vec<_>>()
         .join(" ");
+    // Ollama lists sizes in decimal units ("2.0 GB").
     Ok(format!(
         r#"# --- Ollama models (background) ---
 (
+  ollama() {{
+    docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' exec -T ollama ollama "$@"
+  }}
   for attempt in $(seq 1 60); do
-    if docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' exec -T ollama ollama list >/dev/null 2>&1; then break; fi
+    if ollama list >/dev/null 2>&1; then break; fi
     echo "waiting for ollama (attempt $attempt/60)"
     sleep 10
   done
   models=({list})
+  n=0
   for model in "${{models[@]}}"; do
-    docker compose --project-directory '{dir}' -f '{dir}/compose.yaml' exec -T ollama ollama pull "$model" || echo "pull of $model failed"
+    n=$((n + 1))
+    id=$(printf 'm%02d' "$n")
+    started=$(date +%s)
+    pulled "$id" model "$model" pulling
+    if ollama pull "$model"; then
+      bytes=$(ollama list | awk -v m="$model" '$1 == m || $1 == m ":latest" {{ f = 1; if ($4 == "KB") f = 1e3; if ($4 == "MB") f = 1e6; if ($4 == "GB") f = 1e9; if ($4 == "TB") f = 1e12; printf "%.0f\n", $3 * f; exit }}') || bytes=0
+      pulled "$id" model "$model" "done" "${{bytes:-0}}" "$(($(date +%s) - started))"
+    else
+      echo "pull of $model failed"
+      pulled "$id" model "$model" failed 0 "$(($(date +%s) - started))"
+    fi
   done
 ) >> /var/log/geusemaker-models.log 2>&1 &
 "#
@@ -548,7 +616,7 @@ pub fn spot_notices(c: &Channel) -> Result<String, String> {
         r#"#!/bin/bash
 # Reports a spot interruption notice on the stack's boot channel, once (installed by geusemaker).
 set -euo pipefail
-sent=/run/geusemaker-spot-notice.sent
+sent='{SPOT_NOTICE_SENT}'
 [ -e "$sent" ] && exit 0
 imds=http://169.254.169.254/latest
 token=$(curl -fsS -X PUT "$imds/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 60') || exit 0
@@ -560,6 +628,10 @@ case "$notice" in
 esac
 doc=$(printf '{{"run":"%s","step":"spot interruption notice","state":"notice","at":"%s","done":[],"instance":"%s","notice":%s}}' \
   '{run}' "$(date -u +%FT%TZ)" "$instance" "$notice")
+# The boot's own reports (a model still pulling) take this lock too, and write nothing after it.
+mkdir -p '{REPORT_DIR}'
+exec 9>>'{REPORT_DIR}/lock'
+flock 9
 aws ssm put-parameter --region '{region}' --name '{param}' --type String --overwrite --value "$doc" >/dev/null
 touch "$sent"
 echo "spot interruption notice reported: $notice"
@@ -743,9 +815,23 @@ pub fn channel_parameter(stack: &str) -> String {
     format!("/geusemaker-boot/{stack}")
 }
 
-/// `report` and a `step` that reports: after each step the boot document — the run, the step
-/// now, the steps done with their seconds, and on a failure the failing step and line — is
-/// written to the channel (a failed write never stops the boot).
+/// Where a reporting script keeps the boot document's parts (root only, on the instance's
+/// tmpfs): the image and model pulls report from the background, so every write takes the
+/// directory's lock and sends the whole document.
+pub const REPORT_DIR: &str = "/run/geusemaker-report";
+
+/// SSM's limit on a standard parameter's value: a document over it drops its pulls, then its
+/// steps done, rather than not being written at all.
+pub const REPORT_LIMIT: usize = 4096;
+
+/// The marker the spot notice timer leaves once it has reported: a notice is the instance's
+/// last word on the channel, no later report overwrites it.
+pub const SPOT_NOTICE_SENT: &str = "/run/geusemaker-spot-notice.sent";
+
+/// `report`, a `step` that reports and `pulled`: after each step, and as each image or model
+/// is pulled, the boot document — the run, the step now, the steps done with their seconds,
+/// the pulls with their sizes, and on a failure the failing step and line — is written to
+/// the channel (a failed write never stops the boot).
 fn reporter(c: &Channel) -> Result<String, String> {
     check_token("region", &c.region, "-")?;
     check_path(&c.parameter)?;
@@ -754,27 +840,71 @@ fn reporter(c: &Channel) -> Result<String, String> {
         r#"boot_param='{param}'
 boot_run='{run}'
 boot_region='{region}'
-boot_done=""
+boot_dir='{REPORT_DIR}'
+mkdir -p "$boot_dir/pulls"
+chmod 0700 "$boot_dir"
+rm -f "$boot_dir"/pulls/*
+printf 'start' > "$boot_dir/step"
+printf 'running' > "$boot_dir/state"
+: > "$boot_dir/done"
+: > "$boot_dir/error"
 step_started=$(date +%s)
-# The boot document: {{"run", "step", "state": running|done|failed, "at", "done": [{{"step", "seconds"}}], "error"}}.
-report() {{
-  local doc
-  doc=$(printf '{{"run":"%s","step":"%s","state":"%s","at":"%s","done":[%s]%s}}' \
-    "$boot_run" "$boot_step" "$1" "$(date -u +%FT%TZ)" "$boot_done" "${{2:-}}")
+# The boot document (docs/operate.md): {{"run", "step", "state": running|done|failed, "at",
+# "done": [{{"step", "seconds"}}], "pulls": [{{"kind", "name", "state", "bytes", "seconds"}}], "error"}}.
+boot_doc() {{
+  printf '{{"run":"%s","step":"%s","state":"%s","at":"%s","done":[%s],"pulls":[%s]%s}}' \
+    "$boot_run" "$(cat "$boot_dir/step")" "$(cat "$boot_dir/state")" "$(date -u +%FT%TZ)" \
+    "$1" "$2" "$(cat "$boot_dir/error")"
+}}
+# Called with the lock held.
+send_report() {{
+  local steps pulls doc
+  # A spot interruption notice is the instance's last word on the channel.
+  [ ! -e '{SPOT_NOTICE_SENT}' ] || return 0
+  steps=$(paste -sd, "$boot_dir/done")
+  pulls=$(cat "$boot_dir"/pulls/* 2>/dev/null | paste -sd, -) || pulls=""
+  doc=$(boot_doc "$steps" "$pulls")
+  # SSM keeps {REPORT_LIMIT} bytes in a standard parameter: the pulls go first, then the steps done.
+  [ "${{#doc}}" -le {REPORT_LIMIT} ] || doc=$(boot_doc "$steps" "")
+  [ "${{#doc}}" -le {REPORT_LIMIT} ] || doc=$(boot_doc "" "")
   AWS_MAX_ATTEMPTS=3 aws --cli-connect-timeout 5 --cli-read-timeout 10 ssm put-parameter \
     --region "$boot_region" --name "$boot_param" --type String --overwrite --value "$doc" \
-    >/dev/null 2>&1 || echo "geusemaker: could not report the boot step" >&2
+    >/dev/null 2>&1
+}}
+# `report STATE [ERROR]`: the boot is running, done or failed (ERROR: the error member).
+report() {{
+  (
+    flock 9
+    printf '%s' "$1" > "$boot_dir/state"
+    [ -z "${{2:-}}" ] || printf '%s' "$2" > "$boot_dir/error"
+    send_report
+  ) 9>>"$boot_dir/lock" || echo "geusemaker: could not report the boot" >&2
 }}
 step() {{
   local now
   now=$(date +%s)
-  if [ "$boot_step" != "start" ]; then
-    boot_done="${{boot_done:+$boot_done,}}$(printf '{{"step":"%s","seconds":%d}}' "$boot_step" "$((now - step_started))")"
-  fi
+  echo "geusemaker step: $1"
+  (
+    flock 9
+    if [ "$boot_step" != "start" ]; then
+      printf '{{"step":"%s","seconds":%d}}\n' "$boot_step" "$((now - step_started))" >> "$boot_dir/done"
+    fi
+    printf '%s' "$1" > "$boot_dir/step"
+    send_report
+  ) 9>>"$boot_dir/lock" || echo "geusemaker: could not report the boot step" >&2
   boot_step="$1"
   step_started=$now
-  echo "geusemaker step: $1"
-  report "running"
+}}
+# `pulled ID KIND NAME STATE [BYTES SECONDS]`: pull ID (an image or a model, NAME) is pulling,
+# done or failed.
+pulled() {{
+  echo "geusemaker pull: $2 $3 $4"
+  (
+    flock 9
+    printf '{{"kind":"%s","name":"%s","state":"%s","bytes":%d,"seconds":%d}}\n' \
+      "$2" "$3" "$4" "${{5:-0}}" "${{6:-0}}" > "$boot_dir/pulls/$1"
+    send_report
+  ) 9>>"$boot_dir/lock" || echo "geusemaker: could not report the pull" >&2
 }}
 boot_reported_failure=""
 boot_failed() {{
@@ -813,8 +943,14 @@ pub struct BootReport {
     /// The steps done, in order, with their seconds.
     #[serde(default)]
     pub done: Vec<BootStep>,
+    /// The images and models pulled, pulling or failed, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pulls: Vec<BootPull>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<BootError>,
+    /// The instance the boot ran on (set by the CLI when it keeps the timeline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
     /// With `state: "notice"`: the instance that got a spot interruption notice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
@@ -832,6 +968,21 @@ pub struct SpotNotice {
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct BootStep {
     pub step: String,
+    pub seconds: u64,
+}
+
+/// One image or model pull of a boot.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct BootPull {
+    /// `image` or `model`.
+    pub kind: String,
+    pub name: String,
+    /// `pulling`, `done` or `failed`.
+    pub state: String,
+    /// Its size once pulled (an image's size on disk, a model's as Ollama lists it).
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
     pub seconds: u64,
 }
 
@@ -858,9 +1009,18 @@ impl BootReport {
             clean(&mut d.step);
             d.seconds = d.seconds.min(7 * 24 * 3600); // a week: nothing a boot takes
         }
+        r.pulls.truncate(100);
+        for p in &mut r.pulls {
+            clean(&mut p.kind);
+            clean(&mut p.name);
+            clean(&mut p.state);
+            p.seconds = p.seconds.min(7 * 24 * 3600);
+        }
         if let Some(e) = &mut r.error {
             clean(&mut e.step);
         }
+        r.on = None; // the CLI says which instance a timeline is of, not the instance
+
         if let Some(i) = &mut r.instance {
             clean(i);
         }
@@ -1022,13 +1182,36 @@ mod tests {
             parameter: channel_parameter("demo"),
             run: "20261202T000000Z-abc123".into(),
         };
+        // A stand-in `docker`: pulls take a moment, `nope:1.0` cannot be pulled, an image's
+        // size is 1.5 GB, and Ollama lists its one model at 2.0 GB.
+        let docker = bin.join("docker");
+        std::fs::write(
+            &docker,
+            r#"#!/bin/bash
+case "$*" in
+  "pull --quiet nope:1.0") exit 1 ;;
+  pull*) sleep 0.2 ;;
+  "image inspect"*) echo 1500000000 ;;
+  *"ollama list") printf 'NAME ID SIZE MODIFIED\nllama3.2:3b a80c 2.0 GB now\n' ;;
+esac
+"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let state_dir = dir.path().join("report");
         let run = |sections: &[String]| {
             let script = script_reporting(sections, Some(&channel)).unwrap();
-            // The header's log redirection needs root and /var/log: the rest is what is tested.
-            let script = script.replace(
-                "exec > >(tee -a /var/log/geusemaker-boot.log | logger -t geusemaker -s 2>/dev/console) 2>&1\n",
-                "",
-            );
+            // The header's log redirection needs root and /var/log, the report's state /run:
+            // the rest is what is tested.
+            let script = script
+                .replace(
+                    "exec > >(tee -a /var/log/geusemaker-boot.log | logger -t geusemaker -s 2>/dev/console) 2>&1\n",
+                    "",
+                )
+                .replace(REPORT_DIR, &state_dir.display().to_string())
+                .replace("/var/log/geusemaker-models.log", "/dev/null")
+                .replace("sleep 10", "sleep 0.1")
+                .replace("sleep $((attempt * 10))", "sleep 0");
             let _ = std::fs::remove_file(&docs);
             let out = std::process::Command::new("bash")
                 .arg("-c")
@@ -1088,6 +1271,68 @@ mod tests {
         assert!(ok);
         assert!(reports.iter().all(|r| !r.failed()), "{reports:?}");
         assert!(reports.last().unwrap().finished());
+
+        // The images come in parallel, each reported with its size; the models after them, in
+        // the background, reported as they arrive (after the boot's `done`).
+        let images = ["postgres:16.15".to_string(), "n8nio/n8n:2.41.3".into()];
+        let (ok, _) = run(&[
+            pull_images(&images).unwrap(),
+            ollama_pull(&["llama3.2:3b".into()], &Layout::default()).unwrap(),
+        ]);
+        assert!(ok);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let last = loop {
+            let last = std::fs::read_to_string(&docs)
+                .unwrap()
+                .lines()
+                .map(|l| BootReport::parse(l).unwrap())
+                .next_back()
+                .unwrap();
+            if last.pulls.len() == 3 && last.pulls[2].state == "done" {
+                break last;
+            }
+            assert!(std::time::Instant::now() < deadline, "{last:?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert!(last.finished(), "{last:?}");
+        let pulls: Vec<(&str, &str, &str, u64)> = last
+            .pulls
+            .iter()
+            .map(|p| (p.kind.as_str(), p.name.as_str(), p.state.as_str(), p.bytes))
+            .collect();
+        assert_eq!(
+            pulls,
+            [
+                ("image", "postgres:16.15", "done", 1_500_000_000),
+                ("image", "n8nio/n8n:2.41.3", "done", 1_500_000_000),
+                ("model", "llama3.2:3b", "done", 2_000_000_000),
+            ]
+        );
+        let steps: Vec<&str> = last.done.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(steps, ["pull the images", "Ollama models (background)"]);
+
+        // One image that cannot be pulled fails the step, named, after the others finished.
+        let (ok, reports) =
+            run(&[pull_images(&["nope:1.0".into(), "postgres:16.15".into()]).unwrap()]);
+        assert!(!ok);
+        let last = reports.last().unwrap();
+        assert!(last.failed(), "{last:?}");
+        assert_eq!(last.error.as_ref().unwrap().step, "pull the images");
+        let states: Vec<&str> = last.pulls.iter().map(|p| p.state.as_str()).collect();
+        assert_eq!(states, ["failed", "done"]);
+
+        // A document over SSM's 4 KB drops its pulls, then its steps, rather than not arriving.
+        let many: Vec<String> = (0..60)
+            .map(|n| format!("registry.example.com/team/image-number-{n}:1.0"))
+            .collect();
+        let (ok, reports) = run(&[pull_images(&many).unwrap()]);
+        assert!(ok);
+        assert!(reports
+            .iter()
+            .all(|r| serde_json::to_string(r).unwrap().len() <= REPORT_LIMIT));
+        let last = reports.last().unwrap();
+        assert!(last.finished() && last.pulls.is_empty(), "{last:?}");
+        assert_eq!(last.done.len(), 1);
 
         // What an instance writes is not trusted with the deployer's terminal.
         let evil = BootReport::parse(

@@ -157,10 +157,15 @@ fn every_tier_and_example_renders_valid_compose_and_user_data() {
             "step 'packages",
             "step 'EFS ",
             "step 'EBS data volume",
+            "step 'pull the images'",
             "step 'start the stack'",
         ] {
             assert!(script.contains(phase), "{name}: no {phase}");
         }
+        assert!(
+            script.find("step 'pull the images'") < script.find("step 'start the stack'"),
+            "{name}: the images are pulled (and reported) before the stack starts"
+        );
         let reporter = script
             .find("boot_param='/geusemaker-boot/")
             .expect("a reporting boot");
@@ -173,6 +178,18 @@ fn every_tier_and_example_renders_valid_compose_and_user_data() {
         );
         let compose = heredoc(&script, "/opt/geusemaker/compose.yaml");
         support::validate_compose_schema(dir, name, compose);
+        // Every image the stack runs is pulled by a reported pull of its own.
+        let parsed: serde_yaml::Value = serde_yaml::from_str(compose).unwrap();
+        for (svc, def) in parsed["services"].as_mapping().unwrap() {
+            let image = def["image"].as_str().unwrap();
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with("pull_image 'i")
+                        && l.ends_with(&format!("' '{image}' &"))),
+                "{name}: {svc:?}'s image {image} is not pulled on its own"
+            );
+        }
         let doc = check_compose(name, compose, public);
 
         // Secrets: each service's env file holds only what its map names.

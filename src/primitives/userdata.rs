@@ -312,6 +312,22 @@ pub mod api {
         services::start_from(&svcs, &l, &file).map_err(|e| service_err(F, e))
     }
 
+    /// Every image the services run, pulled all at once before the stack starts, each
+    /// reported on the boot channel with its size and seconds (in a reporting script: the
+    /// deploy shows them as they arrive). Compose's own pull in `compose_up` then finds them.
+    ///
+    /// ```rhai
+    /// let pulls = userdata::pull_images(services::defaults());
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn pull_images(services: Array) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::pull_images";
+        let svcs = decode_services(F, services)?;
+        services::validate(&svcs).map_err(|e| service_err(F, e))?;
+        let images: Vec<String> = svcs.iter().map(|s| s.image.clone()).collect();
+        boot::pull_images(&images).map_err(err(F))
+    }
+
     /// At boot, before the stack starts: `vars` of service `name` set to
     /// `http://<the instance's public address>:<its public port>/` in its env file (read from
     /// the instance metadata) — for a tier without a load balancer, whose address is known only
@@ -332,7 +348,9 @@ pub mod api {
             .map_err(|e| service_err(F, e))
     }
 
-    /// Pull Ollama models in the background once Ollama answers.
+    /// Pull Ollama models in the background once Ollama answers (placed before `compose_up`
+    /// in a boot script, the models download while the other services start), each reported
+    /// on the boot channel with its size.
     ///
     /// ```rhai
     /// let models = userdata::ollama_pull(["llama3.2:3b", "nomic-embed-text"]);

@@ -324,6 +324,22 @@ impl Waiting {
     }
 }
 
+/// A size in decimal units, as Docker and Ollama show them: `512 B`, `1.2 GB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 /// Text from elsewhere (an instance's boot report or logs) made safe to print: control
 /// characters — terminal escape sequences among them — shown as `?`, tabs kept.
 pub fn printable(text: &str) -> String {
@@ -386,6 +402,16 @@ pub fn render_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_in_decimal_units() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(1_000), "1.0 kB");
+        assert_eq!(bytes(431_900_000), "431.9 MB");
+        assert_eq!(bytes(2_019_393_189), "2.0 GB");
+        assert_eq!(bytes(u64::MAX), "18446744.1 TB");
+    }
 
     #[test]
     fn table_pads_columns() {
