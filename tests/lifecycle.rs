@@ -1531,14 +1531,21 @@ fn the_deploy_follows_the_boot_channel_and_keeps_its_timeline() {
         .spawn()
         .unwrap();
     let step = |s: &str, n: u64| serde_json::json!({ "step": s, "seconds": n });
+    let pull = |name: &str, state: &str, bytes: u64, seconds: u64| serde_json::json!({ "kind": "image", "name": name, "state": state, "bytes": bytes, "seconds": seconds });
     play_boot(
         &w,
         &stack,
         &[
             serde_json::json!({ "step": "EFS", "state": "running", "at": "2026-12-02T10:00:40Z",
                                 "done": [step("packages", 40)] }),
+            serde_json::json!({ "step": "pull the images", "state": "running", "at": "2026-12-02T10:00:43Z",
+                                "done": [step("packages", 40), step("EFS", 3)],
+                                "pulls": [pull("postgres:16.15", "done", 431_900_000, 12),
+                                          pull("n8nio/n8n:2.41.3", "pulling", 0, 0)] }),
             serde_json::json!({ "step": "finished", "state": "done", "at": "2026-12-02T10:02:00Z",
-                                "done": [step("packages", 40), step("EFS", 3), step("Docker images", 77)] }),
+                                "done": [step("packages", 40), step("EFS", 3), step("pull the images", 77)],
+                                "pulls": [pull("postgres:16.15", "done", 431_900_000, 12),
+                                          pull("n8nio/n8n:2.41.3", "done", 1_210_000_000, 71)] }),
         ],
         Duration::from_secs(6),
     );
@@ -1550,19 +1557,33 @@ fn the_deploy_follows_the_boot_channel_and_keeps_its_timeline() {
             .unwrap_or_else(|| panic!("missing {needle}:\n{}", out.stdout))
     };
     assert!(at("boot: packages (40s)") < at("boot: EFS (3s)"));
-    assert!(at("boot: EFS (3s)") < at("boot: Docker images (77s)"));
-    assert_eq!(
-        out.stdout.matches("boot: packages").count(),
-        1,
-        "each step once"
+    assert!(at("boot: EFS (3s)") < at("boot: image postgres:16.15 pulled (431.9 MB, 12s)"));
+    assert!(
+        at("boot: image postgres:16.15 pulled")
+            < at("boot: image n8nio/n8n:2.41.3 pulled (1.2 GB, 71s)")
     );
+    at("boot: pull the images (77s)");
+    for once in ["boot: packages", "boot: image postgres:16.15"] {
+        assert_eq!(out.stdout.matches(once).count(), 1, "each step once");
+    }
     let state = w.state(&stack);
     let boot = &state["values"]["boot"];
     assert_eq!(boot["state"], "done", "{boot}");
     assert_eq!(boot["done"].as_array().unwrap().len(), 3);
+    assert_eq!(boot["pulls"].as_array().unwrap().len(), 2);
+    let instance = w.sdk().stack_instances(&stack)[0]
+        .instance_id()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        boot["on"],
+        instance.as_str(),
+        "the timeline says which instance it is of"
+    );
     w.run(&["status", &stack])
         .success()
-        .stdout_has("Boot      packages 40s · EFS 3s · Docker images 77s");
+        .stdout_has("Boot      packages 40s · EFS 3s · pull the images 77s (120s in all)")
+        .stdout_has("Pulled    2 images, 1.6 GB (longest n8nio/n8n:2.41.3, 71s)");
     // Destroy removes the channel too (it is in no ledger, and no secret); the secrets stay.
     let out = w.run(&["destroy", &stack, "--yes"]);
     out.success();
@@ -1623,5 +1644,152 @@ fn a_boot_failure_on_the_channel_ends_the_run_at_once() {
     assert!(!out.stderr.contains("not healthy after"), "{}", out.stderr);
     let left = w.sdk().leftovers(&stack);
     assert!(left.non_data().is_empty(), "{left:?}");
+    assert_eq!(w.state(&stack)["values"]["boot"]["state"], "failed");
+}
+
+/// Plays the instance's side of an in-place update: once the run has begun its update (the
+/// stack's `update_in_progress` names it), `doc` is written to the boot channel as the
+/// update script would.
+fn play_update(w: &World, stack: &str, doc: serde_json::Value) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        assert!(Instant::now() < deadline, "the run never began its update");
+        let id = w.state(stack)["values"]["update_in_progress"]["id"].clone();
+        if let Some(id) = id.as_str() {
+            break id.to_string();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut doc = doc;
+    doc["run"] = run.into();
+    w.sdk().write_boot_channel(stack, &doc);
+}
+
+/// An in-place update reports like a boot: its steps and image pulls are shown while the CLI
+/// waits for the SSM command, and a step it reports failed ends the wait at once, named, with
+/// the previous services put back.
+#[test]
+fn an_update_in_place_shows_its_steps_and_names_a_failed_one() {
+    let w = World::moto();
+    let stack = support::stack_name("updsteps");
+    rerun(&w, &stack, &[], &stand_ins(), None).success();
+    // The instance takes its time: the first answers about the update command say it is still
+    // running (moto finishes every command at once).
+    let in_progress = || {
+        support::proxy::Rule::json(
+            &["CommandId", "InstanceId"],
+            r#"{"CommandId":"c","InstanceId":"i","Status":"InProgress","StatusDetails":"InProgress","ResponseCode":-1,"StandardOutputContent":"","StandardErrorContent":""}"#,
+        )
+        .first(4)
+    };
+    let update = |image: &str, proxy: &support::proxy::FaultProxy| {
+        w.cmd()
+            .args(["run", "dev", "--name", &stack, "--set", "health_timeout=20"])
+            .args([
+                "--set",
+                "allowed_cidr=192.0.2.1/32",
+                "--set",
+                &format!("images={image}"),
+            ])
+            .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+            .env("AWS_ENDPOINT_URL", proxy.endpoint())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let step = |s: &str, n: u64| serde_json::json!({ "step": s, "seconds": n });
+
+    let proxy = support::proxy::FaultProxy::start(&support::moto().endpoint, vec![in_progress()]);
+    let child = update("n8nio/n8n:2.40.7", &proxy);
+    play_update(
+        &w,
+        &stack,
+        serde_json::json!({
+            "step": "finished", "state": "done", "at": "2026-12-02T10:00:40Z",
+            "done": [step("keep the running configuration", 1), step("pull the images", 21),
+                     step("start the stack", 6)],
+            "pulls": [{ "kind": "image", "name": "n8nio/n8n:2.40.7", "state": "done",
+                        "bytes": 431_900_000u64, "seconds": 19 }],
+        }),
+    );
+    let out = Outcome::from(child.wait_with_output().unwrap());
+    out.success()
+        .stdout_has("update: pull the images (21s)")
+        .stdout_has("update: image n8nio/n8n:2.40.7 pulled (431.9 MB, 19s)")
+        .stdout_has("update: start the stack (6s)");
+    assert_eq!(
+        w.state(&stack)["values"]["boot"]["state"],
+        serde_json::Value::Null,
+        "an update's steps are not taken for the boot's timeline"
+    );
+
+    let proxy = support::proxy::FaultProxy::start(&support::moto().endpoint, vec![in_progress()]);
+    let child = update("n8nio/n8n:2.40.6", &proxy);
+    play_update(
+        &w,
+        &stack,
+        serde_json::json!({
+            "step": "pull the images", "state": "failed", "at": "2026-12-02T10:05:40Z",
+            "done": [step("keep the running configuration", 1)],
+            "pulls": [{ "kind": "image", "name": "n8nio/n8n:2.40.6", "state": "failed", "seconds": 40 }],
+            "error": { "step": "pull the images", "line": 97 },
+        }),
+    );
+    let out = Outcome::from(child.wait_with_output().unwrap());
+    out.failure(1)
+        .stdout_has("update: image n8nio/n8n:2.40.6 FAILED to pull after 40s")
+        .stderr_has("the services update failed in step `pull the images`, line 97")
+        .stderr_has("the previous services are back");
+    assert_eq!(
+        w.state(&stack)["values"]["update_in_progress"],
+        serde_json::Value::Null
+    );
+}
+
+/// The services can answer before the boot has finished (its last steps: backups, snapshots):
+/// the deploy follows the boot to its end, and a step that fails after the services are
+/// healthy fails the deploy too.
+#[test]
+fn a_boot_step_failing_after_the_services_answer_still_fails_the_deploy() {
+    let w = World::moto();
+    let stack = support::stack_name("bootlate");
+    let child = w
+        .cmd()
+        .args([
+            "run",
+            "dev",
+            "--name",
+            &stack,
+            "--set",
+            "health_timeout=300",
+            "--set",
+            "allowed_cidr=192.0.2.1/32",
+        ])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = [
+        serde_json::json!({ "step": "packages", "seconds": 40 }),
+        serde_json::json!({ "step": "start the stack", "seconds": 9 }),
+    ];
+    play_boot(
+        &w,
+        &stack,
+        &[
+            serde_json::json!({ "step": "start the stack", "state": "running",
+                                "at": "2026-12-02T10:01:00Z", "done": [done[0]] }),
+            serde_json::json!({ "step": "nightly backups", "state": "failed",
+                                "at": "2026-12-02T10:01:30Z", "done": done,
+                                "error": { "step": "nightly backups", "line": 301 } }),
+        ],
+        Duration::from_secs(8),
+    );
+    let out = Outcome::from(child.wait_with_output().unwrap());
+    out.failure(1)
+        .stdout_has("boot: start the stack (9s)")
+        .stderr_has("the instance's boot failed in step `nightly backups`, line 301");
     assert_eq!(w.state(&stack)["values"]["boot"]["state"], "failed");
 }

@@ -494,6 +494,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Rollback { stack, trigger } => engine::rollback(
             request("rollback", stack.name, stack.aws, false, &s),
             trigger.as_str(),
+            None,
         )
         .map(|_| ()),
         Command::List { json, conn } => {

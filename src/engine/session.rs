@@ -954,7 +954,16 @@ fn relaunch_of(snapshot: &serde_json::Value) -> Result<(Compiled, Params), RunEr
     Ok((compiled, params))
 }
 
-pub fn rollback(req: RunRequest, trigger: &str) -> Result<RunSummary, RunError> {
+/// `reason`: what made `monitor` roll back (a spot interruption notice, failing checks), kept
+/// in the rollback's record.
+pub fn rollback(
+    req: RunRequest,
+    trigger: &str,
+    reason: Option<&str>,
+) -> Result<RunSummary, RunError> {
+    // The service is down from the rollback's first step (the instance terminated) until the
+    // relaunch is healthy.
+    let started = Instant::now();
     require_existing(&req.stack)?;
     // What the relaunch will run is checked before the rollback terminates anything: a
     // snapshot whose params its recipe now refuses would leave the stack without an instance.
@@ -1001,6 +1010,7 @@ pub fn rollback(req: RunRequest, trigger: &str) -> Result<RunSummary, RunError> 
         compiled.recipe.display
     ));
     let relaunch = session.exec(&compiled, relaunch_params, &ui)?;
+    let down = started.elapsed().as_secs();
     let store = session.store_mut();
     store.update(|s| {
         if let Some(last) = s
@@ -1010,6 +1020,12 @@ pub fn rollback(req: RunRequest, trigger: &str) -> Result<RunSummary, RunError> 
         {
             last.insert("relaunch_run".into(), relaunch.run_id.clone().into());
             last.insert("success".into(), relaunch.error.is_none().into());
+            if let Some(r) = reason {
+                last.insert("reason".into(), r.into());
+            }
+            if relaunch.error.is_none() {
+                last.insert("down_seconds".into(), down.into());
+            }
             if let Some(e) = &relaunch.error {
                 last.insert(
                     "error".into(),
@@ -1027,6 +1043,9 @@ pub fn rollback(req: RunRequest, trigger: &str) -> Result<RunSummary, RunError> 
             ui.success(&format!(
                 "rolled back and relaunched: {}",
                 relaunch.summary()
+            ));
+            ui.info(&format!(
+                "the stack was down about {down} s (from the instance's termination to the relaunch healthy)"
             ));
             Ok(RunSummary {
                 run_id: relaunch.run_id,

@@ -129,8 +129,14 @@ fn roll_back(opts: &MonitorOptions, trigger: &str, why: &str, ui: &Ui) -> Result
         keep_failed: false,
         param_settings: Default::default(),
     };
-    crate::engine::rollback(req, trigger).map(|s| {
-        tracing::info!(stack = %opts.name, run = %s.run_id, "monitor: rollback finished");
+    let started = Instant::now();
+    crate::engine::rollback(req, trigger, Some(why)).map(|s| {
+        tracing::info!(
+            stack = %opts.name,
+            run = %s.run_id,
+            down_seconds = started.elapsed().as_secs(),
+            "monitor: rollback finished"
+        );
     })
 }
 

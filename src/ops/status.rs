@@ -138,6 +138,44 @@ fn boot_line(b: &crate::boot::BootReport) -> String {
     line
 }
 
+/// `6 images, 3.1 GB (longest n8nio/n8n:2.41.3, 41s) · model llama3.2:3b 2.0 GB in 95s`:
+/// the images came in parallel, so the longest is their time; the models one by one.
+fn pulls_line(b: &crate::boot::BootReport) -> Option<String> {
+    let images: Vec<&crate::boot::BootPull> =
+        b.pulls.iter().filter(|p| p.kind == "image").collect();
+    let mut parts = Vec::new();
+    if !images.is_empty() {
+        let bytes = images.iter().fold(0u64, |t, p| t.saturating_add(p.bytes));
+        let longest = images.iter().max_by_key(|p| p.seconds).expect("not empty");
+        let not_done = images.iter().filter(|p| p.state != "done").count();
+        parts.push(format!(
+            "{} image{}, {} (longest {}, {}s){}",
+            images.len(),
+            if images.len() == 1 { "" } else { "s" },
+            crate::ui::bytes(bytes),
+            longest.name,
+            longest.seconds,
+            if not_done > 0 {
+                format!(", {not_done} not pulled")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    for m in b.pulls.iter().filter(|p| p.kind == "model") {
+        parts.push(match m.state.as_str() {
+            "done" => format!(
+                "model {} {} in {}s",
+                m.name,
+                crate::ui::bytes(m.bytes),
+                m.seconds
+            ),
+            state => format!("model {} {state}", m.name),
+        });
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
 fn instance_view(state: &StackState, live: &LiveInstance) -> Option<InstanceView> {
     let base = |id: String, st: &str, error: Option<String>| InstanceView {
         id,
@@ -308,10 +346,16 @@ fn gather(
         missing,
         missing_error,
         drift,
+        // The timeline of the instance running now: one launched since without a reporting
+        // boot has none.
         boot: state
             .values
             .get("boot")
-            .and_then(|v| serde_json::from_value(v.clone()).ok()),
+            .and_then(|v| serde_json::from_value::<crate::boot::BootReport>(v.clone()).ok())
+            .filter(|b| match (&b.on, &live) {
+                (Some(on), LiveInstance::Present(i)) => *on == i.id,
+                _ => true,
+            }),
         aws_error: conn.aws.as_ref().err().map(|e| e.to_string()),
     }
 }
@@ -413,6 +457,9 @@ fn render(r: &Report, ui: &Ui) {
     }
     if let Some(b) = &r.boot {
         ui.line(&format!("Boot      {}", boot_line(b)));
+        if let Some(p) = pulls_line(b) {
+            ui.line(&format!("Pulled    {p}"));
+        }
     }
     if !r.services.is_empty() {
         ui.line("");
@@ -468,19 +515,31 @@ fn render(r: &Report, ui: &Ui) {
     ui.line("");
     match &r.last_rollback {
         None => ui.line("Last rollback  none"),
-        Some(rb) => ui.line(&format!(
-            "Last rollback  {} · trigger {} · {}",
-            rb["at"].as_str().unwrap_or("?"),
-            rb["trigger"].as_str().unwrap_or("?"),
-            if rb["success"].as_bool().unwrap_or(false) {
-                "succeeded".to_string()
-            } else {
-                format!(
-                    "failed: {}",
-                    rb["error"].as_str().unwrap_or("see the stack's log")
-                )
+        Some(rb) => {
+            ui.line(&format!(
+                "Last rollback  {} · trigger {} · {}{}",
+                rb["at"].as_str().unwrap_or("?"),
+                rb["trigger"].as_str().unwrap_or("?"),
+                if rb["success"].as_bool().unwrap_or(false) {
+                    "succeeded".to_string()
+                } else {
+                    format!(
+                        "failed: {}",
+                        rb["error"].as_str().unwrap_or("see the stack's log")
+                    )
+                },
+                rb["down_seconds"]
+                    .as_u64()
+                    .map(|s| format!(" · down about {s} s"))
+                    .unwrap_or_default(),
+            ));
+            if let Some(reason) = rb["reason"].as_str() {
+                ui.line(&format!(
+                    "               why: {}",
+                    crate::ui::printable(reason)
+                ));
             }
-        )),
+        }
     }
     if !r.missing.is_empty() {
         ui.line("");

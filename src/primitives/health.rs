@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rhai::plugin::*;
 use rhai::{Array, CustomType, Dynamic, Engine, EvalAltResult, Map};
 
+use super::follow::{BootFollower, Followed};
 use super::opts::Opts;
 use super::{id_of, rt, usage_err, usage_err_hint, Runtime};
 use crate::cloud::{Aws, Blocking};
@@ -465,107 +466,43 @@ fn run_remote(aws: Option<&Aws>, instance: &str, checks: &[Check]) -> Vec<Health
     }
 }
 
-/// Follows an instance's boot channel during a wait: prints the steps as they pass, turns a
-/// reported failure into the wait's error, keeps the timeline in the state.
-struct BootFollower {
-    instance: String,
-    parameter: String,
-    /// Steps already printed.
-    shown: usize,
-    last: Option<crate::boot::BootReport>,
-}
+/// How long a deploy whose services are healthy waits for the boot to report its end.
+const BOOT_SETTLE: Duration = Duration::from_secs(120);
 
-impl BootFollower {
-    fn new(rt: &Runtime, instance: String) -> BootFollower {
-        BootFollower {
-            instance,
-            parameter: crate::boot::channel_parameter(&rt.stack),
-            shown: 0,
-            last: None,
-        }
-    }
-
-    /// Read the channel once; the wait's error when the boot reported a failure.
-    fn poll(&mut self, rt: &Runtime) -> Option<Box<EvalAltResult>> {
-        if rt.is_plan() {
-            return None;
-        }
-        let aws = rt.aws().ok()?;
-        let text = match aws.ssm.get(&self.parameter) {
-            Ok(Some((_, text))) => text,
-            _ => return None, // nothing reported yet (or not readable now): the checks decide
-        };
-        // Another run's report (an earlier boot, or none of this run's yet) is not this boot.
-        let report = crate::boot::BootReport::parse(&text)
-            .ok()
-            .filter(|r| r.run == rt.run_id)?;
-        for s in report.done.iter().skip(self.shown) {
-            rt.ui.info(&format!("boot: {} ({}s)", s.step, s.seconds));
-        }
-        self.shown = self.shown.max(report.done.len());
-        let failed = report.failed().then(|| {
-            let error = report.error.clone();
-            let step = error
-                .as_ref()
-                .map_or(report.step.as_str(), |e| e.step.as_str());
-            let line = error
-                .as_ref()
-                .map(|e| format!(", line {}", e.line))
-                .unwrap_or_default();
-            usage_err_hint(
-                format!("the instance's boot failed in step `{step}`{line}"),
-                boot_log_tail(aws, &self.instance),
-            )
-        });
-        self.last = Some(report);
-        failed
-    }
-
-    /// The boot's timeline, as far as it got, in the stack's state (`status` shows it).
-    fn keep(&self, rt: &Runtime) {
-        let Some(report) = &self.last else { return };
-        let json = serde_json::to_value(report).expect("a boot report serializes");
-        if let Ok(mut store) = rt.store() {
-            let _ = store.update(|s| s.values.insert("boot".into(), json));
-        }
-    }
-}
-
-/// The last lines of the instance's boot log, through SSM (for the error of a failed boot).
-fn boot_log_tail(aws: &Aws, instance: &str) -> String {
-    const LOG: &str = "/var/log/geusemaker-boot.log";
-    let fallback =
-        format!("the boot log is {LOG} on {instance} (`geusemaker logs` shows the services)");
-    let Ok(id) = aws.ssm.send_command(
-        instance,
-        &[format!("echo @@boot-log; tail -n 20 {LOG}")],
-        "geusemaker boot log",
-    ) else {
-        return fallback;
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        match aws.ssm.command_result(&id, instance) {
-            Ok(r) if matches!(r.status.as_str(), "Pending" | "InProgress" | "Delayed") => {}
-            // Only the command's own output counts (an SSM that runs nothing answers empty).
-            Ok(r) => {
-                return match r.stdout.split_once("@@boot-log\n") {
-                    Some((_, tail)) if !tail.trim().is_empty() => format!(
-                        "the last lines of {LOG}:\n{}",
-                        tail.trim_end()
-                            .lines()
-                            .map(crate::ui::printable)
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    ),
-                    _ => fallback,
-                }
+/// Once the services answer, the rest of the boot followed to its end (up to [`BOOT_SETTLE`],
+/// within the wait's deadline): a failure reported meanwhile is the wait's error; a boot still
+/// not finished then is a warning.
+fn settle(
+    rt: &Runtime,
+    f: &mut BootFollower,
+    waiting: &crate::ui::Waiting,
+    interval: Duration,
+    deadline: Instant,
+) -> Result<(), Box<EvalAltResult>> {
+    let until = (Instant::now() + BOOT_SETTLE).min(deadline);
+    while !f.settled() {
+        let now = Instant::now();
+        if now >= until || crate::interrupt::requested() {
+            if let Some(step) = f.unfinished_step() {
+                rt.ui.warn(&format!(
+                    "the services are healthy, but the boot had not finished (step `{step}`): `geusemaker logs --boot` shows how it ended"
+                ));
             }
-            Err(_) => {}
+            return Ok(());
         }
-        std::thread::sleep(Duration::from_secs(2));
+        waiting.update(
+            &format!(
+                "all healthy · {}",
+                f.now().unwrap_or_else(|| "boot finishing".into())
+            ),
+            until - now,
+        );
+        std::thread::sleep(interval.min(until - now));
+        if let Some(failed) = f.poll(rt) {
+            return Err(failed);
+        }
     }
-    fallback
+    Ok(())
 }
 
 fn run_round(rt: &Runtime, checks: &[Check]) -> Vec<HealthResult> {
@@ -1015,7 +952,7 @@ pub mod api {
             Some(id) if rt.is_plan() || rt.created_this_run(&id)? => Some(id),
             _ => None,
         };
-        let mut follow = boot.map(|instance| BootFollower::new(&rt, instance));
+        let mut follow = boot.map(|instance| BootFollower::new(&rt, instance, Followed::Boot));
         let ov = overrides()?;
         let checks = checks
             .into_iter()
@@ -1047,10 +984,17 @@ pub mod api {
             let results = run_round(&rt, &checks);
             let failing: Vec<&HealthResult> = results.iter().filter(|r| !r.ok).collect();
             if failing.is_empty() {
-                rt.add_wait(waiting.done("all healthy"));
                 if let Some(f) = follow.as_mut() {
+                    // The boot's last steps (backups, snapshots) run after the services
+                    // answer: a failure there is this deploy's too.
+                    if let Err(failed) = settle(&rt, f, &waiting, interval, deadline) {
+                        rt.add_wait(waiting.failed());
+                        f.keep(&rt);
+                        return Err(failed);
+                    }
                     f.keep(&rt);
                 }
+                rt.add_wait(waiting.done("all healthy"));
                 return Ok(results.into_iter().map(Dynamic::from).collect());
             }
             let now = Instant::now();
@@ -1077,9 +1021,14 @@ pub mod api {
                 ));
             }
             let names: Vec<&str> = failing.iter().map(|r| r.name.as_str()).collect();
+            let boot = follow
+                .as_ref()
+                .and_then(BootFollower::now)
+                .map(|n| format!(" · {n}"))
+                .unwrap_or_default();
             waiting.update(
                 &format!(
-                    "{}/{} healthy, waiting for {}",
+                    "{}/{} healthy, waiting for {}{boot}",
                     results.len() - failing.len(),
                     results.len(),
                     names.join(", ")

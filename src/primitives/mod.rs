@@ -8,6 +8,7 @@ pub mod cloudfront;
 pub mod ec2;
 pub mod efs;
 pub mod elb;
+pub mod follow;
 pub mod health;
 pub mod iam;
 pub mod net;

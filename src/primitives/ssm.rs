@@ -8,6 +8,7 @@ use base64::Engine as _;
 use rhai::plugin::*;
 use rhai::{Array, CustomType, Dynamic, Engine, EvalAltResult, Map, TypeBuilder};
 
+use super::follow::{BootFollower, Followed};
 use super::opts::Opts;
 use super::{id_of, rt, usage_err, Runtime};
 
@@ -296,10 +297,12 @@ pub mod api {
     }
 
     /// Like `command_result(instance, id)`, with `#{ timeout: seconds }` (300): an update that
-    /// pulls images may take longer.
+    /// pulls images may take longer. With `follow: true` the command is a reporting script
+    /// (`userdata::script(…, #{ report: true })`): its steps and pulls are shown as they pass,
+    /// and a step it reports failed is the error, named, with the last lines of its log.
     ///
     /// ```rhai
-    /// let r = ssm::command_result(vm, id, #{ timeout: 1800 });
+    /// let r = ssm::command_result(vm, id, #{ timeout: 1800, follow: true });
     /// ```
     #[rhai_fn(name = "command_result", return_raw)]
     pub fn command_result_opts(
@@ -308,12 +311,16 @@ pub mod api {
         command_id: &str,
         options: Map,
     ) -> Result<CommandResult, Box<EvalAltResult>> {
-        let mut o = Opts::new("ssm::command_result", options, &["timeout"])?;
+        let mut o = Opts::new("ssm::command_result", options, &["timeout", "follow"])?;
         let timeout = o.int("timeout")?.unwrap_or(300).max(1) as u64;
+        let follow = o.bool("follow")?.unwrap_or(false);
         let rt = rt(&ctx)?;
         let id = id_of(&instance, "an instance")?;
         let aws = rt.aws()?;
-        rt.waiting(
+        let mut follower = follow.then(|| BootFollower::new(&rt, id.clone(), Followed::Update));
+        // A step the script reports failed ends the wait at once.
+        let mut failed = None;
+        let result = rt.waiting(
             &format!("command {command_id} on {id}"),
             |tick| {
                 poll_until(
@@ -330,14 +337,31 @@ pub mod api {
                             }
                             Err(e) => return Err(e),
                         };
-                        Ok(match r.status.as_str() {
-                            "Pending" | "InProgress" | "Delayed" => Poll::Pending(r.status),
-                            _ => Poll::Ready(r),
+                        let pending =
+                            matches!(r.status.as_str(), "Pending" | "InProgress" | "Delayed");
+                        let mut status = r.status.clone();
+                        if let Some(f) = follower.as_mut() {
+                            failed = f.poll(&rt);
+                            if failed.is_some() {
+                                return Ok(Poll::Ready(r));
+                            }
+                            if let Some(now) = f.now() {
+                                status = format!("{status} · {now}");
+                            }
+                        }
+                        Ok(if pending {
+                            Poll::Pending(status)
+                        } else {
+                            Poll::Ready(r)
                         })
                     },
                 )
             },
             |r| format!("{} (exit {})", r.status, r.exit_code),
-        )
+        )?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(result),
+        }
     }
 }
