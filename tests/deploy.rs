@@ -243,13 +243,15 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
     ] {
         assert!(denied.contains(&action), "{action} not denied: {doc}");
     }
+    // moto's account, the stack's region: a stack of the same name elsewhere is not this one.
+    let parameters = "arn:aws:ssm:us-east-1:123456789012:parameter";
     assert_eq!(
         deny["NotResource"],
         serde_json::json!([
-            format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}"),
-            format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}/*")
+            format!("{parameters}/geusemaker/{stack}"),
+            format!("{parameters}/geusemaker/{stack}/*")
         ]),
-        "the Deny covers everything but the stack's own path"
+        "the Deny covers everything but the stack's own path, in its region and account"
     );
     // The one write the role has: its stack's boot channel (issue 19).
     let writes: Vec<&serde_json::Value> = policy["Statement"]
@@ -272,7 +274,7 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
     assert_eq!(writes[0]["Action"], "ssm:PutParameter");
     assert_eq!(
         writes[0]["Resource"],
-        format!("arn:aws:ssm:*:*:parameter/geusemaker-boot/{stack}")
+        format!("{parameters}/geusemaker-boot/{stack}")
     );
 
     // --- re-run: converges without creating anything new

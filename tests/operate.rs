@@ -483,9 +483,24 @@ fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_go
         .stderr_has(&format!(
             "spot interruption notice for {first_instance} (reported 2026-12-02T10:00:00Z: terminate at 2026-12-02T10:02:00Z)"
         ))
-        .stdout_has("rolled back and relaunched");
+        .stdout_has("rolled back and relaunched")
+        .stdout_has("the stack was down about ");
     let rb = &w.state(&stack)["rollback_history"][0];
     assert_eq!(rb["trigger"], "spot_interruption");
+    assert!(rb["down_seconds"].is_u64(), "{rb}");
+    // The stack's log and `status` say when the notice came and how long the stack was down.
+    let log = std::fs::read_to_string(w.home.path().join(format!("logs/{stack}.log"))).unwrap();
+    assert!(
+        log.contains("monitor: rollback finished") && log.contains("down_seconds"),
+        "{log}"
+    );
+    let status = w.run(&["status", &stack]);
+    status
+        .success()
+        .stdout_has("trigger spot_interruption · succeeded · down about ")
+        .stdout_has(&format!(
+            "why: spot interruption notice for {first_instance} (reported 2026-12-02T10:00:00Z: terminate at 2026-12-02T10:02:00Z)"
+        ));
     let (instance, attached) = instance_and_volume_attachment(&w, &stack);
     assert_ne!(instance, first_instance);
     assert_eq!(

@@ -12,8 +12,20 @@ const SVC: &str = "iam";
 /// Lets EC2 assume the role.
 pub const EC2_TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
-/// Session Manager and Run Command on the instance (no SSH needed).
-pub const SSM_CORE_POLICY_ARN: &str = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore";
+/// Session Manager and Run Command on the instance (no SSH needed), in `partition`.
+pub fn ssm_core_policy_arn(partition: &str) -> String {
+    format!("arn:{partition}:iam::aws:policy/AmazonSSMManagedInstanceCore")
+}
+
+/// Where an instance policy applies: the stack's partition, region and account. Parameter
+/// ARNs name all three, so a stack of the same name in another region or account is not
+/// this stack's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scope<'a> {
+    pub partition: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+}
 
 /// An instance profile and the role inside it.
 #[derive(Debug, Clone, CustomType, serde::Serialize)]
@@ -52,10 +64,16 @@ const PARAMETER_READS: [&str; 4] = [
 /// daily snapshot of that one volume: create a snapshot of a volume tagged with that name and
 /// the stack (the snapshot itself tagged with the stack at creation), tag it only as part of
 /// that creation, delete only the stack's snapshots, and describe (which cannot be scoped).
-pub fn instance_policy(stack: &str, snapshot_volume: Option<&str>) -> String {
+pub fn instance_policy(stack: &str, scope: &Scope, snapshot_volume: Option<&str>) -> String {
+    let Scope {
+        partition,
+        region,
+        account,
+    } = scope;
+    let parameters = format!("arn:{partition}:ssm:{region}:{account}:parameter");
     let own = [
-        format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}"),
-        format!("arn:aws:ssm:*:*:parameter/geusemaker/{stack}/*"),
+        format!("{parameters}/geusemaker/{stack}"),
+        format!("{parameters}/geusemaker/{stack}/*"),
     ];
     let mut statements = vec![
         serde_json::json!({
@@ -75,7 +93,7 @@ pub fn instance_policy(stack: &str, snapshot_volume: Option<&str>) -> String {
             "Sid": "ReportBootProgress",
             "Effect": "Allow",
             "Action": "ssm:PutParameter",
-            "Resource": format!("arn:aws:ssm:*:*:parameter{}", crate::boot::channel_parameter(stack)),
+            "Resource": format!("{parameters}{}", crate::boot::channel_parameter(stack)),
         }),
     ];
     if let Some(volume) = snapshot_volume {
@@ -85,7 +103,7 @@ pub fn instance_policy(stack: &str, snapshot_volume: Option<&str>) -> String {
                 "Sid": "SnapshotOwnDataVolume",
                 "Effect": "Allow",
                 "Action": "ec2:CreateSnapshot",
-                "Resource": "arn:aws:ec2:*:*:volume/*",
+                "Resource": format!("arn:{partition}:ec2:{region}:{account}:volume/*"),
                 "Condition": { "StringEquals": {
                     "aws:ResourceTag/Name": volume,
                     format!("aws:ResourceTag/{stack_tag}"): stack,
@@ -95,7 +113,7 @@ pub fn instance_policy(stack: &str, snapshot_volume: Option<&str>) -> String {
                 "Sid": "CreateStackSnapshots",
                 "Effect": "Allow",
                 "Action": "ec2:CreateSnapshot",
-                "Resource": "arn:aws:ec2:*::snapshot/*",
+                "Resource": format!("arn:{partition}:ec2:{region}::snapshot/*"),
                 "Condition": { "StringEquals": {
                     format!("aws:RequestTag/{stack_tag}"): stack,
                     "aws:RequestTag/geusemaker:snapshot": "daily",
@@ -105,14 +123,14 @@ pub fn instance_policy(stack: &str, snapshot_volume: Option<&str>) -> String {
                 "Sid": "TagSnapshotsAtCreation",
                 "Effect": "Allow",
                 "Action": "ec2:CreateTags",
-                "Resource": "arn:aws:ec2:*::snapshot/*",
+                "Resource": format!("arn:{partition}:ec2:{region}::snapshot/*"),
                 "Condition": { "StringEquals": { "ec2:CreateAction": "CreateSnapshot" } },
             }),
             serde_json::json!({
                 "Sid": "PruneStackSnapshots",
                 "Effect": "Allow",
                 "Action": "ec2:DeleteSnapshot",
-                "Resource": "arn:aws:ec2:*::snapshot/*",
+                "Resource": format!("arn:{partition}:ec2:{region}::snapshot/*"),
                 // Its own daily snapshots only: not one a person took or tagged by hand.
                 "Condition": { "StringEquals": {
                     format!("aws:ResourceTag/{stack_tag}"): stack,
@@ -531,5 +549,58 @@ mod decode_tests {
         );
         assert_eq!(super::percent_decode("100%"), "100%");
         assert_eq!(super::percent_decode("%zz"), "%zz");
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    /// Every ARN of the instance policy names the stack's partition, and the parameter ARNs
+    /// its region and account: a stack of the same name in another region or account, or a
+    /// China or GovCloud partition, gets a policy of its own.
+    #[test]
+    fn the_instance_policy_is_scoped_to_the_stacks_partition_region_and_account() {
+        let identity = super::super::Identity {
+            account: "210987654321".into(),
+            arn: "arn:aws-cn:sts::210987654321:assumed-role/deployer/me".into(),
+        };
+        let scope = Scope {
+            partition: identity.partition(),
+            region: "cn-north-1",
+            account: &identity.account,
+        };
+        let doc: serde_json::Value =
+            serde_json::from_str(&instance_policy("demo", &scope, Some("demo-data"))).unwrap();
+        let mut arns = Vec::new();
+        for s in doc["Statement"].as_array().unwrap() {
+            for key in ["Resource", "NotResource"] {
+                match &s[key] {
+                    serde_json::Value::String(a) => arns.push(a.clone()),
+                    serde_json::Value::Array(list) => {
+                        arns.extend(list.iter().map(|a| a.as_str().unwrap().to_string()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let arns: Vec<&String> = arns.iter().filter(|a| *a != "*").collect();
+        assert!(arns.len() >= 6, "{arns:?}");
+        for a in &arns {
+            assert!(a.starts_with("arn:aws-cn:"), "{a}");
+            if a.contains(":ssm:") {
+                assert!(
+                    a.starts_with("arn:aws-cn:ssm:cn-north-1:210987654321:parameter/"),
+                    "{a}"
+                );
+            }
+        }
+        assert!(arns.contains(
+            &&"arn:aws-cn:ssm:cn-north-1:210987654321:parameter/geusemaker-boot/demo".to_string()
+        ));
+        assert_eq!(
+            ssm_core_policy_arn(identity.partition()),
+            "arn:aws-cn:iam::aws:policy/AmazonSSMManagedInstanceCore"
+        );
     }
 }

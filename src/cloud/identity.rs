@@ -16,6 +16,18 @@ pub struct Identity {
     pub arn: String,
 }
 
+impl Identity {
+    /// The partition of the credentials' ARN (`aws`, `aws-cn`, `aws-us-gov`): the one every
+    /// ARN the stack writes into a policy belongs to.
+    pub fn partition(&self) -> &str {
+        self.arn
+            .split(':')
+            .nth(1)
+            .filter(|p| !p.is_empty())
+            .unwrap_or("aws")
+    }
+}
+
 /// Why a connection to AWS could not be made. Each variant knows how it is fixed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PreflightError {

@@ -17,7 +17,7 @@ pub fn module() -> rhai::Module {
 
 #[export_module]
 pub mod api {
-    use crate::cloud::iam::{instance_policy, InstanceProfile, SSM_CORE_POLICY_ARN};
+    use crate::cloud::iam::{instance_policy, ssm_core_policy_arn, InstanceProfile, Scope};
     use crate::primitives::cloud_err;
 
     /// Create (or find) the role and instance profile `<stack>-<name>` for the stack's
@@ -60,8 +60,14 @@ pub mod api {
         let aws = rt.aws()?;
         let full = rt.resource_name(name);
         let data_volume = rt.resource_name("data");
-        let policy = instance_policy(&rt.stack, snapshots.then_some(data_volume.as_str()));
-        let managed = [SSM_CORE_POLICY_ARN.to_string()];
+        let region = rt.region()?;
+        let scope = Scope {
+            partition: aws.identity.partition(),
+            region: &region,
+            account: &aws.identity.account,
+        };
+        let policy = instance_policy(&rt.stack, &scope, snapshots.then_some(data_volume.as_str()));
+        let managed = [ssm_core_policy_arn(scope.partition)];
         let tags = rt.tags(name);
         // The ledger says whether this stack made it: then look at it and bring it up to date;
         // otherwise create it straight away (one round of calls less; a profile that exists
