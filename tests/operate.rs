@@ -456,6 +456,34 @@ fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_go
     deploy_dev(&w, &stack);
     let (first_instance, _) = instance_and_volume_attachment(&w, &stack);
     let sdk = w.sdk();
+    let monitor_once = || {
+        Outcome::from(
+            w.cmd()
+                .args(["monitor", &stack, "--interval", "1s", "--rounds", "1"])
+                .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+                .output()
+                .unwrap(),
+        )
+    };
+    // A notice that is not of the boot that launched the instance — written with credentials
+    // taken from an earlier instance of the stack — starts nothing.
+    sdk.write_boot_channel(
+        &stack,
+        &serde_json::json!({
+            "run": "20261201T000000Z-0ld0ne", "step": "spot interruption notice",
+            "state": "notice", "at": "2026-12-02T09:00:00Z", "done": [],
+            "instance": first_instance,
+            "notice": { "action": "terminate", "time": "2026-12-02T09:02:00Z" },
+        }),
+    );
+    let out = monitor_once();
+    out.success();
+    assert!(
+        !out.stderr.contains("spot interruption notice"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(w.state(&stack)["rollback_history"], serde_json::json!([]));
     // What the watcher on the instance writes (the instance itself is still running).
     let notice = serde_json::json!({
         "run": w.state(&stack)["runs"][0]["id"], "step": "spot interruption notice",
@@ -469,15 +497,6 @@ fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_go
         1,
         "the noticed instance still runs when the monitor looks"
     );
-    let monitor_once = || {
-        Outcome::from(
-            w.cmd()
-                .args(["monitor", &stack, "--interval", "1s", "--rounds", "1"])
-                .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
-                .output()
-                .unwrap(),
-        )
-    };
     monitor_once()
         .success()
         .stderr_has(&format!(

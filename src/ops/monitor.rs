@@ -93,6 +93,13 @@ pub fn spot_notice(live: &LiveInstance, stack: &str, aws: Option<&Aws>) -> Optio
         .get(&crate::boot::channel_parameter(stack))
         .ok()??;
     let report = crate::boot::BootReport::parse(&text).ok()?;
+    // The notice of the boot that launched this instance: its run is on the instance's tag,
+    // and no instance can read the channel to learn another boot's. Credentials taken from an
+    // earlier (replaced) instance cannot fake a notice for its successor.
+    let launched_by = i.tags.get(crate::cloud::tags::RUN_TAG)?;
+    if report.run != *launched_by {
+        return None;
+    }
     let notice = report.notice_for(&i.id)?;
     Some(format!(
         "spot interruption notice for {} (reported {}: {} at {})",
