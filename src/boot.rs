@@ -364,7 +364,7 @@ pub fn pull_images(images: &[String]) -> Result<String, String> {
 pull_image() {
   local started bytes
   started=$(date +%s)
-  pulled "$1" image "$2" pulling
+  pulled "$1" image "$2" pulling &
   if retry docker pull --quiet "$2"; then
     bytes=$(docker image inspect --format '{{.Size}}' "$2") || bytes=0
     pulled "$1" image "$2" "done" "$bytes" "$(($(date +%s) - started))"
@@ -388,7 +388,10 @@ pulls=()
 for pid in "${pulls[@]}"; do
   wait "$pid" || pull_failed=1
 done
-[ "$pull_failed" -eq 0 ] || { echo "an image could not be pulled (see above)" >&2; exit 1; }
+if [ "$pull_failed" -ne 0 ]; then
+  echo "an image could not be pulled (see above)" >&2
+  false
+fi
 "#,
     );
     Ok(out)
@@ -430,15 +433,16 @@ pub fn ollama_pull(models: &[String], layout: &Layout) -> Result<String, String>
     id=$(printf 'm%02d' "$n")
     started=$(date +%s)
     pulled "$id" model "$model" pulling
-    if ollama pull "$model"; then
-      bytes=$(ollama list | awk -v m="$model" '$1 == m || $1 == m ":latest" {{ f = 1; if ($4 == "KB") f = 1e3; if ($4 == "MB") f = 1e6; if ($4 == "GB") f = 1e9; if ($4 == "TB") f = 1e12; printf "%.0f\n", $3 * f; exit }}') || bytes=0
+    if retry ollama pull "$model"; then
+      bytes=$(ollama list | awk -v m="$model" '($1 == m || $1 == m ":latest") && !n {{ n = $3; u = $4 }} END {{ f = 1; if (u == "KB") f = 1e3; if (u == "MB") f = 1e6; if (u == "GB") f = 1e9; if (u == "TB") f = 1e12; printf "%.0f\n", n * f }}') || bytes=0
       pulled "$id" model "$model" "done" "${{bytes:-0}}" "$(($(date +%s) - started))"
     else
       echo "pull of $model failed"
       pulled "$id" model "$model" failed 0 "$(($(date +%s) - started))"
     fi
   done
-) >> /var/log/geusemaker-models.log 2>&1 &
+  # Not holding an update's lock (fd 9) while the models download.
+) 9>&- >> /var/log/geusemaker-models.log 2>&1 &
 "#
     ))
 }
@@ -446,7 +450,8 @@ pub fn ollama_pull(models: &[String], layout: &Layout) -> Result<String, String>
 /// Create n8n's owner account (n8n asks for one on the first visit otherwise), with the
 /// password from the boot env file's `N8N_OWNER_PASSWORD`, through n8n on the instance's
 /// `port`, once n8n is ready (database connected and migrated): a systemd unit that runs at
-/// every boot until it has succeeded once ([`N8N_OWNER_DONE`]), started without waiting. An n8n
+/// every boot until it has succeeded once ([`N8N_OWNER_DONE`]). The boot waits for it: its
+/// step's time is the owner's setup, and a failed setup fails the boot, named. An n8n
 /// that already has an owner (data from an earlier instance) is recognised by a login with the
 /// stack's password, or by n8n reporting its owner set up.
 ///
@@ -525,8 +530,17 @@ touch '{N8N_OWNER_DONE}'
         &unit,
         "0644",
     )?);
+    // Waited for: the step's time is the owner's setup, and a setup that fails is the boot's
+    // failure, named at once (the unit still tries again at the next boot).
     out.push_str(
-        "systemctl daemon-reload\nsystemctl enable geusemaker-n8n-owner.service\nsystemctl start --no-block geusemaker-n8n-owner.service\n",
+        r#"systemctl daemon-reload
+systemctl enable geusemaker-n8n-owner.service
+if ! systemctl start geusemaker-n8n-owner.service; then
+  tail -n 20 /var/log/geusemaker-n8n-owner.log >&2 || true
+  echo "n8n's owner account could not be set up: n8n stays on 127.0.0.1" >&2
+  false
+fi
+"#,
     );
     Ok(out)
 }
@@ -608,7 +622,8 @@ pub const SPOT_NOTICE_SCRIPT: &str = "/usr/local/sbin/geusemaker-spot-notice";
 /// one appears, reports it on the boot channel — `state: "notice"`, the instance, AWS's
 /// `{"action", "time"}` — so `monitor` starts the replacement before the instance is gone.
 /// Harmless on an on-demand instance (the metadata never has a notice).
-pub fn spot_notices(c: &Channel) -> Result<String, String> {
+pub fn spot_notices(c: &Channel, token: &str) -> Result<String, String> {
+    check_token("notice token", token, "")?;
     check_token("region", &c.region, "-")?;
     check_path(&c.parameter)?;
     check_token("run id", &c.run, "-")?;
@@ -626,13 +641,15 @@ instance=$(curl -fsS -H "X-aws-ec2-metadata-token: $token" "$imds/meta-data/inst
 case "$notice" in
   *[!A-Za-z0-9:{{}}\",.\ _-]*) echo "unexpected notice: not reported" >&2; exit 1 ;;
 esac
-doc=$(printf '{{"run":"%s","step":"spot interruption notice","state":"notice","at":"%s","done":[],"instance":"%s","notice":%s}}' \
-  '{run}' "$(date -u +%FT%TZ)" "$instance" "$notice")
-# The boot's own reports (a model still pulling) take this lock too, and write nothing after it.
+doc=$(printf '{{"run":"%s","step":"spot interruption notice","state":"notice","at":"%s","done":[],"instance":"%s","notice":%s,"token":"%s"}}' \
+  '{run}' "$(date -u +%FT%TZ)" "$instance" "$notice" '{token}')
+# The boot's own reports (a model still pulling) take this lock too, and write nothing after
+# it; each holds it for seconds at most, and the notice does not wait longer than 20.
 mkdir -p '{REPORT_DIR}'
-exec 9>>'{REPORT_DIR}/lock'
-flock 9
-aws ssm put-parameter --region '{region}' --name '{param}' --type String --overwrite --value "$doc" >/dev/null
+exec 7>>'{REPORT_DIR}/lock'
+flock -w 20 7 || echo "the report lock is busy: reporting without it" >&2
+AWS_MAX_ATTEMPTS=3 aws --cli-connect-timeout 5 --cli-read-timeout 10 ssm put-parameter \
+  --region '{region}' --name '{param}' --type String --overwrite --value "$doc" >/dev/null
 touch "$sent"
 echo "spot interruption notice reported: $notice"
 "#,
@@ -657,6 +674,38 @@ echo "spot interruption notice reported: $notice"
     )?);
     out.push_str("systemctl daemon-reload\nsystemctl enable --now geusemaker-spot-notice.timer\n");
     Ok(out)
+}
+
+/// Where the stack's state keeps each run's spot notice token (run id → token).
+pub const NOTICE_TOKENS: &str = "spot_notice_tokens";
+
+/// The spot notice token of run `run` in the stack's `values`: made once per run (a random
+/// 128-bit hex string), the last 10 runs' kept — an instance launched by any of them may
+/// still run.
+pub fn notice_token(
+    values: &mut std::collections::BTreeMap<String, serde_json::Value>,
+    run: &str,
+) -> String {
+    let tokens = values
+        .entry(NOTICE_TOKENS.to_string())
+        .or_insert_with(|| serde_json::json!({}));
+    if !tokens.is_object() {
+        *tokens = serde_json::json!({});
+    }
+    let map = tokens.as_object_mut().expect("an object");
+    if let Some(t) = map.get(run).and_then(|t| t.as_str()) {
+        return t.to_string();
+    }
+    let mut bytes = [0u8; 16];
+    rand::fill(&mut bytes[..]);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    map.insert(run.to_string(), token.clone().into());
+    // Run ids sort by time: the oldest go first.
+    while map.len() > 10 {
+        let oldest = map.keys().next().cloned().expect("not empty");
+        map.remove(&oldest);
+    }
+    token
 }
 
 /// Where an update keeps the configuration it replaces (compose files, env files): one archive
@@ -816,8 +865,10 @@ pub fn channel_parameter(stack: &str) -> String {
 }
 
 /// Where a reporting script keeps the boot document's parts (root only, on the instance's
-/// tmpfs): the image and model pulls report from the background, so every write takes the
-/// directory's lock and sends the whole document.
+/// tmpfs), one directory per run: the image and model pulls report from the background, so
+/// every write takes the directory's lock and sends the whole document. The run that reports
+/// now is in `current`: a run that started later (an update after the boot) silences the
+/// background reports of the earlier one.
 pub const REPORT_DIR: &str = "/run/geusemaker-report";
 
 /// SSM's limit on a standard parameter's value: a document over it drops its pulls, then its
@@ -840,14 +891,21 @@ fn reporter(c: &Channel) -> Result<String, String> {
         r#"boot_param='{param}'
 boot_run='{run}'
 boot_region='{region}'
-boot_dir='{REPORT_DIR}'
-mkdir -p "$boot_dir/pulls"
-chmod 0700 "$boot_dir"
-rm -f "$boot_dir"/pulls/*
-printf 'start' > "$boot_dir/step"
-printf 'running' > "$boot_dir/state"
-: > "$boot_dir/done"
-: > "$boot_dir/error"
+boot_dir='{REPORT_DIR}/{run}'
+boot_lock='{REPORT_DIR}/lock'
+mkdir -p '{REPORT_DIR}'
+chmod 0700 '{REPORT_DIR}'
+# This run reports from here on: an earlier run's background pulls fall silent.
+(
+  flock 7
+  find '{REPORT_DIR}' -mindepth 1 -maxdepth 1 -type d -exec rm -rf {{}} +
+  mkdir -p "$boot_dir/pulls"
+  printf 'start' > "$boot_dir/step"
+  printf 'running' > "$boot_dir/state"
+  : > "$boot_dir/done"
+  : > "$boot_dir/error"
+  printf '%s' "$boot_run" > '{REPORT_DIR}/current'
+) 7>>"$boot_lock"
 step_started=$(date +%s)
 # The boot document (docs/operate.md): {{"run", "step", "state": running|done|failed, "at",
 # "done": [{{"step", "seconds"}}], "pulls": [{{"kind", "name", "state", "bytes", "seconds"}}], "error"}}.
@@ -856,7 +914,11 @@ boot_doc() {{
     "$boot_run" "$(cat "$boot_dir/step")" "$(cat "$boot_dir/state")" "$(date -u +%FT%TZ)" \
     "$1" "$2" "$(cat "$boot_dir/error")"
 }}
-# Called with the lock held.
+# With the lock held: is this run the one reporting?
+boot_current() {{
+  [ "$(cat '{REPORT_DIR}/current' 2>/dev/null)" = "$boot_run" ]
+}}
+# With the lock held.
 send_report() {{
   local steps pulls doc
   # A spot interruption notice is the instance's last word on the channel.
@@ -874,37 +936,42 @@ send_report() {{
 # `report STATE [ERROR]`: the boot is running, done or failed (ERROR: the error member).
 report() {{
   (
-    flock 9
+    flock 7
+    boot_current || exit 0
     printf '%s' "$1" > "$boot_dir/state"
     [ -z "${{2:-}}" ] || printf '%s' "$2" > "$boot_dir/error"
     send_report
-  ) 9>>"$boot_dir/lock" || echo "geusemaker: could not report the boot" >&2
+  ) 7>>"$boot_lock" || echo "geusemaker: could not report the boot" >&2
 }}
 step() {{
   local now
   now=$(date +%s)
   echo "geusemaker step: $1"
   (
-    flock 9
+    flock 7
+    boot_current || exit 0
     if [ "$boot_step" != "start" ]; then
       printf '{{"step":"%s","seconds":%d}}\n' "$boot_step" "$((now - step_started))" >> "$boot_dir/done"
     fi
     printf '%s' "$1" > "$boot_dir/step"
     send_report
-  ) 9>>"$boot_dir/lock" || echo "geusemaker: could not report the boot step" >&2
+  ) 7>>"$boot_lock" || echo "geusemaker: could not report the boot step" >&2
   boot_step="$1"
   step_started=$now
 }}
 # `pulled ID KIND NAME STATE [BYTES SECONDS]`: pull ID (an image or a model, NAME) is pulling,
-# done or failed.
+# done or failed. A `pulling` report never overwrites how the pull ended (it may be sent from
+# the background, and arrive late).
 pulled() {{
   echo "geusemaker pull: $2 $3 $4"
   (
-    flock 9
+    flock 7
+    boot_current || exit 0
+    [ "$4" != "pulling" ] || [ ! -e "$boot_dir/pulls/$1" ] || exit 0
     printf '{{"kind":"%s","name":"%s","state":"%s","bytes":%d,"seconds":%d}}\n' \
       "$2" "$3" "$4" "${{5:-0}}" "${{6:-0}}" > "$boot_dir/pulls/$1"
     send_report
-  ) 9>>"$boot_dir/lock" || echo "geusemaker: could not report the pull" >&2
+  ) 7>>"$boot_lock" || echo "geusemaker: could not report the pull" >&2
 }}
 boot_reported_failure=""
 boot_failed() {{
@@ -917,11 +984,12 @@ boot_failed() {{
   report "failed" "$(printf ',"error":{{"step":"%s","line":%d}}' "$boot_step" "$1")"
 }}
 trap 'boot_failed "${{LINENO}}"' ERR
-# `exit 1` and an unset variable end the boot without the ERR trap: the exit reports them.
+# `exit 1` and an unset variable end the boot without the ERR trap: the exit reports them
+# (without a line: bash does not know it there).
 boot_exit() {{
-  [ "$1" -eq 0 ] || boot_failed "$2"
+  [ "$1" -eq 0 ] || boot_failed 0
 }}
-trap 'boot_exit "$?" "${{LINENO}}"' EXIT
+trap 'boot_exit "$?"' EXIT
 report "running"
 "#,
         param = c.parameter,
@@ -957,6 +1025,9 @@ pub struct BootReport {
     /// AWS's notice (`{"action": "terminate", "time": "…"}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<SpotNotice>,
+    /// With a notice: the token the boot script of the instance's run carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -1023,6 +1094,9 @@ impl BootReport {
 
         if let Some(i) = &mut r.instance {
             clean(i);
+        }
+        if let Some(t) = &mut r.token {
+            clean(t);
         }
         if let Some(n) = &mut r.notice {
             clean(&mut n.action);
@@ -1126,6 +1200,45 @@ mod tests {
         assert!(write_file("/etc/x", "a\nGEUSEMAKER_EOF\nb", "0644").is_err());
         assert!(write_file("/etc/x", "ok", "777").is_err());
         assert!(ollama_pull(&["llama3; reboot".into()], &Layout::default()).is_err());
+        assert!(pull_images(&["postgres:16.15'$(id)'".into()]).is_err());
+        let channel = Channel {
+            region: "us-east-1".into(),
+            parameter: channel_parameter("demo"),
+            run: "20261202T000000Z-abc123".into(),
+        };
+        assert!(spot_notices(&channel, "ab'; reboot").is_err());
+    }
+
+    /// Each run gets one notice token, kept in the state and carried by its boot's notice
+    /// script; the last ten runs' are kept.
+    #[test]
+    fn a_spot_notice_carries_its_runs_token() {
+        let mut values = std::collections::BTreeMap::new();
+        let token = notice_token(&mut values, "20261202T000000Z-abc123");
+        assert_eq!(token.len(), 32);
+        assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(notice_token(&mut values, "20261202T000000Z-abc123"), token);
+        assert_ne!(notice_token(&mut values, "20261202T000001Z-abc124"), token);
+        for n in 2..20 {
+            notice_token(&mut values, &format!("20261202T0000{n:02}Z-abc1{n:02}"));
+        }
+        let kept = values[NOTICE_TOKENS].as_object().unwrap();
+        assert_eq!(kept.len(), 10);
+        assert!(kept.contains_key("20261202T000019Z-abc119"));
+        assert!(
+            !kept.contains_key("20261202T000000Z-abc123"),
+            "the oldest go"
+        );
+        let channel = Channel {
+            region: "us-east-1".into(),
+            parameter: channel_parameter("demo"),
+            run: "20261202T000000Z-abc123".into(),
+        };
+        let section = spot_notices(&channel, &token).unwrap();
+        assert!(
+            section.contains(&format!("\"$notice\" '{token}')")),
+            "{section}"
+        );
     }
 
     #[test]
@@ -1191,6 +1304,7 @@ mod tests {
 case "$*" in
   "pull --quiet nope:1.0") exit 1 ;;
   pull*) sleep 0.2 ;;
+  *"ollama pull slow:1") sleep 2 ;;
   "image inspect"*) echo 1500000000 ;;
   *"ollama list") printf 'NAME ID SIZE MODIFIED\nllama3.2:3b a80c 2.0 GB now\n' ;;
 esac
@@ -1199,8 +1313,8 @@ esac
         .unwrap();
         std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
         let state_dir = dir.path().join("report");
-        let run = |sections: &[String]| {
-            let script = script_reporting(sections, Some(&channel)).unwrap();
+        let run_as = |channel: &Channel, sections: &[String]| {
+            let script = script_reporting(sections, Some(channel)).unwrap();
             // The header's log redirection needs root and /var/log, the report's state /run:
             // the rest is what is tested.
             let script = script
@@ -1229,6 +1343,7 @@ esac
                 .collect();
             (out.status.success(), reports)
         };
+        let run = |sections: &[String]| run_as(&channel, sections);
         let (ok, reports) = run(&[
             "# --- packages ---\necho installing\n".into(),
             "# --- EFS fs-1 at /mnt/efs ---\necho mounting\n".into(),
@@ -1320,6 +1435,25 @@ esac
         assert_eq!(last.error.as_ref().unwrap().step, "pull the images");
         let states: Vec<&str> = last.pulls.iter().map(|p| p.state.as_str()).collect();
         assert_eq!(states, ["failed", "done"]);
+
+        // A later run (an update) silences the background reports of the boot before it: a
+        // model still pulling from the boot never writes its run over the update's.
+        let (ok, _) = run(&[ollama_pull(&["slow:1".into()], &Layout::default()).unwrap()]);
+        assert!(ok);
+        let update = Channel {
+            run: "20261202T010000Z-def456".into(),
+            ..channel.clone()
+        };
+        let (ok, _) = run_as(&update, &["# --- start the stack ---\necho up\n".into()]);
+        assert!(ok);
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let after: Vec<BootReport> = std::fs::read_to_string(&docs)
+            .unwrap()
+            .lines()
+            .map(|l| BootReport::parse(l).unwrap())
+            .collect();
+        assert!(after.iter().all(|r| r.run == update.run), "{after:?}");
+        assert!(after.last().unwrap().finished());
 
         // A document over SSM's 4 KB drops its pulls, then its steps, rather than not arriving.
         let many: Vec<String> = (0..60)

@@ -1793,3 +1793,36 @@ fn a_boot_step_failing_after_the_services_answer_still_fails_the_deploy() {
         .stderr_has("the instance's boot failed in step `nightly backups`, line 301");
     assert_eq!(w.state(&stack)["values"]["boot"]["state"], "failed");
 }
+
+/// A model the instance could not pull will not come: the deploy ends at once, naming it,
+/// instead of waiting for Ollama's check to time out.
+#[test]
+fn a_model_that_cannot_be_pulled_ends_the_deploy_at_once() {
+    let w = World::moto();
+    let stack = support::stack_name("modelfail");
+    let dead = support::free_port();
+    let child = w
+        .cmd()
+        .args(["run", "dev", "--name", &stack, "--set", "health_timeout=900", "--set", "allowed_cidr=192.0.2.1/32"])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", format!("n8n=127.0.0.1:{dead},ollama=127.0.0.1:{dead},qdrant=127.0.0.1:{dead},crawl4ai=127.0.0.1:{dead},postgres=127.0.0.1:{dead}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    play_boot(
+        &w,
+        &stack,
+        &[serde_json::json!({
+            "step": "finished", "state": "done", "at": "2026-12-02T10:03:00Z",
+            "done": [{ "step": "packages", "seconds": 40 }],
+            "pulls": [{ "kind": "model", "name": "llama3.2:3b", "state": "failed", "seconds": 300 }],
+        })],
+        Duration::ZERO,
+    );
+    let out = Outcome::from(child.wait_with_output().unwrap());
+    out.failure(1)
+        .stdout_has("boot: model llama3.2:3b FAILED to pull after 300s")
+        .stderr_has("the instance could not pull model `llama3.2:3b`")
+        .stderr_has("/var/log/geusemaker-models.log");
+    assert!(!out.stderr.contains("not healthy after"), "{}", out.stderr);
+}

@@ -465,31 +465,49 @@ fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_go
                 .unwrap(),
         )
     };
+    let run = w.state(&stack)["runs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = w.state(&stack)["values"]["spot_notice_tokens"][&run]
+        .as_str()
+        .expect("the boot's notice token is kept in the state")
+        .to_string();
+    assert_eq!(token.len(), 32);
     // A notice that is not of the boot that launched the instance — written with credentials
-    // taken from an earlier instance of the stack — starts nothing.
-    sdk.write_boot_channel(
-        &stack,
-        &serde_json::json!({
-            "run": "20261201T000000Z-0ld0ne", "step": "spot interruption notice",
+    // taken from an earlier instance of the stack, which can read the run id on the instance's
+    // tags but not the boot's token — starts nothing.
+    for (forged_run, forged_token) in [
+        ("20261201T000000Z-0ld0ne", token.as_str()),
+        (run.as_str(), "00000000000000000000000000000000"),
+        (run.as_str(), ""),
+    ] {
+        let mut forged = serde_json::json!({
+            "run": forged_run, "step": "spot interruption notice",
             "state": "notice", "at": "2026-12-02T09:00:00Z", "done": [],
             "instance": first_instance,
             "notice": { "action": "terminate", "time": "2026-12-02T09:02:00Z" },
-        }),
-    );
-    let out = monitor_once();
-    out.success();
-    assert!(
-        !out.stderr.contains("spot interruption notice"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(w.state(&stack)["rollback_history"], serde_json::json!([]));
+        });
+        if !forged_token.is_empty() {
+            forged["token"] = forged_token.into();
+        }
+        sdk.write_boot_channel(&stack, &forged);
+        let out = monitor_once();
+        out.success();
+        assert!(
+            !out.stderr.contains("spot interruption notice"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(w.state(&stack)["rollback_history"], serde_json::json!([]));
+    }
     // What the watcher on the instance writes (the instance itself is still running).
     let notice = serde_json::json!({
-        "run": w.state(&stack)["runs"][0]["id"], "step": "spot interruption notice",
+        "run": run, "step": "spot interruption notice",
         "state": "notice", "at": "2026-12-02T10:00:00Z", "done": [],
         "instance": first_instance,
         "notice": { "action": "terminate", "time": "2026-12-02T10:02:00Z" },
+        "token": token,
     });
     sdk.write_boot_channel(&stack, &notice);
     assert_eq!(
@@ -503,7 +521,7 @@ fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_go
             "spot interruption notice for {first_instance} (reported 2026-12-02T10:00:00Z: terminate at 2026-12-02T10:02:00Z)"
         ))
         .stdout_has("rolled back and relaunched")
-        .stdout_has("the stack was down about ");
+        .stdout_has("the stack was down at most ");
     let rb = &w.state(&stack)["rollback_history"][0];
     assert_eq!(rb["trigger"], "spot_interruption");
     assert!(rb["down_seconds"].is_u64(), "{rb}");
@@ -516,7 +534,7 @@ fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_go
     let status = w.run(&["status", &stack]);
     status
         .success()
-        .stdout_has("trigger spot_interruption · succeeded · down about ")
+        .stdout_has("trigger spot_interruption · succeeded · down at most ")
         .stdout_has(&format!(
             "why: spot interruption notice for {first_instance} (reported 2026-12-02T10:00:00Z: terminate at 2026-12-02T10:02:00Z)"
         ));

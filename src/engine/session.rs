@@ -961,9 +961,6 @@ pub fn rollback(
     trigger: &str,
     reason: Option<&str>,
 ) -> Result<RunSummary, RunError> {
-    // The service is down from the rollback's first step (the instance terminated) until the
-    // relaunch is healthy.
-    let started = Instant::now();
     require_existing(&req.stack)?;
     // What the relaunch will run is checked before the rollback terminates anything: a
     // snapshot whose params its recipe now refuses would leave the stack without an instance.
@@ -981,6 +978,9 @@ pub fn rollback(
     let params = prepare_params(&compiled, parse_sets(&sets)?)?;
     let mut session = Session::open(&req.stack, req.aws.clone(), req.assume_yes, "rollback")?;
     let ui = session.ui.clone();
+    // The stack is down from the rollback's first step (the instance terminated) until the
+    // relaunch is healthy: counted to the relaunch's end, an upper bound.
+    let started = Instant::now();
     let exec = session.exec(&compiled, params, &ui)?;
     if let Some(e) = &exec.error {
         return Err(RunError::Recipe(format!(
@@ -1045,7 +1045,7 @@ pub fn rollback(
                 relaunch.summary()
             ));
             ui.info(&format!(
-                "the stack was down about {down} s (from the instance's termination to the relaunch healthy)"
+                "the stack was down at most {down} s (from the instance's termination to the relaunch's end)"
             ));
             Ok(RunSummary {
                 run_id: relaunch.run_id,

@@ -14,7 +14,7 @@ use super::{output, Conn, LiveInstance};
 use crate::cloud::{Aws, AwsSettings};
 use crate::config::{fmt_duration, Settings};
 use crate::engine::{RunError, RunRequest};
-use crate::state::{Home, StackLock, StackStatus, StackStore};
+use crate::state::{Home, StackLock, StackState, StackStatus, StackStore};
 use crate::ui::Ui;
 
 /// What `monitor` was asked to do.
@@ -81,7 +81,12 @@ pub fn interruption(
 
 /// The spot interruption notice the stack's running spot instance reported on its boot
 /// channel (about two minutes before AWS takes it back), if there is one.
-pub fn spot_notice(live: &LiveInstance, stack: &str, aws: Option<&Aws>) -> Option<String> {
+pub fn spot_notice(
+    live: &LiveInstance,
+    stack: &str,
+    state: &StackState,
+    aws: Option<&Aws>,
+) -> Option<String> {
     let LiveInstance::Present(i) = live else {
         return None;
     };
@@ -94,10 +99,15 @@ pub fn spot_notice(live: &LiveInstance, stack: &str, aws: Option<&Aws>) -> Optio
         .ok()??;
     let report = crate::boot::BootReport::parse(&text).ok()?;
     // The notice of the boot that launched this instance: its run is on the instance's tag,
-    // and no instance can read the channel to learn another boot's. Credentials taken from an
-    // earlier (replaced) instance cannot fake a notice for its successor.
+    // and its token is in that boot's script and in the stack's state only — credentials
+    // taken from an earlier (replaced) instance cannot fake a notice for its successor.
     let launched_by = i.tags.get(crate::cloud::tags::RUN_TAG)?;
-    if report.run != *launched_by {
+    let token = state
+        .values
+        .get(crate::boot::NOTICE_TOKENS)?
+        .get(launched_by)?
+        .as_str()?;
+    if report.run != *launched_by || report.token.as_deref() != Some(token) {
         return None;
     }
     let notice = report.notice_for(&i.id)?;
@@ -195,7 +205,7 @@ pub fn monitor(opts: MonitorOptions, settings: &Settings) -> Result<(), RunError
         } else {
             let aws = conn.aws();
             let live = LiveInstance::of(&state, aws, None);
-            let why = spot_notice(&live, &opts.name, aws)
+            let why = spot_notice(&live, &opts.name, &state, aws)
                 .or_else(|| interruption(&live, output(&state, "market").as_deref(), aws));
             if let Some(why) = why {
                 tracing::warn!(stack = %opts.name, reason = %why, "monitor: spot interruption");

@@ -530,7 +530,7 @@ fn render(r: &Report, ui: &Ui) {
                 },
                 rb["down_seconds"]
                     .as_u64()
-                    .map(|s| format!(" · down about {s} s"))
+                    .map(|s| format!(" · down at most {s} s"))
                     .unwrap_or_default(),
             ));
             if let Some(reason) = rb["reason"].as_str() {

@@ -90,14 +90,30 @@ impl BootFollower {
             let step = error
                 .as_ref()
                 .map_or(report.step.as_str(), |e| e.step.as_str());
+            // Line 0: the script ended by `exit`, where bash does not know the line.
             let line = error
                 .as_ref()
+                .filter(|e| e.line > 0)
                 .map(|e| format!(", line {}", e.line))
                 .unwrap_or_default();
             usage_err_hint(
                 format!("{} in step `{step}`{line}", self.what.failed()),
-                boot_log_tail(aws, &self.instance),
+                log_tail(aws, &self.instance, BOOT_LOG),
             )
+        });
+        // A model that could not be pulled (after its retries) will not come: the services
+        // that need it cannot become healthy, so the wait ends now.
+        let failed = failed.or_else(|| {
+            report
+                .pulls
+                .iter()
+                .find(|p| p.kind == "model" && p.state == "failed")
+                .map(|p| {
+                    usage_err_hint(
+                        format!("the instance could not pull model `{}`", p.name),
+                        log_tail(aws, &self.instance, MODELS_LOG),
+                    )
+                })
         });
         self.last = Some(report);
         failed
@@ -150,6 +166,10 @@ impl BootFollower {
     }
 }
 
+/// The instance's logs: its boot, and its model pulls.
+const BOOT_LOG: &str = "/var/log/geusemaker-boot.log";
+const MODELS_LOG: &str = "/var/log/geusemaker-models.log";
+
 /// `image n8nio/n8n:2.41.3 pulled (512.0 MB, 31s)`.
 pub fn pull_line(p: &BootPull) -> String {
     match p.state.as_str() {
@@ -165,14 +185,16 @@ pub fn pull_line(p: &BootPull) -> String {
     }
 }
 
-/// The last lines of the instance's boot log, through SSM (for the error of a failed boot).
-fn boot_log_tail(aws: &Aws, instance: &str) -> String {
-    const LOG: &str = "/var/log/geusemaker-boot.log";
-    let fallback =
-        format!("the boot log is {LOG} on {instance} (`geusemaker logs --boot` prints it)");
+/// The last lines of one of the instance's logs, through SSM (for the error of a failed boot).
+fn log_tail(aws: &Aws, instance: &str, log: &str) -> String {
+    let fallback = if log == BOOT_LOG {
+        format!("the boot log is {log} on {instance} (`geusemaker logs --boot` prints it)")
+    } else {
+        format!("{log} on {instance} says why")
+    };
     let Ok(id) = aws.ssm.send_command(
         instance,
-        &[format!("echo @@boot-log; tail -n 20 {LOG}")],
+        &[format!("echo @@boot-log; tail -n 20 {log}")],
         "geusemaker boot log",
     ) else {
         return fallback;
@@ -185,7 +207,7 @@ fn boot_log_tail(aws: &Aws, instance: &str) -> String {
             Ok(r) => {
                 return match r.stdout.split_once("@@boot-log\n") {
                     Some((_, tail)) if !tail.trim().is_empty() => format!(
-                        "the last lines of {LOG}:\n{}",
+                        "the last lines of {log}:\n{}",
                         tail.trim_end()
                             .lines()
                             .map(crate::ui::printable)

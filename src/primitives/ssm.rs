@@ -343,6 +343,9 @@ pub mod api {
                         if let Some(f) = follower.as_mut() {
                             failed = f.poll(&rt);
                             if failed.is_some() {
+                                // Ended by the script's own report, whatever SSM says yet.
+                                let mut r = r;
+                                r.status = "Failed".into();
                                 return Ok(Poll::Ready(r));
                             }
                             if let Some(now) = f.now() {

@@ -141,13 +141,24 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn spot_notices(ctx: NativeCallContext) -> Result<String, Box<EvalAltResult>> {
+        const F: &str = "userdata::spot_notices";
         let rt = rt(&ctx)?;
         let channel = boot::Channel {
             region: rt.region()?,
             parameter: boot::channel_parameter(&rt.stack),
             run: rt.run_id.clone(),
         };
-        boot::spot_notices(&channel).map_err(|e| usage_err(format!("userdata::spot_notices: {e}")))
+        // The notice carries a token only this boot script and the stack's state know: the run
+        // id is no secret (it is on the instance's tags, which the account can read).
+        let token = {
+            let mut store = rt.store()?;
+            let mut token = None;
+            store
+                .update(|s| token = Some(boot::notice_token(&mut s.values, &rt.run_id)))
+                .map_err(|e| usage_err(format!("{F}: {e}")))?;
+            token.expect("set by the update")
+        };
+        boot::spot_notices(&channel, &token).map_err(|e| usage_err(format!("{F}: {e}")))
     }
 
     /// Install Docker, the pinned Docker Compose plugin, amazon-efs-utils and xfsprogs.
