@@ -700,10 +700,10 @@ pub fn notice_token(
     rand::fill(&mut bytes[..]);
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     map.insert(run.to_string(), token.clone().into());
-    // Run ids sort by time: the oldest go first.
+    // Run ids sort by time: the oldest go first (whatever order the map keeps).
     while map.len() > 10 {
-        let oldest = map.keys().next().cloned().expect("not empty");
-        map.remove(&oldest);
+        let oldest = map.keys().min().cloned().expect("not empty");
+        map.shift_remove(&oldest);
     }
     token
 }
@@ -1213,6 +1213,7 @@ mod tests {
     /// script; the last ten runs' are kept.
     #[test]
     fn a_spot_notice_carries_its_runs_token() {
+        use std::collections::BTreeSet;
         let mut values = std::collections::BTreeMap::new();
         let token = notice_token(&mut values, "20261202T000000Z-abc123");
         assert_eq!(token.len(), 32);
@@ -1222,12 +1223,19 @@ mod tests {
         for n in 2..20 {
             notice_token(&mut values, &format!("20261202T0000{n:02}Z-abc1{n:02}"));
         }
-        let kept = values[NOTICE_TOKENS].as_object().unwrap();
-        assert_eq!(kept.len(), 10);
-        assert!(kept.contains_key("20261202T000019Z-abc119"));
-        assert!(
-            !kept.contains_key("20261202T000000Z-abc123"),
-            "the oldest go"
+        let kept: BTreeSet<&str> = values[NOTICE_TOKENS]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let newest: BTreeSet<String> = (10..20)
+            .map(|n| format!("20261202T0000{n:02}Z-abc1{n:02}"))
+            .collect();
+        assert_eq!(
+            kept,
+            newest.iter().map(String::as_str).collect(),
+            "the ten newest runs' tokens"
         );
         let channel = Channel {
             region: "us-east-1".into(),

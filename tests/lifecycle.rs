@@ -1754,6 +1754,8 @@ fn an_update_in_place_shows_its_steps_and_names_a_failed_one() {
 fn a_boot_step_failing_after_the_services_answer_still_fails_the_deploy() {
     let w = World::moto();
     let stack = support::stack_name("bootlate");
+    // n8n answers only once the boot has reported (the test opens the gate).
+    let (n8n, gate) = support::gated_stub();
     let child = w
         .cmd()
         .args([
@@ -1766,7 +1768,10 @@ fn a_boot_step_failing_after_the_services_answer_still_fails_the_deploy() {
             "--set",
             "allowed_cidr=192.0.2.1/32",
         ])
-        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+        .env(
+            "GEUSEMAKER_HEALTH_ENDPOINTS",
+            support::stand_ins_with_n8n(n8n),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1779,13 +1784,28 @@ fn a_boot_step_failing_after_the_services_answer_still_fails_the_deploy() {
         &w,
         &stack,
         &[
-            serde_json::json!({ "step": "start the stack", "state": "running",
-                                "at": "2026-12-02T10:01:00Z", "done": [done[0]] }),
-            serde_json::json!({ "step": "nightly backups", "state": "failed",
-                                "at": "2026-12-02T10:01:30Z", "done": done,
-                                "error": { "step": "nightly backups", "line": 301 } }),
+            serde_json::json!({ "step": "nightly backups", "state": "running",
+                              "at": "2026-12-02T10:01:00Z", "done": done }),
         ],
-        Duration::from_secs(8),
+        Duration::ZERO,
+    );
+    gate.open();
+    // The services answer; then the boot's last step fails.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while gate.ok_served() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the deploy never checked n8n again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let run = w.state(&stack)["runs"].as_array().unwrap().last().unwrap()["id"].clone();
+    w.sdk().write_boot_channel(
+        &stack,
+        &serde_json::json!({ "run": run, "step": "nightly backups", "state": "failed",
+                             "at": "2026-12-02T10:01:30Z", "done": done,
+                             "error": { "step": "nightly backups", "line": 301 } }),
     );
     let out = Outcome::from(child.wait_with_output().unwrap());
     out.failure(1)

@@ -480,7 +480,14 @@ fn settle(
     deadline: Instant,
 ) -> Result<(), Box<EvalAltResult>> {
     let until = (Instant::now() + BOOT_SETTLE).min(deadline);
-    while !f.settled() {
+    loop {
+        // Read again first: the report may have come since this round's read.
+        if let Some(failed) = f.poll(rt) {
+            return Err(failed);
+        }
+        if f.settled() {
+            return Ok(());
+        }
         let now = Instant::now();
         if now >= until || crate::interrupt::requested() {
             if let Some(step) = f.unfinished_step() {
@@ -498,11 +505,7 @@ fn settle(
             until - now,
         );
         std::thread::sleep(interval.min(until - now));
-        if let Some(failed) = f.poll(rt) {
-            return Err(failed);
-        }
     }
-    Ok(())
 }
 
 fn run_round(rt: &Runtime, checks: &[Check]) -> Vec<HealthResult> {

@@ -696,6 +696,49 @@ pub fn flaky_stub(fail_first: usize) -> u16 {
     port
 }
 
+/// A stand-in that answers 503 until its gate is opened, then 200: a service that comes up
+/// when the test says so.
+#[derive(Clone, Default)]
+pub struct Gate {
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok_served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Gate {
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    /// How many 200s it has answered.
+    pub fn ok_served(&self) -> usize {
+        self.ok_served.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+pub fn gated_stub() -> (u16, Gate) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let gate = Gate::default();
+    let g = gate.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let status = if g.open.load(std::sync::atomic::Ordering::SeqCst) {
+                200
+            } else {
+                503
+            };
+            let g = g.clone();
+            std::thread::spawn(move || {
+                serve_one(stream, status, b"gated", "text/plain");
+                if status == 200 {
+                    g.ok_served
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (port, gate)
+}
+
 /// What `docker inspect --format '{{json .State.Health}}'` prints for a healthy container.
 pub const CONTAINER_HEALTHY_JSON: &str = "{\"Status\":\"healthy\",\"FailingStreak\":0,\"Log\":[]}";
 /// … and for one whose healthcheck fails (a stopped server behind a port that still accepts).
