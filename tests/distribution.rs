@@ -506,6 +506,15 @@ fn package_assets(table: &str) -> Vec<(String, String)> {
         .unwrap_or_else(|| panic!("{table}: no assets"));
     let mut out = Vec::new();
     for a in assets.iter() {
+        if let toml_edit::Value::InlineTable(t) = a {
+            if t.get("dir").and_then(|d| d.as_bool()) == Some(true) {
+                // A directory the package owns: no source.
+                assert!(t.get("source").is_none(), "{table}: {t}");
+                let dest = t["dest"].as_str().unwrap().trim_start_matches('/');
+                out.push((String::new(), dest.to_string()));
+                continue;
+            }
+        }
         let (source, dest, mode) = match a {
             toml_edit::Value::Array(list) => {
                 let f: Vec<&str> = list.iter().map(|v| v.as_str().unwrap()).collect();
@@ -629,12 +638,26 @@ fn the_linux_packages_install_each_file_where_its_distribution_expects_it() {
     );
     assert!(read("LICENSE").trim_start().starts_with("Apache License"));
     assert!(read("Cargo.toml").contains("license = \"Apache-2.0\""));
-    // A static binary depends on no shared library.
+    // The rpm owns the directories it creates (removing it removes them).
+    let owned: BTreeSet<&str> = rpm
+        .iter()
+        .filter(|(s, _)| s.is_empty())
+        .map(|(_, d)| d.as_str())
+        .collect();
+    for (_, dest) in rpm.iter().filter(|(s, _)| !s.is_empty()) {
+        let dir = match dest.strip_suffix('/') {
+            Some(d) => d,
+            None => dest.rsplit_once('/').unwrap().0,
+        };
+        if dir.contains("geusemaker") {
+            assert!(owned.contains(dir), "the rpm does not own {dir}");
+        }
+    }
+    // A static binary depends on no shared library, nor on a shell.
     assert_eq!(package_metadata("deb")["depends"].as_str(), Some(""));
-    assert_eq!(
-        package_metadata("generate-rpm")["auto-req"].as_str(),
-        Some("no")
-    );
+    let rpm_meta = package_metadata("generate-rpm");
+    assert_eq!(rpm_meta["auto-req"].as_str(), Some("no"));
+    assert_eq!(rpm_meta["require-sh"].as_bool(), Some(false));
     let dir = tempfile::tempdir().unwrap();
     support::shellcheck(
         dir.path(),
@@ -686,10 +709,9 @@ fn the_release_packages_attests_and_audits_what_it_ships() {
     assert_eq!(packages["if"].as_str(), Some("runner.os == 'Linux'"));
     let run = packages["run"].as_str().unwrap();
     for needed in [
-        "scripts/package-assets.sh \"target/${{ matrix.target }}/release\"",
-        "cargo deb --no-build",
-        "--target \"${{ matrix.target }}\"",
-        "cargo generate-rpm --target \"${{ matrix.target }}\"",
+        "scripts/package-assets.sh \"target/${{ matrix.target }}/release\"\n",
+        "cargo deb --no-build --no-strip --target \"${{ matrix.target }}\" --output dist/\n",
+        "cargo generate-rpm --target \"${{ matrix.target }}\" --output dist/\n",
         "cargo install --locked cargo-deb@",
     ] {
         assert!(
@@ -711,6 +733,7 @@ fn the_release_packages_attests_and_audits_what_it_ships() {
     }
 
     let release = &jobs["release"];
+    assert_eq!(release["permissions"]["contents"].as_str(), Some("write"));
     assert_eq!(release["permissions"]["id-token"].as_str(), Some("write"));
     assert_eq!(
         release["permissions"]["attestations"].as_str(),
@@ -771,6 +794,21 @@ fn the_release_packages_attests_and_audits_what_it_ships() {
     assert!(
         readme.contains("gh attestation verify"),
         "packaging/README.md shows the verification"
+    );
+    assert!(
+        readme.contains("--signer-workflow <owner>/geusemaker/.github/workflows/release.yml"),
+        "the verification names the workflow that must have built the file"
+    );
+    // The SBOM covers every release target and is in the checksums.
+    let sbom = rsteps
+        .iter()
+        .find_map(|s| s["run"].as_str().filter(|r| r.contains("cargo cyclonedx")))
+        .unwrap();
+    assert!(sbom.contains("--target all"), "{sbom}");
+    assert!(
+        sbom.find(".cdx.json.sha256").expect("the SBOM's checksum")
+            < sbom.find("> SHA256SUMS").expect("SHA256SUMS"),
+        "{sbom}"
     );
 }
 

@@ -1502,6 +1502,33 @@ fn play_boot(w: &World, stack: &str, docs: &[serde_json::Value], gap: Duration) 
     }
 }
 
+/// `run dev` on `stack` in the background (the test plays the instance meanwhile), the
+/// services answered as `endpoints` says (GEUSEMAKER_HEALTH_ENDPOINTS).
+fn deploy_in_background(
+    w: &World,
+    stack: &str,
+    health_timeout: u32,
+    endpoints: &str,
+) -> std::process::Child {
+    w.cmd()
+        .args(["run", "dev", "--name", stack])
+        .args(["--set", &format!("health_timeout={health_timeout}")])
+        .args(["--set", "allowed_cidr=192.0.2.1/32"])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", endpoints)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Every service at an address where nothing answers.
+fn dead_endpoints() -> String {
+    let dead = support::free_port();
+    ["n8n", "ollama", "qdrant", "crawl4ai", "postgres"]
+        .map(|s| format!("{s}=127.0.0.1:{dead}"))
+        .join(",")
+}
+
 /// The deploy shows the instance's boot as it goes — each step with its time, in order — and
 /// keeps the timeline in the state; `status` shows it.
 #[test]
@@ -1510,26 +1537,7 @@ fn the_deploy_follows_the_boot_channel_and_keeps_its_timeline() {
     let stack = support::stack_name("bootch");
     // n8n comes up late (its first answers are 503): the boot is reported meanwhile.
     let n8n = support::flaky_stub(4);
-    let child = w
-        .cmd()
-        .args([
-            "run",
-            "dev",
-            "--name",
-            &stack,
-            "--set",
-            "health_timeout=120",
-            "--set",
-            "allowed_cidr=192.0.2.1/32",
-        ])
-        .env(
-            "GEUSEMAKER_HEALTH_ENDPOINTS",
-            support::stand_ins_with_n8n(n8n),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = deploy_in_background(&w, &stack, 120, &support::stand_ins_with_n8n(n8n));
     let step = |s: &str, n: u64| serde_json::json!({ "step": s, "seconds": n });
     let pull = |name: &str, state: &str, bytes: u64, seconds: u64| serde_json::json!({ "kind": "image", "name": name, "state": state, "bytes": bytes, "seconds": seconds });
     play_boot(
@@ -1609,15 +1617,7 @@ fn the_deploy_follows_the_boot_channel_and_keeps_its_timeline() {
 fn a_boot_failure_on_the_channel_ends_the_run_at_once() {
     let w = World::moto();
     let stack = support::stack_name("bootfail");
-    let dead = support::free_port();
-    let mut child = w
-        .cmd()
-        .args(["run", "dev", "--name", &stack, "--set", "health_timeout=900", "--set", "allowed_cidr=192.0.2.1/32"])
-        .env("GEUSEMAKER_HEALTH_ENDPOINTS", format!("n8n=127.0.0.1:{dead},ollama=127.0.0.1:{dead},qdrant=127.0.0.1:{dead},crawl4ai=127.0.0.1:{dead},postgres=127.0.0.1:{dead}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = deploy_in_background(&w, &stack, 900, &dead_endpoints());
     play_boot(
         &w,
         &stack,
@@ -1756,26 +1756,7 @@ fn a_boot_step_failing_after_the_services_answer_still_fails_the_deploy() {
     let stack = support::stack_name("bootlate");
     // n8n answers only once the boot has reported (the test opens the gate).
     let (n8n, gate) = support::gated_stub();
-    let child = w
-        .cmd()
-        .args([
-            "run",
-            "dev",
-            "--name",
-            &stack,
-            "--set",
-            "health_timeout=300",
-            "--set",
-            "allowed_cidr=192.0.2.1/32",
-        ])
-        .env(
-            "GEUSEMAKER_HEALTH_ENDPOINTS",
-            support::stand_ins_with_n8n(n8n),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = deploy_in_background(&w, &stack, 300, &support::stand_ins_with_n8n(n8n));
     let done = [
         serde_json::json!({ "step": "packages", "seconds": 40 }),
         serde_json::json!({ "step": "start the stack", "seconds": 9 }),
@@ -1820,15 +1801,7 @@ fn a_boot_step_failing_after_the_services_answer_still_fails_the_deploy() {
 fn a_model_that_cannot_be_pulled_ends_the_deploy_at_once() {
     let w = World::moto();
     let stack = support::stack_name("modelfail");
-    let dead = support::free_port();
-    let child = w
-        .cmd()
-        .args(["run", "dev", "--name", &stack, "--set", "health_timeout=900", "--set", "allowed_cidr=192.0.2.1/32"])
-        .env("GEUSEMAKER_HEALTH_ENDPOINTS", format!("n8n=127.0.0.1:{dead},ollama=127.0.0.1:{dead},qdrant=127.0.0.1:{dead},crawl4ai=127.0.0.1:{dead},postgres=127.0.0.1:{dead}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = deploy_in_background(&w, &stack, 900, &dead_endpoints());
     play_boot(
         &w,
         &stack,

@@ -492,13 +492,7 @@ fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_go
             forged["token"] = forged_token.into();
         }
         sdk.write_boot_channel(&stack, &forged);
-        let out = monitor_once();
-        out.success();
-        assert!(
-            !out.stderr.contains("spot interruption notice"),
-            "{}",
-            out.stderr
-        );
+        no_notice_acted_on(monitor_once());
         assert_eq!(w.state(&stack)["rollback_history"], serde_json::json!([]));
     }
     // What the watcher on the instance writes (the instance itself is still running).
@@ -546,7 +540,11 @@ fn a_spot_notice_on_the_channel_starts_the_replacement_before_the_instance_is_go
         "data volume moved"
     );
     // The new instance's boot is this relaunch's: the old notice does not fire again.
-    let out = monitor_once();
+    no_notice_acted_on(monitor_once());
+}
+
+/// A monitor round that found no spot notice to act on.
+fn no_notice_acted_on(out: Outcome) {
     out.success();
     assert!(
         !out.stderr.contains("spot interruption notice"),
