@@ -666,24 +666,22 @@ fn the_linux_packages_install_each_file_where_its_distribution_expects_it() {
     );
 }
 
+/// The step of `job` that uses the action `action` (`owner/name@`), if there is one.
+fn step_using<'a>(job: &'a serde_yaml::Value, action: &str) -> Option<&'a serde_yaml::Value> {
+    job["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with(action)))
+}
+
 /// The release builds the packages on the Linux runners, attests every file it publishes,
 /// publishes the SBOM, and is stopped by a known-vulnerable dependency before it builds.
 #[test]
 fn the_release_packages_attests_and_audits_what_it_ships() {
     let doc = yaml(".github/workflows/release.yml");
     let jobs = &doc["jobs"];
-    let deny_step = |job: &serde_yaml::Value| {
-        job["steps"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .find(|s| {
-                s["uses"]
-                    .as_str()
-                    .is_some_and(|u| u.starts_with("EmbarkStudios/cargo-deny-action@"))
-            })
-            .cloned()
-    };
+    let deny_step = |job| step_using(job, "EmbarkStudios/cargo-deny-action@");
     let audit = deny_step(&jobs["audit"]).expect("the release runs cargo-deny");
     assert!(audit["with"]["command"]
         .as_str()
@@ -719,14 +717,7 @@ fn the_release_packages_attests_and_audits_what_it_ships() {
             "the packaging step lacks {needed}:\n{run}"
         );
     }
-    let upload = steps
-        .iter()
-        .find(|s| {
-            s["uses"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
-        })
-        .unwrap();
+    let upload = step_using(&jobs["build"], "actions/upload-artifact@").unwrap();
     let uploaded = upload["with"]["path"].as_str().unwrap();
     for kind in ["*.tar.gz", "*.deb", "*.rpm", "*.sha256"] {
         assert!(uploaded.contains(kind), "{kind} is not uploaded");
@@ -745,13 +736,7 @@ fn the_release_packages_attests_and_audits_what_it_ships() {
         "write only where needed"
     );
     let rsteps = release["steps"].as_sequence().unwrap();
-    let attest = rsteps
-        .iter()
-        .find(|s| {
-            s["uses"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("actions/attest-build-provenance@"))
-        })
+    let attest = step_using(release, "actions/attest-build-provenance@")
         .expect("the release attests its files");
     let subjects = attest["with"]["subject-path"].as_str().unwrap();
     let publish = rsteps
