@@ -126,6 +126,30 @@ pub const KEYS: &[Key] = &[
         help: "roll back automatically: failed runs, and critical services in `monitor`",
     },
     Key {
+        key: "state.url",
+        kind: Kind::Str,
+        default: Some("\"local\""),
+        help: "where stack state lives: `local` ($GEUSEMAKER_HOME) or `s3://BUCKET/PREFIX` shared by a team (--state and GEUSEMAKER_STATE win; a project's geusemaker.toml [state] over this file)",
+    },
+    Key {
+        key: "state.region",
+        kind: Kind::Of(crate::kinds::ValueKind::Region),
+        default: None,
+        help: "the state bucket's region, when it is not the AWS chain's",
+    },
+    Key {
+        key: "state.lease",
+        kind: Kind::Duration,
+        default: Some("\"2m\""),
+        help: "how long a shared lock outlives a run that stopped renewing it (killed, offline) before another run may take it over",
+    },
+    Key {
+        key: "state.kms_key",
+        kind: Kind::Str,
+        default: None,
+        help: "KMS key (id, ARN or alias) to encrypt state objects with, instead of S3-managed keys",
+    },
+    Key {
         key: "ui.emoji",
         kind: Kind::Bool,
         default: Some("false"),
@@ -225,6 +249,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     Ok(Duration::from_secs(total))
 }
+
+/// Where stack state lives, as the settings say (see [`Settings::state`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSettings {
+    /// `local` or `s3://bucket/prefix`.
+    pub url: String,
+    /// Which file or flag gave the URL.
+    pub from: String,
+    pub region: Option<String>,
+    pub lease: Duration,
+    pub kms_key: Option<String>,
+}
+
+/// A project's file: its `[state]` section is read here (the rest is the recipe sources').
+pub const PROJECT_FILE: &str = "geusemaker.toml";
 
 /// Why the settings could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -370,6 +409,34 @@ impl Settings {
 
     /// Parse and check `text` (the contents of `path`).
     pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+        Self::parse_sections(path, text, None)
+    }
+
+    /// The `[state]` section of a project's `geusemaker.toml` (the rest of that file is the
+    /// recipe sources'), checked like `config.toml`. A team commits it; it wins over the
+    /// user's `config.toml`.
+    pub fn parse_project(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+        Self::parse_sections(path, text, Some("state"))
+    }
+
+    /// The project settings of the nearest `geusemaker.toml` at or above `dir`, if any.
+    pub fn discover_project(dir: &Path) -> Result<Option<Settings>, ConfigError> {
+        let Some(file) = dir
+            .ancestors()
+            .map(|d| d.join(PROJECT_FILE))
+            .find(|f| f.is_file())
+        else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(&file).map_err(|e| StateError::io(&file, e))?;
+        Self::parse_project(&file, &text).map(Some)
+    }
+
+    fn parse_sections(
+        path: &Path,
+        text: &str,
+        only: Option<&str>,
+    ) -> Result<Settings, ConfigError> {
         let invalid = |offset: usize, message: String| {
             let (line, column) = line_col(text, offset);
             ConfigError::Invalid {
@@ -391,6 +458,9 @@ impl Settings {
         })?;
         let mut values = BTreeMap::new();
         for (section, item) in doc.as_table().iter() {
+            if only.is_some_and(|o| o != section) {
+                continue;
+            }
             let offset = doc
                 .as_table()
                 .key(section)
@@ -532,6 +602,45 @@ impl Settings {
                 Some(Value::List(l)) => l,
                 _ => vec!["n8n".into(), "postgres".into()],
             },
+        }
+    }
+
+    /// Where stack state lives: `flag` (`--state`, `GEUSEMAKER_STATE`) over `project`'s
+    /// `[state]` over these settings, key by key.
+    pub fn state(&self, project: Option<&Settings>, flag: Option<&str>) -> StateSettings {
+        let pick = |key: &str| {
+            project
+                .and_then(|p| p.values.get(key).cloned())
+                .or_else(|| self.value(key))
+        };
+        let string = |key: &str| match pick(key) {
+            Some(Value::Str(s)) => Some(s),
+            _ => None,
+        };
+        let (url, from) = match flag.filter(|f| !f.is_empty()) {
+            Some(f) => (f.to_string(), "--state / GEUSEMAKER_STATE".to_string()),
+            None => match project.and_then(|p| p.values.get("state.url")) {
+                Some(Value::Str(u)) => (
+                    u.clone(),
+                    project
+                        .map(|p| p.path.display().to_string())
+                        .unwrap_or_default(),
+                ),
+                _ => (
+                    string("state.url").unwrap_or_else(|| "local".into()),
+                    self.path.display().to_string(),
+                ),
+            },
+        };
+        StateSettings {
+            url,
+            from,
+            region: string("state.region"),
+            lease: match pick("state.lease") {
+                Some(Value::Duration(d)) => d,
+                _ => Duration::from_secs(120),
+            },
+            kms_key: string("state.kms_key"),
         }
     }
 

@@ -35,6 +35,11 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// Where stack state lives: `local` ($GEUSEMAKER_HOME) or `s3://BUCKET/PREFIX`, shared by a
+    /// team (default: `[state] url` in the project's geusemaker.toml, then in config.toml).
+    #[arg(long, global = true, env = "GEUSEMAKER_STATE", value_name = "URL")]
+    pub state: Option<String>,
+
     /// Without a command, on a terminal: the interactive deploy (see `deploy`).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -184,10 +189,19 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Release a stack's lock left by a process that is gone.
+    /// Release a stack's lock left by a process that is gone (a shared lock after a
+    /// confirmation naming its holder).
     Unlock {
         /// The stack.
         name: String,
+        /// Answer yes to the confirmation (required without a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Where stack state lives; move stacks between this machine and the team's S3 bucket.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
     },
     /// Write the primitives reference (Markdown) and Rhai editor definitions (.d.rhai).
     Docs {
@@ -267,6 +281,37 @@ pub enum RecipesAction {
         /// Replace files that exist.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateAction {
+    /// Where a stack's state lives: its document's location and version, its lock's holder.
+    Show {
+        /// The stack.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move stacks from this machine to the team backend (`[state] url` or --state): written
+    /// there, read back, then removed here, with both locks held.
+    Push {
+        /// The stack.
+        #[arg(required_unless_present = "all")]
+        name: Option<String>,
+        /// Every stack on this machine.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+    },
+    /// Move stacks from the team backend back to this machine.
+    Pull {
+        /// The stack.
+        #[arg(required_unless_present = "all")]
+        name: Option<String>,
+        /// Every stack in the team backend.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
     },
 }
 
@@ -433,7 +478,6 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Docs { .. }
             | Command::Completions { .. }
             | Command::Man
-            | Command::Unlock { .. }
             | Command::Config { .. }
             | Command::Recipes { .. }
             | Command::Check { .. }
@@ -447,6 +491,18 @@ pub fn dispatch(cli: Cli) -> i32 {
         Settings::default()
     };
     crate::ui::set_prefs(s.ui());
+    let state_flag = cli.state;
+    let (chosen, team) = if needs_settings {
+        match state_backend(&s, state_flag.as_deref(), profile_of(&command)) {
+            Ok((chosen, b)) => {
+                crate::state::backend::select(b.clone());
+                (Some(chosen), Some(b))
+            }
+            Err(e) => return report(&e),
+        }
+    } else {
+        (None, None)
+    };
     let result = match command {
         Command::Deploy { recipe, name, aws } => {
             let req = request(&s.tier(), name.clone().unwrap_or_default(), aws, false, &s);
@@ -481,7 +537,21 @@ pub fn dispatch(cli: Cli) -> i32 {
                         .chain(crate::cloud::policy::UPDATE_OPERATIONS)
                         .map(|o| o.to_string()),
                 );
-                let doc = crate::cloud::policy::document(&ops, name.as_deref());
+                let mut doc = crate::cloud::policy::document(&ops, name.as_deref());
+                // A team's state bucket is part of every command's work.
+                if let Some(url) = chosen
+                    .as_ref()
+                    .and_then(|c| crate::state::s3::S3Url::parse(&c.url).ok())
+                {
+                    let kms = chosen.as_ref().and_then(|c| c.kms_key.as_deref());
+                    if let Some(list) = doc["Statement"].as_array_mut() {
+                        list.extend(crate::cloud::policy::state_statements(
+                            &url.bucket,
+                            &url.prefix,
+                            kms,
+                        ));
+                    }
+                }
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&doc).expect("policy serializes")
@@ -569,7 +639,8 @@ pub fn dispatch(cli: Cli) -> i32 {
                     );
                 }),
         },
-        Command::Unlock { name } => engine::unlock(&name).map(|msg| println!("{msg}")),
+        Command::Unlock { name, yes } => engine::unlock(&name, yes).map(|msg| println!("{msg}")),
+        Command::State { action } => state_command(action, team),
         Command::Repl {
             name,
             region,
@@ -630,6 +701,63 @@ pub fn dispatch(cli: Cli) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => report(&e),
+    }
+}
+
+/// The state backend the flag, the project's geusemaker.toml and config.toml name.
+fn state_backend(
+    s: &Settings,
+    flag: Option<&str>,
+    profile: Option<String>,
+) -> Result<(crate::config::StateSettings, crate::state::StateBackend), RunError> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let project = Settings::discover_project(&cwd).map_err(|e| match e {
+        ConfigError::State(s) => RunError::State(s),
+        other => RunError::Usage(other.to_string()),
+    })?;
+    let chosen = s.state(project.as_ref(), flag);
+    let backend = ops::state::backend(&chosen, &aws_settings(None, profile, s))?;
+    Ok((chosen, backend))
+}
+
+/// The `--profile` of a command that has one: the state bucket is reached as the same user.
+fn profile_of(command: &Command) -> Option<String> {
+    match command {
+        Command::Run(a) => a.aws.profile.clone(),
+        Command::Deploy { aws, .. } => aws.profile.clone(),
+        Command::Destroy(a) | Command::Rollback { stack: a, .. } => a.aws.profile.clone(),
+        Command::List { conn, .. }
+        | Command::Status { conn, .. }
+        | Command::Monitor { conn, .. }
+        | Command::Cost { conn, .. }
+        | Command::Logs { conn, .. } => conn.profile.clone(),
+        Command::Repl { profile, .. } | Command::Eval { profile, .. } => profile.clone(),
+        _ => None,
+    }
+}
+
+fn state_command(
+    action: StateAction,
+    team: Option<crate::state::StateBackend>,
+) -> Result<(), RunError> {
+    use ops::state::Which;
+    let team = match team {
+        Some(t) => t,
+        None => crate::state::StateBackend::current()?,
+    };
+    let local = || -> Result<_, RunError> {
+        Ok(crate::state::StateBackend::local(
+            crate::state::Home::from_env()?,
+        ))
+    };
+    let which = |name: Option<String>, all: bool| match (name, all) {
+        (Some(n), _) => Which::One(n),
+        (None, _) => Which::All,
+    };
+    match action {
+        StateAction::Show { name, json } => ops::state::show(&team, &name, json),
+        StateAction::Push { name, all } => ops::state::push(&local()?, &team, which(name, all)),
+        StateAction::Pull { name, all } => ops::state::pull(&local()?, &team, which(name, all)),
     }
 }
 

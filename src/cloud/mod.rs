@@ -231,7 +231,7 @@ pub struct Aws {
 /// The region a connection with `settings` would use, without asking AWS anything (a recipe
 /// that only wants the region needs no credentials).
 pub fn resolve_region(settings: &AwsSettings, rt: &Blocking) -> Result<String, PreflightError> {
-    region_of(&rt.block_on(load_sdk_config(settings)))
+    region_of(&rt.block_on(sdk_config(settings)))
 }
 
 /// The region an SDK configuration names, checked.
@@ -248,7 +248,7 @@ impl Aws {
     /// Resolve the region and the credentials, ask STS who they belong to (the preflight:
     /// one short, fixable error instead of a failure inside a recipe), then build every client.
     pub fn connect(settings: &AwsSettings, rt: &Blocking) -> Result<Aws, PreflightError> {
-        let sdk = rt.block_on(load_sdk_config(settings));
+        let sdk = rt.block_on(sdk_config(settings));
         let region = region_of(&sdk)?;
         let stats = Arc::new(CallStats {
             read_only: settings.read_only,
@@ -421,7 +421,9 @@ fn check_region(region: &str) -> Result<(), PreflightError> {
 pub const EC2_ATTEMPTS: u32 = 8;
 pub const ATTEMPTS: u32 = 6;
 
-async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
+/// The SDK configuration `settings` give (region, profile, retries, timeouts), without any
+/// call to AWS.
+pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         // Deploy-time throttling and 5xx are normal; ride through them with jittered, capped
         // exponential backoff (the SDK's standard mode).

@@ -134,6 +134,40 @@ pub fn document(ops: &[String], stack: Option<&str>) -> Value {
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
+/// What the S3 state backend needs on `s3://bucket/prefix`: its objects (stack documents and
+/// locks), the bucket's listing (a missing object then answers 404, not 403) and its
+/// versioning setting; with a KMS key, that key's use.
+pub fn state_statements(bucket: &str, prefix: &str, kms_key: Option<&str>) -> Vec<Value> {
+    let objects = if prefix.is_empty() {
+        format!("arn:aws:s3:::{bucket}/*")
+    } else {
+        format!("arn:aws:s3:::{bucket}/{prefix}/*")
+    };
+    let mut out = vec![
+        json!({
+            "Sid": "GeusemakerStateObjects",
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+            "Resource": objects,
+        }),
+        json!({
+            "Sid": "GeusemakerStateBucket",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketVersioning", "s3:ListBucket"],
+            "Resource": format!("arn:aws:s3:::{bucket}"),
+        }),
+    ];
+    if let Some(key) = kms_key {
+        out.push(json!({
+            "Sid": "GeusemakerStateKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": if key.starts_with("arn:") { key.to_string() } else { "*".to_string() },
+        }));
+    }
+    out
+}
+
 fn sid(prefix: &str) -> String {
     match prefix {
         "ec2" => "EC2".into(),

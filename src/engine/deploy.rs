@@ -12,7 +12,7 @@ use super::session::{load_recipe, make_plan, RunError, RunRequest};
 use super::{embedded, recipes};
 use crate::cloud::{Aws, Blocking};
 use crate::public_ip;
-use crate::state::{validate_stack_name, Home};
+use crate::state::{validate_stack_name, StateBackend};
 use crate::suggest::did_you_mean;
 use crate::ui::Ui;
 
@@ -251,13 +251,13 @@ pub fn deploy(
     })?;
 
     // 2. The stack's name.
-    let home = Home::from_env()?;
+    let backend = StateBackend::current()?;
     let stack = match name {
         Some(n) => n,
         None => loop {
             let n = ask("Stack name (lowercase letters, digits, -): ").ok_or_else(aborted)?;
             match validate_stack_name(&n) {
-                Ok(()) if home.stack_file(&n).exists() => {
+                Ok(()) if backend.exists(&n)? => {
                     say(&format!("  `{n}` exists: this deploy updates it"));
                     break n;
                 }

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::state::{write_atomic, Home};
 
-pub const PROJECT_FILE: &str = "geusemaker.toml";
+pub use crate::config::PROJECT_FILE;
 pub const LOCK_FILE: &str = "geusemaker.lock";
 
 /// Where a source's files come from.

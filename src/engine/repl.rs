@@ -402,7 +402,12 @@ pub fn repl(opts: ReplOptions) -> Result<(), RunError> {
     let ui = Ui::detect(false);
     let run_id = format!("repl-{:06x}", rand::random::<u32>() & 0xff_ffff);
     let store = match &opts.stack {
-        Some(s) => Some(StackStore::open(&home, s, &run_id, "repl")?),
+        Some(s) => Some(StackStore::open(
+            &crate::state::StateBackend::current()?,
+            s,
+            &run_id,
+            "repl",
+        )?),
         None => None,
     };
     let sources = Arc::new(Sources::default());

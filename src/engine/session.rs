@@ -17,8 +17,8 @@ use crate::cloud::plan::{is_planned, Recorder};
 use crate::cloud::AwsSettings;
 use crate::primitives::{did_you_mean, Params, Runtime};
 use crate::state::{
-    validate_stack_name, Home, ResourceStatus, RunRecord, StackLock, StackState, StackStatus,
-    StackStore, StateError,
+    validate_stack_name, Home, ResourceStatus, RunRecord, StackState, StackStatus, StackStore,
+    StateBackend, StateError,
 };
 use crate::ui::{fmt_duration, Ui};
 
@@ -343,6 +343,7 @@ impl Execution {
 struct Session {
     stack: String,
     home: Home,
+    backend: StateBackend,
     ui: Ui,
     aws: AwsSettings,
     store: Option<StackStore>,
@@ -362,13 +363,23 @@ impl Session {
         command: &str,
     ) -> Result<Session, RunError> {
         let home = Home::from_env()?;
+        let backend = StateBackend::current()?;
         let ui = Ui::detect(assume_yes);
         let lock_run = new_run_id();
-        let store = StackStore::open(&home, stack, &lock_run, command)?;
+        let store = StackStore::open(&backend, stack, &lock_run, command)?;
         if let Some(previous) = store.taken_over() {
-            ui.warn(&format!(
-                "the previous run on `{stack}` ({previous}) ended without releasing its lock; taking it over"
-            ));
+            match previous.lease_until {
+                Some(until) => ui.warn(&format!(
+                    "the lock on `{stack}` held by {previous} was not renewed: its lease ran out at {}; taking it over (that run stops at its next write)",
+                    until.format("%H:%M:%SZ")
+                )),
+                None => ui.warn(&format!(
+                    "the previous run on `{stack}` ({previous}) ended without releasing its lock; taking it over"
+                )),
+            }
+        }
+        for notice in backend.notices() {
+            ui.warn(&notice);
         }
         let new_stack = store.state().runs.is_empty() && store.state().resources.is_empty();
         // A stack lives in one region: later runs go there unless told otherwise, never elsewhere.
@@ -386,6 +397,7 @@ impl Session {
         Ok(Session {
             stack: stack.to_string(),
             home,
+            backend,
             ui,
             aws,
             store: Some(store),
@@ -399,7 +411,8 @@ impl Session {
     /// nothing is written), AWS reached read-only. `None` when the stack has no live resources.
     fn diffing(stack: &str, aws: &AwsSettings, ui: Ui) -> Result<Option<Session>, RunError> {
         let home = Home::from_env()?;
-        let Some(state) = StackStore::load(&home, stack)? else {
+        let backend = StateBackend::current()?;
+        let Some(state) = StackStore::load(&backend, stack)? else {
             return Ok(None);
         };
         if state.live_resources().next().is_none() {
@@ -413,6 +426,7 @@ impl Session {
         Ok(Some(Session {
             stack: stack.to_string(),
             home,
+            backend,
             ui,
             aws,
             store: Some(StackStore::detached(state, "plan")),
@@ -427,6 +441,7 @@ impl Session {
         Ok(Session {
             stack: stack.to_string(),
             home: Home::from_env()?,
+            backend: StateBackend::current()?,
             ui,
             aws: AwsSettings {
                 region: Some(region.to_string()),
@@ -637,8 +652,9 @@ impl Session {
         Ok(empty)
     }
 
-    fn state_path(&self) -> PathBuf {
-        self.home.stack_file(&self.stack)
+    /// Where the stack's document lives (a path, or an `s3://` URL).
+    fn state_location(&self) -> String {
+        self.backend.location(&self.stack)
     }
 }
 
@@ -674,15 +690,12 @@ fn region_from_params(aws: &mut AwsSettings, params: &Params) -> Result<(), RunE
 
 pub fn require_existing(stack: &str) -> Result<(), RunError> {
     validate_stack_name(stack).map_err(|e| RunError::Usage(e.to_string()))?;
-    let home = Home::from_env()?;
-    if home.stack_file(stack).exists() {
+    let backend = StateBackend::current()?;
+    if backend.exists(stack)? {
         return Ok(());
     }
-    let known = home.stack_names();
-    let mut msg = format!(
-        "no stack named `{stack}` in {}",
-        home.stacks_dir().display()
-    );
+    let known = backend.names()?;
+    let mut msg = format!("no stack named `{stack}` in {}", backend.describe());
     match did_you_mean(stack, known.iter().map(String::as_str)) {
         Some(s) => msg.push_str(&format!("\nhint: did you mean `{s}`?")),
         None if known.is_empty() => msg.push_str(
@@ -838,7 +851,7 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
                 )),
             }
             ui.success(&format!("run {} finished: {summary}", exec.run_id));
-            ui.info(&format!("state: {}", session.state_path().display()));
+            ui.info(&format!("state: {}", session.state_location()));
         }
         return Ok(RunSummary {
             run_id: exec.run_id,
@@ -898,7 +911,7 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
     }
     text.push_str(&format!(
         "state: {} (the ledger lists every resource)\n",
-        session.state_path().display()
+        session.state_location()
     ));
     Err(RunError::Recipe(text))
 }
@@ -964,8 +977,8 @@ pub fn rollback(
     require_existing(&req.stack)?;
     // What the relaunch will run is checked before the rollback terminates anything: a
     // snapshot whose params its recipe now refuses would leave the stack without an instance.
-    let home = Home::from_env()?;
-    if let Some(snapshot) = StackStore::load(&home, &req.stack)?.and_then(|s| s.last_healthy) {
+    let backend = StateBackend::current()?;
+    if let Some(snapshot) = StackStore::load(&backend, &req.stack)?.and_then(|s| s.last_healthy) {
         relaunch_of(&snapshot).map_err(|e| {
             RunError::Usage(format!(
                 "the last healthy deploy cannot be relaunched as it was recorded, so nothing was rolled back:\n{e}"
@@ -1059,11 +1072,12 @@ pub fn rollback(
     }
 }
 
-/// `geusemaker unlock <name>`: clear a lock whose holder is gone.
-pub fn unlock(stack: &str) -> Result<String, RunError> {
+/// `geusemaker unlock <name>`: clear a lock whose holder is gone. A shared (S3) lock is
+/// removed after a confirmation, its holder named: the holder may be alive on another machine.
+pub fn unlock(stack: &str, assume_yes: bool) -> Result<String, RunError> {
     validate_stack_name(stack).map_err(|e| RunError::Usage(e.to_string()))?;
-    let home = Home::from_env()?;
-    match StackLock::acquire(&home, stack, "unlock", "unlock") {
+    let backend = StateBackend::current()?;
+    match backend.lock(stack, "unlock", "unlock") {
         Ok(lock) => {
             let msg = match lock.previous_holder() {
                 Some(h) => format!("stack `{stack}` was not locked; cleared the record of a run that died ({h})"),
@@ -1071,13 +1085,25 @@ pub fn unlock(stack: &str) -> Result<String, RunError> {
             };
             Ok(msg)
         }
-        Err(StateError::Locked { holder, .. }) => match StackLock::holder(&home, stack) {
-            Some(h) if h.is_alive_here() => Err(RunError::Usage(format!(
+        Err(StateError::Locked { holder, .. }) => match backend.holder(stack)? {
+            Some(h) if !backend.is_remote() && h.is_alive_here() => Err(RunError::Usage(format!(
                 "stack `{stack}` is locked by a live process: {holder}\nhint: wait for it, or stop it (kill {}) and run unlock again",
                 h.pid
             ))),
+            Some(h) if backend.is_remote() => {
+                let question = if h.is_live() {
+                    format!("stack `{stack}` is locked by {h}, whose lease still runs: that run may be alive on {}. Remove its lock anyway (it stops at its next write)?", h.host)
+                } else {
+                    format!("stack `{stack}` is locked by {h}, whose lease ran out. Remove the lock?")
+                };
+                if !Ui::detect(assume_yes).confirm(&question).map_err(RunError::Usage)? {
+                    return Err(RunError::Usage(format!("the lock of `{stack}` was kept")));
+                }
+                backend.break_lock(stack)?;
+                Ok(format!("removed the lock of `{stack}` held by {holder}"))
+            }
             _ => {
-                std::fs::remove_file(home.lock_file(stack)).map_err(|e| StateError::Io { path: home.lock_file(stack), source: e })?;
+                backend.break_lock(stack)?;
                 Ok(format!("removed the lock of `{stack}` held by {holder}, which is not running here"))
             }
         },

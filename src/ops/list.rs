@@ -9,7 +9,7 @@ use super::{output, Conn, LiveInstance};
 use crate::cloud::AwsSettings;
 use crate::config::Settings;
 use crate::engine::RunError;
-use crate::state::{Home, StackStore};
+use crate::state::{Home, StackStore, StateBackend};
 use crate::ui::{Tone, Ui};
 
 #[derive(Debug, Serialize)]
@@ -32,12 +32,20 @@ struct Row {
 /// `geusemaker list [--json]`.
 pub fn list(json: bool, flags: &AwsSettings, settings: &Settings) -> Result<(), RunError> {
     let home = Home::from_env()?;
+    let backend = StateBackend::current()?;
     let now = chrono::Utc::now();
     // One connection per region, shared by its stacks.
     let mut conns: BTreeMap<Option<String>, Conn> = BTreeMap::new();
     let mut rows = Vec::new();
-    for name in home.stack_names() {
-        let state = match StackStore::load(&home, &name) {
+    // One listing, then every document at once (in parallel from S3).
+    let names = backend.names()?;
+    let documents = backend.read_many(&names);
+    for (name, stored) in names.into_iter().zip(documents) {
+        let parsed = stored.and_then(|s| {
+            s.map(|s| StackStore::parse_stored(&backend.location(&name), &s))
+                .transpose()
+        });
+        let state = match parsed {
             Ok(Some(s)) => s,
             Ok(None) => continue,
             Err(e) => {
@@ -106,7 +114,7 @@ pub fn list(json: bool, flags: &AwsSettings, settings: &Settings) -> Result<(), 
     if rows.is_empty() {
         ui.line(&format!(
             "no stacks in {} yet; deploy one with `geusemaker run dev --name NAME`",
-            home.stacks_dir().display()
+            backend.describe()
         ));
         return Ok(());
     }

@@ -10,6 +10,7 @@ pub mod health;
 pub mod list;
 pub mod logs;
 pub mod monitor;
+pub mod state;
 pub mod status;
 
 use chrono::{DateTime, Utc};
@@ -20,11 +21,13 @@ use crate::cloud::{Aws, AwsSettings, Blocking, CloudError};
 use crate::config::Settings;
 use crate::engine::session::require_existing;
 use crate::engine::RunError;
-use crate::state::{Home, ResourceStatus, StackState, StackStore};
+use crate::state::{Home, ResourceStatus, StackState, StackStore, StateBackend};
 
-/// A stack read from its state file.
+/// A stack read from its state.
 pub struct Opened {
+    /// This machine's directory (caches, logs).
     pub home: Home,
+    pub backend: StateBackend,
     pub state: StackState,
 }
 
@@ -32,9 +35,14 @@ pub struct Opened {
 pub fn open(name: &str) -> Result<Opened, RunError> {
     require_existing(name)?;
     let home = Home::from_env()?;
-    let state = StackStore::load(&home, name)?
+    let backend = StateBackend::current()?;
+    let state = StackStore::load(&backend, name)?
         .ok_or_else(|| RunError::Usage(format!("stack `{name}` disappeared while reading it")))?;
-    Ok(Opened { home, state })
+    Ok(Opened {
+        home,
+        backend,
+        state,
+    })
 }
 
 /// A tokio runtime and a connection to one region (or why there is none).

@@ -14,7 +14,7 @@ use super::{output, Conn, LiveInstance};
 use crate::cloud::{Aws, AwsSettings};
 use crate::config::{fmt_duration, Settings};
 use crate::engine::{RunError, RunRequest};
-use crate::state::{Home, StackLock, StackState, StackStatus, StackStore};
+use crate::state::{StackState, StackStatus, StackStore, StateBackend};
 use crate::ui::Ui;
 
 /// What `monitor` was asked to do.
@@ -117,10 +117,11 @@ pub fn spot_notice(
     ))
 }
 
-/// Is another geusemaker process working on the stack right now?
-fn busy(home: &Home, stack: &str) -> Option<String> {
-    let holder = StackLock::holder(home, stack)?;
-    holder.is_alive_here().then(|| holder.to_string())
+/// Is another geusemaker run (here, or on another machine sharing the state) working on the
+/// stack right now?
+fn busy(backend: &StateBackend, stack: &str) -> Option<String> {
+    let holder = backend.holder(stack).ok()??;
+    holder.is_live().then(|| holder.to_string())
 }
 
 fn sleep_interruptibly(d: Duration) -> bool {
@@ -189,13 +190,13 @@ pub fn monitor(opts: MonitorOptions, settings: &Settings) -> Result<(), RunError
         if crate::interrupt::requested() {
             break;
         }
-        let Some(state) = StackStore::load(&home, &opts.name)? else {
+        let Some(state) = StackStore::load(&opened.backend, &opts.name)? else {
             return Err(RunError::Recipe(format!(
                 "error: stack `{}` was destroyed while being monitored\n",
                 opts.name
             )));
         };
-        if let Some(holder) = busy(&home, &opts.name) {
+        if let Some(holder) = busy(&opened.backend, &opts.name) {
             ui.line(&format!("{}  paused: the stack is busy ({holder})", now()));
         } else if state.status == StackStatus::Failed && state.last_healthy.is_none() {
             return Err(RunError::Recipe(format!(

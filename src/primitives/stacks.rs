@@ -4,7 +4,7 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, EvalAltResult, Map};
 
 use super::{rt, state_err, usage_err_hint};
-use crate::state::{ResourceStatus, StackStore};
+use crate::state::{ResourceStatus, StackStore, StateBackend};
 
 pub fn module() -> rhai::Module {
     exported_module!(api)
@@ -61,8 +61,9 @@ pub mod api {
     pub fn stacks(ctx: NativeCallContext) -> Result<Array, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
         let mut out = Array::new();
-        for n in rt.home.stack_names() {
-            if let Some(s) = StackStore::load(&rt.home, &n).map_err(state_err)? {
+        let backend = StateBackend::current().map_err(state_err)?;
+        for n in backend.names().map_err(state_err)? {
+            if let Some(s) = StackStore::load(&backend, &n).map_err(state_err)? {
                 let mut m = super::summary(&s);
                 m.insert("instance".into(), super::live_instance(&rt, &s));
                 out.push(Dynamic::from_map(m));
@@ -79,8 +80,9 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn stack(ctx: NativeCallContext, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
-        let rt = rt(&ctx)?;
-        match StackStore::load(&rt.home, name).map_err(state_err)? {
+        rt(&ctx)?;
+        let backend = StateBackend::current().map_err(state_err)?;
+        match StackStore::load(&backend, name).map_err(state_err)? {
             Some(s) => rhai::serde::to_dynamic(&s).map_err(|e| {
                 usage_err_hint(
                     e.to_string(),

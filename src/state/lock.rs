@@ -17,26 +17,66 @@ use super::{Home, StateError};
 pub struct LockHolder {
     pub pid: u32,
     pub host: String,
+    /// The user who ran the command (`$USER`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
     pub run: String,
     pub command: String,
     pub since: chrono::DateTime<chrono::Utc>,
+    /// A shared lock's lease: it is the holder's until then unless renewed (the local lock
+    /// has none: the OS frees it when the process dies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let who = if self.user.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", self.user)
+        };
         write!(
             f,
-            "pid {} on {} (run {}, `{}`, since {})",
+            "{who}pid {} on {} (run {}, `{}`, since {}",
             self.pid,
             self.host,
             self.run,
             self.command,
             self.since.format("%Y-%m-%d %H:%M:%SZ")
-        )
+        )?;
+        match self.lease_until {
+            Some(t) => write!(f, ", lease until {})", t.format("%H:%M:%SZ")),
+            None => write!(f, ")"),
+        }
     }
 }
 
 impl LockHolder {
+    /// This process, running `command` as run `run`.
+    pub fn here(run: &str, command: &str) -> LockHolder {
+        LockHolder {
+            pid: std::process::id(),
+            host: hostname(),
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_default(),
+            run: run.to_string(),
+            command: command.to_string(),
+            since: chrono::Utc::now(),
+            lease_until: None,
+        }
+    }
+
+    /// Whether the holder is still working: its lease runs (a shared lock), or it is a live
+    /// process on this machine (a local lock).
+    pub fn is_live(&self) -> bool {
+        match self.lease_until {
+            Some(t) => t > chrono::Utc::now(),
+            None => self.is_alive_here(),
+        }
+    }
+
     /// Whether the holder is a live process on this machine.
     pub fn is_alive_here(&self) -> bool {
         self.host == hostname() && std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
@@ -89,13 +129,7 @@ impl StackLock {
         let mut previous_text = String::new();
         let _ = file.read_to_string(&mut previous_text);
         let previous = serde_json::from_str::<LockHolder>(&previous_text).ok();
-        let holder = LockHolder {
-            pid: std::process::id(),
-            host: hostname(),
-            run: run.to_string(),
-            command: command.to_string(),
-            since: chrono::Utc::now(),
-        };
+        let holder = LockHolder::here(run, command);
         let text = serde_json::to_string(&holder).expect("lock holder serializes");
         file.set_len(0)
             .and_then(|_| file.seek(SeekFrom::Start(0)))
@@ -174,10 +208,7 @@ mod tests {
         home.ensure().unwrap();
         let dead = LockHolder {
             pid: 999_999_999,
-            host: hostname(),
-            run: "r0".into(),
-            command: "run dev".into(),
-            since: chrono::Utc::now(),
+            ..LockHolder::here("r0", "run dev")
         };
         std::fs::write(
             home.lock_file("demo"),

@@ -1,4 +1,5 @@
-//! Per-stack state under `$GEUSEMAKER_HOME`: the stack document, its resource ledger, its lock.
+//! Per-stack state: the stack document, its resource ledger, its lock; under `$GEUSEMAKER_HOME`
+//! or in a team's S3 bucket (see [`backend`]).
 //!
 //! Invariants:
 //! * every write is atomic (temp + fsync + rename) and files are 0600;
@@ -10,12 +11,15 @@
 
 pub mod applied;
 mod atomic;
+pub mod backend;
 mod lock;
 pub mod migrate;
 mod paths;
+pub mod s3;
 mod stack;
 
 pub use atomic::write_atomic;
+pub use backend::StateBackend;
 pub use lock::{LockHolder, StackLock};
 pub use paths::{Home, HOME_ENV};
 pub use stack::{Resource, ResourceStatus, RunRecord, StackState, StackStatus, StackStore};
@@ -45,6 +49,19 @@ pub enum StateError {
     },
     #[error("stack `{stack}` is locked by {holder}\nhint: wait for that run to finish; only one run per stack at a time")]
     Locked { stack: String, holder: String },
+    #[error("the state of stack `{stack}` changed since it was read ({location}): another run wrote it; nothing was overwritten\nhint: run the command again: it starts from the current state")]
+    Conflict { stack: String, location: String },
+    #[error("the lock of stack `{stack}` was lost (now held by {holder}): this run stopped before changing anything more\nhint: `geusemaker status {stack}` shows the stack as the other run leaves it; its ledger has everything this run created")]
+    LockLost { stack: String, holder: String },
+    #[error("{location}: cannot {action}: {message}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    Remote {
+        location: String,
+        action: &'static str,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("invalid state location `{url}`: {reason}\nhint: use `local` or `s3://BUCKET/PREFIX`")]
+    BadUrl { url: String, reason: String },
     #[error("invalid stack name `{name}`: {reason}\nhint: use 2-63 characters: a lowercase letter first, then lowercase letters, digits or `-` (e.g. `my-stack`)")]
     InvalidName { name: String, reason: &'static str },
     #[error("refusing to store a secret in the state file (key `{key}`)\nhint: keep secrets in SSM SecureString parameters and store the parameter name instead")]

@@ -1,13 +1,14 @@
 //! The stack document (`stacks/<name>.json`) and the locked store that writes it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{validate_stack_name, write_atomic, Home, StackLock, StateError};
+use super::backend::{HeldLock, Stored, Version};
+use super::{validate_stack_name, StateBackend, StateError};
 
 pub use super::migrate::SCHEMA_VERSION;
 
@@ -223,85 +224,105 @@ impl StackState {
     }
 }
 
-/// A locked, writable stack: every mutation is persisted atomically before it returns.
+/// A locked, writable stack: every mutation is persisted before it returns, conditional on
+/// the version this store read or last wrote.
 #[derive(Debug)]
 pub struct StackStore {
-    path: PathBuf,
+    /// `None` for a detached store (plan mode): nothing is locked or written.
+    backend: Option<StateBackend>,
     state: StackState,
     run: String,
-    /// `None` for a detached store (plan mode): nothing is locked or written.
-    _lock: Option<StackLock>,
+    /// The stored version the next write is based on (`None`: nothing stored yet).
+    version: Version,
+    lock: Option<Box<dyn HeldLock>>,
 }
 
 impl StackStore {
     /// Validate the name, take the stack's lock and load (or start) its state.
-    pub fn open(home: &Home, stack: &str, run: &str, command: &str) -> Result<Self, StateError> {
+    pub fn open(
+        backend: &StateBackend,
+        stack: &str,
+        run: &str,
+        command: &str,
+    ) -> Result<Self, StateError> {
         validate_stack_name(stack)?;
-        let lock = StackLock::acquire(home, stack, run, command)?;
-        let path = home.stack_file(stack);
-        let state = match Self::read(&path)? {
-            Some((state, Some(v), text)) => {
+        let lock = backend.lock(stack, run, command)?;
+        let (state, version) = match Self::read(backend, stack)? {
+            Some((state, Some(v), stored)) => {
                 // Keep what the older release wrote: it cannot read the new format.
-                let mut keep = path.clone().into_os_string();
-                keep.push(format!(".v{v}"));
-                write_atomic(Path::new(&keep), text.as_bytes())?;
-                tracing::info!(from = v, to = SCHEMA_VERSION, kept = ?keep, "state file migrated");
-                state
+                backend.keep_copy(stack, &format!(".v{v}"), stored.text.as_bytes())?;
+                tracing::info!(
+                    from = v,
+                    to = SCHEMA_VERSION,
+                    "state migrated; the older document was kept beside it"
+                );
+                (state, Some(stored.version))
             }
-            Some((state, None, _)) => state,
-            None => StackState::new(stack),
+            Some((state, None, stored)) => (state, Some(stored.version)),
+            None => (StackState::new(stack), None),
         };
         Ok(StackStore {
-            path,
+            backend: Some(backend.clone()),
             state,
             run: run.to_string(),
-            _lock: Some(lock),
+            version,
+            lock: Some(lock),
         })
     }
 
-    /// A store that lives in memory only (plan mode): no lock, no file, same ledger logic.
+    /// A store that lives in memory only (plan mode): no lock, nothing written, same ledger logic.
     pub fn detached(state: StackState, run: &str) -> Self {
         StackStore {
-            path: PathBuf::new(),
+            backend: None,
             state,
             run: run.to_string(),
-            _lock: None,
+            version: None,
+            lock: None,
         }
-    }
-
-    fn persists(&self) -> bool {
-        self._lock.is_some()
     }
 
     /// Read a stack without locking it (for listings); `None` when it does not exist.
-    pub fn load(home: &Home, stack: &str) -> Result<Option<StackState>, StateError> {
+    pub fn load(backend: &StateBackend, stack: &str) -> Result<Option<StackState>, StateError> {
         validate_stack_name(stack)?;
-        Ok(Self::read(&home.stack_file(stack))?.map(|(state, _, _)| state))
+        Ok(Self::read(backend, stack)?.map(|(state, _, _)| state))
     }
 
-    /// The state, the format it was migrated from (if it was), and the file's text.
-    fn read(path: &Path) -> Result<Option<(StackState, Option<u32>, String)>, StateError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let (state, from) = StackState::parse_versioned(path, &text)?;
-                Ok(Some((state, from, text)))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StateError::io(path, e)),
-        }
+    /// Parse a document read from `backend` (at `location`).
+    pub fn parse_stored(location: &str, stored: &Stored) -> Result<StackState, StateError> {
+        StackState::parse(Path::new(location), &stored.text)
+    }
+
+    /// The state, the format it was migrated from (if it was), and what was stored.
+    fn read(
+        backend: &StateBackend,
+        stack: &str,
+    ) -> Result<Option<(StackState, Option<u32>, Stored)>, StateError> {
+        let Some(stored) = backend.read(stack)? else {
+            return Ok(None);
+        };
+        let location = backend.location(stack);
+        let (state, from) = StackState::parse_versioned(Path::new(&location), &stored.text)?;
+        Ok(Some((state, from, stored)))
     }
 
     pub fn state(&self) -> &StackState {
         &self.state
     }
 
-    /// The holder recorded by a run that died holding this stack's lock.
+    /// The holder recorded by a run that died holding this stack's lock (or whose lease ran
+    /// out), whose lock this store took over.
     pub fn taken_over(&self) -> Option<&super::LockHolder> {
-        self._lock.as_ref().and_then(|l| l.previous_holder())
+        self.lock.as_ref().and_then(|l| l.previous_holder())
     }
-    pub fn path(&self) -> &Path {
-        &self.path
+
+    /// Where the stack's document lives (a path or an `s3://` URL); empty when detached.
+    pub fn location(&self) -> String {
+        self.backend
+            .as_ref()
+            .map(|b| b.location(&self.state.stack))
+            .unwrap_or_default()
     }
+
     pub fn run_id(&self) -> &str {
         &self.run
     }
@@ -311,11 +332,19 @@ impl StackStore {
         self.run = run.to_string();
     }
 
-    /// Change the state and persist it before returning.
+    /// Change the state and persist it before returning. When the write fails (S3 unreachable,
+    /// the lock lost, the document changed by another run) the change is not kept in memory
+    /// either, and the caller stops before doing what it recorded.
     pub fn update<T>(&mut self, f: impl FnOnce(&mut StackState) -> T) -> Result<T, StateError> {
+        let before = self.persists().then(|| self.state.clone());
         let out = f(&mut self.state);
         self.state.updated_at = Utc::now();
-        self.save()?;
+        if let Err(e) = self.save() {
+            if let Some(before) = before {
+                self.state = before;
+            }
+            return Err(e);
+        }
         Ok(out)
     }
 
@@ -326,24 +355,29 @@ impl StackStore {
         self.save()
     }
 
-    fn save(&self) -> Result<(), StateError> {
-        if !self.persists() {
+    fn persists(&self) -> bool {
+        self.backend.is_some()
+    }
+
+    fn save(&mut self) -> Result<(), StateError> {
+        let Some(backend) = &self.backend else {
             return Ok(());
+        };
+        if let Some(lock) = &self.lock {
+            lock.check()?;
         }
         let mut text = serde_json::to_string_pretty(&self.state).expect("state serializes");
         text.push('\n');
-        write_atomic(&self.path, text.as_bytes())
+        let version = backend.write(&self.state.stack, text.as_bytes(), &self.version)?;
+        self.version = Some(version);
+        Ok(())
     }
 
-    /// Remove the state file (for a stack that never got any resource).
+    /// Remove the stack's document (for a stack that never got any resource).
     pub fn discard(self) -> Result<(), StateError> {
-        if !self.persists() {
-            return Ok(());
-        }
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StateError::io(&self.path, e)),
+        match (&self.backend, &self.version) {
+            (Some(backend), Some(version)) => backend.remove(&self.state.stack, version),
+            _ => Ok(()),
         }
     }
 
@@ -478,8 +512,12 @@ mod tests {
         assert!(e.to_string().contains("no schema_version"), "{e}");
     }
 
+    fn local(dir: &Path) -> StateBackend {
+        StateBackend::local(super::super::Home::at(dir))
+    }
+
     fn store(dir: &Path, stack: &str, run: &str) -> StackStore {
-        StackStore::open(&Home::at(dir), stack, run, "test").unwrap()
+        StackStore::open(&local(dir), stack, run, "test").unwrap()
     }
 
     #[test]
@@ -491,7 +529,7 @@ mod tests {
             .unwrap();
         assert_eq!(token, "tok-1");
         // Simulate a crash: re-read the file without the store.
-        let on_disk = StackStore::load(&Home::at(dir.path()), "demo")
+        let on_disk = StackStore::load(&local(dir.path()), "demo")
             .unwrap()
             .unwrap();
         assert_eq!(on_disk.resources[idx].status, ResourceStatus::Intent);
@@ -516,7 +554,7 @@ mod tests {
             BTreeMap::from([("az".into(), "us-east-1a".into())]),
         )
         .unwrap();
-        let on_disk = StackStore::load(&Home::at(dir.path()), "demo")
+        let on_disk = StackStore::load(&local(dir.path()), "demo")
             .unwrap()
             .unwrap();
         let r = on_disk.resource("ec2:instance", "app").unwrap();
@@ -546,11 +584,11 @@ mod tests {
     #[test]
     fn corrupt_file_is_reported_with_position_and_left_untouched() {
         let dir = tempfile::tempdir().unwrap();
-        let home = Home::at(dir.path());
+        let home = super::super::Home::at(dir.path());
         home.ensure().unwrap();
         let path = home.stack_file("demo");
         std::fs::write(&path, "{\n  \"stack\": \"demo\",\n  oops\n}").unwrap();
-        let err = StackStore::open(&home, "demo", "r", "t").unwrap_err();
+        let err = StackStore::open(&local(dir.path()), "demo", "r", "t").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("demo.json:3:"), "{msg}");
         assert_eq!(

@@ -290,6 +290,7 @@ pub struct Sdk {
     pub ssm: aws_sdk_ssm::Client,
     pub iam: aws_sdk_iam::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Sdk {
@@ -313,6 +314,11 @@ impl Sdk {
             ssm: aws_sdk_ssm::Client::new(&conf),
             iam: aws_sdk_iam::Client::new(&conf),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&conf),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&conf)
+                    .force_path_style(true)
+                    .build(),
+            ),
             rt,
         }
     }

@@ -459,16 +459,31 @@ fn handle(
         .map(|i| i + 4)
         .unwrap_or(response.len());
     let (resp_head, resp_body) = response.split_at(split);
+    let resp_body = moto_fixup(request_line, resp_body);
     let resp_head = String::from_utf8_lossy(resp_head);
     let mut out = String::new();
     for line in resp_head.split("\r\n").filter(|l| !l.is_empty()) {
-        if !line.to_ascii_lowercase().starts_with("connection:") {
+        let lower = line.to_ascii_lowercase();
+        if !lower.starts_with("connection:") && !lower.starts_with("content-length:") {
             out.push_str(line);
             out.push_str("\r\n");
         }
     }
+    out.push_str(&format!("Content-Length: {}\r\n", resp_body.len()));
     out.push_str("Connection: close\r\n\r\n");
     client.write_all(out.as_bytes())?;
-    client.write_all(resp_body)?;
+    client.write_all(&resp_body)?;
     Ok(())
+}
+
+/// moto 5.2.1 answers S3 GetBucketVersioning with the root element
+/// `GetBucketVersioningResponse`; S3 (and the SDK's parser) use `VersioningConfiguration`.
+/// The answer is moto's own (its status included), under the right name.
+fn moto_fixup(request_line: &str, body: &[u8]) -> Vec<u8> {
+    if request_line.starts_with("GET ") && request_line.contains("?versioning") {
+        return String::from_utf8_lossy(body)
+            .replace("GetBucketVersioningResponse", "VersioningConfiguration")
+            .into_bytes();
+    }
+    body.to_vec()
 }

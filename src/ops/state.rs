@@ -1,0 +1,233 @@
+//! Where stack state lives: opening the backend the settings name, and
+//! `geusemaker state show|push|pull`.
+
+use std::time::Duration;
+
+use crate::cloud::AwsSettings;
+use crate::config::StateSettings;
+use crate::engine::RunError;
+use crate::state::s3::{S3Settings, S3Url, S3};
+use crate::state::{validate_stack_name, Home, StackStore, StateBackend, StateError};
+use crate::ui::Ui;
+
+/// The backend `settings` name: the local directory, or an S3 bucket reached with `aws`'s
+/// profile (credentials are only looked up when S3 is first used).
+pub fn backend(settings: &StateSettings, aws: &AwsSettings) -> Result<StateBackend, RunError> {
+    let url = settings.url.trim();
+    if url.is_empty() || url == "local" {
+        return Ok(StateBackend::local(Home::from_env()?));
+    }
+    let parsed = S3Url::parse(url).map_err(|e| {
+        RunError::Usage(format!(
+            "{e}\n(the state location comes from {})",
+            settings.from
+        ))
+    })?;
+    let aws = AwsSettings {
+        // The bucket's region is the state's business, not the stack's.
+        region: None,
+        ..aws.clone()
+    };
+    let connect: crate::state::s3::Connect = Box::new(move || {
+        let aws = aws.clone();
+        Box::pin(async move { crate::cloud::sdk_config(&aws).await })
+    });
+    let s3 = S3::new(
+        S3Settings {
+            url: parsed,
+            region: settings.region.clone(),
+            lease: settings.lease.max(Duration::from_secs(1)),
+            kms_key: settings.kms_key.clone(),
+        },
+        connect,
+    )?;
+    Ok(StateBackend::new(s3))
+}
+
+/// `geusemaker state show <stack>`: where its state lives, its version and its lock.
+pub fn show(backend: &StateBackend, stack: &str, json: bool) -> Result<(), RunError> {
+    validate_stack_name(stack).map_err(|e| RunError::Usage(e.to_string()))?;
+    let stored = backend.read(stack)?;
+    let Some(stored) = stored else {
+        return Err(RunError::Usage(format!(
+            "no stack named `{stack}` in {}\nhint: `geusemaker list` shows the stacks there; `--state` reads another place",
+            backend.describe()
+        )));
+    };
+    let location = backend.location(stack);
+    let state = StackStore::parse_stored(&location, &stored)?;
+    let holder = backend.holder(stack)?;
+    let lock = match &holder {
+        Some(h) if h.is_live() => format!("held by {h}"),
+        Some(h) => format!("free (last held by {h})"),
+        None => "free".to_string(),
+    };
+    let live = state.live_resources().count();
+    if json {
+        let doc = serde_json::json!({
+            "stack": stack,
+            "backend": backend.describe(),
+            "location": location,
+            "remote": backend.is_remote(),
+            "version": stored.version,
+            "bytes": stored.text.len(),
+            "status": state.status.as_str(),
+            "updated_at": state.updated_at.to_rfc3339(),
+            "live_resources": live,
+            "lock": holder.map(|h| serde_json::json!({
+                "holder": h,
+                "live": h.is_live(),
+            })),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+        return Ok(());
+    }
+    let rows = [
+        ("Stack", stack.to_string()),
+        ("Location", location),
+        (
+            "Backend",
+            if backend.is_remote() {
+                format!("{} (shared)", backend.describe())
+            } else {
+                format!("{} (this machine)", backend.describe())
+            },
+        ),
+        ("Version", stored.version.clone()),
+        (
+            "Document",
+            format!(
+                "{} bytes, {}, updated {}, {live} live resources",
+                stored.text.len(),
+                state.status.as_str(),
+                state.updated_at.format("%Y-%m-%d %H:%M:%SZ")
+            ),
+        ),
+        ("Lock", lock),
+    ];
+    for (k, v) in rows {
+        println!("{k:<9} {v}");
+    }
+    for n in backend.notices() {
+        Ui::detect(false).warn(&n);
+    }
+    Ok(())
+}
+
+/// Which stacks to move.
+pub enum Which {
+    One(String),
+    All,
+}
+
+/// `geusemaker state push`: move stacks from this machine to the team backend.
+pub fn push(local: &StateBackend, team: &StateBackend, which: Which) -> Result<(), RunError> {
+    move_stacks(local, team, which, "push")
+}
+
+/// `geusemaker state pull`: move stacks from the team backend to this machine.
+pub fn pull(local: &StateBackend, team: &StateBackend, which: Which) -> Result<(), RunError> {
+    move_stacks(team, local, which, "pull")
+}
+
+fn move_stacks(
+    from: &StateBackend,
+    to: &StateBackend,
+    which: Which,
+    verb: &str,
+) -> Result<(), RunError> {
+    if !to.is_remote() && !from.is_remote() {
+        return Err(RunError::Usage(format!(
+            "no team backend: `state {verb}` moves stacks between this machine and S3\nhint: set `[state] url = \"s3://BUCKET/PREFIX\"` in geusemaker.toml (or pass --state s3://…); docs/teams.md"
+        )));
+    }
+    let ui = Ui::detect(false);
+    let names = match which {
+        Which::One(n) => {
+            validate_stack_name(&n).map_err(|e| RunError::Usage(e.to_string()))?;
+            vec![n]
+        }
+        Which::All => from.names()?,
+    };
+    if names.is_empty() {
+        ui.line(&format!(
+            "no stacks in {}: nothing to {verb}",
+            from.describe()
+        ));
+        return Ok(());
+    }
+    for n in to.notices() {
+        ui.warn(&n);
+    }
+    let mut failed = Vec::new();
+    for name in &names {
+        match move_one(from, to, name, verb) {
+            Ok(()) => ui.success(&format!(
+                "moved `{name}` to {} (from {})",
+                to.location(name),
+                from.describe()
+            )),
+            Err(e) => {
+                ui.warn(&format!("`{name}` not moved: {e}"));
+                failed.push(name.clone());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::Recipe(format!(
+            "error: {} of {} stacks not moved ({}); each stays where it was\n",
+            failed.len(),
+            names.len(),
+            failed.join(", ")
+        )))
+    }
+}
+
+/// Move one stack with both locks held: write it where it goes (refused if a document is
+/// there), read it back, then remove the source (refused if it changed meanwhile).
+fn move_one(
+    from: &StateBackend,
+    to: &StateBackend,
+    stack: &str,
+    verb: &str,
+) -> Result<(), StateError> {
+    let run = format!("{verb}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+    let command = format!("state {verb}");
+    let _to_lock = to.lock(stack, &run, &command)?;
+    let _from_lock = from.lock(stack, &run, &command)?;
+    let Some(stored) = from.read(stack)? else {
+        return Err(StateError::Remote {
+            location: from.location(stack),
+            action: "read the stack",
+            message: "no such stack".into(),
+            hint: Some(format!(
+                "`geusemaker list` shows the stacks in {}",
+                from.describe()
+            )),
+        });
+    };
+    // A damaged document is not moved: it is said where it is.
+    StackStore::parse_stored(&from.location(stack), &stored)?;
+    to.write(stack, stored.text.as_bytes(), &None)
+        .map_err(|e| match e {
+            StateError::Conflict { location, .. } => StateError::Remote {
+                location,
+                action: "create the stack",
+                message: "a stack of that name is already there".into(),
+                hint: Some("compare the two with `geusemaker state show NAME` (and --state); remove one with `geusemaker destroy` before moving".into()),
+            },
+            e => e,
+        })?;
+    let back = to.read(stack)?;
+    if back.as_ref().map(|s| s.text.as_str()) != Some(stored.text.as_str()) {
+        return Err(StateError::Remote {
+            location: to.location(stack),
+            action: "verify the copy",
+            message: "what was read back differs from what was written; the source is kept".into(),
+            hint: None,
+        });
+    }
+    from.remove(stack, &stored.version)
+}

@@ -1,0 +1,754 @@
+//! The team backend: stack documents in S3 (`s3://bucket/prefix`), shared by every machine.
+//!
+//! * `<prefix>/stacks/<stack>.json` is the stack document (its ledger included). Every write is
+//!   conditional: `If-Match` the ETag it was based on, or `If-None-Match: *` for a new stack,
+//!   so a write based on a stale read fails (412) instead of overwriting another machine's.
+//! * `<prefix>/locks/<stack>.lock` is the stack's lock: created with `If-None-Match: *`, it
+//!   names its holder (user, host, pid, run) and a lease that a thread renews (`If-Match`)
+//!   while the run lives. A lock whose lease ran out is taken over (`If-Match` its ETag, so of
+//!   two machines taking it over only one wins); a run that finds its own lock taken over stops
+//!   writing ([`StateError::LockLost`]).
+//! * Every object is written with server-side encryption (SSE-S3, or SSE-KMS with a key).
+//!
+//! Leases are judged by the clock of the machine reading them: clocks kept by NTP differ by far
+//! less than a lease (2 minutes by default).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption};
+use aws_sdk_s3::Client;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use chrono::Utc;
+
+use super::backend::{Backend, HeldLock, Stored, Version};
+use super::{LockHolder, StateError};
+
+/// Builds the AWS configuration when S3 is first used (commands that never read state never
+/// need credentials).
+pub type Connect =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = aws_config::SdkConfig> + Send>> + Send + Sync>;
+
+/// `s3://bucket/prefix`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Url {
+    pub bucket: String,
+    /// Without leading or trailing `/`; may be empty.
+    pub prefix: String,
+}
+
+impl S3Url {
+    pub fn parse(url: &str) -> Result<S3Url, StateError> {
+        let bad = |reason: &str| StateError::BadUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| bad("it does not start with s3://"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !valid_bucket {
+            return Err(bad(
+                "the bucket name must be 3-63 lowercase letters, digits, `-` or `.`",
+            ));
+        }
+        let prefix = prefix.trim_matches('/').to_string();
+        if prefix.split('/').any(|p| p == ".." || p == ".") || prefix.contains("//") {
+            return Err(bad("the prefix has an empty, `.` or `..` part"));
+        }
+        Ok(S3Url {
+            bucket: bucket.to_string(),
+            prefix,
+        })
+    }
+
+    fn key(&self, rest: &str) -> String {
+        if self.prefix.is_empty() {
+            rest.to_string()
+        } else {
+            format!("{}/{rest}", self.prefix)
+        }
+    }
+
+    /// `s3://bucket/prefix` (normalised).
+    pub fn url(&self) -> String {
+        format!("s3://{}", self.key_url(""))
+    }
+
+    fn key_url(&self, rest: &str) -> String {
+        let key = self.key(rest);
+        if key.is_empty() {
+            self.bucket.clone()
+        } else {
+            format!("{}/{}", self.bucket, key.trim_end_matches('/'))
+        }
+    }
+}
+
+/// The S3 backend's settings (`[state]` in the settings).
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub url: S3Url,
+    /// The bucket's region, when it is not the AWS chain's.
+    pub region: Option<String>,
+    /// How long a lock lives without being renewed.
+    pub lease: Duration,
+    /// SSE-KMS with this key instead of SSE-S3.
+    pub kms_key: Option<String>,
+}
+
+/// What an S3 call can end in, beyond its answer.
+#[derive(Debug)]
+enum Fail {
+    /// 412 (or 409 ConditionalRequestConflict): the condition did not hold.
+    Precondition,
+    Other(StateError),
+}
+
+struct Shared {
+    settings: S3Settings,
+    connect: Connect,
+    client: OnceLock<Client>,
+    rt: tokio::runtime::Runtime,
+    notices: OnceLock<Vec<String>>,
+}
+
+/// Stack state in an S3 bucket.
+pub struct S3 {
+    shared: Arc<Shared>,
+}
+
+impl S3 {
+    pub fn new(settings: S3Settings, connect: Connect) -> Result<S3, StateError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("geusemaker-state")
+            .enable_all()
+            .build()
+            .map_err(|e| StateError::io(std::path::Path::new("tokio runtime"), e))?;
+        Ok(S3 {
+            shared: Arc::new(Shared {
+                settings,
+                connect,
+                client: OnceLock::new(),
+                rt,
+                notices: OnceLock::new(),
+            }),
+        })
+    }
+}
+
+impl Shared {
+    fn client(&self) -> Client {
+        self.client
+            .get_or_init(|| {
+                let sdk = self.rt.block_on((self.connect)());
+                let mut b = aws_sdk_s3::config::Builder::from(&sdk);
+                if let Some(r) = &self.settings.region {
+                    b = b.region(aws_sdk_s3::config::Region::new(r.clone()));
+                }
+                // An emulator (AWS_ENDPOINT_URL) is reached by path, not by bucket host name.
+                if sdk.endpoint_url().is_some() {
+                    b = b.force_path_style(true);
+                }
+                Client::from_conf(b.build())
+            })
+            .clone()
+    }
+
+    fn url(&self) -> &S3Url {
+        &self.settings.url
+    }
+
+    fn doc_key(&self, stack: &str) -> String {
+        self.url().key(&format!("stacks/{stack}.json"))
+    }
+
+    fn lock_key(&self, stack: &str) -> String {
+        self.url().key(&format!("locks/{stack}.lock"))
+    }
+
+    fn location_of(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.url().bucket)
+    }
+
+    fn err<E>(&self, key: &str, action: &'static str, e: SdkError<E, HttpResponse>) -> Fail
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let code = e.code().map(str::to_string);
+        if status == Some(412) || code.as_deref() == Some("ConditionalRequestConflict") {
+            return Fail::Precondition;
+        }
+        let message = match (&code, e.message()) {
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            (Some(c), None) => c.clone(),
+            _ => aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+        };
+        let hint = match code.as_deref() {
+            Some("AccessDenied") | Some("Forbidden") => Some(
+                "the credentials lack the state backend's permissions: `geusemaker policy` prints them (docs/teams.md)".to_string(),
+            ),
+            Some("NoSuchBucket") => Some(format!(
+                "create the bucket (with versioning) first, see docs/teams.md: aws s3api create-bucket --bucket {}",
+                self.url().bucket
+            )),
+            _ if status.is_none() => Some(
+                "S3 could not be reached: check the network, the credentials and `[state] region`".to_string(),
+            ),
+            _ => None,
+        };
+        Fail::Other(StateError::Remote {
+            location: self.location_of(key),
+            action,
+            message,
+            hint,
+        })
+    }
+
+    fn get_err(&self, key: &str, e: FetchError) -> Fail {
+        match e {
+            FetchError::Sdk(e) => self.err(key, "read", *e),
+            FetchError::Body(message) => Fail::Other(StateError::Remote {
+                location: self.location_of(key),
+                action: "read",
+                message,
+                hint: None,
+            }),
+        }
+    }
+
+    fn get_blocking(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, Fail> {
+        let client = self.client();
+        self.rt
+            .block_on(fetch(client, self.url().bucket.clone(), key.to_string()))
+            .map_err(|e| self.get_err(key, e))
+    }
+
+    /// Put `bytes` at `key` if the condition holds: `None` = must not exist, `Some(etag)` = must
+    /// be at that ETag. Returns the new ETag.
+    fn put(&self, key: &str, bytes: &[u8], base: Option<&str>) -> Result<String, Fail> {
+        let client = self.client();
+        let mut req = client
+            .put_object()
+            .bucket(&self.url().bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(bytes.to_vec()));
+        req = match &self.settings.kms_key {
+            Some(k) => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k),
+            None => req.server_side_encryption(ServerSideEncryption::Aes256),
+        };
+        req = match base {
+            Some(etag) => req.if_match(etag),
+            None => req.if_none_match("*"),
+        };
+        let out = self
+            .rt
+            .block_on(req.send())
+            .map_err(|e| self.err(key, "write", e))?;
+        Ok(out.e_tag().unwrap_or_default().to_string())
+    }
+
+    /// Delete `key` if it is still at `etag` (read, compared, deleted: the caller holds the
+    /// stack's lock, which is what keeps others from writing in between).
+    fn delete_if(&self, key: &str, etag: &str) -> Result<(), Fail> {
+        match self.get_blocking(key)? {
+            None => Ok(()),
+            Some((_, now)) if now != etag => Err(Fail::Precondition),
+            Some(_) => self.delete(key),
+        }
+    }
+
+    fn delete(&self, key: &str) -> Result<(), Fail> {
+        let client = self.client();
+        self.rt
+            .block_on(
+                client
+                    .delete_object()
+                    .bucket(&self.url().bucket)
+                    .key(key)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(key, "delete", e))
+    }
+
+    fn conflict(&self, stack: &str, f: Fail) -> StateError {
+        match f {
+            Fail::Precondition => StateError::Conflict {
+                stack: stack.to_string(),
+                location: self.location_of(&self.doc_key(stack)),
+            },
+            Fail::Other(e) => e,
+        }
+    }
+
+    fn holder_document(&self, holder: &LockHolder) -> Vec<u8> {
+        serde_json::to_vec_pretty(holder).expect("lock holder serializes")
+    }
+}
+
+fn other(f: Fail) -> StateError {
+    match f {
+        Fail::Other(e) => e,
+        // Only conditional calls answer 412; callers of unconditional ones never see it.
+        Fail::Precondition => StateError::Remote {
+            location: String::new(),
+            action: "call",
+            message: "unexpected precondition failure".into(),
+            hint: None,
+        },
+    }
+}
+
+impl Backend for S3 {
+    fn describe(&self) -> String {
+        self.shared.url().url()
+    }
+
+    fn location(&self, stack: &str) -> String {
+        self.shared.location_of(&self.shared.doc_key(stack))
+    }
+
+    fn names(&self) -> Result<Vec<String>, StateError> {
+        let s = &self.shared;
+        let client = s.client();
+        let prefix = s.url().key("stacks/");
+        let mut names = Vec::new();
+        let mut pages = client
+            .list_objects_v2()
+            .bucket(&s.url().bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = s.rt.block_on(pages.next()) {
+            let page = page.map_err(|e| other(s.err(&prefix, "list", e)))?;
+            for o in page.contents() {
+                let Some(name) = o
+                    .key()
+                    .and_then(|k| k.strip_prefix(&prefix))
+                    .and_then(|k| k.strip_suffix(".json"))
+                else {
+                    continue;
+                };
+                if super::validate_stack_name(name).is_ok() {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn read(&self, stack: &str) -> Result<Option<Stored>, StateError> {
+        let s = &self.shared;
+        let key = s.doc_key(stack);
+        let Some((bytes, etag)) = s.get_blocking(&key).map_err(other)? else {
+            return Ok(None);
+        };
+        stored(&s.location_of(&key), bytes, etag).map(Some)
+    }
+
+    fn read_many(&self, names: &[String]) -> Vec<Result<Option<Stored>, StateError>> {
+        let s = &self.shared;
+        let client = s.client();
+        // At most 16 requests at a time. The tasks own only what they fetch with: the runtime
+        // is never dropped from one of its own tasks.
+        let permits = Arc::new(tokio::sync::Semaphore::new(16));
+        let tasks: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let (client, permits) = (client.clone(), permits.clone());
+                let (bucket, key) = (s.url().bucket.clone(), s.doc_key(n));
+                s.rt.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    fetch(client, bucket, key).await
+                })
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .zip(names)
+            .map(|(task, name)| {
+                let key = s.doc_key(name);
+                let got =
+                    s.rt.block_on(task)
+                        .unwrap_or_else(|e| Err(FetchError::Body(e.to_string())))
+                        .map_err(|e| other(s.get_err(&key, e)))?;
+                match got {
+                    None => Ok(None),
+                    Some((bytes, etag)) => stored(&s.location_of(&key), bytes, etag).map(Some),
+                }
+            })
+            .collect()
+    }
+
+    fn write(&self, stack: &str, text: &[u8], base: &Version) -> Result<String, StateError> {
+        let s = &self.shared;
+        s.put(&s.doc_key(stack), text, base.as_deref())
+            .map_err(|f| s.conflict(stack, f))
+    }
+
+    fn remove(&self, stack: &str, base: &str) -> Result<(), StateError> {
+        let s = &self.shared;
+        s.delete_if(&s.doc_key(stack), base)
+            .map_err(|f| s.conflict(stack, f))
+    }
+
+    fn keep_copy(&self, stack: &str, suffix: &str, text: &[u8]) -> Result<(), StateError> {
+        let s = &self.shared;
+        let key = s.url().key(&format!("stacks/{stack}.json{suffix}"));
+        match s.put(&key, text, None) {
+            // A copy kept by an earlier run stays as it was.
+            Ok(_) | Err(Fail::Precondition) => Ok(()),
+            Err(Fail::Other(e)) => Err(e),
+        }
+    }
+
+    fn lock(&self, stack: &str, run: &str, command: &str) -> Result<Box<dyn HeldLock>, StateError> {
+        let lock = S3Lock::acquire(self.shared.clone(), stack, run, command)?;
+        Ok(Box::new(lock))
+    }
+
+    fn holder(&self, stack: &str) -> Result<Option<LockHolder>, StateError> {
+        let s = &self.shared;
+        let key = s.lock_key(stack);
+        Ok(s.get_blocking(&key)
+            .map_err(other)?
+            .and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok()))
+    }
+
+    fn break_lock(&self, stack: &str) -> Result<(), StateError> {
+        let s = &self.shared;
+        s.delete(&s.lock_key(stack)).map_err(other)
+    }
+
+    fn notices(&self) -> Vec<String> {
+        let s = &self.shared;
+        s.notices
+            .get_or_init(|| {
+                let client = s.client();
+                let versioning = s.rt.block_on(
+                    client
+                        .get_bucket_versioning()
+                        .bucket(&s.url().bucket)
+                        .send(),
+                );
+                match versioning {
+                    Ok(v) if v.status() == Some(&BucketVersioningStatus::Enabled) => Vec::new(),
+                    Ok(_) => vec![format!(
+                        "bucket `{b}` does not keep versions: an older state cannot be recovered; turn versioning on with `aws s3api put-bucket-versioning --bucket {b} --versioning-configuration Status=Enabled`",
+                        b = s.url().bucket
+                    )],
+                    Err(e) => vec![format!(
+                        "could not check whether bucket `{}` keeps versions: {}",
+                        s.url().bucket,
+                        other(s.err("", "check versioning", e))
+                    )],
+                }
+            })
+            .clone()
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+}
+
+enum FetchError {
+    Sdk(Box<SdkError<GetObjectError, HttpResponse>>),
+    Body(String),
+}
+
+/// An object's bytes and ETag; `None` when there is no such key.
+async fn fetch(
+    client: Client,
+    bucket: String,
+    key: String,
+) -> Result<Option<(Vec<u8>, String)>, FetchError> {
+    let out = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => o,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => return Err(FetchError::Sdk(Box::new(e))),
+    };
+    let etag = out.e_tag().unwrap_or_default().to_string();
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| FetchError::Body(e.to_string()))?;
+    Ok(Some((bytes.to_vec(), etag)))
+}
+
+fn stored(location: &str, bytes: Vec<u8>, etag: String) -> Result<Stored, StateError> {
+    let text = String::from_utf8(bytes).map_err(|e| StateError::Corrupt {
+        path: location.into(),
+        line: 1,
+        column: 1,
+        message: format!("not UTF-8 text: {e}"),
+    })?;
+    Ok(Stored {
+        text,
+        version: etag,
+    })
+}
+
+/// A held S3 lock: renewed by a thread until dropped, then deleted.
+struct S3Lock {
+    inner: Arc<LockInner>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+    previous: Option<LockHolder>,
+}
+
+struct LockInner {
+    shared: Arc<Shared>,
+    stack: String,
+    key: String,
+    holder: Mutex<LockHolder>,
+    etag: Mutex<String>,
+    /// Set when the renewal found another holder.
+    lost: Mutex<Option<String>>,
+    stop: (Mutex<bool>, Condvar),
+}
+
+impl std::fmt::Debug for S3Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S3Lock({})", self.inner.key)
+    }
+}
+
+impl S3Lock {
+    fn acquire(
+        shared: Arc<Shared>,
+        stack: &str,
+        run: &str,
+        command: &str,
+    ) -> Result<S3Lock, StateError> {
+        let key = shared.lock_key(stack);
+        let lease = shared.settings.lease;
+        let fresh = || {
+            let mut h = LockHolder::here(run, command);
+            h.lease_until = Some(Utc::now() + lease);
+            h
+        };
+        let mut previous = None;
+        let mut attempts = 0;
+        let (holder, etag) = loop {
+            attempts += 1;
+            let holder = fresh();
+            match shared.put(&key, &shared.holder_document(&holder), None) {
+                Ok(etag) => break (holder, etag),
+                Err(Fail::Other(e)) => return Err(e),
+                Err(Fail::Precondition) => {}
+            }
+            // Held: by whom, and is its lease still running?
+            let Some((bytes, etag)) = shared.get_blocking(&key).map_err(other)? else {
+                if attempts < 5 {
+                    continue; // released meanwhile
+                }
+                return Err(locked(
+                    stack,
+                    "another run (the lock keeps changing)".into(),
+                ));
+            };
+            let current: Option<LockHolder> = serde_json::from_slice(&bytes).ok();
+            let expired = current
+                .as_ref()
+                .is_some_and(|h| h.lease_until.is_some_and(|t| t < Utc::now()));
+            if !expired {
+                let who = current.map(|h| h.to_string()).unwrap_or_else(|| {
+                    format!(
+                        "an unreadable lock object ({}); `geusemaker unlock {stack}` removes it",
+                        shared.location_of(&key)
+                    )
+                });
+                return Err(locked(stack, who));
+            }
+            // Take over the expired lock: only one of two machines doing so at once wins.
+            let holder = fresh();
+            match shared.put(&key, &shared.holder_document(&holder), Some(&etag)) {
+                Ok(new) => {
+                    previous = current;
+                    break (holder, new);
+                }
+                Err(Fail::Other(e)) => return Err(e),
+                Err(Fail::Precondition) if attempts < 5 => continue,
+                Err(Fail::Precondition) => {
+                    return Err(locked(stack, "another run taking it over".into()))
+                }
+            }
+        };
+        let inner = Arc::new(LockInner {
+            shared,
+            stack: stack.to_string(),
+            key,
+            holder: Mutex::new(holder),
+            etag: Mutex::new(etag),
+            lost: Mutex::new(None),
+            stop: (Mutex::new(false), Condvar::new()),
+        });
+        let renewer = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("geusemaker-lease".into())
+                .spawn(move || inner.renew_until_stopped())
+                .ok()
+        };
+        Ok(S3Lock {
+            inner,
+            renewer,
+            previous,
+        })
+    }
+}
+
+fn locked(stack: &str, holder: String) -> StateError {
+    StateError::Locked {
+        stack: stack.to_string(),
+        holder,
+    }
+}
+
+impl LockInner {
+    /// Renew the lease every third of it until stopped or lost.
+    fn renew_until_stopped(&self) {
+        let lease = self.shared.settings.lease;
+        let every = (lease / 3).max(Duration::from_millis(200));
+        loop {
+            let (stopped, cv) = &self.stop;
+            let guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
+            let (guard, _) = cv
+                .wait_timeout_while(guard, every, |s| !*s)
+                .unwrap_or_else(|e| e.into_inner());
+            if *guard {
+                return;
+            }
+            drop(guard);
+            let mut holder = self
+                .holder
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let until = holder.lease_until;
+            holder.lease_until = Some(Utc::now() + lease);
+            let etag = self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            match self.shared.put(
+                &self.key,
+                &self.shared.holder_document(&holder),
+                Some(&etag),
+            ) {
+                Ok(new) => {
+                    *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = new;
+                    *self.holder.lock().unwrap_or_else(|e| e.into_inner()) = holder;
+                }
+                Err(Fail::Precondition) => {
+                    let who = self
+                        .shared
+                        .get_blocking(&self.key)
+                        .ok()
+                        .flatten()
+                        .and_then(|(b, _)| serde_json::from_slice::<LockHolder>(&b).ok())
+                        .map(|h| h.to_string())
+                        .unwrap_or_else(|| "another run".into());
+                    tracing::warn!(stack = %self.stack, holder = %who, "the stack's lock was taken over");
+                    *self.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(who);
+                    return;
+                }
+                Err(Fail::Other(e)) => {
+                    // S3 unreachable: keep trying while the lease runs; once it ran out, the
+                    // lock may be someone else's.
+                    tracing::warn!(stack = %self.stack, error = %e, "could not renew the lock's lease");
+                    if until.is_some_and(|t| t < Utc::now()) {
+                        *self.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(
+                            "nobody yet: its lease ran out while S3 could not be reached".into(),
+                        );
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl HeldLock for S3Lock {
+    fn previous_holder(&self) -> Option<&LockHolder> {
+        self.previous.as_ref()
+    }
+
+    fn check(&self) -> Result<(), StateError> {
+        match &*self.inner.lost.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(holder) => Err(StateError::LockLost {
+                stack: self.inner.stack.clone(),
+                holder: holder.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for S3Lock {
+    fn drop(&mut self) {
+        {
+            let (stopped, cv) = &self.inner.stop;
+            *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            cv.notify_all();
+        }
+        if let Some(t) = self.renewer.take() {
+            let _ = t.join();
+        }
+        if self.check().is_ok() {
+            let etag = self
+                .inner
+                .etag
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Err(Fail::Other(e)) = self.inner.shared.delete_if(&self.inner.key, &etag) {
+                tracing::warn!(stack = %self.inner.stack, error = %e, "could not release the lock; its lease ends it");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = S3Url::parse("s3://team-state/geusemaker/").unwrap();
+        assert_eq!(u.bucket, "team-state");
+        assert_eq!(u.prefix, "geusemaker");
+        assert_eq!(u.url(), "s3://team-state/geusemaker");
+        assert_eq!(u.key("stacks/a.json"), "geusemaker/stacks/a.json");
+        let bare = S3Url::parse("s3://team-state").unwrap();
+        assert_eq!(bare.key("stacks/a.json"), "stacks/a.json");
+        assert_eq!(bare.url(), "s3://team-state");
+        for bad in [
+            "team-state",
+            "s3://",
+            "s3://A",
+            "s3://Team/x",
+            "s3://-bucket/x",
+            "s3://bucket/../x",
+            "s3://bucket/a//b",
+        ] {
+            assert!(S3Url::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,587 @@
+//! Stack state shared by a team in S3 (moto's, strict flags): two "machines" (two
+//! `GEUSEMAKER_HOME`s) operating the same stacks through one bucket.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{stand_ins, Outcome, Sdk, World};
+
+/// A bucket of its own for one test.
+fn bucket(sdk: &Sdk, name: &str) -> String {
+    let bucket = format!("{}-{:08x}", name, rand_u32());
+    sdk.block_on(sdk.s3.create_bucket().bucket(&bucket).send())
+        .expect("create the test bucket");
+    bucket
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish() as u32
+}
+
+/// A machine of the team: its own home, the team's state backend in its config.toml.
+fn machine(url: &str, lease: &str) -> World {
+    let w = World::moto();
+    std::fs::write(
+        w.home.path().join("config.toml"),
+        format!("[state]\nurl = \"{url}\"\nlease = \"{lease}\"\n"),
+    )
+    .unwrap();
+    w
+}
+
+/// Every object in `bucket`: key → (body, server-side encryption).
+fn objects(sdk: &Sdk, bucket: &str) -> Vec<(String, String, Option<String>)> {
+    let list = sdk
+        .block_on(sdk.s3.list_objects_v2().bucket(bucket).send())
+        .unwrap();
+    list.contents()
+        .iter()
+        .map(|o| {
+            let key = o.key().unwrap().to_string();
+            let got = sdk
+                .block_on(sdk.s3.get_object().bucket(bucket).key(&key).send())
+                .unwrap();
+            let sse = got.server_side_encryption().map(|s| s.as_str().to_string());
+            let body = sdk.block_on(got.body.collect()).unwrap().to_vec();
+            (key, String::from_utf8(body).unwrap(), sse)
+        })
+        .collect()
+}
+
+fn object(sdk: &Sdk, bucket: &str, key: &str) -> Option<String> {
+    objects(sdk, bucket)
+        .into_iter()
+        .find(|(k, _, _)| k == key)
+        .map(|(_, body, _)| body)
+}
+
+/// A recipe that creates one security group, then waits on a port nobody answers (for
+/// `wait_secs`): a run that holds its lock while the test looks.
+fn slow_recipe(w: &World, wait_secs: u32) -> String {
+    let dead = support::free_port();
+    w.recipe(
+        "slow.rhai",
+        &format!(
+            "let sg = ec2::security_group(\"web\", ec2::default_vpc(), #{{}});\n\
+             health::wait_until_healthy([#{{ name: \"x\", tcp: \"127.0.0.1:{dead}\", timeout_ms: 200 }}], #{{ timeout: {wait_secs}, interval: 1 }});\n"
+        ),
+    )
+    .to_string_lossy()
+    .into_owned()
+}
+
+fn quick_recipe(w: &World) -> String {
+    w.recipe(
+        "quick.rhai",
+        "let sg = ec2::security_group(\"web\", ec2::default_vpc(), #{});\nstate::output(\"group\", sg.id);\n",
+    )
+    .to_string_lossy()
+    .into_owned()
+}
+
+#[test]
+fn a_stack_deployed_from_one_machine_is_listed_shown_and_destroyed_from_another() {
+    let sdk = World::moto().sdk();
+    let b = bucket(&sdk, "team");
+    let url = format!("s3://{b}/geusemaker");
+    let (a, other) = (machine(&url, "2m"), machine(&url, "2m"));
+    let stack = support::stack_name("shared");
+
+    let out = a
+        .cmd()
+        .args(["run", "dev", "--name", &stack, "--set", "health_timeout=30"])
+        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins())
+        .output()
+        .unwrap();
+    let out = Outcome::from(out);
+    out.success()
+        .stdout_has(&format!("state: s3://{b}/geusemaker/stacks/{stack}.json"));
+    // The moto bucket keeps no versions: said, with the command that turns them on.
+    out.stderr_has("does not keep versions");
+    for w in [&a, &other] {
+        assert!(
+            !w.state_path(&stack).exists(),
+            "no local copy of a shared stack"
+        );
+    }
+
+    // What is in the bucket: the document (encrypted, no secret in it), and no lock left.
+    let all = objects(&sdk, &b);
+    let doc_key = format!("geusemaker/stacks/{stack}.json");
+    let keys: Vec<&str> = all.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(keys, vec![doc_key.as_str()], "only the document stays");
+    for (key, _, sse) in &all {
+        assert_eq!(sse.as_deref(), Some("AES256"), "{key} is encrypted");
+    }
+    let params = sdk
+        .block_on(
+            sdk.ssm
+                .get_parameters_by_path()
+                .path(format!("/geusemaker/{stack}/"))
+                .recursive(true)
+                .with_decryption(true)
+                .send(),
+        )
+        .unwrap();
+    let secrets: Vec<&str> = params
+        .parameters()
+        .iter()
+        .filter(|p| p.r#type().map(|t| t.as_str()) == Some("SecureString"))
+        .filter_map(|p| p.value())
+        .collect();
+    assert!(secrets.len() >= 3, "the dev tier keeps its secrets in SSM");
+    for (key, body, _) in &all {
+        for s in &secrets {
+            assert!(!body.contains(s), "a secret value is in {key}");
+        }
+    }
+    let state: serde_json::Value = serde_json::from_str(&all[0].1).unwrap();
+    assert_eq!(state["status"], "running");
+
+    // The other machine lists it, shows it, sees where it lives, and destroys it.
+    other
+        .run(&["list"])
+        .success()
+        .stdout_has(&stack)
+        .stdout_has("running");
+    other.run(&["status", &stack]).success().stdout_has(&stack);
+    other
+        .run(&["state", "show", &stack])
+        .success()
+        .stdout_has(&format!("s3://{b}/geusemaker/stacks/{stack}.json"))
+        .stdout_has("(shared)")
+        .stdout_has("Lock      free");
+    other
+        .run(&["destroy", &stack, "--yes", "--set", "delete_data=true"])
+        .success();
+    let left = sdk.leftovers(&stack);
+    assert!(
+        left.is_empty(),
+        "destroyed from the other machine: {left:?}"
+    );
+    // Nothing remains: no document either, for anyone.
+    assert!(objects(&sdk, &b).is_empty(), "{:?}", objects(&sdk, &b));
+    assert!(!a.run(&["list"]).success().stdout.contains(&stack));
+}
+
+#[test]
+fn a_second_run_is_refused_naming_the_holder_and_a_killed_runs_lock_is_taken_over_after_its_lease()
+{
+    let sdk = World::moto().sdk();
+    let b = bucket(&sdk, "lease");
+    let url = format!("s3://{b}");
+    let (a, other) = (machine(&url, "4s"), machine(&url, "4s"));
+    let stack = support::stack_name("lease");
+    let slow = slow_recipe(&a, 120);
+    let mut child = a
+        .cmd()
+        .args(["run", &slow, "--name", &stack])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the run holds the lock and its group is in the shared ledger.
+    let doc_key = format!("stacks/{stack}.json");
+    let lock_key = format!("locks/{stack}.lock");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let doc = object(&sdk, &b, &doc_key).unwrap_or_default();
+        if doc.contains("\"status\": \"created\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never created its group");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let lock = objects(&sdk, &b)
+        .into_iter()
+        .find(|(k, _, _)| *k == lock_key)
+        .expect("the lock object exists while the run lives");
+    assert_eq!(lock.2.as_deref(), Some("AES256"), "the lock is encrypted");
+    let holder: serde_json::Value = serde_json::from_str(&lock.1).unwrap();
+    assert_eq!(holder["pid"], child.id());
+    assert!(holder["lease_until"].is_string(), "{holder}");
+
+    // The other machine is refused at once, told who holds the stack; nothing is created.
+    let quick = quick_recipe(&other);
+    let refused = other.run(&["run", &quick, "--name", &stack]);
+    refused
+        .failure(1)
+        .stderr_has(&format!("stack `{stack}` is locked by"))
+        .stderr_has(&format!("pid {}", child.id()))
+        .stderr_has("lease until");
+    assert_eq!(sdk.leftovers(&stack).security_groups.len(), 1);
+
+    // The lease is renewed while the run lives: after more than a lease, still refused.
+    std::thread::sleep(Duration::from_secs(5));
+    other.run(&["run", &quick, "--name", &stack]).failure(1);
+
+    // SIGKILL: nothing releases the lock; once its lease ran out, the other machine takes it
+    // over, says so, and its destroy finds the group from the killed run's ledger.
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    other
+        .run(&["destroy", &stack, "--yes"])
+        .success()
+        .stderr_has("lease ran out")
+        .stderr_has("taking it over");
+    let left = sdk.leftovers(&stack);
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        object(&sdk, &b, &lock_key).is_none(),
+        "the lock is released at the end of the run"
+    );
+}
+
+#[test]
+fn a_write_based_on_a_stale_read_is_refused_not_lost() {
+    use geusemaker::state::s3::{S3Settings, S3Url, S3};
+    use geusemaker::state::{StateBackend, StateError};
+    let sdk = World::moto().sdk();
+    let b = bucket(&sdk, "race");
+    let endpoint = support::moto().endpoint.clone();
+    let backend = |lease: u64| {
+        let endpoint = endpoint.clone();
+        let connect: geusemaker::state::s3::Connect = Box::new(move || {
+            let endpoint = endpoint.clone();
+            Box::pin(async move {
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .endpoint_url(endpoint)
+                    .region(aws_config::Region::new("us-east-1"))
+                    .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                        "test", "test", None, None, "tests",
+                    ))
+                    .load()
+                    .await
+            })
+        });
+        StateBackend::new(
+            S3::new(
+                S3Settings {
+                    url: S3Url::parse(&format!("s3://{b}/p")).unwrap(),
+                    region: None,
+                    lease: Duration::from_secs(lease),
+                    kms_key: None,
+                },
+                connect,
+            )
+            .unwrap(),
+        )
+    };
+    // Two writers (two processes' backends) read the same version of one document.
+    let (one, two) = (backend(60), backend(60));
+    let v0 = one.write("race", b"{\"n\":0}", &None).unwrap();
+    assert!(
+        matches!(
+            two.write("race", b"{\"n\":9}", &None),
+            Err(StateError::Conflict { .. })
+        ),
+        "a second create of the same stack is refused"
+    );
+    let seen_by_one = one.read("race").unwrap().unwrap();
+    let seen_by_two = two.read("race").unwrap().unwrap();
+    assert_eq!(seen_by_one.version, v0);
+    assert_eq!(seen_by_two.version, v0);
+    let v1 = one
+        .write("race", b"{\"n\":1}", &Some(seen_by_one.version))
+        .unwrap();
+    let e = two
+        .write("race", b"{\"n\":2}", &Some(seen_by_two.version.clone()))
+        .unwrap_err();
+    assert!(matches!(e, StateError::Conflict { .. }), "{e}");
+    assert!(e.to_string().contains("nothing was overwritten"), "{e}");
+    // The first writer's change is there, not lost; the second writes after reading it.
+    let now = two.read("race").unwrap().unwrap();
+    assert_eq!(now.text, "{\"n\":1}");
+    assert_eq!(now.version, v1);
+    two.write("race", b"{\"n\":2}", &Some(now.version)).unwrap();
+    assert!(
+        two.remove("race", &v1).is_err(),
+        "a remove based on a stale read is refused"
+    );
+    assert_eq!(one.read("race").unwrap().unwrap().text, "{\"n\":2}");
+
+    // Locks: one holder at a time; a released lock can be taken again.
+    let held = one.lock("race", "r1", "test").unwrap();
+    let e = two.lock("race", "r2", "test").unwrap_err();
+    assert!(e.to_string().contains("run r1"), "{e}");
+    held.check().unwrap();
+    drop(held);
+    let again = two.lock("race", "r2", "test").unwrap();
+    assert!(again.previous_holder().is_none(), "released cleanly");
+}
+
+#[test]
+fn a_lock_taken_over_stops_the_run_that_lost_it_before_it_writes_again() {
+    use geusemaker::state::s3::{S3Settings, S3Url, S3};
+    use geusemaker::state::{StackStore, StateBackend, StateError};
+    let sdk = World::moto().sdk();
+    let b = bucket(&sdk, "lost");
+    let endpoint = support::moto().endpoint.clone();
+    let make = || {
+        let endpoint = endpoint.clone();
+        let connect: geusemaker::state::s3::Connect = Box::new(move || {
+            let endpoint = endpoint.clone();
+            Box::pin(async move {
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .endpoint_url(endpoint)
+                    .region(aws_config::Region::new("us-east-1"))
+                    .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                        "test", "test", None, None, "tests",
+                    ))
+                    .load()
+                    .await
+            })
+        });
+        StateBackend::new(
+            S3::new(
+                S3Settings {
+                    url: S3Url::parse(&format!("s3://{b}")).unwrap(),
+                    region: None,
+                    lease: Duration::from_secs(3),
+                    kms_key: None,
+                },
+                connect,
+            )
+            .unwrap(),
+        )
+    };
+    let (one, two) = (make(), make());
+    let mut first = StackStore::open(&one, "lost", "r1", "test").unwrap();
+    first
+        .update(|s| s.outputs.insert("who".into(), "r1".into()))
+        .unwrap();
+    // Another machine decides the lease ran out (a paused laptop) and takes the lock over:
+    // the lock object is replaced under the first run.
+    let lock_key = "locks/lost.lock";
+    let forged = serde_json::json!({
+        "pid": 1, "host": "other", "run": "r2", "command": "run",
+        "since": "2026-01-01T00:00:00Z", "lease_until": "2999-01-01T00:00:00Z"
+    });
+    sdk.block_on(
+        sdk.s3
+            .put_object()
+            .bucket(&b)
+            .key(lock_key)
+            .body(forged.to_string().into_bytes().into())
+            .send(),
+    )
+    .unwrap();
+    // Within a lease the first run's renewal finds it: its next write is refused, and the
+    // document keeps what it had.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let e = loop {
+        match first.update(|s| s.outputs.insert("who".into(), "late".into())) {
+            Err(e) => break e,
+            Ok(_) => {
+                assert!(Instant::now() < deadline, "the lost lock was never noticed");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    };
+    // (A write may have landed before the renewal noticed; none lands after.)
+    assert!(matches!(e, StateError::LockLost { .. }), "{e}");
+    assert!(e.to_string().contains("run r2"), "{e}");
+    let before = two.read("lost").unwrap().unwrap().text;
+    assert!(first
+        .update(|s| s.outputs.insert("who".into(), "later".into()))
+        .is_err());
+    assert_eq!(two.read("lost").unwrap().unwrap().text, before);
+    drop(first);
+    assert!(
+        object(&sdk, &b, lock_key)
+            .unwrap()
+            .contains("\"run\":\"r2\""),
+        "the run that lost the lock does not remove the new holder's"
+    );
+}
+
+#[test]
+fn push_then_pull_round_trips_a_stack_exactly_leaving_one_copy() {
+    let sdk = World::moto().sdk();
+    let b = bucket(&sdk, "move");
+    let url = format!("s3://{b}/team");
+    let laptop = World::moto();
+    let colleague = machine(&url, "2m");
+    let stack = support::stack_name("moved");
+    let quick = quick_recipe(&laptop);
+    laptop
+        .run(&["run", &quick, "--name", &stack])
+        .success()
+        .stdout_has(&format!("state: {}", laptop.state_path(&stack).display()));
+    let original = std::fs::read(laptop.state_path(&stack)).unwrap();
+
+    laptop
+        .run(&["state", "push", &stack, "--state", &url])
+        .success()
+        .stdout_has(&format!(
+            "moved `{stack}` to s3://{b}/team/stacks/{stack}.json"
+        ));
+    assert!(
+        !laptop.state_path(&stack).exists(),
+        "no second live copy here"
+    );
+    let key = format!("team/stacks/{stack}.json");
+    assert_eq!(
+        object(&sdk, &b, &key).expect("pushed").into_bytes(),
+        original
+    );
+    assert!(
+        laptop.run(&["list"]).stdout.contains("no stacks"),
+        "the laptop's own list is empty"
+    );
+    colleague.run(&["list"]).success().stdout_has(&stack);
+    colleague
+        .run(&["state", "show", &stack, "--json"])
+        .success()
+        .stdout_has(&format!("\"location\": \"s3://{b}/{key}\""));
+
+    // A push of a stack already there is refused; both stay as they were.
+    laptop
+        .run(&["state", "pull", &stack, "--state", &url])
+        .success();
+    assert_eq!(std::fs::read(laptop.state_path(&stack)).unwrap(), original);
+    assert!(object(&sdk, &b, &key).is_none(), "pulled: gone from S3");
+    sdk.block_on(
+        sdk.s3
+            .put_object()
+            .bucket(&b)
+            .key(&key)
+            .body(original.clone().into())
+            .send(),
+    )
+    .unwrap();
+    laptop
+        .run(&["state", "push", "--all", "--state", &url])
+        .failure(1)
+        .stderr_has("already there");
+    assert_eq!(std::fs::read(laptop.state_path(&stack)).unwrap(), original);
+
+    // With no team backend, there is nowhere to push.
+    laptop
+        .run(&["state", "push", &stack])
+        .failure(2)
+        .stderr_has("no team backend");
+    // The laptop's stack still works (and is destroyed) locally.
+    laptop
+        .run(&["destroy", &stack, "--yes", "--state", "local"])
+        .success();
+    assert!(sdk.leftovers(&stack).is_empty());
+}
+
+#[test]
+fn a_projects_geusemaker_toml_points_every_member_at_the_team_bucket() {
+    let sdk = World::moto().sdk();
+    let b = bucket(&sdk, "proj");
+    // This team keeps versions of its state: nothing to warn about.
+    sdk.block_on(
+        sdk.s3
+            .put_bucket_versioning()
+            .bucket(&b)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let w = World::moto();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("geusemaker.toml"),
+        format!("# the team's state\n[state]\nurl = \"s3://{b}/ops\"\n"),
+    )
+    .unwrap();
+    let stack = support::stack_name("proj");
+    let quick = quick_recipe(&w);
+    let out = w
+        .cmd()
+        .current_dir(project.path())
+        .args(["run", &quick, "--name", &stack])
+        .output()
+        .unwrap();
+    let out = Outcome::from(out);
+    out.success()
+        .stdout_has(&format!("state: s3://{b}/ops/stacks/{stack}.json"));
+    assert!(!out.stderr.contains("keep versions"), "{}", out.stderr);
+    assert!(!w.state_path(&stack).exists());
+    // --state (or GEUSEMAKER_STATE) wins over the project.
+    let out = w
+        .cmd()
+        .current_dir(project.path())
+        .args(["list", "--state", "local"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&stack));
+    // A misspelt key in the project's [state] is refused with its position.
+    std::fs::write(
+        project.path().join("geusemaker.toml"),
+        format!("[state]\nulr = \"s3://{b}/ops\"\n"),
+    )
+    .unwrap();
+    let out = w
+        .cmd()
+        .current_dir(project.path())
+        .args(["list"])
+        .output()
+        .unwrap();
+    Outcome::from(out)
+        .failure(2)
+        .stderr_has("geusemaker.toml:2:1")
+        .stderr_has("did you mean `state.url`");
+    // Clean up through the team backend.
+    let out = w
+        .cmd()
+        .args([
+            "destroy",
+            &stack,
+            "--yes",
+            "--state",
+            &format!("s3://{b}/ops"),
+        ])
+        .output()
+        .unwrap();
+    Outcome::from(out).success();
+    assert!(sdk.leftovers(&stack).is_empty());
+}
+
+#[test]
+fn a_bad_or_unreachable_state_location_stops_before_anything_is_created() {
+    let w = World::moto();
+    let stack = support::stack_name("badurl");
+    let quick = quick_recipe(&w);
+    w.run(&["list", "--state", "s3://Bad_Bucket/x"])
+        .failure(2)
+        .stderr_has("invalid state location `s3://Bad_Bucket/x`")
+        .stderr_has("hint: use `local` or `s3://BUCKET/PREFIX`");
+    w.run(&["list", "--state", "ftp://team/x"])
+        .failure(2)
+        .stderr_has("does not start with s3://");
+    let out = w.run(&[
+        "run",
+        &quick,
+        "--name",
+        &stack,
+        "--state",
+        "s3://no-such-team-bucket/x",
+    ]);
+    out.failure(1)
+        .stderr_has("NoSuchBucket")
+        .stderr_has("create the bucket");
+    assert!(w.sdk().leftovers(&stack).is_empty(), "nothing was created");
+    assert!(!w.state_path(&stack).exists());
+}
