@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (figures printed, never asserted). Usage: scripts/bench.sh [eval|deploy|update|sandbox]
+# Benchmarks (figures printed, never asserted). Usage: scripts/bench.sh [eval|deploy|update|sandbox|list]
 #
 #   eval  one-shot account query: `geusemaker eval 'ec2::vpcs()'` against
 #         `aws ec2 describe-vpcs` (aws-cli), both against the same local moto server;
@@ -12,6 +12,9 @@
 #         SSM, then a type change that replaces the instance and moves its data volume.
 #   sandbox how long the sandbox takes to stop a recipe that grows data without end (an array
 #         by push and by +=, a map, a string), release build. Target: about a second or less.
+#   list  `geusemaker list` of 20 stacks whose state is in S3 (one listing, then the documents
+#         fetched in parallel; moto's S3 on loopback) against the same 20 in local files:
+#         median wall time of each and the ratio, release build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/geusemaker-target}"
@@ -71,5 +74,34 @@ case "$what" in
     echo "  aws ec2 describe-vpcs           median ${cli} ms"
     echo "  ratio                           ${ratio}x"
     ;;
-  *) echo "usage: scripts/bench.sh [eval|deploy|update|sandbox]" >&2; exit 2 ;;
+  list)
+    bucket="gm-bench-$$"
+    aws s3api create-bucket --bucket "$bucket" >/dev/null
+    mkdir -p "$GEUSEMAKER_HOME/stacks"
+    now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    for i in $(seq -w 1 20); do
+      doc="$GEUSEMAKER_HOME/stacks/bench-$i.json"
+      python3 - "$doc" "bench-$i" "$now" <<'PY'
+import json, sys
+path, name, now = sys.argv[1:]
+runs = [{"id": f"r{k}", "recipe": "dev", "started_at": now, "finished_at": now,
+         "outcome": "succeeded"} for k in range(5)]
+doc = {"schema_version": 2, "stack": name, "status": "running", "region": "us-east-1",
+       "recipe": "dev", "created_at": now, "updated_at": now, "params": {},
+       "values": {}, "outputs": {"n8n_url": "https://n8n.example"}, "resources": [],
+       "runs": runs}
+open(path, "w").write(json.dumps(doc, indent=2) + "\n")
+PY
+      aws s3api put-object --bucket "$bucket" --key "team/stacks/bench-$i.json" \
+        --body "$doc" --server-side-encryption AES256 >/dev/null
+    done
+    local_ms=$(median_ms "$bin" list --state local)
+    s3_ms=$(median_ms "$bin" list --state "s3://$bucket/team")
+    ratio=$(python3 -c "print(f'{$s3_ms / $local_ms:.2f}')")
+    echo "list benchmark: 20 stacks ($runs runs each, release build, moto on loopback)"
+    echo "  state in local files            median ${local_ms} ms"
+    echo "  state in S3 (list + 20 gets)    median ${s3_ms} ms"
+    echo "  ratio S3 / local                ${ratio}x"
+    ;;
+  *) echo "usage: scripts/bench.sh [eval|deploy|update|sandbox|list]" >&2; exit 2 ;;
 esac

@@ -858,4 +858,46 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+
+    #[test]
+    fn the_state_location_comes_from_the_flag_then_the_project_then_config_toml() {
+        let user = parse("[state]\nurl = \"s3://mine/x\"\nlease = \"5m\"\n").unwrap();
+        let project = Settings::parse_project(
+            Path::new("geusemaker.toml"),
+            "[sources.team]\npath = \"../r\"\n\n[state]\nurl = \"s3://team/y\"\nregion = \"eu-west-1\"\n",
+        )
+        .unwrap();
+        let none = Settings::default().state(None, None);
+        assert_eq!(none.url, "local");
+        assert_eq!(none.lease, Duration::from_secs(120));
+        let mine = user.state(None, None);
+        assert_eq!(
+            (mine.url.as_str(), mine.lease),
+            ("s3://mine/x", Duration::from_secs(300))
+        );
+        let team = user.state(Some(&project), None);
+        assert_eq!(team.url, "s3://team/y");
+        assert_eq!(team.from, "geusemaker.toml");
+        assert_eq!(team.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            team.lease,
+            Duration::from_secs(300),
+            "keys the project leaves out come from config.toml"
+        );
+        let flag = user.state(Some(&project), Some("local"));
+        assert_eq!(flag.url, "local");
+        // The project's other sections are the recipe sources', not settings; its [state] is
+        // checked like config.toml.
+        let e = Settings::parse_project(Path::new("geusemaker.toml"), "[state]\nurl = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("geusemaker.toml:2:7: state.url: expected a string"),
+            "{e}"
+        );
+        let e = Settings::parse_project(Path::new("geusemaker.toml"), "[state]\nlaese = \"1m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `state.lease`?"), "{e}");
+    }
 }

@@ -231,4 +231,19 @@ mod tests {
             .iter()
             .all(|s| s["Action"] != "iam:PassRole"));
     }
+
+    #[test]
+    fn the_state_bucket_statements_are_scoped_to_its_prefix() {
+        let st = super::state_statements("acme-state", "geusemaker", None);
+        assert_eq!(st.len(), 2);
+        assert_eq!(st[0]["Resource"], "arn:aws:s3:::acme-state/geusemaker/*");
+        assert_eq!(
+            st[0]["Action"],
+            serde_json::json!(["s3:DeleteObject", "s3:GetObject", "s3:PutObject"])
+        );
+        assert_eq!(st[1]["Resource"], "arn:aws:s3:::acme-state");
+        let bare = super::state_statements("acme-state", "", Some("arn:aws:kms:eu-west-1:1:key/k"));
+        assert_eq!(bare[0]["Resource"], "arn:aws:s3:::acme-state/*");
+        assert_eq!(bare[2]["Resource"], "arn:aws:kms:eu-west-1:1:key/k");
+    }
 }
