@@ -606,41 +606,47 @@ impl Settings {
     }
 
     /// Where stack state lives: `flag` (`--state`, `GEUSEMAKER_STATE`) over `project`'s
-    /// `[state]` over these settings, key by key.
+    /// `[state]` over these settings. The bucket's `region` and `kms_key` come from the file
+    /// that names the URL in effect; `lease` from the project, then these settings.
     pub fn state(&self, project: Option<&Settings>, flag: Option<&str>) -> StateSettings {
         let pick = |key: &str| {
             project
                 .and_then(|p| p.values.get(key).cloned())
                 .or_else(|| self.value(key))
         };
-        let string = |key: &str| match pick(key) {
-            Some(Value::Str(s)) => Some(s),
+        let url_of = |s: &Settings| match s.values.get("state.url") {
+            Some(Value::Str(u)) => Some(u.clone()),
             _ => None,
         };
         let (url, from) = match flag.filter(|f| !f.is_empty()) {
             Some(f) => (f.to_string(), "--state / GEUSEMAKER_STATE".to_string()),
-            None => match project.and_then(|p| p.values.get("state.url")) {
-                Some(Value::Str(u)) => (
-                    u.clone(),
-                    project
-                        .map(|p| p.path.display().to_string())
-                        .unwrap_or_default(),
-                ),
-                _ => (
-                    string("state.url").unwrap_or_else(|| "local".into()),
+            None => match project.and_then(|p| url_of(p).map(|u| (u, p))) {
+                Some((u, p)) => (u, p.path.display().to_string()),
+                None => (
+                    url_of(self).unwrap_or_else(|| "local".into()),
                     self.path.display().to_string(),
                 ),
             },
         };
+        // The bucket's region and key belong to the bucket: they come from the file that names
+        // that URL, never from another (a personal key must not encrypt a team's objects).
+        let owner = [project, Some(self)]
+            .into_iter()
+            .flatten()
+            .find(|s| url_of(s).as_deref() == Some(url.as_str()));
+        let own = |key: &str| match owner.and_then(|s| s.values.get(key)) {
+            Some(Value::Str(v)) if !v.trim().is_empty() => Some(v.clone()),
+            _ => None,
+        };
         StateSettings {
+            region: own("state.region"),
+            kms_key: own("state.kms_key"),
             url,
             from,
-            region: string("state.region"),
             lease: match pick("state.lease") {
                 Some(Value::Duration(d)) => d,
                 _ => Duration::from_secs(120),
             },
-            kms_key: string("state.kms_key"),
         }
     }
 
@@ -879,6 +885,18 @@ mod tests {
         assert_eq!(team.url, "s3://team/y");
         assert_eq!(team.from, "geusemaker.toml");
         assert_eq!(team.region.as_deref(), Some("eu-west-1"));
+        // A personal key is never used on the team's bucket.
+        let keyed = parse("[state]\nurl = \"s3://mine/x\"\nkms_key = \"alias/mine\"\n").unwrap();
+        assert_eq!(
+            keyed.state(None, None).kms_key.as_deref(),
+            Some("alias/mine")
+        );
+        assert_eq!(keyed.state(Some(&project), None).kms_key, None);
+        assert_eq!(keyed.state(None, Some("s3://other/z")).kms_key, None);
+        assert_eq!(
+            keyed.state(None, Some("s3://mine/x")).kms_key.as_deref(),
+            Some("alias/mine")
+        );
         assert_eq!(
             team.lease,
             Duration::from_secs(300),

@@ -28,7 +28,8 @@ fn rand_u32() -> u32 {
     h.finish() as u32
 }
 
-/// A machine of the team: its own home, the team's state backend in its config.toml.
+/// A machine of the team: its own home, the team's state backend in its config.toml. Tests
+/// that wait for a lease use 10 s: short, yet longer than a renewal takes on a busy moto.
 fn machine(url: &str, lease: &str) -> World {
     let w = World::moto();
     std::fs::write(
@@ -180,7 +181,7 @@ fn a_second_run_is_refused_naming_the_holder_and_a_killed_runs_lock_is_taken_ove
     let sdk = World::moto().sdk();
     let b = bucket(&sdk, "lease");
     let url = format!("s3://{b}");
-    let (a, other) = (machine(&url, "4s"), machine(&url, "4s"));
+    let (a, other) = (machine(&url, "10s"), machine(&url, "10s"));
     let stack = support::stack_name("lease");
     let slow = slow_recipe(&a, 120);
     let mut child = a
@@ -221,9 +222,19 @@ fn a_second_run_is_refused_naming_the_holder_and_a_killed_runs_lock_is_taken_ove
         .stderr_has("lease until");
     assert_eq!(sdk.leftovers(&stack).security_groups.len(), 1);
 
+    // Its lock is not removed without a confirmation, which needs a terminal or --yes.
+    other
+        .run(&["unlock", &stack])
+        .failure(2)
+        .stderr_has("whose lease still runs")
+        .stderr_has("pass --yes");
+
     // The lease is renewed while the run lives: after more than a lease, still refused.
-    std::thread::sleep(Duration::from_secs(5));
-    other.run(&["run", &quick, "--name", &stack]).failure(1);
+    std::thread::sleep(Duration::from_secs(11));
+    other
+        .run(&["run", &quick, "--name", &stack])
+        .failure(1)
+        .stderr_has(&format!("pid {}", child.id()));
 
     // SIGKILL: nothing releases the lock; once its lease ran out, the other machine takes it
     // over, says so, and its destroy finds the group from the killed run's ledger.
@@ -232,7 +243,7 @@ fn a_second_run_is_refused_naming_the_holder_and_a_killed_runs_lock_is_taken_ove
         .status()
         .unwrap();
     child.wait().unwrap();
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(11));
     other
         .run(&["destroy", &stack, "--yes"])
         .success()
@@ -351,7 +362,7 @@ fn a_lock_taken_over_stops_the_run_that_lost_it_before_it_writes_again() {
                 S3Settings {
                     url: S3Url::parse(&format!("s3://{b}")).unwrap(),
                     region: None,
-                    lease: Duration::from_secs(3),
+                    lease: Duration::from_secs(6),
                     kms_key: None,
                 },
                 connect,
@@ -382,7 +393,7 @@ fn a_lock_taken_over_stops_the_run_that_lost_it_before_it_writes_again() {
     .unwrap();
     // Within a lease the first run's renewal finds it: its next write is refused, and the
     // document keeps what it had.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     let e = loop {
         match first.update(|s| s.outputs.insert("who".into(), "late".into())) {
             Err(e) => break e,
@@ -449,26 +460,46 @@ fn push_then_pull_round_trips_a_stack_exactly_leaving_one_copy() {
         .success()
         .stdout_has(&format!("\"location\": \"s3://{b}/{key}\""));
 
-    // A push of a stack already there is refused; both stay as they were.
+    // Pulled back: the same bytes here, nothing left in S3.
     laptop
         .run(&["state", "pull", &stack, "--state", &url])
         .success();
     assert_eq!(std::fs::read(laptop.state_path(&stack)).unwrap(), original);
     assert!(object(&sdk, &b, &key).is_none(), "pulled: gone from S3");
-    sdk.block_on(
-        sdk.s3
-            .put_object()
-            .bucket(&b)
-            .key(&key)
-            .body(original.clone().into())
-            .send(),
-    )
-    .unwrap();
+
+    let put = |body: Vec<u8>| {
+        sdk.block_on(
+            sdk.s3
+                .put_object()
+                .bucket(&b)
+                .key(&key)
+                .body(body.into())
+                .send(),
+        )
+        .unwrap();
+    };
+    // A push that stopped between its copy and the removal here is finished by the next one.
+    put(original.clone());
     laptop
         .run(&["state", "push", "--all", "--state", &url])
+        .success();
+    assert!(!laptop.state_path(&stack).exists());
+    assert_eq!(object(&sdk, &b, &key).unwrap().into_bytes(), original);
+    laptop
+        .run(&["state", "pull", "--all", "--state", &url])
+        .success();
+    // A different stack of the same name there: refused, both stay as they were.
+    let mut other_doc = original.clone();
+    other_doc.extend_from_slice(b"\n");
+    put(other_doc.clone());
+    laptop
+        .run(&["state", "push", &stack, "--state", &url])
         .failure(1)
-        .stderr_has("already there");
+        .stderr_has("a different stack of that name is already there");
     assert_eq!(std::fs::read(laptop.state_path(&stack)).unwrap(), original);
+    assert_eq!(object(&sdk, &b, &key).unwrap().into_bytes(), other_doc);
+    sdk.block_on(sdk.s3.delete_object().bucket(&b).key(&key).send())
+        .unwrap();
 
     // With no team backend, there is nowhere to push.
     laptop
@@ -526,7 +557,9 @@ fn a_projects_geusemaker_toml_points_every_member_at_the_team_bucket() {
         .args(["list", "--state", "local"])
         .output()
         .unwrap();
-    assert!(!String::from_utf8_lossy(&out.stdout).contains(&stack));
+    let out = Outcome::from(out);
+    out.success();
+    assert!(!out.stdout.contains(&stack), "{}", out.stdout);
     // A misspelt key in the project's [state] is refused with its position.
     std::fs::write(
         project.path().join("geusemaker.toml"),
@@ -584,4 +617,91 @@ fn a_bad_or_unreachable_state_location_stops_before_anything_is_created() {
         .stderr_has("create the bucket");
     assert!(w.sdk().leftovers(&stack).is_empty(), "nothing was created");
     assert!(!w.state_path(&stack).exists());
+    // No credentials: said as such, before anything is asked of EC2.
+    let out = w
+        .cmd()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args([
+            "run",
+            &quick,
+            "--name",
+            &stack,
+            "--state",
+            "s3://any-team-bucket/x",
+        ])
+        .output()
+        .unwrap();
+    Outcome::from(out)
+        .failure(1)
+        .stderr_has("no AWS credentials were found")
+        .stderr_has("--profile");
+    assert!(w.sdk().leftovers(&stack).is_empty(), "nothing was created");
+}
+
+/// A run paused past its lease (a laptop asleep, a stopped process) whose lock another machine
+/// took over: when it resumes it creates nothing more, and says why.
+#[test]
+fn a_run_resumed_after_its_lock_was_taken_over_creates_nothing_more() {
+    let sdk = World::moto().sdk();
+    let b = bucket(&sdk, "pause");
+    let url = format!("s3://{b}");
+    let (a, other) = (machine(&url, "10s"), machine(&url, "10s"));
+    let stack = support::stack_name("pause");
+    let port = support::free_port();
+    let recipe = a.recipe(
+        "two.rhai",
+        &format!(
+            "ec2::security_group(\"web\", ec2::default_vpc(), #{{}});\n\
+             health::wait_until_healthy([#{{ name: \"gate\", tcp: \"127.0.0.1:{port}\", timeout_ms: 200 }}], #{{ timeout: 120, interval: 1 }});\n\
+             ec2::security_group(\"late\", ec2::default_vpc(), #{{}});\n"
+        ),
+    );
+    let child = a
+        .cmd()
+        .args(["run", recipe.to_str().unwrap(), "--name", &stack])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let doc_key = format!("stacks/{stack}.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !object(&sdk, &b, &doc_key)
+        .unwrap_or_default()
+        .contains("\"status\": \"created\"")
+    {
+        assert!(Instant::now() < deadline, "the run never created its group");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_secs(11));
+    // Another machine takes the lock over, works on the stack, and releases it.
+    let quick = quick_recipe(&other);
+    other
+        .run(&["run", &quick, "--name", &stack])
+        .success()
+        .stderr_has("lease ran out")
+        .stderr_has("taking it over");
+    // The paused run resumes, and its gate opens: its next step would create a group.
+    let gate = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || for _ in gate.incoming() {});
+    Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    let out = Outcome::from(child.wait_with_output().unwrap());
+    out.failure(1)
+        .stderr_has(&format!("the lock of stack `{stack}` was lost"));
+    let groups = sdk.leftovers(&stack).security_groups;
+    assert_eq!(
+        groups.len(),
+        1,
+        "the resumed run created nothing: {groups:?}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&object(&sdk, &b, &doc_key).unwrap()).unwrap();
+    assert!(
+        !doc.to_string().contains("\"late\""),
+        "not even an intent of the resumed run was written"
+    );
+    other.run(&["destroy", &stack, "--yes"]).success();
+    assert!(sdk.leftovers(&stack).is_empty());
 }

@@ -1085,25 +1085,27 @@ pub fn unlock(stack: &str, assume_yes: bool) -> Result<String, RunError> {
             };
             Ok(msg)
         }
+        Err(StateError::Locked { holder, .. }) if backend.is_remote() => {
+            // A shared lock's holder may be alive on another machine: the user decides.
+            let shown = backend.holder(stack)?;
+            let question = match &shown {
+                Some(h) if h.is_live() => format!("stack `{stack}` is locked by {h}, whose lease still runs: that run may be alive on {}. Remove its lock anyway (the run stops at its next write)?", h.host),
+                Some(h) => format!("stack `{stack}` is locked by {h}, whose lease ran out. Remove the lock?"),
+                None => format!("stack `{stack}` is locked by {holder}. Remove the lock?"),
+            };
+            if !Ui::detect(assume_yes).confirm(&question).map_err(RunError::Usage)? {
+                return Err(RunError::Usage(format!("the lock of `{stack}` was kept")));
+            }
+            backend.break_lock(stack, shown.as_ref())?;
+            Ok(format!("removed the lock of `{stack}` held by {holder}"))
+        }
         Err(StateError::Locked { holder, .. }) => match backend.holder(stack)? {
-            Some(h) if !backend.is_remote() && h.is_alive_here() => Err(RunError::Usage(format!(
+            Some(h) if h.is_alive_here() => Err(RunError::Usage(format!(
                 "stack `{stack}` is locked by a live process: {holder}\nhint: wait for it, or stop it (kill {}) and run unlock again",
                 h.pid
             ))),
-            Some(h) if backend.is_remote() => {
-                let question = if h.is_live() {
-                    format!("stack `{stack}` is locked by {h}, whose lease still runs: that run may be alive on {}. Remove its lock anyway (it stops at its next write)?", h.host)
-                } else {
-                    format!("stack `{stack}` is locked by {h}, whose lease ran out. Remove the lock?")
-                };
-                if !Ui::detect(assume_yes).confirm(&question).map_err(RunError::Usage)? {
-                    return Err(RunError::Usage(format!("the lock of `{stack}` was kept")));
-                }
-                backend.break_lock(stack)?;
-                Ok(format!("removed the lock of `{stack}` held by {holder}"))
-            }
             _ => {
-                backend.break_lock(stack)?;
+                backend.break_lock(stack, None)?;
                 Ok(format!("removed the lock of `{stack}` held by {holder}, which is not running here"))
             }
         },

@@ -210,24 +210,46 @@ fn move_one(
     };
     // A damaged document is not moved: it is said where it is.
     StackStore::parse_stored(&from.location(stack), &stored)?;
-    to.write(stack, stored.text.as_bytes(), &None)
-        .map_err(|e| match e {
-            StateError::Conflict { location, .. } => StateError::Remote {
-                location,
+    let already = to.read(stack)?;
+    let copied = match already {
+        // A move that stopped between the copy and the removal of the source: the copy is
+        // there, byte for byte; only the source is left to remove.
+        Some(there) if there.text == stored.text => None,
+        Some(_) => {
+            return Err(StateError::Remote {
+                location: to.location(stack),
                 action: "create the stack",
-                message: "a stack of that name is already there".into(),
+                message: "a different stack of that name is already there".into(),
                 hint: Some("compare the two with `geusemaker state show NAME` (and --state); remove one with `geusemaker destroy` before moving".into()),
-            },
-            e => e,
-        })?;
-    let back = to.read(stack)?;
-    if back.as_ref().map(|s| s.text.as_str()) != Some(stored.text.as_str()) {
-        return Err(StateError::Remote {
-            location: to.location(stack),
-            action: "verify the copy",
-            message: "what was read back differs from what was written; the source is kept".into(),
-            hint: None,
-        });
+            })
+        }
+        None => {
+            let version = to.write(stack, stored.text.as_bytes(), &None)?;
+            let back = to.read(stack)?;
+            if back.as_ref().map(|s| s.text.as_str()) != Some(stored.text.as_str()) {
+                return Err(StateError::Remote {
+                    location: to.location(stack),
+                    action: "verify the copy",
+                    message: "what was read back differs from what was written; the source is kept".into(),
+                    hint: None,
+                });
+            }
+            Some(version)
+        }
+    };
+    if let Err(e) = from.remove(stack, &stored.version) {
+        // Two live copies must not stay: the new one goes again.
+        if let Some(version) = copied {
+            if let Err(undo) = to.remove(stack, &version) {
+                return Err(StateError::Remote {
+                    location: to.location(stack),
+                    action: "undo the copy",
+                    message: format!("the source could not be removed ({e}), nor the copy ({undo}); both exist now: remove {} by hand", to.location(stack)),
+                    hint: None,
+                });
+            }
+        }
+        return Err(e);
     }
-    from.remove(stack, &stored.version)
+    Ok(())
 }

@@ -62,8 +62,9 @@ pub trait Backend: Send + Sync {
     fn lock(&self, stack: &str, run: &str, command: &str) -> Result<Box<dyn HeldLock>, StateError>;
     /// Who holds (or last held) the stack's lock.
     fn holder(&self, stack: &str) -> Result<Option<LockHolder>, StateError>;
-    /// Remove the stack's lock record whoever holds it (`unlock`, after its checks).
-    fn break_lock(&self, stack: &str) -> Result<(), StateError>;
+    /// Remove the stack's lock record (`unlock`, after its checks); with `shown`, only while
+    /// that is still its holder.
+    fn break_lock(&self, stack: &str, shown: Option<&LockHolder>) -> Result<(), StateError>;
     /// Things the user should know about this backend (once per process), e.g. an S3 bucket
     /// without versioning.
     fn notices(&self) -> Vec<String> {
@@ -222,7 +223,8 @@ impl Backend for Local {
         Ok(StackLock::holder(&self.home, stack))
     }
 
-    fn break_lock(&self, stack: &str) -> Result<(), StateError> {
+    fn break_lock(&self, stack: &str, _shown: Option<&LockHolder>) -> Result<(), StateError> {
+        // The OS lock is what keeps runs apart here; the file only names the last holder.
         let path = self.home.lock_file(stack);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),

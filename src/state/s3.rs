@@ -122,6 +122,8 @@ struct Shared {
     client: OnceLock<Client>,
     rt: tokio::runtime::Runtime,
     notices: OnceLock<Vec<String>>,
+    /// Neither the settings nor the AWS chain name a region (known once the client is built).
+    no_region: OnceLock<bool>,
 }
 
 /// Stack state in an S3 bucket.
@@ -144,6 +146,7 @@ impl S3 {
                 client: OnceLock::new(),
                 rt,
                 notices: OnceLock::new(),
+                no_region: OnceLock::new(),
             }),
         })
     }
@@ -154,6 +157,9 @@ impl Shared {
         self.client
             .get_or_init(|| {
                 let sdk = self.rt.block_on((self.connect)());
+                let _ = self
+                    .no_region
+                    .set(sdk.region().is_none() && self.settings.region.is_none());
                 let mut b = aws_sdk_s3::config::Builder::from(&sdk);
                 if let Some(r) = &self.settings.region {
                     b = b.region(aws_sdk_s3::config::Region::new(r.clone()));
@@ -162,6 +168,23 @@ impl Shared {
                 if sdk.endpoint_url().is_some() {
                     b = b.force_path_style(true);
                 }
+                // A state call never outlives a third of the lease: a renewal stuck on the
+                // network must not let the lease run out unnoticed (see `S3Lock::check`).
+                let lease = self.settings.lease;
+                let clamp = |d: Duration, lo: u64, hi: u64| {
+                    d.clamp(Duration::from_secs(lo), Duration::from_secs(hi))
+                };
+                b = b
+                    .retry_config(
+                        aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(3),
+                    )
+                    .timeout_config(
+                        aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(3))
+                            .operation_attempt_timeout(clamp(lease / 6, 3, 20))
+                            .operation_timeout(clamp(lease / 3, 5, 40))
+                            .build(),
+                    );
                 Client::from_conf(b.build())
             })
             .clone()
@@ -192,14 +215,49 @@ impl Shared {
         if status == Some(412) || code.as_deref() == Some("ConditionalRequestConflict") {
             return Fail::Precondition;
         }
+        // A request that never left (no credentials, no region, no network): what stopped
+        // it, found by type in the error's sources.
+        let mut missing = None;
+        let mut innermost = e.to_string();
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+        while let Some(s) = source {
+            if s.is::<aws_credential_types::provider::error::CredentialsError>() {
+                missing = Some((
+                    "no AWS credentials were found".to_string(),
+                    "the state bucket is reached with the command's credentials: --profile, `aws.profile`, AWS_PROFILE or the AWS chain".to_string(),
+                ));
+            }
+            innermost = s.to_string();
+            source = s.source();
+        }
+        if missing.is_none() && status.is_none() && self.no_region.get() == Some(&true) {
+            missing = Some((
+                "no region for the state bucket".to_string(),
+                "set the bucket's region: `state.region` ([state] region = \"…\") or AWS_REGION"
+                    .to_string(),
+            ));
+        }
+        if let Some((message, hint)) = missing {
+            return Fail::Other(StateError::Remote {
+                location: self.location_of(key),
+                action,
+                message,
+                hint: Some(hint),
+            });
+        }
         let message = match (&code, e.message()) {
             (Some(c), Some(m)) => format!("{c}: {m}"),
             (Some(c), None) => c.clone(),
-            _ => aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+            _ => innermost,
         };
         let hint = match code.as_deref() {
             Some("AccessDenied") | Some("Forbidden") => Some(
                 "the credentials lack the state backend's permissions: `geusemaker policy` prints them (docs/teams.md)".to_string(),
+            ),
+            Some("PermanentRedirect")
+            | Some("AuthorizationHeaderMalformed")
+            | Some("IllegalLocationConstraintException") => Some(
+                "the bucket is in another region: set `state.region` ([state] region = \"…\")".to_string(),
             ),
             Some("NoSuchBucket") => Some(format!(
                 "create the bucket (with versioning) first, see docs/teams.md: aws s3api create-bucket --bucket {}",
@@ -257,11 +315,29 @@ impl Shared {
             Some(etag) => req.if_match(etag),
             None => req.if_none_match("*"),
         };
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| self.err(key, "write", e))?;
+        let out = self.rt.block_on(req.send()).map_err(|e| {
+            // If-Match on a key that is gone answers 404: the object is not what was read.
+            let gone = e.raw_response().is_some_and(|r| r.status().as_u16() == 404);
+            if base.is_some() && gone {
+                Fail::Precondition
+            } else {
+                self.err(key, "write", e)
+            }
+        })?;
         Ok(out.e_tag().unwrap_or_default().to_string())
+    }
+
+    /// [`Shared::put`], where a failed precondition may be this very write: the SDK retries a
+    /// request whose answer was lost, and the retry finds the first attempt's object. What is
+    /// there is read back; the same bytes mean the write landed.
+    fn put_checked(&self, key: &str, bytes: &[u8], base: Option<&str>) -> Result<String, Fail> {
+        match self.put(key, bytes, base) {
+            Err(Fail::Precondition) => match self.get_blocking(key)? {
+                Some((now, etag)) if now == bytes => Ok(etag),
+                _ => Err(Fail::Precondition),
+            },
+            other => other,
+        }
     }
 
     /// Delete `key` if it is still at `etag` (read, compared, deleted: the caller holds the
@@ -270,22 +346,23 @@ impl Shared {
         match self.get_blocking(key)? {
             None => Ok(()),
             Some((_, now)) if now != etag => Err(Fail::Precondition),
-            Some(_) => self.delete(key),
+            Some(_) => self.delete(key, Some(etag)),
         }
     }
 
-    fn delete(&self, key: &str) -> Result<(), Fail> {
+    /// Delete `key`; with `etag`, only while it is at that ETag (S3's conditional delete).
+    fn delete(&self, key: &str, etag: Option<&str>) -> Result<(), Fail> {
         let client = self.client();
-        self.rt
-            .block_on(
-                client
-                    .delete_object()
-                    .bucket(&self.url().bucket)
-                    .key(key)
-                    .send(),
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(key, "delete", e))
+        let mut req = client.delete_object().bucket(&self.url().bucket).key(key);
+        if let Some(etag) = etag {
+            req = req.if_match(etag);
+        }
+        match self.rt.block_on(req.send()) {
+            Ok(_) => Ok(()),
+            // Gone already.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
+            Err(e) => Err(self.err(key, "delete", e)),
+        }
     }
 
     fn conflict(&self, stack: &str, f: Fail) -> StateError {
@@ -400,7 +477,7 @@ impl Backend for S3 {
 
     fn write(&self, stack: &str, text: &[u8], base: &Version) -> Result<String, StateError> {
         let s = &self.shared;
-        s.put(&s.doc_key(stack), text, base.as_deref())
+        s.put_checked(&s.doc_key(stack), text, base.as_deref())
             .map_err(|f| s.conflict(stack, f))
     }
 
@@ -433,9 +510,31 @@ impl Backend for S3 {
             .and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok()))
     }
 
-    fn break_lock(&self, stack: &str) -> Result<(), StateError> {
+    fn break_lock(&self, stack: &str, shown: Option<&LockHolder>) -> Result<(), StateError> {
         let s = &self.shared;
-        s.delete(&s.lock_key(stack)).map_err(other)
+        let key = s.lock_key(stack);
+        let Some((bytes, etag)) = s.get_blocking(&key).map_err(other)? else {
+            return Ok(());
+        };
+        let now: Option<LockHolder> = serde_json::from_slice(&bytes).ok();
+        let changed = || {
+            locked(
+                stack,
+                format!(
+                    "{} (the lock changed after it was shown; nothing was removed, run unlock again)",
+                    now.as_ref()
+                        .map(|h| h.to_string())
+                        .unwrap_or_else(|| "another run".into())
+                ),
+            )
+        };
+        if shown.is_some() && now.as_ref() != shown {
+            return Err(changed());
+        }
+        match s.delete(&key, Some(&etag)) {
+            Err(Fail::Precondition) => Err(changed()),
+            other_result => other_result.map_err(other),
+        }
     }
 
     fn notices(&self) -> Vec<String> {
@@ -515,15 +614,34 @@ struct S3Lock {
     previous: Option<LockHolder>,
 }
 
+/// The lock object as this run last wrote it.
+struct Held {
+    holder: LockHolder,
+    etag: String,
+}
+
+/// Why a renewal did not extend the lease.
+enum RenewError {
+    /// Another run holds the lock now (or it was removed): named.
+    Lost(String),
+    /// S3 did not answer as asked; the lock may still be ours.
+    Failed(StateError),
+}
+
 struct LockInner {
     shared: Arc<Shared>,
     stack: String,
     key: String,
-    holder: Mutex<LockHolder>,
-    etag: Mutex<String>,
-    /// Set when the renewal found another holder.
+    held: Mutex<Held>,
+    /// One renewal at a time (the thread, or `check` when the lease is close to its end).
+    renewing: Mutex<()>,
+    /// Set once the lock is known to be another run's (or its lease ran out unrenewed).
     lost: Mutex<Option<String>>,
     stop: (Mutex<bool>, Condvar),
+}
+
+fn relock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl std::fmt::Debug for S3Lock {
@@ -551,7 +669,7 @@ impl S3Lock {
         let (holder, etag) = loop {
             attempts += 1;
             let holder = fresh();
-            match shared.put(&key, &shared.holder_document(&holder), None) {
+            match shared.put_checked(&key, &shared.holder_document(&holder), None) {
                 Ok(etag) => break (holder, etag),
                 Err(Fail::Other(e)) => return Err(e),
                 Err(Fail::Precondition) => {}
@@ -581,7 +699,7 @@ impl S3Lock {
             }
             // Take over the expired lock: only one of two machines doing so at once wins.
             let holder = fresh();
-            match shared.put(&key, &shared.holder_document(&holder), Some(&etag)) {
+            match shared.put_checked(&key, &shared.holder_document(&holder), Some(&etag)) {
                 Ok(new) => {
                     previous = current;
                     break (holder, new);
@@ -597,23 +715,28 @@ impl S3Lock {
             shared,
             stack: stack.to_string(),
             key,
-            holder: Mutex::new(holder),
-            etag: Mutex::new(etag),
+            held: Mutex::new(Held { holder, etag }),
+            renewing: Mutex::new(()),
             lost: Mutex::new(None),
             stop: (Mutex::new(false), Condvar::new()),
         });
-        let renewer = {
+        let thread = {
             let inner = inner.clone();
             std::thread::Builder::new()
                 .name("geusemaker-lease".into())
                 .spawn(move || inner.renew_until_stopped())
-                .ok()
         };
-        Ok(S3Lock {
+        // Without renewals the lease would run out under the run: the lock is given back
+        // (dropped) and the run does not start.
+        let mut lock = S3Lock {
             inner,
-            renewer,
+            renewer: None,
             previous,
-        })
+        };
+        lock.renewer = Some(
+            thread.map_err(|e| StateError::io(std::path::Path::new("lease renewal thread"), e))?,
+        );
+        Ok(lock)
     }
 }
 
@@ -625,60 +748,76 @@ fn locked(stack: &str, holder: String) -> StateError {
 }
 
 impl LockInner {
-    /// Renew the lease every third of it until stopped or lost.
-    fn renew_until_stopped(&self) {
-        let lease = self.shared.settings.lease;
-        let every = (lease / 3).max(Duration::from_millis(200));
-        loop {
-            let (stopped, cv) = &self.stop;
-            let guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
-            let (guard, _) = cv
-                .wait_timeout_while(guard, every, |s| !*s)
-                .unwrap_or_else(|e| e.into_inner());
-            if *guard {
-                return;
+    /// The lease's safety margin: a run stops trusting its lock this long before the lease
+    /// ends (another machine's clock may be ahead; a write takes time).
+    fn margin(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.shared.settings.lease / 3).unwrap_or_default()
+    }
+
+    /// Extend the lease: the lock object replaced if it is still the one this run wrote.
+    fn renew_once(&self) -> Result<(), RenewError> {
+        let _one = relock(&self.renewing);
+        let (mut holder, etag) = {
+            let held = relock(&self.held);
+            (held.holder.clone(), held.etag.clone())
+        };
+        holder.lease_until = Some(Utc::now() + self.shared.settings.lease);
+        let doc = self.shared.holder_document(&holder);
+        match self.shared.put_checked(&self.key, &doc, Some(&etag)) {
+            Ok(etag) => {
+                *relock(&self.held) = Held { holder, etag };
+                Ok(())
             }
-            drop(guard);
-            let mut holder = self
-                .holder
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let until = holder.lease_until;
-            holder.lease_until = Some(Utc::now() + lease);
-            let etag = self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            match self.shared.put(
-                &self.key,
-                &self.shared.holder_document(&holder),
-                Some(&etag),
-            ) {
-                Ok(new) => {
-                    *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = new;
-                    *self.holder.lock().unwrap_or_else(|e| e.into_inner()) = holder;
-                }
-                Err(Fail::Precondition) => {
-                    let who = self
-                        .shared
-                        .get_blocking(&self.key)
-                        .ok()
-                        .flatten()
-                        .and_then(|(b, _)| serde_json::from_slice::<LockHolder>(&b).ok())
-                        .map(|h| h.to_string())
-                        .unwrap_or_else(|| "another run".into());
-                    tracing::warn!(stack = %self.stack, holder = %who, "the stack's lock was taken over");
-                    *self.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(who);
+            Err(Fail::Precondition) => {
+                let who = self
+                    .shared
+                    .get_blocking(&self.key)
+                    .ok()
+                    .flatten()
+                    .and_then(|(b, _)| serde_json::from_slice::<LockHolder>(&b).ok())
+                    .map(|h| h.to_string())
+                    .unwrap_or_else(|| "nobody: its lock was removed (`unlock`)".into());
+                Err(RenewError::Lost(who))
+            }
+            Err(Fail::Other(e)) => Err(RenewError::Failed(e)),
+        }
+    }
+
+    fn mark_lost(&self, who: String) {
+        tracing::warn!(stack = %self.stack, holder = %who, "the stack's lock is no longer this run's");
+        relock(&self.lost).get_or_insert(who);
+    }
+
+    /// Renew every third of the lease (every 2 s after a failure) until stopped or lost.
+    fn renew_until_stopped(&self) {
+        let every = (self.shared.settings.lease / 3).max(Duration::from_millis(200));
+        let mut wait = every;
+        loop {
+            {
+                let (stopped, cv) = &self.stop;
+                let guard = relock(stopped);
+                let (guard, _) = cv
+                    .wait_timeout_while(guard, wait, |s| !*s)
+                    .unwrap_or_else(|e| e.into_inner());
+                if *guard {
                     return;
                 }
-                Err(Fail::Other(e)) => {
-                    // S3 unreachable: keep trying while the lease runs; once it ran out, the
-                    // lock may be someone else's.
+            }
+            if relock(&self.lost).is_some() {
+                return;
+            }
+            match self.renew_once() {
+                Ok(()) => wait = every,
+                Err(RenewError::Lost(who)) => return self.mark_lost(who),
+                Err(RenewError::Failed(e)) => {
                     tracing::warn!(stack = %self.stack, error = %e, "could not renew the lock's lease");
+                    let until = relock(&self.held).holder.lease_until;
                     if until.is_some_and(|t| t < Utc::now()) {
-                        *self.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(
-                            "nobody yet: its lease ran out while S3 could not be reached".into(),
-                        );
-                        return;
+                        return self.mark_lost(format!(
+                            "nobody yet: its lease ran out while S3 could not be reached ({e})"
+                        ));
                     }
+                    wait = every.min(Duration::from_secs(2));
                 }
             }
         }
@@ -690,13 +829,32 @@ impl HeldLock for S3Lock {
         self.previous.as_ref()
     }
 
+    /// Whether this run may still write: not lost, and the lease ends later than the margin
+    /// from now — by the wall clock, which also runs while a laptop sleeps. Near its end the
+    /// lease is renewed here and now (the renewal thread may be stuck, or the process was
+    /// paused); a renewal that fails means the run must stop.
     fn check(&self) -> Result<(), StateError> {
-        match &*self.inner.lost.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(holder) => Err(StateError::LockLost {
-                stack: self.inner.stack.clone(),
-                holder: holder.clone(),
-            }),
-            None => Ok(()),
+        let inner = &self.inner;
+        let lost = |holder: String| StateError::LockLost {
+            stack: inner.stack.clone(),
+            holder,
+        };
+        if let Some(who) = relock(&inner.lost).clone() {
+            return Err(lost(who));
+        }
+        let until = relock(&inner.held).holder.lease_until;
+        if until.is_some_and(|t| t - inner.margin() > Utc::now()) {
+            return Ok(());
+        }
+        match inner.renew_once() {
+            Ok(()) => Ok(()),
+            Err(RenewError::Lost(who)) => {
+                inner.mark_lost(who.clone());
+                Err(lost(who))
+            }
+            Err(RenewError::Failed(e)) => Err(lost(format!(
+                "nobody yet: its lease is ending and could not be renewed ({e})"
+            ))),
         }
     }
 }
@@ -705,19 +863,15 @@ impl Drop for S3Lock {
     fn drop(&mut self) {
         {
             let (stopped, cv) = &self.inner.stop;
-            *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            *relock(stopped) = true;
             cv.notify_all();
         }
         if let Some(t) = self.renewer.take() {
             let _ = t.join();
         }
-        if self.check().is_ok() {
-            let etag = self
-                .inner
-                .etag
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+        if relock(&self.inner.lost).is_none() {
+            let etag = relock(&self.inner.held).etag.clone();
+            // Only while it is still this run's: S3's conditional delete.
             if let Err(Fail::Other(e)) = self.inner.shared.delete_if(&self.inner.key, &etag) {
                 tracing::warn!(stack = %self.inner.stack, error = %e, "could not release the lock; its lease ends it");
             }

@@ -370,6 +370,11 @@ impl StackStore {
         text.push('\n');
         let version = backend.write(&self.state.stack, text.as_bytes(), &self.version)?;
         self.version = Some(version);
+        // The write may have taken long enough for the lock to be lost meanwhile: what the
+        // caller records next (a create) must not happen then.
+        if let Some(lock) = &self.lock {
+            lock.check()?;
+        }
         Ok(())
     }
 
