@@ -705,3 +705,61 @@ fn a_run_resumed_after_its_lock_was_taken_over_creates_nothing_more() {
     other.run(&["destroy", &stack, "--yes"]).success();
     assert!(sdk.leftovers(&stack).is_empty());
 }
+
+/// S3 stops taking the stack's writes in the middle of a run: the run stops before the create
+/// whose intent could not be recorded (nothing after it is created), and the next run, with S3
+/// back, finds everything the first one made.
+#[test]
+fn a_run_that_loses_s3_midway_creates_nothing_more_and_the_next_run_finds_everything() {
+    use support::proxy::{FaultProxy, Rule};
+    let sdk = World::moto().sdk();
+    let b = bucket(&sdk, "flaky");
+    let url = format!("s3://{b}");
+    let w = machine(&url, "2m");
+    let stack = support::stack_name("flaky");
+    let recipe = w.recipe(
+        "three.rhai",
+        "ec2::security_group(\"web\", ec2::default_vpc(), #{});\n\
+         ec2::security_group(\"db\", ec2::default_vpc(), #{});\n\
+         ec2::security_group(\"cache\", ec2::default_vpc(), #{});\n",
+    );
+    // Every write of the document that records the second group fails, as S3 does when it is
+    // unavailable (the SDK retries, then gives up).
+    let mut unavailable = Rule::rest_xml(
+        &format!("PUT /{b}/stacks/{stack}.json"),
+        503,
+        "<Error><Code>ServiceUnavailable</Code><Message>Please reduce your request rate.</Message></Error>",
+    );
+    unavailable.body_contains = vec!["\"name\": \"db\"".into()];
+    let s3 = FaultProxy::start(&support::moto().direct, vec![unavailable]);
+    let out = w
+        .cmd()
+        .env("AWS_ENDPOINT_URL_S3", s3.endpoint())
+        .args([
+            "run",
+            recipe.to_str().unwrap(),
+            "--name",
+            &stack,
+            "--keep-failed",
+        ])
+        .output()
+        .unwrap();
+    let out = Outcome::from(out);
+    out.failure(1).stderr_has("cannot write");
+    assert!(
+        s3.hit_count() >= 1,
+        "the write of the intent reached S3 and failed"
+    );
+    let groups = sdk.leftovers(&stack).security_groups;
+    assert_eq!(
+        groups.len(),
+        1,
+        "only the group recorded before S3 failed exists: {groups:?}"
+    );
+    // With S3 back, the ledger finds it (another machine could do this too).
+    let doc = object(&sdk, &b, &format!("stacks/{stack}.json")).expect("the document stays");
+    assert!(doc.contains(&groups[0]), "the first group is in the ledger");
+    assert!(!doc.contains("\"db\"") && !doc.contains("\"cache\""));
+    w.run(&["destroy", &stack, "--yes"]).success();
+    assert!(sdk.leftovers(&stack).is_empty());
+}
