@@ -630,10 +630,17 @@ impl Settings {
         };
         // The bucket's region and key belong to the bucket: they come from the file that names
         // that URL, never from another (a personal key must not encrypt a team's objects).
+        let same = |a: &str| match (
+            crate::state::s3::S3Url::parse(a),
+            crate::state::s3::S3Url::parse(&url),
+        ) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => a == url,
+        };
         let owner = [project, Some(self)]
             .into_iter()
             .flatten()
-            .find(|s| url_of(s).as_deref() == Some(url.as_str()));
+            .find(|s| url_of(s).is_some_and(|u| same(&u)));
         let own = |key: &str| match owner.and_then(|s| s.values.get(key)) {
             Some(Value::Str(v)) if !v.trim().is_empty() => Some(v.clone()),
             _ => None,

@@ -81,6 +81,43 @@ fn slow_recipe(w: &World, wait_secs: u32) -> String {
     .into_owned()
 }
 
+/// The S3 backend of a process of our own, on moto, at `url` with a lease of `lease` seconds.
+fn s3_backend(url: &str, lease: u64) -> geusemaker::state::StateBackend {
+    use geusemaker::state::s3::{Connect, S3Settings, S3Url, S3};
+    let endpoint = support::moto().endpoint.clone();
+    let connect: Connect = Box::new(move || {
+        let endpoint = endpoint.clone();
+        Box::pin(async move {
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .endpoint_url(endpoint)
+                .region(aws_config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                    "test", "test", None, None, "tests",
+                ))
+                .load()
+                .await
+        })
+    });
+    let settings = S3Settings {
+        url: S3Url::parse(url).unwrap(),
+        region: None,
+        lease: Duration::from_secs(lease),
+        kms_key: None,
+    };
+    geusemaker::state::StateBackend::new(S3::new(settings, connect).unwrap())
+}
+
+/// Until the lease recorded in the lock object at `key` has run out (by this clock).
+fn wait_for_lease_end(sdk: &Sdk, bucket: &str, key: &str) {
+    let doc = object(sdk, bucket, key).expect("the lock object exists");
+    let holder: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let until: chrono::DateTime<chrono::Utc> =
+        holder["lease_until"].as_str().unwrap().parse().unwrap();
+    while chrono::Utc::now() < until + chrono::Duration::milliseconds(500) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn quick_recipe(w: &World) -> String {
     w.recipe(
         "quick.rhai",
@@ -243,7 +280,7 @@ fn a_second_run_is_refused_naming_the_holder_and_a_killed_runs_lock_is_taken_ove
         .status()
         .unwrap();
     child.wait().unwrap();
-    std::thread::sleep(Duration::from_secs(11));
+    wait_for_lease_end(&sdk, &b, &lock_key);
     other
         .run(&["destroy", &stack, "--yes"])
         .success()
@@ -259,41 +296,12 @@ fn a_second_run_is_refused_naming_the_holder_and_a_killed_runs_lock_is_taken_ove
 
 #[test]
 fn a_write_based_on_a_stale_read_is_refused_not_lost() {
-    use geusemaker::state::s3::{S3Settings, S3Url, S3};
-    use geusemaker::state::{StateBackend, StateError};
+    use geusemaker::state::StateError;
     let sdk = World::moto().sdk();
     let b = bucket(&sdk, "race");
-    let endpoint = support::moto().endpoint.clone();
-    let backend = |lease: u64| {
-        let endpoint = endpoint.clone();
-        let connect: geusemaker::state::s3::Connect = Box::new(move || {
-            let endpoint = endpoint.clone();
-            Box::pin(async move {
-                aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .endpoint_url(endpoint)
-                    .region(aws_config::Region::new("us-east-1"))
-                    .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                        "test", "test", None, None, "tests",
-                    ))
-                    .load()
-                    .await
-            })
-        });
-        StateBackend::new(
-            S3::new(
-                S3Settings {
-                    url: S3Url::parse(&format!("s3://{b}/p")).unwrap(),
-                    region: None,
-                    lease: Duration::from_secs(lease),
-                    kms_key: None,
-                },
-                connect,
-            )
-            .unwrap(),
-        )
-    };
     // Two writers (two processes' backends) read the same version of one document.
-    let (one, two) = (backend(60), backend(60));
+    let url = format!("s3://{b}/p");
+    let (one, two) = (s3_backend(&url, 60), s3_backend(&url, 60));
     let v0 = one.write("race", b"{\"n\":0}", &None).unwrap();
     assert!(
         matches!(
@@ -333,44 +341,28 @@ fn a_write_based_on_a_stale_read_is_refused_not_lost() {
     drop(held);
     let again = two.lock("race", "r2", "test").unwrap();
     assert!(again.previous_holder().is_none(), "released cleanly");
+
+    // `unlock` removes the lock it showed, and only that one.
+    let shown = one.holder("race").unwrap().expect("r2 holds it");
+    assert_eq!(shown.run, "r2");
+    drop(again);
+    let third = one.lock("race", "r3", "test").unwrap();
+    let e = two.break_lock("race", Some(&shown)).unwrap_err();
+    assert!(e.to_string().contains("changed after it was shown"), "{e}");
+    assert_eq!(one.holder("race").unwrap().unwrap().run, "r3", "kept");
+    let now = two.holder("race").unwrap().unwrap();
+    two.break_lock("race", Some(&now)).unwrap();
+    assert!(one.holder("race").unwrap().is_none(), "removed");
+    drop(third);
 }
 
 #[test]
 fn a_lock_taken_over_stops_the_run_that_lost_it_before_it_writes_again() {
-    use geusemaker::state::s3::{S3Settings, S3Url, S3};
-    use geusemaker::state::{StackStore, StateBackend, StateError};
+    use geusemaker::state::{StackStore, StateError};
     let sdk = World::moto().sdk();
     let b = bucket(&sdk, "lost");
-    let endpoint = support::moto().endpoint.clone();
-    let make = || {
-        let endpoint = endpoint.clone();
-        let connect: geusemaker::state::s3::Connect = Box::new(move || {
-            let endpoint = endpoint.clone();
-            Box::pin(async move {
-                aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .endpoint_url(endpoint)
-                    .region(aws_config::Region::new("us-east-1"))
-                    .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                        "test", "test", None, None, "tests",
-                    ))
-                    .load()
-                    .await
-            })
-        });
-        StateBackend::new(
-            S3::new(
-                S3Settings {
-                    url: S3Url::parse(&format!("s3://{b}")).unwrap(),
-                    region: None,
-                    lease: Duration::from_secs(6),
-                    kms_key: None,
-                },
-                connect,
-            )
-            .unwrap(),
-        )
-    };
-    let (one, two) = (make(), make());
+    let url = format!("s3://{b}");
+    let (one, two) = (s3_backend(&url, 6), s3_backend(&url, 6));
     let mut first = StackStore::open(&one, "lost", "r1", "test").unwrap();
     first
         .update(|s| s.outputs.insert("who".into(), "r1".into()))
@@ -634,13 +626,24 @@ fn a_bad_or_unreachable_state_location_stops_before_anything_is_created() {
         .unwrap();
     Outcome::from(out)
         .failure(1)
-        .stderr_has("no AWS credentials were found")
+        .stderr_has("no usable AWS credentials")
         .stderr_has("--profile");
     assert!(w.sdk().leftovers(&stack).is_empty(), "nothing was created");
+    // A lease too short to be renewed safely is refused before anything is asked of S3.
+    std::fs::write(
+        w.home.path().join("config.toml"),
+        "[state]\nlease = \"5s\"\n",
+    )
+    .unwrap();
+    w.run(&["list", "--state", "s3://any-team-bucket/x"])
+        .failure(2)
+        .stderr_has("state.lease is 5s: a lease is from 10s to 1h");
 }
 
-/// A run paused past its lease (a laptop asleep, a stopped process) whose lock another machine
-/// took over: when it resumes it creates nothing more, and says why.
+/// A run whose lease ran out unrenewed (a laptop asleep: here its renewals are switched off)
+/// and whose lock another machine took over: at its next step it creates nothing more, and
+/// says why. Its own check of the lease stops it, not the conditional write (which would say
+/// "changed since it was read").
 #[test]
 fn a_run_resumed_after_its_lock_was_taken_over_creates_nothing_more() {
     let sdk = World::moto().sdk();
@@ -659,6 +662,7 @@ fn a_run_resumed_after_its_lock_was_taken_over_creates_nothing_more() {
     );
     let child = a
         .cmd()
+        .env("GEUSEMAKER_TEST_NO_LEASE_RENEWAL", "1")
         .args(["run", recipe.to_str().unwrap(), "--name", &stack])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -673,9 +677,7 @@ fn a_run_resumed_after_its_lock_was_taken_over_creates_nothing_more() {
         assert!(Instant::now() < deadline, "the run never created its group");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
-    std::thread::sleep(Duration::from_secs(11));
+    wait_for_lease_end(&sdk, &b, &format!("locks/{stack}.lock"));
     // Another machine takes the lock over, works on the stack, and releases it.
     let quick = quick_recipe(&other);
     other
@@ -683,10 +685,9 @@ fn a_run_resumed_after_its_lock_was_taken_over_creates_nothing_more() {
         .success()
         .stderr_has("lease ran out")
         .stderr_has("taking it over");
-    // The paused run resumes, and its gate opens: its next step would create a group.
+    // The first run's gate opens: its next step would create a group.
     let gate = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     std::thread::spawn(move || for _ in gate.incoming() {});
-    Command::new("kill").args(["-CONT", &pid]).status().unwrap();
     let out = Outcome::from(child.wait_with_output().unwrap());
     out.failure(1)
         .stderr_has(&format!("the lock of stack `{stack}` was lost"));

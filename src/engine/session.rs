@@ -1088,8 +1088,12 @@ pub fn unlock(stack: &str, assume_yes: bool) -> Result<String, RunError> {
         Err(StateError::Locked { holder, .. }) if backend.is_remote() => {
             // A shared lock's holder may be alive on another machine: the user decides.
             let shown = backend.holder(stack)?;
+            // No readable holder: released meanwhile, or a damaged lock object.
+            if shown.is_none() && backend.lock(stack, "unlock", "unlock").is_ok() {
+                return Ok(format!("stack `{stack}` is not locked (its run just ended)"));
+            }
             let question = match &shown {
-                Some(h) if h.is_live() => format!("stack `{stack}` is locked by {h}, whose lease still runs: that run may be alive on {}. Remove its lock anyway (the run stops at its next write)?", h.host),
+                Some(h) if h.is_live() => format!("stack `{stack}` is locked by {h}, whose lease still runs: that run may be alive on {}. Remove its lock anyway (the run stops at its first write after its next renewal)?", h.host),
                 Some(h) => format!("stack `{stack}` is locked by {h}, whose lease ran out. Remove the lock?"),
                 None => format!("stack `{stack}` is locked by {holder}. Remove the lock?"),
             };

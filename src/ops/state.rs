@@ -10,6 +10,11 @@ use crate::state::s3::{S3Settings, S3Url, S3};
 use crate::state::{validate_stack_name, Home, StackStore, StateBackend, StateError};
 use crate::ui::Ui;
 
+/// The shortest lease: a renewal must fit in a third of it, with retries, on a slow network.
+pub const MIN_LEASE: Duration = Duration::from_secs(10);
+/// The longest: a killed run's lock blocks the stack that long.
+pub const MAX_LEASE: Duration = Duration::from_secs(3600);
+
 /// The backend `settings` name: the local directory, or an S3 bucket reached with `aws`'s
 /// profile (credentials are only looked up when S3 is first used).
 pub fn backend(settings: &StateSettings, aws: &AwsSettings) -> Result<StateBackend, RunError> {
@@ -24,10 +29,20 @@ pub fn backend(settings: &StateSettings, aws: &AwsSettings) -> Result<StateBacke
         ))
     })?;
     let aws = AwsSettings {
-        // The bucket's region is the state's business, not the stack's.
+        // The bucket's region is the state's (`state.region`, else the AWS chain), not the
+        // stack's nor the settings' default for new stacks.
         region: None,
+        default_region: None,
         ..aws.clone()
     };
+    if !(MIN_LEASE..=MAX_LEASE).contains(&settings.lease) {
+        return Err(RunError::Usage(format!(
+            "state.lease is {}: a lease is from {} to {} (a run renews it every third; another machine waits that long for a killed run's lock)",
+            crate::config::fmt_duration(settings.lease),
+            crate::config::fmt_duration(MIN_LEASE),
+            crate::config::fmt_duration(MAX_LEASE)
+        )));
+    }
     let connect: crate::state::s3::Connect = Box::new(move || {
         let aws = aws.clone();
         Box::pin(async move { crate::cloud::sdk_config(&aws).await })
@@ -36,7 +51,7 @@ pub fn backend(settings: &StateSettings, aws: &AwsSettings) -> Result<StateBacke
         S3Settings {
             url: parsed,
             region: settings.region.clone(),
-            lease: settings.lease.max(Duration::from_secs(1)),
+            lease: settings.lease,
             kms_key: settings.kms_key.clone(),
         },
         connect,
@@ -223,33 +238,59 @@ fn move_one(
                 hint: Some("compare the two with `geusemaker state show NAME` (and --state); remove one with `geusemaker destroy` before moving".into()),
             })
         }
-        None => {
-            let version = to.write(stack, stored.text.as_bytes(), &None)?;
-            let back = to.read(stack)?;
-            if back.as_ref().map(|s| s.text.as_str()) != Some(stored.text.as_str()) {
-                return Err(StateError::Remote {
-                    location: to.location(stack),
-                    action: "verify the copy",
-                    message: "what was read back differs from what was written; the source is kept".into(),
-                    hint: None,
-                });
-            }
-            Some(version)
-        }
+        None => Some(to.write(stack, stored.text.as_bytes(), &None)?),
     };
-    if let Err(e) = from.remove(stack, &stored.version) {
-        // Two live copies must not stay: the new one goes again.
-        if let Some(version) = copied {
-            if let Err(undo) = to.remove(stack, &version) {
-                return Err(StateError::Remote {
-                    location: to.location(stack),
-                    action: "undo the copy",
-                    message: format!("the source could not be removed ({e}), nor the copy ({undo}); both exist now: remove {} by hand", to.location(stack)),
-                    hint: None,
-                });
-            }
-        }
-        return Err(e);
+    // The copy, read back before anything is removed.
+    let verified = match to.read(stack) {
+        Ok(Some(back)) if back.text == stored.text => Ok(()),
+        Ok(_) => Err(StateError::Remote {
+            location: to.location(stack),
+            action: "verify the copy",
+            message: "what was read back differs from what was written".into(),
+            hint: None,
+        }),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = verified {
+        return Err(undo_copy(to, stack, copied.as_deref(), e));
     }
-    Ok(())
+    match from.remove(stack, &stored.version) {
+        Ok(()) => Ok(()),
+        Err(e) => match from.read(stack) {
+            // The removal reached the store though its answer did not: moved.
+            Ok(None) => Ok(()),
+            // The source is still there as it was: the copy goes again, one copy stays.
+            Ok(Some(now)) if now.version == stored.version => {
+                Err(undo_copy(to, stack, copied.as_deref(), e))
+            }
+            _ => Err(StateError::Remote {
+                location: from.location(stack),
+                action: "remove the source",
+                message: format!("{e}; the stack is now at {} too: run the same command again to finish the move", to.location(stack)),
+                hint: None,
+            }),
+        },
+    }
+}
+
+/// Remove the copy a move wrote (`version`), after `cause` stopped the move; the error says
+/// what is where.
+fn undo_copy(
+    to: &StateBackend,
+    stack: &str,
+    version: Option<&str>,
+    cause: StateError,
+) -> StateError {
+    let Some(version) = version else {
+        return cause;
+    };
+    match to.remove(stack, version) {
+        Ok(()) => cause,
+        Err(undo) => StateError::Remote {
+            location: to.location(stack),
+            action: "undo the copy",
+            message: format!("{cause}; the copy could not be removed either ({undo}): the stack is in both places; run the same command again to finish the move"),
+            hint: None,
+        },
+    }
 }

@@ -68,6 +68,12 @@ impl LockHolder {
         }
     }
 
+    /// The same run's lock (its lease may have been renewed since).
+    pub fn same_holder(&self, other: &LockHolder) -> bool {
+        (self.pid, &self.host, &self.run, self.since)
+            == (other.pid, &other.host, &other.run, other.since)
+    }
+
     /// Whether the holder is still working: its lease runs (a shared lock), or it is a live
     /// process on this machine (a local lock).
     pub fn is_live(&self) -> bool {

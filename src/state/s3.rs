@@ -29,6 +29,10 @@ use chrono::Utc;
 use super::backend::{Backend, HeldLock, Stored, Version};
 use super::{LockHolder, StateError};
 
+/// Test-only: a run with this variable set never renews its lease in the background (as a
+/// laptop asleep would not), so tests can make a lease run out under a live run.
+pub const NO_RENEWAL_ENV: &str = "GEUSEMAKER_TEST_NO_LEASE_RENEWAL";
+
 /// Builds the AWS configuration when S3 is first used (commands that never read state never
 /// need credentials).
 pub type Connect =
@@ -212,7 +216,9 @@ impl Shared {
     {
         let status = e.raw_response().map(|r| r.status().as_u16());
         let code = e.code().map(str::to_string);
-        if status == Some(412) || code.as_deref() == Some("ConditionalRequestConflict") {
+        // 412 only: a 409 (ConditionalRequestConflict) means another conditional request on
+        // the key was in flight; it says nothing about what is stored, and is retried.
+        if status == Some(412) {
             return Fail::Precondition;
         }
         // A request that never left (no credentials, no region, no network): what stopped
@@ -223,7 +229,7 @@ impl Shared {
         while let Some(s) = source {
             if s.is::<aws_credential_types::provider::error::CredentialsError>() {
                 missing = Some((
-                    "no AWS credentials were found".to_string(),
+                    format!("no usable AWS credentials: {s}"),
                     "the state bucket is reached with the command's credentials: --profile, `aws.profile`, AWS_PROFILE or the AWS chain".to_string(),
                 ));
             }
@@ -317,7 +323,10 @@ impl Shared {
         };
         let out = self.rt.block_on(req.send()).map_err(|e| {
             // If-Match on a key that is gone answers 404: the object is not what was read.
-            let gone = e.raw_response().is_some_and(|r| r.status().as_u16() == 404);
+            let gone = e
+                .as_service_error()
+                .and_then(|s| s.meta().code())
+                .is_some_and(|c| c == "NoSuchKey");
             if base.is_some() && gone {
                 Fail::Precondition
             } else {
@@ -360,7 +369,13 @@ impl Shared {
         match self.rt.block_on(req.send()) {
             Ok(_) => Ok(()),
             // Gone already.
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|s| s.meta().code())
+                    .is_some_and(|c| c == "NoSuchKey") =>
+            {
+                Ok(())
+            }
             Err(e) => Err(self.err(key, "delete", e)),
         }
     }
@@ -528,8 +543,10 @@ impl Backend for S3 {
                 ),
             )
         };
-        if shown.is_some() && now.as_ref() != shown {
-            return Err(changed());
+        if let Some(shown) = shown {
+            if !now.as_ref().is_some_and(|n| n.same_holder(shown)) {
+                return Err(changed());
+            }
         }
         match s.delete(&key, Some(&etag)) {
             Err(Fail::Precondition) => Err(changed()),
@@ -755,32 +772,56 @@ impl LockInner {
     }
 
     /// Extend the lease: the lock object replaced if it is still the one this run wrote.
-    fn renew_once(&self) -> Result<(), RenewError> {
+    fn renew_once(&self, only_if_due: bool) -> Result<(), RenewError> {
         let _one = relock(&self.renewing);
         let (mut holder, etag) = {
             let held = relock(&self.held);
             (held.holder.clone(), held.etag.clone())
         };
+        // Renewed meanwhile by the other caller (the thread, or `check`).
+        if only_if_due && !self.due(&holder) {
+            return Ok(());
+        }
         holder.lease_until = Some(Utc::now() + self.shared.settings.lease);
         let doc = self.shared.holder_document(&holder);
-        match self.shared.put_checked(&self.key, &doc, Some(&etag)) {
+        match self.shared.put(&self.key, &doc, Some(&etag)) {
             Ok(etag) => {
                 *relock(&self.held) = Held { holder, etag };
                 Ok(())
             }
             Err(Fail::Precondition) => {
-                let who = self
-                    .shared
-                    .get_blocking(&self.key)
-                    .ok()
-                    .flatten()
-                    .and_then(|(b, _)| serde_json::from_slice::<LockHolder>(&b).ok())
-                    .map(|h| h.to_string())
-                    .unwrap_or_else(|| "nobody: its lock was removed (`unlock`)".into());
-                Err(RenewError::Lost(who))
+                let now = self.shared.get_blocking(&self.key).map_err(|f| match f {
+                    Fail::Other(e) => RenewError::Failed(e),
+                    Fail::Precondition => RenewError::Failed(other(f)),
+                })?;
+                let Some((bytes, etag)) = now else {
+                    return Err(RenewError::Lost(
+                        "nobody: its lock was removed (`unlock`)".into(),
+                    ));
+                };
+                match serde_json::from_slice::<LockHolder>(&bytes) {
+                    // Still this run's lock: an earlier renewal landed although its answer
+                    // was lost (the ETag kept here is older). Carry on from what is there.
+                    Ok(there) if there.same_holder(&holder) => {
+                        *relock(&self.held) = Held {
+                            holder: there,
+                            etag,
+                        };
+                        Ok(())
+                    }
+                    Ok(there) => Err(RenewError::Lost(there.to_string())),
+                    Err(_) => Err(RenewError::Lost("an unreadable lock object".into())),
+                }
             }
             Err(Fail::Other(e)) => Err(RenewError::Failed(e)),
         }
+    }
+
+    /// Whether less than the margin is left of `holder`'s lease (by the wall clock).
+    fn due(&self, holder: &LockHolder) -> bool {
+        holder
+            .lease_until
+            .is_none_or(|t| t - self.margin() <= Utc::now())
     }
 
     fn mark_lost(&self, who: String) {
@@ -792,6 +833,9 @@ impl LockInner {
     fn renew_until_stopped(&self) {
         let every = (self.shared.settings.lease / 3).max(Duration::from_millis(200));
         let mut wait = every;
+        if std::env::var_os(NO_RENEWAL_ENV).is_some() {
+            wait = Duration::from_secs(24 * 3600);
+        }
         loop {
             {
                 let (stopped, cv) = &self.stop;
@@ -806,7 +850,7 @@ impl LockInner {
             if relock(&self.lost).is_some() {
                 return;
             }
-            match self.renew_once() {
+            match self.renew_once(false) {
                 Ok(()) => wait = every,
                 Err(RenewError::Lost(who)) => return self.mark_lost(who),
                 Err(RenewError::Failed(e)) => {
@@ -842,11 +886,10 @@ impl HeldLock for S3Lock {
         if let Some(who) = relock(&inner.lost).clone() {
             return Err(lost(who));
         }
-        let until = relock(&inner.held).holder.lease_until;
-        if until.is_some_and(|t| t - inner.margin() > Utc::now()) {
+        if !inner.due(&relock(&inner.held).holder) {
             return Ok(());
         }
-        match inner.renew_once() {
+        match inner.renew_once(true) {
             Ok(()) => Ok(()),
             Err(RenewError::Lost(who)) => {
                 inner.mark_lost(who.clone());

@@ -336,12 +336,17 @@ impl StackStore {
     /// the lock lost, the document changed by another run) the change is not kept in memory
     /// either, and the caller stops before doing what it recorded.
     pub fn update<T>(&mut self, f: impl FnOnce(&mut StackState) -> T) -> Result<T, StateError> {
-        let before = self.persists().then(|| self.state.clone());
+        let before = self
+            .persists()
+            .then(|| (self.state.clone(), self.version.clone()));
         let out = f(&mut self.state);
         self.state.updated_at = Utc::now();
         if let Err(e) = self.save() {
-            if let Some(before) = before {
-                self.state = before;
+            match before {
+                // Nothing was written: the change is undone here too.
+                Some((state, version)) if version == self.version => self.state = state,
+                // Written, then the lock was found lost: what is stored is kept as it is.
+                _ => {}
             }
             return Err(e);
         }
@@ -403,6 +408,10 @@ impl StackStore {
                 && r.region == region
                 && r.status == ResourceStatus::Intent
         }) {
+            // The create is sent again with this token: only while the lock is this run's.
+            if let Some(lock) = &self.lock {
+                lock.check()?;
+            }
             let token = self.state.resources[idx].token.clone();
             return Ok((idx, token));
         }
