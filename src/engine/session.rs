@@ -1085,12 +1085,22 @@ pub fn unlock(stack: &str, assume_yes: bool) -> Result<String, RunError> {
             };
             Ok(msg)
         }
-        Err(StateError::Locked { holder, .. }) if backend.is_remote() => {
+        Err(StateError::Locked { mut holder, .. }) if backend.is_remote() => {
             // A shared lock's holder may be alive on another machine: the user decides.
-            let shown = backend.holder(stack)?;
-            // No readable holder: released meanwhile, or a damaged lock object.
-            if shown.is_none() && backend.lock(stack, "unlock", "unlock").is_ok() {
-                return Ok(format!("stack `{stack}` is not locked (its run just ended)"));
+            let mut shown = backend.holder(stack)?;
+            // No readable holder: released meanwhile (and maybe taken again), or a damaged
+            // lock object.
+            if shown.is_none() {
+                match backend.lock(stack, "unlock", "unlock") {
+                    Ok(_free) => {
+                        return Ok(format!("stack `{stack}` is not locked (its run just ended)"))
+                    }
+                    Err(StateError::Locked { holder: now, .. }) => {
+                        holder = now;
+                        shown = backend.holder(stack)?;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             let question = match &shown {
                 Some(h) if h.is_live() => format!("stack `{stack}` is locked by {h}, whose lease still runs: that run may be alive on {}. Remove its lock anyway (the run stops at its first write after its next renewal)?", h.host),

@@ -10,7 +10,9 @@ use crate::state::s3::{S3Settings, S3Url, S3};
 use crate::state::{validate_stack_name, Home, StackStore, StateBackend, StateError};
 use crate::ui::Ui;
 
-/// The shortest lease: a renewal must fit in a third of it, with retries, on a slow network.
+/// The shortest lease. A renewal starts a third of the lease before its end and its calls take
+/// up to 5 s; a renewal that runs past the end is still safe (an If-Match write), only it
+/// stops the run.
 pub const MIN_LEASE: Duration = Duration::from_secs(10);
 /// The longest: a killed run's lock blocks the stack that long.
 pub const MAX_LEASE: Duration = Duration::from_secs(3600);
@@ -192,7 +194,7 @@ fn move_stacks(
         Ok(())
     } else {
         Err(RunError::Recipe(format!(
-            "error: {} of {} stacks not moved ({}); each stays where it was\n",
+            "error: {} of {} stacks not moved ({}); the lines above say where each one is\n",
             failed.len(),
             names.len(),
             failed.join(", ")
@@ -259,10 +261,9 @@ fn move_one(
         Err(e) => match from.read(stack) {
             // The removal reached the store though its answer did not: moved.
             Ok(None) => Ok(()),
-            // The source is still there as it was: the copy goes again, one copy stays.
-            Ok(Some(now)) if now.version == stored.version => {
-                Err(undo_copy(to, stack, copied.as_deref(), e))
-            }
+            // The source is still there (as it was, or changed meanwhile): the copy goes
+            // again, one copy stays.
+            Ok(Some(_)) => Err(undo_copy(to, stack, copied.as_deref(), e)),
             _ => Err(StateError::Remote {
                 location: from.location(stack),
                 action: "remove the source",

@@ -62,8 +62,8 @@ pub trait Backend: Send + Sync {
     fn lock(&self, stack: &str, run: &str, command: &str) -> Result<Box<dyn HeldLock>, StateError>;
     /// Who holds (or last held) the stack's lock.
     fn holder(&self, stack: &str) -> Result<Option<LockHolder>, StateError>;
-    /// Remove the stack's lock record (`unlock`, after its checks); with `shown`, only while
-    /// that is still its holder.
+    /// Remove the stack's lock record (`unlock`, after its checks): only while `shown` is still
+    /// its holder (`None`: while it names no readable holder).
     fn break_lock(&self, stack: &str, shown: Option<&LockHolder>) -> Result<(), StateError>;
     /// Things the user should know about this backend (once per process), e.g. an S3 bucket
     /// without versioning.

@@ -115,7 +115,7 @@ pub struct S3Settings {
 /// What an S3 call can end in, beyond its answer.
 #[derive(Debug)]
 enum Fail {
-    /// 412 (or 409 ConditionalRequestConflict): the condition did not hold.
+    /// 412: the condition did not hold.
     Precondition,
     Other(StateError),
 }
@@ -305,23 +305,39 @@ impl Shared {
     /// be at that ETag. Returns the new ETag.
     fn put(&self, key: &str, bytes: &[u8], base: Option<&str>) -> Result<String, Fail> {
         let client = self.client();
-        let mut req = client
-            .put_object()
-            .bucket(&self.url().bucket)
-            .key(key)
-            .content_type("application/json")
-            .body(ByteStream::from(bytes.to_vec()));
-        req = match &self.settings.kms_key {
-            Some(k) => req
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(k),
-            None => req.server_side_encryption(ServerSideEncryption::Aes256),
+        let send = || {
+            let mut req = client
+                .put_object()
+                .bucket(&self.url().bucket)
+                .key(key)
+                .content_type("application/json")
+                .body(ByteStream::from(bytes.to_vec()));
+            req = match &self.settings.kms_key {
+                Some(k) => req
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(k),
+                None => req.server_side_encryption(ServerSideEncryption::Aes256),
+            };
+            req = match base {
+                Some(etag) => req.if_match(etag),
+                None => req.if_none_match("*"),
+            };
+            self.rt.block_on(req.send()).map_err(Box::new)
         };
-        req = match base {
-            Some(etag) => req.if_match(etag),
-            None => req.if_none_match("*"),
-        };
-        let out = self.rt.block_on(req.send()).map_err(|e| {
+        // 409 ConditionalRequestConflict: another conditional write on the key was in flight
+        // (another machine taking the lock). The SDK does not retry it; it is sent again here.
+        let mut sent = send();
+        for pause in [200, 500, 1000] {
+            match &sent {
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 409) => {
+                    std::thread::sleep(Duration::from_millis(pause));
+                    sent = send();
+                }
+                _ => break,
+            }
+        }
+        let out = sent.map_err(|e| {
+            let e = *e;
             // If-Match on a key that is gone answers 404: the object is not what was read.
             let gone = e
                 .as_service_error()
@@ -543,10 +559,14 @@ impl Backend for S3 {
                 ),
             )
         };
-        if let Some(shown) = shown {
-            if !now.as_ref().is_some_and(|n| n.same_holder(shown)) {
-                return Err(changed());
-            }
+        // The holder shown, or (none shown) a lock object that is still unreadable.
+        let same = match (shown, &now) {
+            (Some(shown), Some(now)) => now.same_holder(shown),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            return Err(changed());
         }
         match s.delete(&key, Some(&etag)) {
             Err(Fail::Precondition) => Err(changed()),
@@ -803,11 +823,17 @@ impl LockInner {
                     // Still this run's lock: an earlier renewal landed although its answer
                     // was lost (the ETag kept here is older). Carry on from what is there.
                     Ok(there) if there.same_holder(&holder) => {
+                        let due = self.due(&there);
                         *relock(&self.held) = Held {
                             holder: there,
                             etag,
                         };
-                        Ok(())
+                        if !due {
+                            return Ok(());
+                        }
+                        // What landed is itself near its end: once more, from its ETag.
+                        drop(_one);
+                        self.renew_once(false)
                     }
                     Ok(there) => Err(RenewError::Lost(there.to_string())),
                     Err(_) => Err(RenewError::Lost("an unreadable lock object".into())),
