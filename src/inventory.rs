@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::cloud::tags::{NAME_TAG, STACK_TAG};
 use crate::cloud::{Aws, CloudError};
-use crate::primitives::elb::elb_name;
+use crate::naming::elb_name;
 use crate::state::Resource;
 
 /// A resource found in AWS.

@@ -19,7 +19,6 @@
 
 use std::collections::BTreeMap;
 
-use rhai::{Array, Dynamic};
 use serde::Serialize;
 
 use crate::kinds::ValueKind;
@@ -69,44 +68,7 @@ impl ParamType {
     }
 }
 
-/// A param's value, typed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Value {
-    String(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    List(Vec<String>),
-}
-
-impl std::fmt::Display for Value {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Value::String(s) => write!(f, "{s}"),
-            Value::Int(i) => write!(f, "{i}"),
-            Value::Float(x) => write!(f, "{x}"),
-            Value::Bool(b) => write!(f, "{b}"),
-            Value::List(l) => write!(f, "{}", l.join(",")),
-        }
-    }
-}
-
-impl Value {
-    pub fn to_dynamic(&self) -> Dynamic {
-        match self {
-            Value::String(s) => s.clone().into(),
-            Value::Int(i) => (*i).into(),
-            Value::Float(x) => (*x).into(),
-            Value::Bool(b) => (*b).into(),
-            Value::List(l) => l
-                .iter()
-                .map(|s| Dynamic::from(s.clone()))
-                .collect::<Array>()
-                .into(),
-        }
-    }
-}
+pub use crate::param_value::Value;
 
 /// One declared param.
 #[derive(Debug, Clone, Serialize)]

@@ -9,6 +9,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use super::opts::Opts;
 use super::{id_of, rt, usage_err, ChangeAction, Runtime};
 use crate::cloud::elb::{ListenerAction, LoadBalancer, TargetGroup, TargetGroupSpec};
+use crate::naming::elb_name;
 
 pub fn types(engine: &mut Engine) {
     use crate::cloud::elb::*;
@@ -20,20 +21,6 @@ pub fn types(engine: &mut Engine) {
 
 pub fn module() -> rhai::Module {
     exported_module!(api)
-}
-
-/// ELB names are at most 32 characters: `<stack>-<name>`, shortened with a hash when longer.
-pub fn elb_name(stack: &str, name: &str) -> String {
-    let full = format!("{stack}-{name}");
-    if full.len() <= 32 {
-        return full;
-    }
-    let hash = full.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    });
-    let suffix = format!("-{:06x}", hash & 0xff_ffff);
-    let keep = 32 - suffix.len();
-    format!("{}{suffix}", full[..keep].trim_end_matches('-'))
 }
 
 fn lb_arn(v: &Dynamic) -> Result<String, Box<EvalAltResult>> {
@@ -564,20 +551,5 @@ pub mod api {
                 Dynamic::from_map(m)
             })
             .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::elb_name;
-
-    #[test]
-    fn names_fit_elb_limits_and_stay_unique() {
-        assert_eq!(elb_name("demo", "web"), "demo-web");
-        let a = elb_name("a-very-long-stack-name-for-the-team", "web");
-        let b = elb_name("a-very-long-stack-name-for-the-tean", "web");
-        assert!(a.len() <= 32 && b.len() <= 32);
-        assert_ne!(a, b);
-        assert!(!a.contains("--"));
     }
 }

@@ -29,7 +29,7 @@ pub struct Params {
     /// Values from config.toml: below `--set`, above the recipe's defaults.
     settings: BTreeMap<String, String>,
     /// The typed values of the params the recipe's header declares (already resolved).
-    declared: BTreeMap<String, crate::engine::meta::Value>,
+    declared: BTreeMap<String, crate::param_value::Value>,
     resolved: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
@@ -63,7 +63,7 @@ impl Params {
     }
 
     /// The header's params, resolved (see `engine::meta::resolve`): `param(name)` returns them.
-    pub fn with_declared(mut self, declared: BTreeMap<String, crate::engine::meta::Value>) -> Self {
+    pub fn with_declared(mut self, declared: BTreeMap<String, crate::param_value::Value>) -> Self {
         self.declared = declared;
         self
     }
