@@ -58,6 +58,22 @@ pub fn from_parse(err: &ParseError, source: &str) -> Diagnostic {
     }
 }
 
+/// The `code` of the error map a primitive (or a recipe's `throw`) raised, through the calls
+/// and imports it passed: e.g. `WaitTimeout`, `NotHealthy`, an AWS error code.
+pub fn error_code(err: &EvalAltResult) -> Option<String> {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => error_code(inner),
+        EvalAltResult::ErrorRuntime(value, _) => value
+            .read_lock::<rhai::Map>()?
+            .get("code")?
+            .clone()
+            .into_string()
+            .ok(),
+        _ => None,
+    }
+}
+
 /// A runtime (or module-load) error of a run whose top-level script is `root`.
 /// `known_functions` feeds "did you mean" for unknown function names.
 pub fn from_eval(

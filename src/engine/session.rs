@@ -307,6 +307,8 @@ struct Execution {
     run_id: String,
     /// The rendered error, when it failed.
     error: Option<String>,
+    /// The failure's `code` (see [`diag::error_code`]).
+    code: Option<String>,
     interrupted: bool,
     api_calls: u64,
     attempts: u64,
@@ -544,6 +546,7 @@ impl Session {
         let changes = runtime.changes();
         let config = runtime.params.resolved();
         let forget = runtime.forget_requested();
+        let code = result.as_ref().err().and_then(|e| diag::error_code(e));
         let error = result.as_ref().err().map(|e| {
             let known = known_functions(&engine, Some(&c.ast));
             let last = runtime.last_call();
@@ -609,6 +612,7 @@ impl Session {
             deleted,
             run_id,
             error,
+            code,
             interrupted,
             api_calls,
             attempts,
@@ -890,10 +894,9 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
     }
     let mut text = format!("{error}run {run_id} failed after {summary}\n");
     if exec.created > 0 && !req.keep_failed && !is_teardown(&compiled) {
-        let trigger = if error.contains("WaitTimeout") || error.contains("not healthy after") {
-            "timeout"
-        } else {
-            "run_failed"
+        let trigger = match exec.code.as_deref() {
+            Some("WaitTimeout" | "NotHealthy") => "timeout",
+            _ => "run_failed",
         };
         let first_line = error
             .lines()

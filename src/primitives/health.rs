@@ -15,7 +15,7 @@ use rhai::{Array, CustomType, Dynamic, Engine, EvalAltResult, Map};
 
 use super::follow::{BootFollower, Followed};
 use super::opts::Opts;
-use super::{id_of, rt, usage_err, usage_err_hint, Runtime};
+use super::{health_err, id_of, rt, usage_err, Runtime};
 use crate::cloud::{Aws, Blocking};
 
 /// The environment variable that redirects named checks (see the module docs).
@@ -1018,7 +1018,7 @@ pub mod api {
                     })
                     .collect::<Vec<_>>()
                     .join("; ");
-                return Err(usage_err_hint(
+                return Err(health_err(
                     format!("not healthy after {}s: {detail}", timeout.as_secs()),
                     "check the instance's boot log (/var/log/geusemaker-boot.log) and `docker compose ps` via SSM; the run can be repeated",
                 ));

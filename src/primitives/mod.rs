@@ -661,6 +661,17 @@ pub fn usage_err_hint(msg: impl Into<String>, hint: impl Into<String>) -> Box<Ev
     ])
 }
 
+/// Services not healthy in time: kind `health`, code `NotHealthy` (what makes a failed run's
+/// rollback a `timeout` one).
+pub fn health_err(msg: impl Into<String>, hint: impl Into<String>) -> Box<EvalAltResult> {
+    error_value(&[
+        ("kind", Some("health".into())),
+        ("code", Some("NotHealthy".into())),
+        ("message", Some(msg.into())),
+        ("hint", Some(hint.into())),
+    ])
+}
+
 pub fn state_err(e: crate::state::StateError) -> Box<EvalAltResult> {
     let text = e.to_string();
     let (msg, hint) = match text.split_once("\nhint: ") {
