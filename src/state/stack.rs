@@ -315,14 +315,6 @@ impl StackStore {
         self.lock.as_ref().and_then(|l| l.previous_holder())
     }
 
-    /// Where the stack's document lives (a path or an `s3://` URL); empty when detached.
-    pub fn location(&self) -> String {
-        self.backend
-            .as_ref()
-            .map(|b| b.location(&self.state.stack))
-            .unwrap_or_default()
-    }
-
     pub fn run_id(&self) -> &str {
         &self.run
     }
