@@ -673,11 +673,7 @@ pub fn health_err(msg: impl Into<String>, hint: impl Into<String>) -> Box<EvalAl
 }
 
 pub fn state_err(e: crate::state::StateError) -> Box<EvalAltResult> {
-    let text = e.to_string();
-    let (msg, hint) = match text.split_once("\nhint: ") {
-        Some((m, h)) => (m.to_string(), Some(h.to_string())),
-        None => (text, None),
-    };
+    let (msg, hint) = (e.message(), e.hint());
     error_value(&[
         ("kind", Some("state".into())),
         ("message", Some(msg)),

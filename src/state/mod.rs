@@ -26,46 +26,128 @@ pub use stack::{Resource, ResourceStatus, RunRecord, StackState, StackStatus, St
 
 use std::path::{Path, PathBuf};
 
-/// Errors of the state layer, each with enough context to act on.
+/// Errors of the state layer, each with enough context to act on: a message and (most) a
+/// hint, kept apart ([`StateError::message`], [`StateError::hint`]); `Display` shows both.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot find a home directory for the state; set {HOME_ENV}")]
     NoHome,
-    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "{path}:{line}:{column}: the state file is not valid: {message}\n\
-         hint: nothing was changed; fix the file or move it aside (it is the only record of the stack's resources)"
-    )]
     Corrupt {
         path: PathBuf,
         line: usize,
         column: usize,
         message: String,
     },
-    #[error("stack `{stack}` is locked by {holder}\nhint: wait for that run to finish; only one run per stack at a time")]
-    Locked { stack: String, holder: String },
-    #[error("the state of stack `{stack}` changed since it was read ({location}): another run wrote it; nothing was overwritten\nhint: run the command again: it starts from the current state")]
-    Conflict { stack: String, location: String },
-    #[error("the lock of stack `{stack}` was lost (now held by {holder}): this run stopped before changing anything more\nhint: `geusemaker status {stack}` shows the stack as the other run leaves it; its ledger has everything this run created")]
-    LockLost { stack: String, holder: String },
-    #[error("{location}: cannot {action}: {message}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    Locked {
+        stack: String,
+        holder: String,
+    },
+    Conflict {
+        stack: String,
+        location: String,
+    },
+    LockLost {
+        stack: String,
+        holder: String,
+    },
     Remote {
         location: String,
         action: &'static str,
         message: String,
         hint: Option<String>,
     },
-    #[error("invalid state location `{url}`: {reason}\nhint: use `local` or `s3://BUCKET/PREFIX`")]
-    BadUrl { url: String, reason: String },
-    #[error("invalid stack name `{name}`: {reason}\nhint: use 2-63 characters: a lowercase letter first, then lowercase letters, digits or `-` (e.g. `my-stack`)")]
-    InvalidName { name: String, reason: &'static str },
-    #[error("refusing to store a secret in the state file (key `{key}`)\nhint: keep secrets in SSM SecureString parameters and store the parameter name instead")]
-    SecretValue { key: String },
+    BadUrl {
+        url: String,
+        reason: String,
+    },
+    InvalidName {
+        name: String,
+        reason: &'static str,
+    },
+    SecretValue {
+        key: String,
+    },
+}
+
+impl StateError {
+    /// What went wrong, without the hint.
+    pub fn message(&self) -> String {
+        match self {
+            StateError::NoHome => {
+                format!("cannot find a home directory for the state; set {HOME_ENV}")
+            }
+            StateError::Io { path, source } => format!("{}: {source}", path.display()),
+            StateError::Corrupt {
+                path,
+                line,
+                column,
+                message,
+            } => format!(
+                "{}:{line}:{column}: the state file is not valid: {message}",
+                path.display()
+            ),
+            StateError::Locked { stack, holder } => {
+                format!("stack `{stack}` is locked by {holder}")
+            }
+            StateError::Conflict { stack, location } => format!(
+                "the state of stack `{stack}` changed since it was read ({location}): another run wrote it; nothing was overwritten"
+            ),
+            StateError::LockLost { stack, holder } => format!(
+                "the lock of stack `{stack}` was lost (now held by {holder}): this run stopped before changing anything more"
+            ),
+            StateError::Remote {
+                location,
+                action,
+                message,
+                ..
+            } => format!("{location}: cannot {action}: {message}"),
+            StateError::BadUrl { url, reason } => {
+                format!("invalid state location `{url}`: {reason}")
+            }
+            StateError::InvalidName { name, reason } => {
+                format!("invalid stack name `{name}`: {reason}")
+            }
+            StateError::SecretValue { key } => {
+                format!("refusing to store a secret in the state file (key `{key}`)")
+            }
+        }
+    }
+
+    /// What to do about it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        let text = match self {
+            StateError::NoHome | StateError::Io { .. } => return None,
+            StateError::Remote { hint, .. } => return hint.clone(),
+            StateError::Corrupt { .. } => "nothing was changed; fix the file or move it aside (it is the only record of the stack's resources)".to_string(),
+            StateError::Locked { .. } => {
+                "wait for that run to finish; only one run per stack at a time".to_string()
+            }
+            StateError::Conflict { .. } => {
+                "run the command again: it starts from the current state".to_string()
+            }
+            StateError::LockLost { stack, .. } => format!(
+                "`geusemaker status {stack}` shows the stack as the other run leaves it; its ledger has everything this run created"
+            ),
+            StateError::BadUrl { .. } => "use `local` or `s3://BUCKET/PREFIX`".to_string(),
+            StateError::InvalidName { .. } => "use 2-63 characters: a lowercase letter first, then lowercase letters, digits or `-` (e.g. `my-stack`)".to_string(),
+            StateError::SecretValue { .. } => "keep secrets in SSM SecureString parameters and store the parameter name instead".to_string(),
+        };
+        Some(text)
+    }
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())?;
+        match self.hint() {
+            Some(h) => write!(f, "\nhint: {h}"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl StateError {
@@ -110,7 +192,28 @@ pub fn validate_stack_name(name: &str) -> Result<(), StateError> {
 
 #[cfg(test)]
 mod tests {
-    use super::validate_stack_name;
+    use super::{validate_stack_name, StateError};
+
+    #[test]
+    fn an_error_keeps_its_message_and_hint_apart() {
+        let e = StateError::Locked {
+            stack: "web".into(),
+            holder: "pid 7 on box".into(),
+        };
+        assert_eq!(e.message(), "stack `web` is locked by pid 7 on box");
+        assert_eq!(
+            e.to_string(),
+            format!("{}\nhint: {}", e.message(), e.hint().unwrap())
+        );
+        let bare = StateError::Remote {
+            location: "s3://b/k".into(),
+            action: "read",
+            message: "boom".into(),
+            hint: None,
+        };
+        assert_eq!(bare.to_string(), "s3://b/k: cannot read: boom");
+        assert_eq!(bare.hint(), None);
+    }
 
     #[test]
     fn stack_names() {
