@@ -824,14 +824,16 @@ fn config_command(action: ConfigAction) -> Result<(), RunError> {
 }
 
 fn report(e: &RunError) -> i32 {
-    let text = e.to_string();
-    if text.starts_with("error:") {
-        eprint!("{text}");
-        if !text.ends_with('\n') {
-            eprintln!();
+    match e {
+        // Rendered diagnostics and run reports: they carry their own `error:` line (painted on
+        // a terminal).
+        RunError::Recipe(text) | RunError::Interrupted(text) => {
+            eprint!("{text}");
+            if !text.ends_with('\n') {
+                eprintln!();
+            }
         }
-    } else {
-        eprintln!("error: {text}");
+        other => eprintln!("error: {other}"),
     }
     e.exit_code()
 }

@@ -78,7 +78,7 @@ fn ask(prompt: &str) -> Option<String> {
 }
 
 fn aborted() -> RunError {
-    RunError::Interrupted("deploy cancelled: nothing was created\n".into())
+    RunError::Interrupted("error: deploy cancelled: nothing was created\n".into())
 }
 
 fn say(line: &str) {

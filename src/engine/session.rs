@@ -42,10 +42,11 @@ pub enum RunError {
     /// The invocation itself is wrong (exit 2): nothing was started.
     #[error("{0}")]
     Usage(String),
-    /// The recipe failed to compile or failed while running (exit 1).
+    /// The recipe failed to compile or failed while running (exit 1): a rendered report that
+    /// starts with its own `error:` line.
     #[error("{0}")]
     Recipe(String),
-    /// Stopped by Ctrl-C (exit 130).
+    /// Stopped by Ctrl-C (exit 130): a rendered report, like `Recipe`.
     #[error("{0}")]
     Interrupted(String),
     #[error("{0}")]
