@@ -833,7 +833,8 @@ fn report(e: &RunError) -> i32 {
                 eprintln!();
             }
         }
-        other => eprintln!("error: {other}"),
+        RunError::Preflight(p) => eprint!("{}", p.render()),
+        RunError::Usage(_) | RunError::State(_) => eprintln!("error: {e}"),
     }
     e.exit_code()
 }
