@@ -30,6 +30,23 @@ pub struct Stored {
     pub version: String,
 }
 
+impl Stored {
+    /// A document's bytes as read from `location`: text, or a positioned refusal.
+    pub fn from_bytes(
+        location: &str,
+        bytes: Vec<u8>,
+        version: String,
+    ) -> Result<Stored, StateError> {
+        let text = String::from_utf8(bytes).map_err(|e| StateError::Corrupt {
+            path: location.into(),
+            line: 1,
+            column: 1,
+            message: format!("not UTF-8 text: {e}"),
+        })?;
+        Ok(Stored { text, version })
+    }
+}
+
 /// A held stack lock; released when dropped.
 pub trait HeldLock: Send + Sync + std::fmt::Debug {
     /// The holder of a run that died holding the lock (or whose lease ran out), taken over.
@@ -177,13 +194,7 @@ impl Backend for Local {
             return Ok(None);
         };
         let version = digest(&bytes);
-        let text = String::from_utf8(bytes).map_err(|e| StateError::Corrupt {
-            path: path.clone(),
-            line: 1,
-            column: 1,
-            message: format!("not UTF-8 text: {e}"),
-        })?;
-        Ok(Some(Stored { text, version }))
+        Stored::from_bytes(&path.display().to_string(), bytes, version).map(Some)
     }
 
     fn write(&self, stack: &str, text: &[u8], base: &Version) -> Result<String, StateError> {

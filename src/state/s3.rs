@@ -469,7 +469,7 @@ impl Backend for S3 {
         let Some((bytes, etag)) = s.get_blocking(&key).map_err(other)? else {
             return Ok(None);
         };
-        stored(&s.location_of(&key), bytes, etag).map(Some)
+        Stored::from_bytes(&s.location_of(&key), bytes, etag).map(Some)
     }
 
     fn read_many(&self, names: &[String]) -> Vec<Result<Option<Stored>, StateError>> {
@@ -500,7 +500,9 @@ impl Backend for S3 {
                         .map_err(|e| other(s.get_err(&key, e)))?;
                 match got {
                     None => Ok(None),
-                    Some((bytes, etag)) => stored(&s.location_of(&key), bytes, etag).map(Some),
+                    Some((bytes, etag)) => {
+                        Stored::from_bytes(&s.location_of(&key), bytes, etag).map(Some)
+                    }
                 }
             })
             .collect()
@@ -629,19 +631,6 @@ async fn fetch(
         .await
         .map_err(|e| FetchError::Body(e.to_string()))?;
     Ok(Some((bytes.to_vec(), etag)))
-}
-
-fn stored(location: &str, bytes: Vec<u8>, etag: String) -> Result<Stored, StateError> {
-    let text = String::from_utf8(bytes).map_err(|e| StateError::Corrupt {
-        path: location.into(),
-        line: 1,
-        column: 1,
-        message: format!("not UTF-8 text: {e}"),
-    })?;
-    Ok(Stored {
-        text,
-        version: etag,
-    })
 }
 
 /// A held S3 lock: renewed by a thread until dropped, then deleted.
