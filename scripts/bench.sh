@@ -26,10 +26,10 @@ python3 -c "import moto" 2>/dev/null || python3 -m pip install --quiet --root-us
 command -v aws >/dev/null 2>&1 || python3 -m pip install --quiet --root-user-action=ignore awscli
 
 if [ "$what" = deploy ]; then
-  exec cargo test --release --locked --quiet --test bench_deploy -- --ignored --nocapture deploy_critical_path
+  exec cargo test --release --locked --quiet --test main -- --ignored --nocapture bench_deploy::deploy_critical_path
 fi
 if [ "$what" = update ]; then
-  exec cargo test --release --locked --quiet --test bench_deploy -- --ignored --nocapture update_critical_paths
+  exec cargo test --release --locked --quiet --test main -- --ignored --nocapture bench_deploy::update_critical_paths
 fi
 
 cargo build --release --locked --quiet

@@ -13,7 +13,7 @@
 //! in the ratio. The chain is computed from the proxy's log: a request's depth is one more than
 //! the deepest request it needs that was answered before it was sent.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The binary with bad input of every kind, before any AWS call: clear message, non-zero
 //! exit, no panic, nothing written.
 
-mod support;
+use crate::support;
 use support::World;
 
 #[test]

@@ -2,7 +2,7 @@
 //! security group, an encrypted EFS with a mount target and a tagged spot instance; the state
 //! lists each resource; re-runs converge; a second concurrent run is refused.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The dev tier end to end through the binary against moto, with the five services stood in
 //! for by local servers (GEUSEMAKER_HEALTH_ENDPOINTS), and AWS faults injected by a proxy.
 
-mod support;
+use crate::support;
 
 use support::proxy::{FaultProxy, Rule};
 use support::{heredoc, tag, Outcome, World};

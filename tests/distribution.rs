@@ -3,7 +3,7 @@
 //! changelog) checked for consistency — no Docker engine or GitHub runner here, so those are
 //! checked statically (YAML structure, shellcheck on every `run:` script, COPY sources).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! `geusemaker eval`: one-shot account queries with the recipes' primitives.
 
-mod support;
+use crate::support;
 
 use support::World;
 

@@ -1,7 +1,7 @@
 //! Destroy, rollback, automatic rollback, crash safety and lock hygiene, through the binary
 //! against moto.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Living with a stack (issue 7): list, status, cost, monitor, logs and config, through the
 //! binary against moto with local stand-ins for the services.
 
-mod support;
+use crate::support;
 
 use support::proxy::{FaultProxy, Rule};
 use support::{flaky_stub, stand_ins, stand_ins_with_n8n, Outcome, World};

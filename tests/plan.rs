@@ -1,7 +1,7 @@
 //! Plan mode and the IAM policy (issue 8): no AWS, no credentials, nothing written — and the
 //! policy covers what a real run against moto calls.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! Each primitive group exercised from small Rhai scripts through the binary, against moto
 //! (and local stand-in servers where moto has no such service).
 
-mod support;
+use crate::support;
 
 use support::World;
 

@@ -1,6 +1,6 @@
 //! Recipe authoring (issue 8): headers, `recipes list|show|copy`, `check`.
 
-mod support;
+use crate::support;
 
 use support::{stand_ins, World};
 

@@ -1,7 +1,7 @@
 //! `geusemaker repl` driven through piped stdin: values, multi-line input, errors that do not
 //! end the session, meta-commands, and `:save` producing a recipe `geusemaker run` accepts.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::Stdio;

@@ -1,7 +1,7 @@
 //! Resilience under AWS faults (issue 9): a dev deploy through the fault proxy — throttled
 //! requests, lost responses — ends with exactly one of everything.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

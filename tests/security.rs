@@ -3,7 +3,7 @@
 //! the boot script guarantees (n8n published only with an owner, Docker after the mounts, a
 //! checked Compose, retries), and health checks that a stopped server cannot pass.
 
-mod support;
+use crate::support;
 
 use support::{heredoc, n8n_stub, stand_ins_with_n8n, Outcome, World, DEPLOYER_IP};
 

@@ -4,7 +4,7 @@
 //! copied recipe with no Rust change; bad service maps fail with positioned errors before
 //! anything is created.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Sharing recipes with integrity (issue 8): sources in geusemaker.toml, a lock with commits
 //! and sha256 hashes, verification on run and check. Git sources are local bare repositories.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Stack state shared by a team in S3 (moto's, strict flags): two "machines" (two
 //! `GEUSEMAKER_HOME`s) operating the same stacks through one bucket.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! target group, listeners, CloudFront, GPU instance and AMI; destroy to zero non-data
 //! resources; bad input.
 
-mod support;
+use crate::support;
 
 use support::proxy::{FaultProxy, Rule};
 use support::{stand_ins, Outcome, World};

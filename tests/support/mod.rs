@@ -1,6 +1,5 @@
-//! Test support: one moto server per test binary, a temp `$GEUSEMAKER_HOME` per test, the
+//! Test support: one moto server for the suite, a temp `$GEUSEMAKER_HOME` per test, the
 //! real binary run with the endpoint and fake credentials, and SDK clients for assertions.
-#![allow(dead_code)]
 
 pub mod proxy;
 
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 
-/// The moto server shared by the tests of one binary, behind a proxy that answers the few
+/// The moto server shared by every test of the suite, behind a proxy that answers the few
 /// calls moto does not implement as AWS does (recorded answers, see [`moto_gaps`]).
 pub struct Moto {
     /// Where the binary and the tests send AWS requests (the gap proxy).

@@ -5,7 +5,6 @@
 //! is answered with a protocol-correct throttling error first (EC2 query XML, query
 //! `ErrorResponse` XML, JSON `__type`, REST `x-amzn-ErrorType`), or has its response lost (the
 //! request reaches moto, the client gets a 503). One request per connection, `Connection: close`.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
