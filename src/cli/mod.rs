@@ -446,7 +446,7 @@ fn request(
 
 fn settings() -> Result<Settings, RunError> {
     let home = crate::state::Home::from_env()?;
-    Settings::load(&home).map_err(|e| RunError::Usage(format!("{e}\nhint: fix the file (or `geusemaker config set|unset KEY`); `geusemaker config list` shows the settings and their types")))
+    Settings::load(&home).map_err(|e| RunError::usage(format!("{e}\nhint: fix the file (or `geusemaker config set|unset KEY`); `geusemaker config list` shows the settings and their types")))
 }
 
 /// Run the parsed command; returns the process exit code.
@@ -648,7 +648,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         } => {
             if let Some(n) = &name {
                 if let Err(e) = crate::state::validate_stack_name(n) {
-                    return report(&RunError::Usage(e.to_string()));
+                    return report(&RunError::usage(e.to_string()));
                 }
             }
             engine::repl::repl(engine::repl::ReplOptions {
@@ -713,7 +713,7 @@ fn state_backend(
     let cwd = std::env::current_dir().unwrap_or_default();
     let project = Settings::discover_project(&cwd).map_err(|e| match e {
         ConfigError::State(s) => RunError::State(s),
-        other => RunError::Usage(other.to_string()),
+        other => RunError::usage(other.to_string()),
     })?;
     let chosen = s.state(project.as_ref(), flag);
     let backend = ops::state::backend(&chosen, &aws_settings(None, profile, s))?;
@@ -765,7 +765,7 @@ fn config_command(action: ConfigAction) -> Result<(), RunError> {
     let home = crate::state::Home::from_env()?;
     let fail = |e: ConfigError| match e {
         ConfigError::State(s) => RunError::State(s),
-        other => RunError::Usage(other.to_string()),
+        other => RunError::usage(other.to_string()),
     };
     match action {
         ConfigAction::Path => println!("{}", Settings::path_in(&home).display()),

@@ -186,13 +186,7 @@ impl Checker {
         let mut aliases: BTreeMap<String, String> = BTreeMap::new();
         for scan::Import { path, alias, pos } in scan::imports(&ast) {
             match self.resolver.find(Some(display), &path) {
-                Err(e) => {
-                    let (message, hint) = match e.split_once("\nhint: ") {
-                        Some((m, h)) => (m.to_string(), Some(h.to_string())),
-                        None => (e, None),
-                    };
-                    self.push(Severity::Error, display, pos, message, hint);
-                }
+                Err(e) => self.push(Severity::Error, display, pos, e.message(), e.hint()),
                 Ok(Some((name, mtext, file))) => {
                     if !self.modules.contains_key(&name) {
                         self.sources.insert(&name, &mtext, file);

@@ -196,7 +196,7 @@ pub fn deploy(
     if !tty {
         // Never prompt: this is `run`, and what is missing is an error naming the flag.
         let name = name.ok_or_else(|| {
-            RunError::Usage("--name NAME is needed: there is no terminal to ask for it".into())
+            RunError::usage("--name NAME is needed: there is no terminal to ask for it")
         })?;
         req.recipe = recipe.unwrap_or(req.recipe);
         req.stack = name;
@@ -245,7 +245,7 @@ pub fn deploy(
     // A damaged header is rendered like any recipe error (file:line:col, caret).
     let (display, m) = recipes::header_of(&recipe_id)?;
     let m = m.ok_or_else(|| {
-        RunError::Usage(format!(
+        RunError::usage(format!(
             "{display} has no header to ask from; run it with `geusemaker run {recipe_id} --name … --set …`"
         ))
     })?;
@@ -266,7 +266,7 @@ pub fn deploy(
             }
         },
     };
-    validate_stack_name(&stack).map_err(|e| RunError::Usage(e.to_string()))?;
+    validate_stack_name(&stack).map_err(|e| RunError::usage(e.to_string()))?;
 
     // 3. The params worth asking (and the required ones), unless given with --set.
     let given: BTreeMap<String, String> = req
@@ -325,7 +325,7 @@ pub fn deploy(
     let plan = make_plan(&run_req, Ui::detect(true).silent(), false)?;
     let mut answers = given.clone();
     answers.extend(chosen.clone());
-    let values = meta::resolve(&m, &answers, &req.param_settings).map_err(RunError::Usage)?;
+    let values = meta::resolve(&m, &answers, &req.param_settings).map_err(RunError::usage)?;
     say("");
     say(&format!(
         "Deploy {} as stack `{stack}` in {}:",

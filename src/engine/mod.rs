@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod diag;
 pub mod docs;
 pub mod embedded;
+pub mod error;
 pub mod eval;
 pub mod gitobj;
 pub mod meta;

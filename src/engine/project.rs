@@ -23,6 +23,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+use super::error::UsageError;
 use crate::state::{write_atomic, Home};
 
 pub use crate::config::PROJECT_FILE;
@@ -173,24 +174,30 @@ impl Project {
     /// The directory holding a locked source's files. For a git source it is verified against
     /// the locked commit's git objects (once per process) and checked out again from them when
     /// it differs: the cache is never trusted as it is.
-    pub fn checkout(&self, home: &Home, name: &str) -> Result<PathBuf, String> {
+    pub fn checkout(&self, home: &Home, name: &str) -> Result<PathBuf, UsageError> {
         let locked = self.locked(name)?;
         match (&locked.origin, &locked.commit) {
             (Origin::Path(p), _) => Ok(p.clone()),
-            (Origin::Git { url, .. }, Some(commit)) => verified_checkout(home, name, url, commit),
-            (Origin::Git { .. }, None) => Err(format!("{LOCK_FILE}: source `{name}` has no commit; run `geusemaker recipes update {name}`")),
+            (Origin::Git { url, .. }, Some(commit)) => Ok(verified_checkout(home, name, url, commit)?),
+            (Origin::Git { .. }, None) => Err(format!("{LOCK_FILE}: source `{name}` has no commit; run `geusemaker recipes update {name}`").into()),
         }
     }
 
-    fn locked(&self, name: &str) -> Result<&Locked, String> {
-        let locked = self.lock.get(name).ok_or_else(|| {
-            format!("source `{name}` is not in {LOCK_FILE}\nhint: run `geusemaker recipes update {name}` to fetch and lock it")
+    fn locked(&self, name: &str) -> Result<&Locked, UsageError> {
+        let locked = self.lock.get(name).ok_or_else(|| UsageError::Invalid {
+            message: format!("source `{name}` is not in {LOCK_FILE}"),
+            hint: Some(format!(
+                "run `geusemaker recipes update {name}` to fetch and lock it"
+            )),
         })?;
         if let Some(declared) = self.sources.get(name) {
             if *declared != locked.origin {
-                return Err(format!(
-                    "source `{name}` in {PROJECT_FILE} differs from {LOCK_FILE}\nhint: run `geusemaker recipes update {name}` to lock the new version"
-                ));
+                return Err(UsageError::Invalid {
+                    message: format!("source `{name}` in {PROJECT_FILE} differs from {LOCK_FILE}"),
+                    hint: Some(format!(
+                        "run `geusemaker recipes update {name}` to lock the new version"
+                    )),
+                });
             }
         }
         Ok(locked)
@@ -202,7 +209,7 @@ impl Project {
         &self,
         home: &Home,
         path: &str,
-    ) -> Result<Option<(String, String, PathBuf)>, String> {
+    ) -> Result<Option<(String, String, PathBuf)>, UsageError> {
         let Some((source, rest)) = path.split_once('/') else {
             return Ok(None);
         };
@@ -219,7 +226,7 @@ impl Project {
     }
 
     /// If `file` is inside a source, its hash must match the lock.
-    pub fn verify_file(&self, home: &Home, file: &Path, text: &str) -> Result<(), String> {
+    pub fn verify_file(&self, home: &Home, file: &Path, text: &str) -> Result<(), UsageError> {
         for name in self.lock.keys() {
             let Ok(dir) = self.checkout(home, name) else {
                 continue;
@@ -234,17 +241,19 @@ impl Project {
         Ok(())
     }
 
-    fn verify(&self, source: &str, rel: &str, bytes: &[u8]) -> Result<(), String> {
+    fn verify(&self, source: &str, rel: &str, bytes: &[u8]) -> Result<(), UsageError> {
         let locked = self.locked(source)?;
         let actual = sha256(bytes);
         match locked.files.get(rel) {
             Some(expected) if *expected == actual => Ok(()),
-            Some(expected) => Err(format!(
-                "{source}/{rel} does not match {LOCK_FILE}: it is {actual}, the lock says {expected}\nhint: someone changed it since it was locked; if the change is intended, run `geusemaker recipes update {source}`, otherwise restore the file"
-            )),
-            None => Err(format!(
-                "{source}/{rel} is not in {LOCK_FILE}\nhint: run `geusemaker recipes update {source}` if the file is meant to be there"
-            )),
+            Some(expected) => Err(UsageError::Invalid {
+                message: format!("{source}/{rel} does not match {LOCK_FILE}: it is {actual}, the lock says {expected}"),
+                hint: Some(format!("someone changed it since it was locked; if the change is intended, run `geusemaker recipes update {source}`, otherwise restore the file")),
+            }),
+            None => Err(UsageError::Invalid {
+                message: format!("{source}/{rel} is not in {LOCK_FILE}"),
+                hint: Some(format!("run `geusemaker recipes update {source}` if the file is meant to be there")),
+            }),
         }
     }
 }
@@ -574,19 +583,17 @@ pub fn update(
     project: &Project,
     home: &Home,
     only: &[String],
-) -> Result<BTreeMap<String, Change>, String> {
+) -> Result<BTreeMap<String, Change>, UsageError> {
     for n in only {
         if !project.sources.contains_key(n) {
-            let mut msg = format!(
-                "no source `{n}` in {}",
-                project.root.join(PROJECT_FILE).display()
-            );
-            if let Some(s) =
-                crate::suggest::did_you_mean(n, project.sources.keys().map(String::as_str))
-            {
-                msg.push_str(&format!("\nhint: did you mean `{s}`?"));
-            }
-            return Err(msg);
+            return Err(UsageError::Invalid {
+                message: format!(
+                    "no source `{n}` in {}",
+                    project.root.join(PROJECT_FILE).display()
+                ),
+                hint: crate::suggest::did_you_mean(n, project.sources.keys().map(String::as_str))
+                    .map(|s| format!("did you mean `{s}`?")),
+            });
         }
     }
     let mut lock = project.lock.clone();
@@ -603,10 +610,9 @@ pub fn update(
             }
             Origin::Path(p) => {
                 if !p.is_dir() {
-                    return Err(format!(
-                        "source `{name}`: {} is not a directory",
-                        p.display()
-                    ));
+                    return Err(
+                        format!("source `{name}`: {} is not a directory", p.display()).into(),
+                    );
                 }
                 (hash_tree(p)?, None)
             }
@@ -727,13 +733,15 @@ mod tests {
         std::fs::write(team.join("tier.rhai"), "let a = 2;\n").unwrap();
         let e = p.load_file(&home, "team/tier").unwrap_err();
         assert!(
-            e.contains("team/tier.rhai does not match geusemaker.lock"),
+            e.to_string()
+                .contains("team/tier.rhai does not match geusemaker.lock"),
             "{e}"
         );
         std::fs::write(team.join("new.rhai"), "1").unwrap();
         assert!(p
             .load_file(&home, "team/new")
             .unwrap_err()
+            .to_string()
             .contains("is not in geusemaker.lock"));
         let changes = update(&p, &home, &["team".into()]).unwrap();
         assert_eq!(
@@ -745,6 +753,7 @@ mod tests {
         );
         assert!(update(&p, &home, &["tem".into()])
             .unwrap_err()
+            .to_string()
             .contains("did you mean `team`"));
     }
 }

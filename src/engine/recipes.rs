@@ -207,9 +207,9 @@ pub fn header_of(recipe: &str) -> Result<(String, Option<RecipeMeta>), RunError>
 
 fn project_root() -> Result<PathBuf, RunError> {
     let cwd = std::env::current_dir()
-        .map_err(|e| RunError::Usage(format!("no working directory: {e}")))?;
+        .map_err(|e| RunError::usage(format!("no working directory: {e}")))?;
     Ok(Project::discover(&cwd)
-        .map_err(RunError::Usage)?
+        .map_err(RunError::usage)?
         .map_or(cwd, |p| p.root))
 }
 
@@ -248,7 +248,7 @@ pub fn add(name: &str, source: &str, rev: Option<&str>) -> Result<(), RunError> 
     let is_git = source.contains("://") || source.starts_with("git@") || source.ends_with(".git");
     let origin = if is_git {
         let rev = rev.ok_or_else(|| {
-            RunError::Usage(format!("a git source needs --rev (a tag or commit), e.g. geusemaker recipes add {name} {source} --rev v1.0.0"))
+            RunError::usage(format!("a git source needs --rev (a tag or commit), e.g. geusemaker recipes add {name} {source} --rev v1.0.0"))
         })?;
         Origin::Git {
             url: source.to_string(),
@@ -257,24 +257,24 @@ pub fn add(name: &str, source: &str, rev: Option<&str>) -> Result<(), RunError> 
     } else {
         let dir = Path::new(source);
         if !dir.is_dir() {
-            return Err(RunError::Usage(format!(
+            return Err(RunError::usage(format!(
                 "{source} is neither a git URL nor a directory"
             )));
         }
         if rev.is_some() {
-            return Err(RunError::Usage(
-                "--rev is for git sources; a directory is used as it is".into(),
+            return Err(RunError::usage(
+                "--rev is for git sources; a directory is used as it is",
             ));
         }
         let abs = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         let root_abs = root.canonicalize().unwrap_or_else(|_| root.clone());
         Origin::Path(relative(&root_abs, &abs))
     };
-    project::add_source(&root, name, &origin).map_err(RunError::Usage)?;
-    let project = Project::load(&root).map_err(RunError::Usage)?;
+    project::add_source(&root, name, &origin).map_err(RunError::usage)?;
+    let project = Project::load(&root).map_err(RunError::usage)?;
     let home = crate::state::Home::from_env()?;
-    let changes =
-        project::update(&project, &home, &[name.to_string()]).map_err(RunError::Recipe)?;
+    let changes = project::update(&project, &home, &[name.to_string()])
+        .map_err(|e| RunError::Recipe(format!("error: {e}\n")))?;
     report_changes(&changes);
     println!(
         "locked in {}; import its modules as \"{name}/<file>\", run its recipes as `geusemaker run {name}/<file> --name …`",
@@ -286,11 +286,11 @@ pub fn add(name: &str, source: &str, rev: Option<&str>) -> Result<(), RunError> 
 /// `geusemaker recipes update [names…]`.
 pub fn update(names: &[String]) -> Result<(), RunError> {
     let cwd = std::env::current_dir()
-        .map_err(|e| RunError::Usage(format!("no working directory: {e}")))?;
+        .map_err(|e| RunError::usage(format!("no working directory: {e}")))?;
     let project = Project::discover(&cwd)
-        .map_err(RunError::Usage)?
+        .map_err(RunError::usage)?
         .ok_or_else(|| {
-            RunError::Usage(format!(
+            RunError::usage(format!(
                 "no {} here or above; `geusemaker recipes add NAME SOURCE` starts one",
                 project::PROJECT_FILE
             ))
@@ -323,7 +323,7 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
 pub fn show(recipe: &str, json: bool) -> Result<(), RunError> {
     let (display, m) = header_of(recipe)?;
     let Some(m) = m else {
-        return Err(RunError::Usage(format!(
+        return Err(RunError::usage(format!(
             "{display} has no header (`//! [recipe]` … `//! [params]` at the top): its params are not declared\nhint: docs/recipes.md shows the header; `geusemaker check {recipe}` checks it"
         )));
     };
@@ -391,7 +391,7 @@ pub fn copy(name: &str, dir: &Path, force: bool) -> Result<Vec<PathBuf>, RunErro
         if let Some(s) = crate::suggest::did_you_mean(name, bundled.iter().copied()) {
             msg.push_str(&format!("\nhint: did you mean `{s}`?"));
         }
-        return Err(RunError::Usage(msg));
+        return Err(RunError::usage(msg));
     };
     let mut files = vec![(dir.join(format!("{name}.rhai")), text)];
     for m in stdlib_closure(text) {
@@ -406,7 +406,7 @@ pub fn copy(name: &str, dir: &Path, force: bool) -> Result<Vec<PathBuf>, RunErro
             .map(|(p, _)| display_path(p))
             .collect();
         if !existing.is_empty() {
-            return Err(RunError::Usage(format!(
+            return Err(RunError::usage(format!(
                 "would overwrite {}\nhint: pass --force to replace them, or copy into another directory",
                 existing.join(", ")
             )));
@@ -416,10 +416,10 @@ pub fn copy(name: &str, dir: &Path, force: bool) -> Result<Vec<PathBuf>, RunErro
     for (path, content) in files {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
-                .map_err(|e| RunError::Usage(format!("cannot create {}: {e}", parent.display())))?;
+                .map_err(|e| RunError::usage(format!("cannot create {}: {e}", parent.display())))?;
         }
         std::fs::write(&path, content)
-            .map_err(|e| RunError::Usage(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| RunError::usage(format!("cannot write {}: {e}", path.display())))?;
         written.push(path);
     }
     Ok(written)

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
 
 use super::embedded;
+use super::error::UsageError;
 use super::project::Project;
 use super::sources::Sources;
 use crate::state::Home;
@@ -40,7 +41,7 @@ impl Resolver {
         &self,
         importer: Option<&str>,
         path: &str,
-    ) -> Result<Option<(String, String, Option<PathBuf>)>, String> {
+    ) -> Result<Option<(String, String, Option<PathBuf>)>, UsageError> {
         if let Some((project, home)) = &self.project {
             if let Some((name, text, file)) = project.load_file(home, path)? {
                 return Ok(Some((name, text, Some(file))));
@@ -145,7 +146,15 @@ impl ModuleResolver for Resolver {
         }
         let (name, text, file) = self
             .find(source, path)
-            .map_err(|e| Box::new(EvalAltResult::ErrorRuntime(e.into(), pos)))?
+            .map_err(|e| {
+                // Thrown like a primitive's error (a map), so the report shows the hint as one.
+                let mut err = match e.hint() {
+                    Some(h) => crate::primitives::usage_err_hint(e.message(), h),
+                    None => crate::primitives::usage_err(e.message()),
+                };
+                err.set_position(pos);
+                err
+            })?
             .ok_or_else(|| Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos)))?;
         if let Some(m) = self.cache.lock().unwrap().get(&name) {
             return Ok(m.clone());

@@ -248,7 +248,7 @@ pub fn logs(
     flags: &AwsSettings,
     settings: &Settings,
 ) -> Result<(), RunError> {
-    crate::config::parse_duration(since).map_err(|e| RunError::Usage(format!("--since: {e}")))?;
+    crate::config::parse_duration(since).map_err(|e| RunError::usage(format!("--since: {e}")))?;
     let opened = super::open(name)?;
     let state = &opened.state;
     let services = stack_services(state);
@@ -258,13 +258,13 @@ pub fn logs(
             if let Some(m) = did_you_mean(s, services.iter().map(String::as_str)) {
                 msg.push_str(&format!("\nhint: did you mean `{m}`?"));
             }
-            return Err(RunError::Usage(msg));
+            return Err(RunError::usage(msg));
         }
         if !s
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            return Err(RunError::Usage(format!(
+            return Err(RunError::usage(format!(
                 "--service {s}: not a service name"
             )));
         }

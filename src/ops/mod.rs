@@ -37,7 +37,7 @@ pub fn open(name: &str) -> Result<Opened, RunError> {
     let home = Home::from_env()?;
     let backend = StateBackend::current()?;
     let state = StackStore::load(&backend, name)?
-        .ok_or_else(|| RunError::Usage(format!("stack `{name}` disappeared while reading it")))?;
+        .ok_or_else(|| RunError::usage(format!("stack `{name}` disappeared while reading it")))?;
     Ok(Opened {
         home,
         backend,
@@ -63,7 +63,7 @@ impl Conn {
             .map_err(|e| RunError::Recipe(format!("error: cannot start the async runtime: {e}")))?;
         if let (Some(flag), Some(home)) = (&flags.region, &state.region) {
             if flag != home {
-                return Err(RunError::Usage(format!(
+                return Err(RunError::usage(format!(
                     "stack `{}` lives in {home}, not {flag}: leave out --region (or pass --region {home})",
                     state.stack
                 )));

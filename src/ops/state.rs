@@ -25,7 +25,7 @@ pub fn backend(settings: &StateSettings, aws: &AwsSettings) -> Result<StateBacke
         return Ok(StateBackend::local(Home::from_env()?));
     }
     let parsed = S3Url::parse(url).map_err(|e| {
-        RunError::Usage(format!(
+        RunError::usage(format!(
             "{e}\n(the state location comes from {})",
             settings.from
         ))
@@ -38,7 +38,7 @@ pub fn backend(settings: &StateSettings, aws: &AwsSettings) -> Result<StateBacke
         ..aws.clone()
     };
     if !(MIN_LEASE..=MAX_LEASE).contains(&settings.lease) {
-        return Err(RunError::Usage(format!(
+        return Err(RunError::usage(format!(
             "state.lease is {}: a lease is from {} to {} (a run renews it every third; another machine waits that long for a killed run's lock)",
             crate::config::fmt_duration(settings.lease),
             crate::config::fmt_duration(MIN_LEASE),
@@ -63,10 +63,10 @@ pub fn backend(settings: &StateSettings, aws: &AwsSettings) -> Result<StateBacke
 
 /// `geusemaker state show <stack>`: where its state lives, its version and its lock.
 pub fn show(backend: &StateBackend, stack: &str, json: bool) -> Result<(), RunError> {
-    validate_stack_name(stack).map_err(|e| RunError::Usage(e.to_string()))?;
+    validate_stack_name(stack).map_err(|e| RunError::usage(e.to_string()))?;
     let stored = backend.read(stack)?;
     let Some(stored) = stored else {
-        return Err(RunError::Usage(format!(
+        return Err(RunError::usage(format!(
             "no stack named `{stack}` in {}\nhint: `geusemaker list` shows the stacks there; `--state` reads another place",
             backend.describe()
         )));
@@ -154,14 +154,14 @@ fn move_stacks(
     verb: &str,
 ) -> Result<(), RunError> {
     if !to.is_remote() && !from.is_remote() {
-        return Err(RunError::Usage(format!(
+        return Err(RunError::usage(format!(
             "no team backend: `state {verb}` moves stacks between this machine and S3\nhint: set `[state] url = \"s3://BUCKET/PREFIX\"` in geusemaker.toml (or pass --state s3://…); docs/teams.md"
         )));
     }
     let ui = Ui::detect(false);
     let names = match which {
         Which::One(n) => {
-            validate_stack_name(&n).map_err(|e| RunError::Usage(e.to_string()))?;
+            validate_stack_name(&n).map_err(|e| RunError::usage(e.to_string()))?;
             vec![n]
         }
         Which::All => from.names()?,

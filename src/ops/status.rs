@@ -2,7 +2,6 @@
 //! the last rollback, and anything that has vanished.
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::health::{Level, Tracker};
 use super::{output, stack_services, Conn, LiveInstance, Missing};
@@ -110,7 +109,7 @@ struct Report {
     health_note: Option<String>,
     load_balancer: Option<LoadBalancerView>,
     cloudfront: Option<CdnView>,
-    last_rollback: Option<Value>,
+    last_rollback: Option<crate::state::RollbackRecord>,
     missing: Vec<Missing>,
     missing_error: Option<String>,
     /// Where AWS differs from what the last healthy run applied.
@@ -518,22 +517,21 @@ fn render(r: &Report, ui: &Ui) {
         Some(rb) => {
             ui.line(&format!(
                 "Last rollback  {} · trigger {} · {}{}",
-                rb["at"].as_str().unwrap_or("?"),
-                rb["trigger"].as_str().unwrap_or("?"),
-                if rb["success"].as_bool().unwrap_or(false) {
+                rb.at.as_deref().unwrap_or("?"),
+                rb.trigger,
+                if rb.success {
                     "succeeded".to_string()
                 } else {
                     format!(
                         "failed: {}",
-                        rb["error"].as_str().unwrap_or("see the stack's log")
+                        rb.error.as_deref().unwrap_or("see the stack's log")
                     )
                 },
-                rb["down_seconds"]
-                    .as_u64()
+                rb.down_seconds
                     .map(|s| format!(" · down at most {s} s"))
                     .unwrap_or_default(),
             ));
-            if let Some(reason) = rb["reason"].as_str() {
+            if let Some(reason) = &rb.reason {
                 ui.line(&format!(
                     "               why: {}",
                     crate::ui::printable(reason)

@@ -6,7 +6,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use super::opts::Opts;
 use super::ssm::Secret;
 use super::{rt, state_err, usage_err, usage_err_hint};
-use crate::state::{StackStatus, StateError};
+use crate::state::{HealthySnapshot, RollbackRecord, StackStatus, StateError};
 
 pub fn types(_engine: &mut Engine) {}
 
@@ -59,6 +59,15 @@ fn store_entry<T>(
     let rt = rt(ctx)?;
     let mut store = rt.store()?;
     store.update(change).map(|_| ()).map_err(state_err)
+}
+
+/// A record the recipe gave, read into the stack's typed record: a known key with a value of
+/// the wrong type (`success: "yes"`, a number for `image_id`) is refused.
+fn typed_record<T: serde::de::DeserializeOwned>(
+    func: &str,
+    json: serde_json::Value,
+) -> Result<T, Box<EvalAltResult>> {
+    serde_json::from_value(json).map_err(|e| usage_err(format!("{func}: {e}")))
 }
 
 fn from_json(v: &serde_json::Value) -> Dynamic {
@@ -231,19 +240,15 @@ pub mod api {
             &Dynamic::from_map(snapshot),
         )?;
         stamp_now(&mut json);
+        let mut snapshot: HealthySnapshot = typed_record("state::mark_healthy", json)?;
         let rt = rt(&ctx)?;
-        if let Some(obj) = json.as_object_mut() {
-            // What rollback needs to relaunch exactly this deploy.
-            obj.insert("recipe".into(), rt.recipe.clone().into());
-            obj.insert(
-                "params".into(),
-                serde_json::to_value(rt.params.resolved()).unwrap_or_default(),
-            );
-            obj.insert("run".into(), rt.run_id.clone().into());
-        }
+        // What rollback needs to relaunch exactly this deploy.
+        snapshot.recipe = Some(rt.recipe.clone());
+        snapshot.params = rt.params.resolved();
+        snapshot.run = Some(rt.run_id.clone());
         let mut store = rt.store()?;
         store
-            .update(|s| s.last_healthy = Some(json))
+            .update(|s| s.last_healthy = Some(snapshot))
             .map_err(state_err)
     }
 
@@ -260,7 +265,7 @@ pub mod api {
             .state()
             .last_healthy
             .as_ref()
-            .map(from_json)
+            .map(|snap| from_json(&serde_json::to_value(snap).unwrap_or_default()))
             .unwrap_or(Dynamic::UNIT))
     }
 
@@ -379,10 +384,11 @@ pub mod api {
             &Dynamic::from_map(record),
         )?;
         stamp_now(&mut json);
+        let record: RollbackRecord = typed_record("state::record_rollback", json)?;
         let rt = rt(&ctx)?;
         let mut store = rt.store()?;
         store
-            .update(|s| s.rollback_history.push(json))
+            .update(|s| s.rollback_history.push(record))
             .map_err(state_err)
     }
 

@@ -22,7 +22,10 @@ pub use atomic::write_atomic;
 pub use backend::StateBackend;
 pub use lock::{LockHolder, StackLock};
 pub use paths::{Home, HOME_ENV};
-pub use stack::{Resource, ResourceStatus, RunRecord, StackState, StackStatus, StackStore};
+pub use stack::{
+    HealthySnapshot, Resource, ResourceStatus, RollbackRecord, RunRecord, StackState, StackStatus,
+    StackStore,
+};
 
 use std::path::{Path, PathBuf};
 

@@ -128,9 +128,65 @@ pub struct StackState {
     #[serde(default)]
     pub runs: Vec<RunRecord>,
     #[serde(default)]
-    pub rollback_history: Vec<Value>,
+    pub rollback_history: Vec<RollbackRecord>,
     #[serde(default)]
-    pub last_healthy: Option<Value>,
+    pub last_healthy: Option<HealthySnapshot>,
+}
+
+/// The last deploy that was healthy (`state::mark_healthy`): what `rollback` relaunches.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HealthySnapshot {
+    /// When it was marked healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// The recipe that deployed it, as `run` takes it (a path, a bundled name, `source/name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
+    /// Its params, resolved.
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    /// The run that deployed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The image it ran (relaunched as it was, when the recipe still takes `image_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// Whatever else the recipe recorded (instance, type, health results, …).
+    #[serde(flatten)]
+    pub recorded: serde_json::Map<String, Value>,
+}
+
+/// One rollback: the automatic one after a failed run, or `geusemaker rollback` (whose recipe
+/// records it with `state::record_rollback`, and geusemaker adds how the relaunch went).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RollbackRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// What caused it: `run_failed`, `timeout`, `interrupted`, `manual`, …
+    #[serde(default)]
+    pub trigger: String,
+    /// The run whose resources it removed (an automatic rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default)]
+    pub resources_deleted: Vec<String>,
+    #[serde(default)]
+    pub success: bool,
+    /// Why it (or the run it rolled back) failed: the error's first line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What made `monitor` roll back (a spot interruption notice, failing checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The run that relaunched the last healthy deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relaunch_run: Option<String>,
+    /// How long the stack was down, at most, when the relaunch succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_seconds: Option<u64>,
+    /// Whatever else the recipe recorded.
+    #[serde(flatten)]
+    pub recorded: serde_json::Map<String, Value>,
 }
 
 impl StackState {
