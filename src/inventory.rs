@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use crate::cloud::tags::{NAME_TAG, STACK_TAG};
 use crate::cloud::{Aws, CloudError};
 use crate::naming::elb_name;
+use crate::state::Kind;
 use crate::state::Resource;
 
 /// A resource found in AWS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found {
-    pub kind: String,
+    pub kind: Kind,
     pub name: String,
     pub id: String,
     pub attrs: BTreeMap<String, String>,
@@ -54,39 +55,39 @@ pub fn resolve_intent(
     ledger: &[Resource],
 ) -> Result<Option<String>, CloudError> {
     let first = |v: Vec<String>| v.into_iter().next();
-    Ok(match r.kind.as_str() {
-        "ec2:instance" => first(
+    Ok(match r.kind {
+        Kind::Instance => first(
             aws.ec2
                 .find_instances(&named(stack, &r.name))?
                 .into_iter()
                 .map(|i| i.id)
                 .collect(),
         ),
-        "ec2:security-group" => first(
+        Kind::SecurityGroup => first(
             aws.ec2
                 .find_security_groups(&named(stack, &r.name))?
                 .into_iter()
                 .map(|g| g.id)
                 .collect(),
         ),
-        "ec2:volume" => first(
+        Kind::Volume => first(
             aws.ec2
                 .find_volumes(&named(stack, &r.name))?
                 .into_iter()
                 .map(|v| v.id)
                 .collect(),
         ),
-        "ec2:key-pair" => aws
+        Kind::KeyPair => aws
             .ec2
             .find_key_pair(&format!("{stack}-{}", r.name))?
             .map(|k| k.name),
-        "efs:file-system" => aws.efs.find_by_token(&r.token)?.map(|f| f.id),
-        "efs:mount-target" => {
+        Kind::FileSystem => aws.efs.find_by_token(&r.token)?.map(|f| f.id),
+        Kind::MountTarget => {
             let subnet = r.name.strip_prefix("mount-").unwrap_or("");
             let mut found = None;
             for fs in ledger
                 .iter()
-                .filter(|e| e.kind == "efs:file-system")
+                .filter(|e| e.kind == Kind::FileSystem)
                 .filter_map(|e| e.id.as_deref())
             {
                 match aws.efs.mount_targets(fs) {
@@ -102,26 +103,26 @@ pub fn resolve_intent(
             }
             found
         }
-        "iam:instance-profile" => {
+        Kind::InstanceProfile => {
             let full = format!("{stack}-{}", r.name);
             // A role may exist without its profile (a crash between the two creates).
             let exists =
                 aws.iam.find_instance_profile(&full)?.is_some() || aws.iam.role_exists(&full)?;
             exists.then_some(full)
         }
-        "ssm:parameter" => aws
+        Kind::Parameter => aws
             .ssm
             .get(&parameter_name(stack, &r.name))?
             .map(|(p, _)| p.name),
-        "elb:load-balancer" => aws
+        Kind::LoadBalancer => aws
             .elb
             .find_load_balancer(&elb_name(stack, &r.name))?
             .map(|l| l.arn),
-        "elb:target-group" => aws
+        Kind::TargetGroup => aws
             .elb
             .find_target_group(&elb_name(stack, &r.name))?
             .map(|t| t.arn),
-        "elb:listener" => {
+        Kind::Listener => {
             let port: i64 = r
                 .name
                 .strip_prefix("port-")
@@ -130,7 +131,7 @@ pub fn resolve_intent(
             let mut found = None;
             for lb in ledger
                 .iter()
-                .filter(|e| e.kind == "elb:load-balancer")
+                .filter(|e| e.kind == Kind::LoadBalancer)
                 .filter_map(|e| e.id.as_deref())
             {
                 match aws.elb.listeners(lb) {
@@ -146,7 +147,7 @@ pub fn resolve_intent(
             }
             found
         }
-        "cloudfront:distribution" => aws
+        Kind::Distribution => aws
             .cloudfront
             .find_tagged("geusemaker:caller-reference", &r.token)?
             .into_iter()
@@ -167,49 +168,49 @@ pub fn resolve_intent(
 pub fn tagged(aws: &Aws, stack: &str) -> Result<Vec<Found>, CloudError> {
     let tag = [(STACK_TAG.to_string(), stack.to_string())];
     let mut out = Vec::new();
-    let found = |kind: &str, name: String, id: String| Found {
-        kind: kind.into(),
+    let found = |kind: Kind, name: String, id: String| Found {
+        kind,
         name,
         id,
         attrs: BTreeMap::new(),
     };
     for i in aws.ec2.find_instances(&tag)? {
-        out.push(found("ec2:instance", logical(stack, &i.name), i.id));
+        out.push(found(Kind::Instance, logical(stack, &i.name), i.id));
     }
     for v in aws.ec2.find_volumes(&tag)? {
         if !is_root_device(v.device.as_deref()) {
-            out.push(found("ec2:volume", logical(stack, &v.name), v.id));
+            out.push(found(Kind::Volume, logical(stack, &v.name), v.id));
         }
     }
     for g in aws.ec2.find_security_groups(&tag)? {
-        out.push(found("ec2:security-group", logical(stack, &g.name), g.id));
+        out.push(found(Kind::SecurityGroup, logical(stack, &g.name), g.id));
     }
     for k in aws.ec2.find_key_pairs(&tag)? {
-        out.push(found("ec2:key-pair", logical(stack, &k.name), k.name));
+        out.push(found(Kind::KeyPair, logical(stack, &k.name), k.name));
     }
     for fs in aws.efs.find_by_tag(STACK_TAG, stack)? {
         for mt in aws.efs.mount_targets(&fs.id)? {
-            let mut f = found("efs:mount-target", format!("mount-{}", mt.subnet_id), mt.id);
+            let mut f = found(Kind::MountTarget, format!("mount-{}", mt.subnet_id), mt.id);
             f.attrs.insert("file_system".into(), fs.id.clone());
             out.push(f);
         }
-        out.push(found("efs:file-system", logical(stack, &fs.name), fs.id));
+        out.push(found(Kind::FileSystem, logical(stack, &fs.name), fs.id));
     }
     for (kind, name, arn) in aws.elb.tagged(STACK_TAG, stack)? {
-        if kind == "elb:load-balancer" {
+        if kind == Kind::LoadBalancer {
             for l in aws.elb.listeners(&arn)? {
-                out.push(found("elb:listener", format!("port-{}", l.port), l.arn));
+                out.push(found(Kind::Listener, format!("port-{}", l.port), l.arn));
             }
         }
-        out.push(found(&kind, logical(stack, &name), arn));
+        out.push(found(kind, logical(stack, &name), arn));
     }
     for d in aws.cloudfront.find_tagged(STACK_TAG, stack)? {
-        out.push(found("cloudfront:distribution", d.id.clone(), d.id));
+        out.push(found(Kind::Distribution, d.id.clone(), d.id));
     }
     let prefix = format!("/geusemaker/{stack}/");
     for p in aws.ssm.list_by_path(&prefix)? {
         let name = p.name.strip_prefix(&prefix).unwrap_or(&p.name).to_string();
-        out.push(found("ssm:parameter", name, p.name));
+        out.push(found(Kind::Parameter, name, p.name));
     }
     Ok(out)
 }

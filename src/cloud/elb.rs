@@ -10,6 +10,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use rhai::CustomType;
 
 use super::{retry_create, Blocking, CloudError, Tags};
+use crate::state::Kind;
 
 const SVC: &str = "elb";
 
@@ -174,7 +175,7 @@ pub trait ElbApi: Send + Sync {
         instance_id: &str,
     ) -> Result<Option<(String, String)>, CloudError>;
     /// ARNs (load balancers and target groups) among `arns` tagged `key=value`.
-    fn tagged(&self, key: &str, value: &str) -> Result<Vec<(String, String, String)>, CloudError>;
+    fn tagged(&self, key: &str, value: &str) -> Result<Vec<(Kind, String, String)>, CloudError>;
 }
 
 /// Per-operation override: no SDK retries (geusemaker retries the create, looking first).
@@ -642,7 +643,7 @@ impl ElbApi for SdkElb {
             }))
     }
 
-    fn tagged(&self, key: &str, value: &str) -> Result<Vec<(String, String, String)>, CloudError> {
+    fn tagged(&self, key: &str, value: &str) -> Result<Vec<(Kind, String, String)>, CloudError> {
         // (kind, name, arn) of load balancers and target groups carrying the tag.
         let lbs = self
             .rt
@@ -652,12 +653,12 @@ impl ElbApi for SdkElb {
             .rt
             .block_on(self.client.describe_target_groups().send())
             .map_err(|e| CloudError::from_sdk(SVC, "DescribeTargetGroups", e))?;
-        let mut candidates: Vec<(String, String, String)> = lbs
+        let mut candidates: Vec<(Kind, String, String)> = lbs
             .load_balancers()
             .iter()
             .map(|l| {
                 (
-                    "elb:load-balancer".to_string(),
+                    Kind::LoadBalancer,
                     l.load_balancer_name().unwrap_or_default().to_string(),
                     l.load_balancer_arn().unwrap_or_default().to_string(),
                 )
@@ -665,7 +666,7 @@ impl ElbApi for SdkElb {
             .collect();
         candidates.extend(tgs.target_groups().iter().map(|t| {
             (
-                "elb:target-group".to_string(),
+                Kind::TargetGroup,
                 t.target_group_name().unwrap_or_default().to_string(),
                 t.target_group_arn().unwrap_or_default().to_string(),
             )

@@ -20,6 +20,7 @@ use super::iam::{IamApi, InstanceProfile};
 use super::pricing::PricingApi;
 use super::ssm::{CommandResult, Parameter, SsmApi};
 use super::{Aws, CallStats, CloudError, Identity, Tags};
+use crate::state::Kind;
 
 /// Marks ids that exist only after a real run.
 pub const PLANNED: &str = "planned";
@@ -913,7 +914,7 @@ impl ElbApi for PlanApi {
             .op(&["Elastic Load Balancing v2:DescribeTargetHealth"]);
         Ok(Some(("healthy".into(), String::new())))
     }
-    fn tagged(&self, key: &str, value: &str) -> Result<Vec<(String, String, String)>, CloudError> {
+    fn tagged(&self, key: &str, value: &str) -> Result<Vec<(Kind, String, String)>, CloudError> {
         self.0.op(&[
             "Elastic Load Balancing v2:DescribeLoadBalancers",
             "Elastic Load Balancing v2:DescribeTargetGroups",
@@ -921,17 +922,17 @@ impl ElbApi for PlanApi {
         ]);
         let want = [(key.to_string(), value.to_string())];
         let m = self.model();
-        let mut out: Vec<(String, String, String)> = m
+        let mut out: Vec<(Kind, String, String)> = m
             .load_balancers
             .iter()
             .filter(|(_, t)| has_tags(t, &want))
-            .map(|(l, _)| ("elb:load-balancer".into(), l.arn.clone(), l.name.clone()))
+            .map(|(l, _)| (Kind::LoadBalancer, l.arn.clone(), l.name.clone()))
             .collect();
         out.extend(
             m.target_groups
                 .iter()
                 .filter(|(_, t)| has_tags(t, &want))
-                .map(|(g, _)| ("elb:target-group".into(), g.arn.clone(), g.name.clone())),
+                .map(|(g, _)| (Kind::TargetGroup, g.arn.clone(), g.name.clone())),
         );
         Ok(out)
     }

@@ -16,6 +16,7 @@ use crate::cloud::pricing::{
 use crate::cloud::{Aws, AwsSettings};
 use crate::config::Settings;
 use crate::engine::RunError;
+use crate::state::Kind;
 use crate::state::{Home, ResourceStatus, StackState};
 use crate::ui::Ui;
 
@@ -328,7 +329,7 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
     // ---- What sits in front ------------------------------------------------------------
     // (monthly cost, since when) of each edge item, for the cost to date.
     let mut edge: Vec<(f64, DateTime<Utc>)> = Vec::new();
-    let lb_since = created_at(state, "elb:load-balancer")
+    let lb_since = created_at(state, Kind::LoadBalancer)
         .filter(|_| output(state, "load_balancer_arn").is_some());
     if let Some(since) = lb_since {
         let m = monthly(ALB_USD_PER_HOUR);
@@ -341,8 +342,8 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
             estimate: true,
         });
     }
-    let cdn_since = created_at(state, "cloudfront:distribution")
-        .filter(|_| output(state, "cloudfront_id").is_some());
+    let cdn_since =
+        created_at(state, Kind::Distribution).filter(|_| output(state, "cloudfront_id").is_some());
     if let Some(since) = cdn_since {
         let gb = state
             .params
@@ -366,7 +367,7 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
     for r in state
         .resources
         .iter()
-        .filter(|r| r.kind == "ec2:instance" && r.id.is_some())
+        .filter(|r| r.kind == Kind::Instance && r.id.is_some())
     {
         let end = match (r.status, r.deleted_at) {
             (ResourceStatus::Created, _) => now,
@@ -437,7 +438,7 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
 }
 
 /// When the first live resource of `kind` was created.
-fn created_at(state: &StackState, kind: &str) -> Option<DateTime<Utc>> {
+fn created_at(state: &StackState, kind: Kind) -> Option<DateTime<Utc>> {
     state
         .resources
         .iter()

@@ -163,7 +163,7 @@ impl LiveInstance {
 /// A ledger entry that the ledger says exists but AWS does not have.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Missing {
-    pub kind: String,
+    pub kind: crate::state::Kind,
     pub name: String,
     pub id: String,
 }
@@ -175,13 +175,13 @@ pub fn missing_resources(aws: &Aws, state: &StackState) -> Result<Vec<Missing>, 
     Ok(state
         .resources
         .iter()
-        .filter(|r| r.status == ResourceStatus::Created && !r.kind.starts_with("iam:"))
+        .filter(|r| r.status == ResourceStatus::Created && !r.kind.is_iam())
         .filter(|r| state.region.as_deref().is_none_or(|reg| reg == r.region))
         .filter_map(|r| {
             let id = r.id.clone()?;
             let present = found.iter().any(|f| f.kind == r.kind && f.id == id);
             (!present).then(|| Missing {
-                kind: r.kind.clone(),
+                kind: r.kind,
                 name: r.name.clone(),
                 id,
             })

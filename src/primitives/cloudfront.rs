@@ -9,6 +9,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, Map};
 use super::opts::Opts;
 use super::{id_of, rt, usage_err, ChangeAction, Runtime};
 use crate::cloud::cloudfront::Distribution;
+use crate::state::Kind;
 
 pub fn types(engine: &mut Engine) {
     engine.build_type::<Distribution>();
@@ -167,7 +168,7 @@ pub mod api {
                 );
             }
             rt.adopt(
-                "cloudfront:distribution",
+                Kind::Distribution,
                 name,
                 &d.id,
                 BTreeMap::from([("domain".to_string(), d.domain.clone())]),
@@ -176,7 +177,7 @@ pub mod api {
         }
         let comment = format!("geusemaker {} {name}", rt.stack);
         rt.create_recorded(
-            "cloudfront:distribution",
+            Kind::Distribution,
             name,
             |token| {
                 let mut t = tags.clone();
@@ -229,12 +230,12 @@ pub mod api {
         let code = crate::cloud::cloudfront::viewer_filter_code(&ranges);
         let comment = format!("geusemaker {}: viewers allowed", rt.stack);
         let aws = rt.aws()?;
-        if rt.ledger_id("cloudfront:function", name)?.is_some() {
+        if rt.ledger_id(Kind::CloudFrontFunction, name)?.is_some() {
             let (arn, changed) = aws
                 .cloudfront
                 .ensure_function(&full, &comment, &code)
                 .map_err(cloud_err)?;
-            rt.adopt("cloudfront:function", name, &full, BTreeMap::new())?;
+            rt.adopt(Kind::CloudFrontFunction, name, &full, BTreeMap::new())?;
             if changed {
                 rt.record_change(
                     ChangeAction::InPlace,
@@ -245,7 +246,7 @@ pub mod api {
             return Ok(arn);
         }
         let arn = rt.create_recorded(
-            "cloudfront:function",
+            Kind::CloudFrontFunction,
             name,
             |_t| {
                 aws.cloudfront
@@ -275,7 +276,7 @@ pub mod api {
             .cloudfront
             .delete_function(name)
             .map_err(cloud_err)?;
-        rt.mark_deleted("cloudfront:function", name)?;
+        rt.mark_deleted(Kind::CloudFrontFunction, name)?;
         Ok(gone)
     }
 
@@ -323,12 +324,12 @@ pub mod api {
         let id = super::dist_id(&distribution)?;
         let aws = rt.aws()?;
         if aws.cloudfront.get(&id).map_err(cloud_err)?.is_none() {
-            rt.mark_deleted("cloudfront:distribution", &id)?;
+            rt.mark_deleted(Kind::Distribution, &id)?;
             return Ok(false);
         }
         aws.cloudfront.disable(&id).map_err(cloud_err)?;
         super::wait_deployed(&rt, &id, Duration::from_secs(3600))?;
         let result = aws.cloudfront.delete(&id);
-        rt.settle_delete("cloudfront:distribution", &id, result)
+        rt.settle_delete(Kind::Distribution, &id, result)
     }
 }

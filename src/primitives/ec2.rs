@@ -17,6 +17,7 @@ pub const ROOT_GB_TAG: &str = "geusemaker:root-gb";
 /// What a stack snapshot is for: `daily` (taken by the instance), `update` (before one).
 pub const SNAPSHOT_TAG: &str = "geusemaker:snapshot";
 use crate::cloud::wait::{poll_until, Backoff, Poll};
+use crate::state::Kind;
 
 pub fn types(engine: &mut Engine) {
     use crate::cloud::ec2::*;
@@ -426,7 +427,7 @@ pub mod api {
         let aws = rt.aws()?;
         let group_name = rt.resource_name(name);
         let attrs = BTreeMap::from([("vpc".to_string(), vpc_id.clone())]);
-        let known = match rt.ledger_id("ec2:security-group", name)? {
+        let known = match rt.ledger_id(Kind::SecurityGroup, name)? {
             Some(id) => match aws.ec2.security_group(&id) {
                 Ok(sg) if sg.vpc_id == vpc_id => Some(sg),
                 Ok(_) => None,
@@ -439,7 +440,7 @@ pub mod api {
             Some(sg) => sg,
             // CreateSecurityGroup answers a duplicate name with the existing group (adopted).
             None => rt.create_recorded(
-                "ec2:security-group",
+                Kind::SecurityGroup,
                 name,
                 |_token| {
                     aws.ec2.create_security_group(
@@ -599,7 +600,7 @@ pub mod api {
                 }
             },
         )?;
-        rt.mark_deleted("ec2:security-group", &id)?;
+        rt.mark_deleted(Kind::SecurityGroup, &id)?;
         Ok(existed)
     }
 
@@ -644,12 +645,12 @@ pub mod api {
         let path = rt.home.keys_dir().join(format!("{key_name}.pem"));
         let path_str = path.to_string_lossy().to_string();
         if let Some(mut k) = aws.ec2.find_key_pair(&key_name).map_err(cloud_err)? {
-            rt.adopt("ec2:key-pair", name, &k.name, BTreeMap::new())?;
+            rt.adopt(Kind::KeyPair, name, &k.name, BTreeMap::new())?;
             k.private_key_path = path.exists().then_some(path_str);
             return Ok(k);
         }
         let (mut key, material) = rt.create_recorded(
-            "ec2:key-pair",
+            Kind::KeyPair,
             name,
             |_token| aws.ec2.create_key_pair(&key_name, &rt.tags(name)),
             |(k, _): &(KeyPair, String)| {
@@ -680,11 +681,11 @@ pub mod api {
         let aws = rt.aws()?;
         let key_name = rt.resource_name(name);
         if let Some(k) = aws.ec2.find_key_pair(&key_name).map_err(cloud_err)? {
-            rt.adopt("ec2:key-pair", name, &k.name, BTreeMap::new())?;
+            rt.adopt(Kind::KeyPair, name, &k.name, BTreeMap::new())?;
             return Ok(k);
         }
         rt.create_recorded(
-            "ec2:key-pair",
+            Kind::KeyPair,
             name,
             |_token| {
                 aws.ec2
@@ -709,7 +710,7 @@ pub mod api {
         let name = id_of(&key, "a key pair")?;
         let result = rt.aws()?.ec2.delete_key_pair(&name);
         let _ = std::fs::remove_file(rt.home.keys_dir().join(format!("{name}.pem")));
-        rt.settle_delete("ec2:key-pair", &name, result)
+        rt.settle_delete(Kind::KeyPair, &name, result)
     }
 
     /// Launch the instance `<stack>-<name>` and return at once (state `pending`); wait with
@@ -851,14 +852,14 @@ pub mod api {
         // What the instance got at launch and cannot change later: a re-run compares it.
         tags.extra
             .insert(ROOT_GB_TAG.to_string(), root_gb.to_string());
-        let alive = if replace || rt.known_absent("ec2:instance", name) {
+        let alive = if replace || rt.known_absent(Kind::Instance, name) {
             Vec::new()
         } else {
             live_instances(&rt, name)?
         };
         if let Some(i) = alive.into_iter().next() {
             rt.adopt(
-                "ec2:instance",
+                Kind::Instance,
                 name,
                 &i.id,
                 BTreeMap::from([("az".to_string(), i.az.clone())]),
@@ -870,7 +871,7 @@ pub mod api {
             return Ok(i);
         }
         let i = rt.create_recorded(
-            "ec2:instance",
+            Kind::Instance,
             name,
             |token| {
                 aws.ec2.run_instance(&LaunchSpec {
@@ -922,7 +923,7 @@ pub mod api {
         match live_instances(&rt, name)?.into_iter().next() {
             Some(i) => Ok(Dynamic::from(i)),
             None => {
-                rt.note_absent("ec2:instance", name);
+                rt.note_absent(Kind::Instance, name);
                 Ok(Dynamic::UNIT)
             }
         }
@@ -1039,7 +1040,7 @@ pub mod api {
         let rt = rt(&ctx)?;
         let id = id_of(&instance, "an instance")?;
         wait_instance(&rt, &id, Duration::from_secs(600), "terminated")?;
-        rt.mark_deleted("ec2:instance", &id)
+        rt.mark_deleted(Kind::Instance, &id)
     }
 
     /// What differs between the live instance `vm` and what the recipe asks, each as
@@ -1328,7 +1329,7 @@ pub mod api {
         match stack_volumes(&rt, name)?.into_iter().next() {
             Some(v) => Ok(Dynamic::from(v)),
             None => {
-                rt.note_absent("ec2:volume", name);
+                rt.note_absent(Kind::Volume, name);
                 Ok(Dynamic::UNIT)
             }
         }
@@ -1359,7 +1360,7 @@ pub mod api {
         let volume_type = o.str("type")?.unwrap_or_else(|| "gp3".into());
         let aws = rt.aws()?;
         let tags = rt.tags(name);
-        let found = if rt.known_absent("ec2:volume", name) {
+        let found = if rt.known_absent(Kind::Volume, name) {
             Vec::new()
         } else {
             stack_volumes(&rt, name)?
@@ -1372,7 +1373,7 @@ pub mod api {
                 )));
             }
             rt.adopt(
-                "ec2:volume",
+                Kind::Volume,
                 name,
                 &v.id,
                 BTreeMap::from([("az".to_string(), v.az.clone())]),
@@ -1380,7 +1381,7 @@ pub mod api {
             return Ok(v);
         }
         rt.create_recorded(
-            "ec2:volume",
+            Kind::Volume,
             name,
             |token| {
                 aws.ec2.create_volume(&VolumeRequest {
@@ -1537,7 +1538,7 @@ pub mod api {
         let rt = rt(&ctx)?;
         let id = id_of(&volume, "a volume")?;
         let result = rt.aws()?.ec2.delete_volume(&id);
-        rt.settle_delete("ec2:volume", &id, result)
+        rt.settle_delete(Kind::Volume, &id, result)
     }
 
     /// What an instance type offers in this region (vCPUs, memory, GPUs); an error naming the

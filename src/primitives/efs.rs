@@ -8,6 +8,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::opts::Opts;
 use super::{id_of, rt, usage_err, ChangeAction};
+use crate::state::Kind;
 
 pub fn types(engine: &mut Engine) {
     engine
@@ -71,9 +72,9 @@ pub mod api {
         let token = format!("geusemaker-{}", rt.resource_name(name));
         // One the ledger knows is looked up; otherwise it is created straight away: the
         // creation token makes that idempotent (one that exists after all is returned).
-        if rt.ledger_id("efs:file-system", name)?.is_some() {
+        if rt.ledger_id(Kind::FileSystem, name)?.is_some() {
             if let Some(fs) = aws.efs.find_by_token(&token).map_err(cloud_err)? {
-                rt.adopt("efs:file-system", name, &fs.id, BTreeMap::new())?;
+                rt.adopt(Kind::FileSystem, name, &fs.id, BTreeMap::new())?;
                 if aws.efs.automatic_backups(&fs.id).map_err(cloud_err)? != backups {
                     aws.efs
                         .set_automatic_backups(&fs.id, backups)
@@ -92,7 +93,7 @@ pub mod api {
         }
         // The creation token is deterministic, so the intent carries it instead of a random one.
         let fs = rt.create_recorded_with(
-            "efs:file-system",
+            Kind::FileSystem,
             name,
             || token.clone(),
             |token| aws.efs.create_file_system(token, backups, &rt.tags(name)),
@@ -100,7 +101,7 @@ pub mod api {
         )?;
         if fs.mount_targets == 0 {
             // efs::mount_target need not look for one in this run.
-            rt.note_absent("efs:mount-targets", &fs.id);
+            rt.note_absent(Kind::MountTarget, &fs.id);
         }
         rt.ui.info(&format!(
             "file system {name}: {} (encrypted{})",
@@ -193,7 +194,7 @@ pub mod api {
             .map(|g| id_of(g, "a security group"))
             .collect::<Result<Vec<_>, _>>()?;
         let aws = rt.aws()?;
-        let existing = if rt.known_absent("efs:mount-targets", &fs_id) {
+        let existing = if rt.known_absent(Kind::MountTarget, &fs_id) {
             Vec::new()
         } else {
             aws.efs.mount_targets(&fs_id).map_err(cloud_err)?
@@ -201,16 +202,16 @@ pub mod api {
         let logical = format!("mount-{subnet_id}");
         if let Some(mt) = existing.into_iter().find(|m| m.subnet_id == subnet_id) {
             rt.adopt(
-                "efs:mount-target",
+                Kind::MountTarget,
                 &logical,
                 &mt.id,
                 BTreeMap::from([("file_system".to_string(), fs_id.clone())]),
             )?;
             return Ok(mt);
         }
-        rt.forget_absent("efs:mount-targets", &fs_id);
+        rt.forget_absent(Kind::MountTarget, &fs_id);
         rt.create_recorded(
-            "efs:mount-target",
+            Kind::MountTarget,
             &logical,
             |_token| aws.efs.create_mount_target(&fs_id, &subnet_id, &sgs),
             |mt: &MountTarget| {
@@ -331,7 +332,7 @@ pub mod api {
         let aws = rt.aws()?;
         let mt_id = id_of(&mt, "a mount target")?;
         let existed = rt.settle_delete(
-            "efs:mount-target",
+            Kind::MountTarget,
             &mt_id,
             aws.efs.delete_mount_target(&mt_id),
         )?;
@@ -373,6 +374,6 @@ pub mod api {
         let rt = rt(&ctx)?;
         let id = id_of(&fs, "a file system")?;
         let result = rt.aws()?.efs.delete_file_system(&id);
-        rt.settle_delete("efs:file-system", &id, result)
+        rt.settle_delete(Kind::FileSystem, &id, result)
     }
 }

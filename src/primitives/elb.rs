@@ -10,6 +10,7 @@ use super::opts::Opts;
 use super::{id_of, rt, usage_err, ChangeAction, Runtime};
 use crate::cloud::elb::{ListenerAction, LoadBalancer, TargetGroup, TargetGroupSpec};
 use crate::naming::elb_name;
+use crate::state::Kind;
 
 pub fn types(engine: &mut Engine) {
     use crate::cloud::elb::*;
@@ -120,7 +121,7 @@ pub mod api {
         let lb_name = super::elb_name(&rt.stack, name);
         if let Some(lb) = aws.elb.find_load_balancer(&lb_name).map_err(cloud_err)? {
             rt.adopt(
-                "elb:load-balancer",
+                Kind::LoadBalancer,
                 name,
                 &lb.arn,
                 BTreeMap::from([("dns".to_string(), lb.dns_name.clone())]),
@@ -129,7 +130,7 @@ pub mod api {
         }
         let tags = crate::cloud::Tags::new(&rt.stack, &rt.run_id, &lb_name);
         rt.create_recorded(
-            "elb:load-balancer",
+            Kind::LoadBalancer,
             name,
             |_t| {
                 aws.elb
@@ -241,12 +242,12 @@ pub mod api {
         let aws = rt.aws()?;
         // Look up first: re-creating a target group is not idempotent everywhere.
         if let Some(tg) = aws.elb.find_target_group(&spec.name).map_err(cloud_err)? {
-            rt.adopt("elb:target-group", name, &tg.arn, BTreeMap::new())?;
+            rt.adopt(Kind::TargetGroup, name, &tg.arn, BTreeMap::new())?;
             return Ok(tg);
         }
         let tags = crate::cloud::Tags::new(&rt.stack, &rt.run_id, &spec.name);
         rt.create_recorded(
-            "elb:target-group",
+            Kind::TargetGroup,
             name,
             |_t| aws.elb.create_target_group(&spec, &tags),
             |tg: &TargetGroup| (tg.arn.clone(), BTreeMap::new()),
@@ -352,7 +353,7 @@ pub mod api {
             .find(|l| l.port == port);
         let listener = match existing {
             Some(mut l) => {
-                rt.adopt("elb:listener", &logical, &l.arn, BTreeMap::new())?;
+                rt.adopt(Kind::Listener, &logical, &l.arn, BTreeMap::new())?;
                 // A re-run makes the listener what the recipe says: closed to requests without
                 // the header, open again once the recipe no longer asks for one, forwarding to
                 // the recipe's target group.
@@ -378,7 +379,7 @@ pub mod api {
                 l
             }
             None => rt.create_recorded(
-                "elb:listener",
+                Kind::Listener,
                 &logical,
                 |_t| {
                     aws.elb
@@ -492,7 +493,7 @@ pub mod api {
         let rt = rt(&ctx)?;
         let arn = super::listener_arn(&listener)?;
         let result = rt.aws()?.elb.delete_listener(&arn);
-        rt.settle_delete("elb:listener", &arn, result)
+        rt.settle_delete(Kind::Listener, &arn, result)
     }
 
     /// Delete a target group (handle or ARN); `false` when it was already gone.
@@ -508,7 +509,7 @@ pub mod api {
         let rt = rt(&ctx)?;
         let arn = super::tg_arn(&tg)?;
         let result = rt.aws()?.elb.delete_target_group(&arn);
-        rt.settle_delete("elb:target-group", &arn, result)
+        rt.settle_delete(Kind::TargetGroup, &arn, result)
     }
 
     /// Delete a load balancer (handle or ARN); `false` when it was already gone.
@@ -524,7 +525,7 @@ pub mod api {
         let rt = rt(&ctx)?;
         let arn = super::lb_arn(&lb)?;
         let result = rt.aws()?.elb.delete_load_balancer(&arn);
-        rt.settle_delete("elb:load-balancer", &arn, result)
+        rt.settle_delete(Kind::LoadBalancer, &arn, result)
     }
 
     /// The instances registered with a target group and their states, as maps

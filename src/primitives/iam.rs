@@ -6,6 +6,7 @@ use rhai::plugin::*;
 use rhai::{Dynamic, Engine, EvalAltResult};
 
 use super::{id_of, rt, ChangeAction};
+use crate::state::Kind;
 
 pub fn types(engine: &mut Engine) {
     engine.build_type::<crate::cloud::iam::InstanceProfile>();
@@ -72,7 +73,7 @@ pub mod api {
         // The ledger says whether this stack made it: then look at it and bring it up to date;
         // otherwise create it straight away (one round of calls less; a profile that exists
         // after all — state lost, or a lost answer — answers "already exists" and is adopted).
-        if rt.ledger_id("iam:instance-profile", name)?.is_some() {
+        if rt.ledger_id(Kind::InstanceProfile, name)?.is_some() {
             // Re-apply the policies: a customised recipe may have changed them.
             let (p, changed) = aws
                 .iam
@@ -84,7 +85,7 @@ pub mod api {
                     true,
                 )
                 .map_err(cloud_err)?;
-            rt.adopt("iam:instance-profile", name, &p.name, BTreeMap::new())?;
+            rt.adopt(Kind::InstanceProfile, name, &p.name, BTreeMap::new())?;
             if changed {
                 rt.record_change(
                     ChangeAction::InPlace,
@@ -95,7 +96,7 @@ pub mod api {
             return Ok(p);
         }
         rt.create_recorded(
-            "iam:instance-profile",
+            Kind::InstanceProfile,
             name,
             |_t| {
                 aws.iam
@@ -139,7 +140,7 @@ pub mod api {
             .is_some()
             || iam.role_exists(&name).map_err(cloud_err)?;
         iam.delete_instance_profile(&name).map_err(cloud_err)?;
-        rt.mark_deleted("iam:instance-profile", &name)?;
+        rt.mark_deleted(Kind::InstanceProfile, &name)?;
         Ok(existed)
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext, Position};
 
 use crate::cloud::{Aws, AwsSettings, Blocking, CloudError, Tags};
-use crate::state::{Home, StackStore};
+use crate::state::{Home, Kind, StackStore};
 use crate::ui::Ui;
 
 pub use params::Params;
@@ -149,7 +149,7 @@ pub struct Runtime {
     waited: Mutex<Duration>,
     last_call: Mutex<Option<CallSite>>,
     /// `(kind, name)` lookups that found nothing during this run (see [`Runtime::note_absent`]).
-    absent: Mutex<std::collections::HashSet<(String, String)>>,
+    absent: Mutex<std::collections::HashSet<(Kind, String)>>,
     forget: std::sync::atomic::AtomicBool,
     /// Plan mode: AWS is the recording backend, health checks are not probed.
     plan: Option<Arc<crate::cloud::plan::Recorder>>,
@@ -444,26 +444,26 @@ impl Runtime {
     /// the stack's lock, so nothing of ours creates it meanwhile: a create primitive that would
     /// look for it first (to adopt it on a re-run) can skip that lookup. A create of it
     /// forgets the note.
-    pub fn note_absent(&self, kind: &str, name: &str) {
+    pub fn note_absent(&self, kind: Kind, name: &str) {
         let mut absent = self.absent.lock().unwrap_or_else(|p| p.into_inner());
-        absent.insert((kind.to_string(), name.to_string()));
+        absent.insert((kind, name.to_string()));
     }
 
     /// Drop a [`Runtime::note_absent`] note (a create of something it covers was sent).
-    pub fn forget_absent(&self, kind: &str, name: &str) {
+    pub fn forget_absent(&self, kind: Kind, name: &str) {
         let mut absent = self.absent.lock().unwrap_or_else(|p| p.into_inner());
-        absent.remove(&(kind.to_string(), name.to_string()));
+        absent.remove(&(kind, name.to_string()));
     }
 
     /// Was `kind`/`name` looked up earlier in this run and found missing?
-    pub fn known_absent(&self, kind: &str, name: &str) -> bool {
+    pub fn known_absent(&self, kind: Kind, name: &str) -> bool {
         let absent = self.absent.lock().unwrap_or_else(|p| p.into_inner());
-        absent.contains(&(kind.to_string(), name.to_string()))
+        absent.contains(&(kind, name.to_string()))
     }
 
     /// The id of `kind`/`name` if the ledger says this stack has it (created or adopted, not
     /// deleted) in the current region.
-    pub fn ledger_id(&self, kind: &str, name: &str) -> Result<Option<String>, Box<EvalAltResult>> {
+    pub fn ledger_id(&self, kind: Kind, name: &str) -> Result<Option<String>, Box<EvalAltResult>> {
         let region = self.region()?;
         Ok(self
             .store()?
@@ -484,7 +484,7 @@ impl Runtime {
     /// failure).
     pub fn create_recorded<T>(
         &self,
-        kind: &str,
+        kind: Kind,
         logical: &str,
         create: impl FnOnce(&str) -> Result<T, CloudError>,
         id_of: impl Fn(&T) -> (String, BTreeMap<String, String>),
@@ -496,7 +496,7 @@ impl Runtime {
     /// creation token); an unfinished intent's token is resumed either way.
     pub fn create_recorded_with<T>(
         &self,
-        kind: &str,
+        kind: Kind,
         logical: &str,
         new_token: impl FnOnce() -> String,
         create: impl FnOnce(&str) -> Result<T, CloudError>,
@@ -511,14 +511,14 @@ impl Runtime {
         match create(&token) {
             Ok(v) => {
                 let (id, attrs) = id_of(&v);
-                tracing::info!(kind, name = logical, %id, %token, "created");
+                tracing::info!(%kind, name = logical, %id, %token, "created");
                 self.store()?
                     .finish_create(idx, &id, attrs)
                     .map_err(state_err)?;
                 Ok(v)
             }
             Err(e) => {
-                tracing::info!(kind, name = logical, %token, error = %e, "create failed");
+                tracing::info!(%kind, name = logical, %token, error = %e, "create failed");
                 // Only a refusal proves nothing was created; a timeout or a lost response may
                 // have created it, so the intent stays for the next run (or destroy) to resolve.
                 if !matches!(
@@ -537,13 +537,13 @@ impl Runtime {
     /// Record a resource found (not created) on a re-run.
     pub fn adopt(
         &self,
-        kind: &str,
+        kind: Kind,
         logical: &str,
         id: &str,
         attrs: BTreeMap<String, String>,
     ) -> Result<(), Box<EvalAltResult>> {
         let region = self.region()?;
-        tracing::debug!(kind, name = logical, id, "found existing");
+        tracing::debug!(%kind, name = logical, id, "found existing");
         self.store()?
             .adopt(kind, logical, &region, id, attrs)
             .map_err(state_err)
@@ -553,7 +553,7 @@ impl Runtime {
     /// existed (`false`: it was already gone, which is not an error).
     pub fn settle_delete(
         &self,
-        kind: &str,
+        kind: Kind,
         id: &str,
         result: Result<(), CloudError>,
     ) -> Result<bool, Box<EvalAltResult>> {
@@ -567,7 +567,7 @@ impl Runtime {
     }
 
     /// Mark a resource deleted in the ledger.
-    pub fn mark_deleted(&self, kind: &str, id: &str) -> Result<(), Box<EvalAltResult>> {
+    pub fn mark_deleted(&self, kind: Kind, id: &str) -> Result<(), Box<EvalAltResult>> {
         let mut store = self.store()?;
         store.mark_deleted(kind, id).map_err(state_err)
     }

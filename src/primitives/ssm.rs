@@ -11,6 +11,7 @@ use rhai::{Array, CustomType, Dynamic, Engine, EvalAltResult, Map, TypeBuilder};
 use super::follow::{BootFollower, Followed};
 use super::opts::Opts;
 use super::{id_of, rt, usage_err, Runtime};
+use crate::state::Kind;
 
 /// A secret value read from SSM. It prints as `Secret(name)`, cannot be stored in the state,
 /// and gives its value only through `reveal()`.
@@ -107,7 +108,7 @@ pub mod api {
         let aws = rt.aws()?;
         let tags = rt.tags(name);
         let p = rt.create_recorded(
-            "ssm:parameter",
+            Kind::Parameter,
             name,
             |_t| {
                 aws.ssm
@@ -156,15 +157,15 @@ pub mod api {
         let aws = rt.aws()?;
         // One the ledger knows is read; otherwise it is written straight away: PutParameter
         // without overwrite keeps a secret that exists after all (and returns it).
-        if rt.ledger_id("ssm:parameter", name)?.is_some() {
+        if rt.ledger_id(Kind::Parameter, name)?.is_some() {
             if let Some((p, _)) = aws.ssm.get(&full).map_err(cloud_err)? {
-                rt.adopt("ssm:parameter", name, &p.name, BTreeMap::new())?;
+                rt.adopt(Kind::Parameter, name, &p.name, BTreeMap::new())?;
                 return Ok(p);
             }
         }
         let tags = rt.tags(name);
         rt.create_recorded(
-            "ssm:parameter",
+            Kind::Parameter,
             name,
             |_t| {
                 aws.ssm
@@ -216,7 +217,7 @@ pub mod api {
         let rt = rt(&ctx)?;
         let n = full_name(&rt, &id_of(&name, "a parameter name")?)?;
         let result = rt.aws()?.ssm.delete(&n);
-        rt.settle_delete("ssm:parameter", &n, result)
+        rt.settle_delete(Kind::Parameter, &n, result)
     }
 
     /// Run shell commands on an instance through SSM Run Command; returns the command id at

@@ -322,7 +322,7 @@ pub mod api {
             });
             if !known {
                 rt.store()?
-                    .adopt(&f.kind, &f.name, &region, &f.id, f.attrs.clone())
+                    .adopt(f.kind, &f.name, &region, &f.id, f.attrs.clone())
                     .map_err(state_err)?;
                 rt.ui.info(&format!(
                     "ledger: found {} {} ({}) by its tags",

@@ -12,6 +12,7 @@
 pub mod applied;
 mod atomic;
 pub mod backend;
+mod kind;
 mod lock;
 pub mod migrate;
 mod paths;
@@ -20,6 +21,7 @@ mod stack;
 
 pub use atomic::write_atomic;
 pub use backend::StateBackend;
+pub use kind::Kind;
 pub use lock::{LockHolder, StackLock};
 pub use paths::{Home, HOME_ENV};
 pub use stack::{

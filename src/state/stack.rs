@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::backend::{HeldLock, Stored, Version};
-use super::{validate_stack_name, StateBackend, StateError};
+use super::{validate_stack_name, Kind, StateBackend, StateError};
 
 pub use super::migrate::SCHEMA_VERSION;
 
@@ -70,7 +70,7 @@ pub enum ResourceStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Resource {
     /// `service:type`, e.g. `ec2:instance`, `efs:file-system`.
-    pub kind: String,
+    pub kind: Kind,
     /// The recipe's logical name for it (also its `Name` tag).
     pub name: String,
     pub id: Option<String>,
@@ -264,7 +264,7 @@ impl StackState {
     }
 
     /// The newest ledger entry for a logical resource.
-    pub fn resource(&self, kind: &str, name: &str) -> Option<&Resource> {
+    pub fn resource(&self, kind: Kind, name: &str) -> Option<&Resource> {
         self.resources
             .iter()
             .rev()
@@ -445,7 +445,7 @@ impl StackStore {
     /// call is recognised by AWS as the same request.
     pub fn begin_create(
         &mut self,
-        kind: &str,
+        kind: Kind,
         name: &str,
         region: &str,
         new_token: impl FnOnce() -> String,
@@ -465,7 +465,7 @@ impl StackStore {
         }
         let token = new_token();
         let record = Resource {
-            kind: kind.to_string(),
+            kind,
             name: name.to_string(),
             id: None,
             token: token.clone(),
@@ -517,7 +517,7 @@ impl StackStore {
     /// Record an existing resource adopted by this stack (found by tag or name on a re-run).
     pub fn adopt(
         &mut self,
-        kind: &str,
+        kind: Kind,
         name: &str,
         region: &str,
         id: &str,
@@ -534,7 +534,7 @@ impl StackStore {
     }
 
     /// Mark every live ledger entry with this id as deleted.
-    pub fn mark_deleted(&mut self, kind: &str, id: &str) -> Result<(), StateError> {
+    pub fn mark_deleted(&mut self, kind: Kind, id: &str) -> Result<(), StateError> {
         self.update(|s| {
             for r in s
                 .resources
@@ -587,7 +587,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = store(dir.path(), "demo", "r1");
         let (idx, token) = s
-            .begin_create("ec2:instance", "app", "us-east-1", || "tok-1".into())
+            .begin_create(Kind::Instance, "app", "us-east-1", || "tok-1".into())
             .unwrap();
         assert_eq!(token, "tok-1");
         // Simulate a crash: re-read the file without the store.
@@ -607,7 +607,7 @@ mod tests {
         // The next run resumes the same intent with the same token.
         let mut s = store(dir.path(), "demo", "r2");
         let (idx2, token2) = s
-            .begin_create("ec2:instance", "app", "us-east-1", || "tok-2".into())
+            .begin_create(Kind::Instance, "app", "us-east-1", || "tok-2".into())
             .unwrap();
         assert_eq!((idx2, token2.as_str()), (idx, "tok-1"));
         s.finish_create(
@@ -619,7 +619,7 @@ mod tests {
         let on_disk = StackStore::load(&local(dir.path()), "demo")
             .unwrap()
             .unwrap();
-        let r = on_disk.resource("ec2:instance", "app").unwrap();
+        let r = on_disk.resource(Kind::Instance, "app").unwrap();
         assert_eq!(r.id.as_deref(), Some("i-123"));
         assert_eq!(r.status, ResourceStatus::Created);
         assert_eq!(r.attrs["az"], "us-east-1a");
@@ -631,15 +631,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = store(dir.path(), "demo", "r1");
         let (a, _) = s
-            .begin_create("efs:file-system", "data", "us-east-1", || "t".into())
+            .begin_create(Kind::FileSystem, "data", "us-east-1", || "t".into())
             .unwrap();
         s.fail_create(a, "AccessDenied").unwrap();
         let (b, _) = s
-            .begin_create("ec2:key-pair", "k", "us-east-1", || "t2".into())
+            .begin_create(Kind::KeyPair, "k", "us-east-1", || "t2".into())
             .unwrap();
         assert_ne!(a, b, "a failed intent is not resumed");
         s.finish_create(b, "key-1", BTreeMap::new()).unwrap();
-        s.mark_deleted("ec2:key-pair", "key-1").unwrap();
+        s.mark_deleted(Kind::KeyPair, "key-1").unwrap();
         assert_eq!(s.state().live_resources().count(), 0);
     }
 
@@ -664,7 +664,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = store(dir.path(), "demo", "r1");
         s.adopt(
-            "ec2:security-group",
+            Kind::SecurityGroup,
             "web",
             "us-east-1",
             "sg-1",
@@ -672,7 +672,7 @@ mod tests {
         )
         .unwrap();
         s.adopt(
-            "ec2:security-group",
+            Kind::SecurityGroup,
             "web",
             "us-east-1",
             "sg-1",

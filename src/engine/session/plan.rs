@@ -7,7 +7,7 @@ use super::{RunError, RunRequest};
 use crate::cloud::plan::is_planned;
 use crate::cloud::AwsSettings;
 use crate::primitives::Params;
-use crate::state::{validate_stack_name, ResourceStatus};
+use crate::state::{validate_stack_name, Kind, ResourceStatus};
 use crate::ui::Ui;
 
 /// The region a plan is made for: `--region`, config.toml, `AWS_REGION`/`AWS_DEFAULT_REGION`,
@@ -37,7 +37,7 @@ pub struct Plan {
     pub recipe: String,
     pub region: String,
     /// (kind, name, id) of every resource the recipe would create.
-    pub resources: Vec<(String, String, String)>,
+    pub resources: Vec<(Kind, String, String)>,
     /// Operations of the recipe's run, then of destroy's (when asked), in call order.
     pub calls: Vec<String>,
     pub destroy_calls: Vec<String>,
@@ -72,13 +72,7 @@ pub fn make_plan(req: &RunRequest, ui: Ui, with_destroy: bool) -> Result<Plan, R
                 .resources
                 .iter()
                 .filter(|r| r.status == ResourceStatus::Created)
-                .map(|r| {
-                    (
-                        r.kind.clone(),
-                        r.name.clone(),
-                        r.id.clone().unwrap_or_default(),
-                    )
-                })
+                .map(|r| (r.kind, r.name.clone(), r.id.clone().unwrap_or_default()))
                 .collect()
         })
         .unwrap_or_default();
@@ -220,7 +214,7 @@ pub fn plan(req: RunRequest, show_user_data: bool, json: bool) -> Result<(), Run
         .iter()
         .map(|(k, n, id)| {
             vec![
-                k.clone(),
+                k.to_string(),
                 n.clone(),
                 if is_planned(id) {
                     "(known after apply)".into()
