@@ -146,10 +146,11 @@ impl SdkCloudFront {
     }
 
     fn etag_and_config(&self, id: &str) -> Result<(String, DistributionConfig), CloudError> {
-        let out = self
-            .rt
-            .block_on(self.client.get_distribution_config().id(id).send())
-            .map_err(|e| CloudError::from_sdk(SVC, "GetDistributionConfig", e))?;
+        let out = self.rt.call(
+            SVC,
+            "GetDistributionConfig",
+            self.client.get_distribution_config().id(id).send(),
+        )?;
         let etag = out.e_tag().unwrap_or_default().to_string();
         let config = out.distribution_config().cloned().ok_or_else(|| {
             CloudError::new(
@@ -168,7 +169,9 @@ impl SdkCloudFront {
         name: &str,
         stage: FunctionStage,
     ) -> Result<Option<(String, String)>, CloudError> {
-        match self.rt.block_on(
+        match self.rt.call(
+            SVC,
+            "DescribeFunction",
             self.client
                 .describe_function()
                 .name(name)
@@ -183,7 +186,6 @@ impl SdkCloudFront {
                     .unwrap_or_default(),
             ))),
             Err(e) => {
-                let e = CloudError::from_sdk(SVC, "DescribeFunction", e);
                 if e.code == "NoSuchFunctionExists" {
                     Ok(None)
                 } else {
@@ -195,10 +197,11 @@ impl SdkCloudFront {
 
     /// `(id, arn)` of every distribution of the account.
     fn summaries(&self) -> Result<Vec<(String, String)>, CloudError> {
-        let list = self
-            .rt
-            .block_on(self.client.list_distributions().send())
-            .map_err(|e| CloudError::from_sdk(SVC, "ListDistributions", e))?;
+        let list = self.rt.call(
+            SVC,
+            "ListDistributions",
+            self.client.list_distributions().send(),
+        )?;
         Ok(list
             .distribution_list()
             .map(|l| l.items())
@@ -414,7 +417,9 @@ impl CloudFrontApi for SdkCloudFront {
             .distribution_config(config)
             .tags(tags)
             .build();
-        let out = self.rt.block_on(
+        let out = self.rt.call(
+            SVC,
+            "CreateDistributionWithTags",
             self.client
                 .create_distribution_with_tags()
                 .distribution_config_with_tags(request)
@@ -430,7 +435,6 @@ impl CloudFrontApi for SdkCloudFront {
                 )
             }),
             Err(e) => {
-                let e = CloudError::from_sdk(SVC, "CreateDistributionWithTags", e);
                 // Same caller reference: the earlier request (whose answer was lost) created it.
                 if e.code == "DistributionAlreadyExists" {
                     if let Some(d) = self
@@ -484,7 +488,9 @@ impl CloudFrontApi for SdkCloudFront {
             config.default_cache_behavior = Some(behavior);
         }
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "UpdateDistribution",
                 self.client
                     .update_distribution()
                     .id(id)
@@ -493,7 +499,6 @@ impl CloudFrontApi for SdkCloudFront {
                     .send(),
             )
             .map(|_| true)
-            .map_err(|e| CloudError::from_sdk(SVC, "UpdateDistribution", e))
     }
 
     fn ensure_function(
@@ -509,7 +514,9 @@ impl CloudFrontApi for SdkCloudFront {
                 .runtime(FunctionRuntime::CloudfrontJs20)
                 .build(),
         )?;
-        let current = self.rt.block_on(
+        let current = self.rt.call(
+            SVC,
+            "GetFunction",
             self.client
                 .get_function()
                 .name(name)
@@ -521,36 +528,33 @@ impl CloudFrontApi for SdkCloudFront {
                 (out.e_tag().unwrap_or_default().to_string(), false)
             }
             Ok(out) => {
-                let updated = self
-                    .rt
-                    .block_on(
-                        self.client
-                            .update_function()
-                            .name(name)
-                            .if_match(out.e_tag().unwrap_or_default())
-                            .function_config(config)
-                            .function_code(aws_smithy_types::Blob::new(code.as_bytes()))
-                            .send(),
-                    )
-                    .map_err(|e| CloudError::from_sdk(SVC, "UpdateFunction", e))?;
+                let updated = self.rt.call(
+                    SVC,
+                    "UpdateFunction",
+                    self.client
+                        .update_function()
+                        .name(name)
+                        .if_match(out.e_tag().unwrap_or_default())
+                        .function_config(config)
+                        .function_code(aws_smithy_types::Blob::new(code.as_bytes()))
+                        .send(),
+                )?;
                 (updated.e_tag().unwrap_or_default().to_string(), true)
             }
             Err(e) => {
-                let e = CloudError::from_sdk(SVC, "GetFunction", e);
                 if e.code != "NoSuchFunctionExists" {
                     return Err(e);
                 }
-                let created = self
-                    .rt
-                    .block_on(
-                        self.client
-                            .create_function()
-                            .name(name)
-                            .function_config(config)
-                            .function_code(aws_smithy_types::Blob::new(code.as_bytes()))
-                            .send(),
-                    )
-                    .map_err(|e| CloudError::from_sdk(SVC, "CreateFunction", e))?;
+                let created = self.rt.call(
+                    SVC,
+                    "CreateFunction",
+                    self.client
+                        .create_function()
+                        .name(name)
+                        .function_config(config)
+                        .function_code(aws_smithy_types::Blob::new(code.as_bytes()))
+                        .send(),
+                )?;
                 (created.e_tag().unwrap_or_default().to_string(), true)
             }
         };
@@ -561,16 +565,15 @@ impl CloudFrontApi for SdkCloudFront {
         if let Some(arn) = live_arn {
             return Ok((arn, false));
         }
-        let published = self
-            .rt
-            .block_on(
-                self.client
-                    .publish_function()
-                    .name(name)
-                    .if_match(etag)
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "PublishFunction", e))?;
+        let published = self.rt.call(
+            SVC,
+            "PublishFunction",
+            self.client
+                .publish_function()
+                .name(name)
+                .if_match(etag)
+                .send(),
+        )?;
         let arn = published
             .function_summary()
             .and_then(|f| f.function_metadata())
@@ -591,7 +594,9 @@ impl CloudFrontApi for SdkCloudFront {
             return Ok(false);
         };
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "DeleteFunction",
                 self.client
                     .delete_function()
                     .name(name)
@@ -599,17 +604,16 @@ impl CloudFrontApi for SdkCloudFront {
                     .send(),
             )
             .map(|_| true)
-            .map_err(|e| CloudError::from_sdk(SVC, "DeleteFunction", e))
     }
 
     fn get(&self, id: &str) -> Result<Option<Distribution>, CloudError> {
-        match self
-            .rt
-            .block_on(self.client.get_distribution().id(id).send())
-        {
+        match self.rt.call(
+            SVC,
+            "GetDistribution",
+            self.client.get_distribution().id(id).send(),
+        ) {
             Ok(out) => Ok(out.distribution().map(to_distribution)),
             Err(e) => {
-                let e = CloudError::from_sdk(SVC, "GetDistribution", e);
                 if e.code == "NoSuchDistribution" {
                     Ok(None)
                 } else {
@@ -632,10 +636,11 @@ impl CloudFrontApi for SdkCloudFront {
     fn find_tagged(&self, key: &str, value: &str) -> Result<Vec<Distribution>, CloudError> {
         let mut found = Vec::new();
         for (id, arn) in self.summaries()? {
-            let tags = self
-                .rt
-                .block_on(self.client.list_tags_for_resource().resource(&arn).send())
-                .map_err(|e| CloudError::from_sdk(SVC, "ListTagsForResource", e))?;
+            let tags = self.rt.call(
+                SVC,
+                "ListTagsForResource",
+                self.client.list_tags_for_resource().resource(&arn).send(),
+            )?;
             let tagged = tags
                 .tags()
                 .map(|t| t.items())
@@ -659,7 +664,9 @@ impl CloudFrontApi for SdkCloudFront {
         let mut disabled = config;
         disabled.enabled = false;
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "UpdateDistribution",
                 self.client
                     .update_distribution()
                     .id(id)
@@ -668,13 +675,14 @@ impl CloudFrontApi for SdkCloudFront {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "UpdateDistribution", e))
     }
 
     fn delete(&self, id: &str) -> Result<(), CloudError> {
         let (etag, _) = self.etag_and_config(id)?;
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "DeleteDistribution",
                 self.client
                     .delete_distribution()
                     .id(id)
@@ -682,6 +690,5 @@ impl CloudFrontApi for SdkCloudFront {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DeleteDistribution", e))
     }
 }

@@ -632,10 +632,11 @@ impl SdkEc2 {
                     .build(),
             );
         }
-        let out = self
-            .rt
-            .block_on(req.customize().config_override(no_sdk_retries()).send())
-            .map_err(|e| CloudError::from_sdk(SVC, "RunInstances", e))?;
+        let out = self.rt.call(
+            SVC,
+            "RunInstances",
+            req.customize().config_override(no_sdk_retries()).send(),
+        )?;
         out.instances().first().map(to_instance).ok_or_else(|| {
             CloudError::new(
                 SVC,
@@ -653,22 +654,21 @@ impl SdkEc2 {
         let mut tags = req.tags.clone();
         tags.extra
             .insert(TOKEN_TAG.to_string(), req.client_token.clone());
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .create_volume()
-                    .availability_zone(&req.az)
-                    .size(req.size_gb)
-                    .volume_type(VolumeType::from(req.volume_type.as_str()))
-                    .encrypted(true)
-                    .client_token(&req.client_token)
-                    .tag_specifications(tag_spec(ResourceType::Volume, &tags))
-                    .customize()
-                    .config_override(no_sdk_retries())
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateVolume", e))?;
+        let out = self.rt.call(
+            SVC,
+            "CreateVolume",
+            self.client
+                .create_volume()
+                .availability_zone(&req.az)
+                .size(req.size_gb)
+                .volume_type(VolumeType::from(req.volume_type.as_str()))
+                .encrypted(true)
+                .client_token(&req.client_token)
+                .tag_specifications(tag_spec(ResourceType::Volume, &tags))
+                .customize()
+                .config_override(no_sdk_retries())
+                .send(),
+        )?;
         Ok(Volume {
             id: s(out.volume_id()),
             name: req.tags.name.clone(),
@@ -942,15 +942,14 @@ fn ip_permission(rule: &IngressRule) -> IpPermission {
 
 impl Ec2Api for SdkEc2 {
     fn default_vpc(&self) -> Result<Vpc, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .describe_vpcs()
-                    .filters(filter("is-default", &["true"]))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeVpcs", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeVpcs",
+            self.client
+                .describe_vpcs()
+                .filters(filter("is-default", &["true"]))
+                .send(),
+        )?;
         let v = out.vpcs().first().ok_or_else(|| {
             let mut e = CloudError::new(SVC, "DescribeVpcs", "NoDefaultVpc", "this region has no default VPC");
             e.hint = Some("pass a VPC explicitly (--set vpc_id=vpc-…) or create a default VPC with `aws ec2 create-default-vpc`".into());
@@ -964,10 +963,11 @@ impl Ec2Api for SdkEc2 {
     }
 
     fn vpc(&self, id: &str) -> Result<Vpc, CloudError> {
-        let out = self
-            .rt
-            .block_on(self.client.describe_vpcs().vpc_ids(id).send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeVpcs", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeVpcs",
+            self.client.describe_vpcs().vpc_ids(id).send(),
+        )?;
         let v = out.vpcs().first().ok_or_else(|| {
             CloudError::new(
                 SVC,
@@ -988,10 +988,7 @@ impl Ec2Api for SdkEc2 {
         if let Some(vpc_id) = vpc_id {
             req = req.filters(filter("vpc-id", &[vpc_id]));
         }
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSubnets", e))?;
+        let out = self.rt.call(SVC, "DescribeSubnets", req.send())?;
         let mut subnets: Vec<Subnet> = out
             .subnets()
             .iter()
@@ -1009,20 +1006,19 @@ impl Ec2Api for SdkEc2 {
     }
 
     fn managed_prefix_list(&self, name: &str) -> Result<Option<String>, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .describe_managed_prefix_lists()
-                    .filters(
-                        Filter::builder()
-                            .name("prefix-list-name")
-                            .values(name)
-                            .build(),
-                    )
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeManagedPrefixLists", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeManagedPrefixLists",
+            self.client
+                .describe_managed_prefix_lists()
+                .filters(
+                    Filter::builder()
+                        .name("prefix-list-name")
+                        .values(name)
+                        .build(),
+                )
+                .send(),
+        )?;
         Ok(out
             .prefix_lists()
             .iter()
@@ -1034,10 +1030,11 @@ impl Ec2Api for SdkEc2 {
     fn latest_al2023(&self, arch: &str) -> Result<Image, CloudError> {
         let param =
             format!("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}");
-        match self
-            .rt
-            .block_on(self.ssm.get_parameter().name(&param).send())
-        {
+        match self.rt.call(
+            "ssm",
+            "GetParameter",
+            self.ssm.get_parameter().name(&param).send(),
+        ) {
             Ok(out) => {
                 if let Some(id) = out.parameter().and_then(|p| p.value()) {
                     return Ok(Image {
@@ -1049,22 +1046,20 @@ impl Ec2Api for SdkEc2 {
                 }
             }
             Err(e) => {
-                let e = CloudError::from_sdk("ssm", "GetParameter", e);
                 tracing::debug!(error = %e, "AL2023 SSM parameter unavailable, using DescribeImages");
             }
         }
         let pattern = format!("al2023-ami-2023.*-{arch}");
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .describe_images()
-                    .owners("amazon")
-                    .filters(filter("name", &[&pattern]))
-                    .filters(filter("state", &["available"]))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeImages", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeImages",
+            self.client
+                .describe_images()
+                .owners("amazon")
+                .filters(filter("name", &[&pattern]))
+                .filters(filter("state", &["available"]))
+                .send(),
+        )?;
         // Newest by name (names embed the build date; CreationDate is not reliable everywhere).
         let best = out
             .images()
@@ -1092,24 +1087,24 @@ impl Ec2Api for SdkEc2 {
         vpc_id: &str,
         name: &str,
     ) -> Result<Option<SecurityGroup>, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .describe_security_groups()
-                    .filters(filter("vpc-id", &[vpc_id]))
-                    .filters(filter("group-name", &[name]))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSecurityGroups", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeSecurityGroups",
+            self.client
+                .describe_security_groups()
+                .filters(filter("vpc-id", &[vpc_id]))
+                .filters(filter("group-name", &[name]))
+                .send(),
+        )?;
         Ok(out.security_groups().first().map(to_sg))
     }
 
     fn security_group(&self, id: &str) -> Result<SecurityGroup, CloudError> {
-        let out = self
-            .rt
-            .block_on(self.client.describe_security_groups().group_ids(id).send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSecurityGroups", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeSecurityGroups",
+            self.client.describe_security_groups().group_ids(id).send(),
+        )?;
         out.security_groups().first().map(to_sg).ok_or_else(|| {
             CloudError::new(
                 SVC,
@@ -1127,18 +1122,17 @@ impl Ec2Api for SdkEc2 {
         description: &str,
         tags: &Tags,
     ) -> Result<SecurityGroup, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .create_security_group()
-                    .group_name(name)
-                    .description(description)
-                    .vpc_id(vpc_id)
-                    .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateSecurityGroup", e));
+        let out = self.rt.call(
+            SVC,
+            "CreateSecurityGroup",
+            self.client
+                .create_security_group()
+                .group_name(name)
+                .description(description)
+                .vpc_id(vpc_id)
+                .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags))
+                .send(),
+        );
         let out = match out {
             Ok(out) => out,
             // A retried request whose first answer was lost: the group is ours.
@@ -1178,16 +1172,15 @@ impl Ec2Api for SdkEc2 {
         if missing.is_empty() {
             return Ok(updated);
         }
-        let result = self
-            .rt
-            .block_on(
-                self.client
-                    .authorize_security_group_ingress()
-                    .group_id(&group.id)
-                    .set_ip_permissions(Some(missing.iter().map(ip_permission).collect()))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "AuthorizeSecurityGroupIngress", e));
+        let result = self.rt.call(
+            SVC,
+            "AuthorizeSecurityGroupIngress",
+            self.client
+                .authorize_security_group_ingress()
+                .group_id(&group.id)
+                .set_ip_permissions(Some(missing.iter().map(ip_permission).collect()))
+                .send(),
+        );
         match result {
             Ok(_) => {
                 updated.ingress.extend(missing);
@@ -1201,41 +1194,44 @@ impl Ec2Api for SdkEc2 {
 
     fn delete_security_group(&self, id: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(self.client.delete_security_group().group_id(id).send())
+            .call(
+                SVC,
+                "DeleteSecurityGroup",
+                self.client.delete_security_group().group_id(id).send(),
+            )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DeleteSecurityGroup", e))
     }
 
     fn find_key_pair(&self, name: &str) -> Result<Option<KeyPair>, CloudError> {
-        match self
-            .rt
-            .block_on(self.client.describe_key_pairs().key_names(name).send())
-        {
+        match self.rt.call(
+            SVC,
+            "DescribeKeyPairs",
+            self.client.describe_key_pairs().key_names(name).send(),
+        ) {
             Ok(out) => Ok(out.key_pairs().first().map(|k| KeyPair {
                 name: s(k.key_name()),
                 id: s(k.key_pair_id()),
                 fingerprint: s(k.key_fingerprint()),
                 private_key_path: None,
             })),
-            Err(e) => CloudError::from_sdk(SVC, "DescribeKeyPairs", e).absent(),
+            Err(e) => e.absent(),
         }
     }
 
     fn create_key_pair(&self, name: &str, tags: &Tags) -> Result<(KeyPair, String), CloudError> {
         let create = || {
-            let out = self
-                .rt
-                .block_on(
-                    self.client
-                        .create_key_pair()
-                        .key_name(name)
-                        .key_type(KeyType::Ed25519)
-                        .tag_specifications(tag_spec(ResourceType::KeyPair, tags))
-                        .customize()
-                        .config_override(no_sdk_retries())
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "CreateKeyPair", e))?;
+            let out = self.rt.call(
+                SVC,
+                "CreateKeyPair",
+                self.client
+                    .create_key_pair()
+                    .key_name(name)
+                    .key_type(KeyType::Ed25519)
+                    .tag_specifications(tag_spec(ResourceType::KeyPair, tags))
+                    .customize()
+                    .config_override(no_sdk_retries())
+                    .send(),
+            )?;
             let key = KeyPair {
                 name: s(out.key_name()),
                 id: s(out.key_pair_id()),
@@ -1266,17 +1262,16 @@ impl Ec2Api for SdkEc2 {
         public_key: &str,
         tags: &Tags,
     ) -> Result<KeyPair, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .import_key_pair()
-                    .key_name(name)
-                    .public_key_material(aws_smithy_types::Blob::new(public_key.as_bytes()))
-                    .tag_specifications(tag_spec(ResourceType::KeyPair, tags))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "ImportKeyPair", e))?;
+        let out = self.rt.call(
+            SVC,
+            "ImportKeyPair",
+            self.client
+                .import_key_pair()
+                .key_name(name)
+                .public_key_material(aws_smithy_types::Blob::new(public_key.as_bytes()))
+                .tag_specifications(tag_spec(ResourceType::KeyPair, tags))
+                .send(),
+        )?;
         Ok(KeyPair {
             name: s(out.key_name()),
             id: s(out.key_pair_id()),
@@ -1287,9 +1282,12 @@ impl Ec2Api for SdkEc2 {
 
     fn delete_key_pair(&self, name: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(self.client.delete_key_pair().key_name(name).send())
+            .call(
+                SVC,
+                "DeleteKeyPair",
+                self.client.delete_key_pair().key_name(name).send(),
+            )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DeleteKeyPair", e))
     }
 
     fn run_instance(&self, spec: &LaunchSpec) -> Result<Instance, CloudError> {
@@ -1335,10 +1333,11 @@ impl Ec2Api for SdkEc2 {
     }
 
     fn instance(&self, id: &str) -> Result<Instance, CloudError> {
-        let out = self
-            .rt
-            .block_on(self.client.describe_instances().instance_ids(id).send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeInstances", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeInstances",
+            self.client.describe_instances().instance_ids(id).send(),
+        )?;
         out.reservations()
             .iter()
             .flat_map(|r| r.instances())
@@ -1362,10 +1361,7 @@ impl Ec2Api for SdkEc2 {
         for (k, v) in tags {
             req = req.filters(filter(&format!("tag:{k}"), &[v]));
         }
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeInstances", e))?;
+        let out = self.rt.call(SVC, "DescribeInstances", req.send())?;
         Ok(out
             .reservations()
             .iter()
@@ -1375,27 +1371,27 @@ impl Ec2Api for SdkEc2 {
     }
 
     fn terminate_instance(&self, id: &str) -> Result<String, CloudError> {
-        let out = self
-            .rt
-            .block_on(self.client.terminate_instances().instance_ids(id).send())
-            .map_err(|e| CloudError::from_sdk(SVC, "TerminateInstances", e))?;
+        let out = self.rt.call(
+            SVC,
+            "TerminateInstances",
+            self.client.terminate_instances().instance_ids(id).send(),
+        )?;
         Ok(previous_state(out.terminating_instances()))
     }
 
     fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .describe_spot_price_history()
-                    .instance_types(InstanceType::from(instance_type))
-                    .product_descriptions("Linux/UNIX")
-                    .start_time(aws_smithy_types::DateTime::from(
-                        std::time::SystemTime::now(),
-                    ))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSpotPriceHistory", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeSpotPriceHistory",
+            self.client
+                .describe_spot_price_history()
+                .instance_types(InstanceType::from(instance_type))
+                .product_descriptions("Linux/UNIX")
+                .start_time(aws_smithy_types::DateTime::from(
+                    std::time::SystemTime::now(),
+                ))
+                .send(),
+        )?;
         let mut prices: Vec<SpotPrice> = out
             .spot_price_history()
             .iter()
@@ -1424,19 +1420,18 @@ impl Ec2Api for SdkEc2 {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = self
-                .rt
-                .block_on(
-                    self.client
-                        .describe_spot_price_history()
-                        .instance_types(InstanceType::from(instance_type))
-                        .availability_zone(az)
-                        .product_descriptions("Linux/UNIX")
-                        .start_time(aws_smithy_types::DateTime::from(since))
-                        .set_next_token(token.take())
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "DescribeSpotPriceHistory", e))?;
+            let page = self.rt.call(
+                SVC,
+                "DescribeSpotPriceHistory",
+                self.client
+                    .describe_spot_price_history()
+                    .instance_types(InstanceType::from(instance_type))
+                    .availability_zone(az)
+                    .product_descriptions("Linux/UNIX")
+                    .start_time(aws_smithy_types::DateTime::from(since))
+                    .set_next_token(token.take())
+                    .send(),
+            )?;
             out.extend(page.spot_price_history().iter().filter_map(|p| {
                 Some(SpotPrice {
                     instance_type: p.instance_type()?.as_str().to_string(),
@@ -1457,15 +1452,14 @@ impl Ec2Api for SdkEc2 {
     }
 
     fn spot_request_status(&self, request_id: &str) -> Result<Option<String>, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .describe_spot_instance_requests()
-                    .spot_instance_request_ids(request_id)
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSpotInstanceRequests", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeSpotInstanceRequests",
+            self.client
+                .describe_spot_instance_requests()
+                .spot_instance_request_ids(request_id)
+                .send(),
+        )?;
         Ok(out
             .spot_instance_requests()
             .first()
@@ -1482,10 +1476,7 @@ impl Ec2Api for SdkEc2 {
         for (k, v) in tags {
             req = req.filters(filter(&format!("tag:{k}"), &[v]));
         }
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSnapshots", e))?;
+        let out = self.rt.call(SVC, "DescribeSnapshots", req.send())?;
         let mut found: Vec<(String, String)> = out
             .snapshots()
             .iter()
@@ -1502,9 +1493,12 @@ impl Ec2Api for SdkEc2 {
 
     fn delete_snapshot(&self, id: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(self.client.delete_snapshot().snapshot_id(id).send())
+            .call(
+                SVC,
+                "DeleteSnapshot",
+                self.client.delete_snapshot().snapshot_id(id).send(),
+            )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DeleteSnapshot", e))
     }
 
     fn create_snapshot(
@@ -1513,39 +1507,42 @@ impl Ec2Api for SdkEc2 {
         description: &str,
         tags: &Tags,
     ) -> Result<String, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .create_snapshot()
-                    .volume_id(volume_id)
-                    .description(description)
-                    .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateSnapshot", e))?;
+        let out = self.rt.call(
+            SVC,
+            "CreateSnapshot",
+            self.client
+                .create_snapshot()
+                .volume_id(volume_id)
+                .description(description)
+                .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
+                .send(),
+        )?;
         Ok(s(out.snapshot_id()))
     }
 
     fn stop_instance(&self, id: &str) -> Result<String, CloudError> {
-        let out = self
-            .rt
-            .block_on(self.client.stop_instances().instance_ids(id).send())
-            .map_err(|e| CloudError::from_sdk(SVC, "StopInstances", e))?;
+        let out = self.rt.call(
+            SVC,
+            "StopInstances",
+            self.client.stop_instances().instance_ids(id).send(),
+        )?;
         Ok(previous_state(out.stopping_instances()))
     }
 
     fn start_instance(&self, id: &str) -> Result<String, CloudError> {
-        let out = self
-            .rt
-            .block_on(self.client.start_instances().instance_ids(id).send())
-            .map_err(|e| CloudError::from_sdk(SVC, "StartInstances", e))?;
+        let out = self.rt.call(
+            SVC,
+            "StartInstances",
+            self.client.start_instances().instance_ids(id).send(),
+        )?;
         Ok(previous_state(out.starting_instances()))
     }
 
     fn set_instance_type(&self, id: &str, instance_type: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "ModifyInstanceAttribute",
                 self.client
                     .modify_instance_attribute()
                     .instance_id(id)
@@ -1557,7 +1554,6 @@ impl Ec2Api for SdkEc2 {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "ModifyInstanceAttribute", e))
     }
 
     fn detach_volume(
@@ -1567,7 +1563,9 @@ impl Ec2Api for SdkEc2 {
         device: &str,
     ) -> Result<(), CloudError> {
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "DetachVolume",
                 self.client
                     .detach_volume()
                     .volume_id(volume_id)
@@ -1576,12 +1574,13 @@ impl Ec2Api for SdkEc2 {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DetachVolume", e))
     }
 
     fn set_tags(&self, resource_id: &str, tags: &[(String, String)]) -> Result<(), CloudError> {
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "CreateTags",
                 self.client
                     .create_tags()
                     .resources(resource_id)
@@ -1593,7 +1592,6 @@ impl Ec2Api for SdkEc2 {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateTags", e))
     }
 
     fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError> {
@@ -1604,18 +1602,16 @@ impl Ec2Api for SdkEc2 {
         for (k, v) in tags {
             req = req.filters(filter(&format!("tag:{k}"), &[v]));
         }
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeVolumes", e))?;
+        let out = self.rt.call(SVC, "DescribeVolumes", req.send())?;
         Ok(out.volumes().iter().map(to_volume).collect())
     }
 
     fn volume(&self, id: &str) -> Result<Volume, CloudError> {
-        let out = self
-            .rt
-            .block_on(self.client.describe_volumes().volume_ids(id).send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeVolumes", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeVolumes",
+            self.client.describe_volumes().volume_ids(id).send(),
+        )?;
         out.volumes().first().map(to_volume).ok_or_else(|| {
             CloudError::new(
                 SVC,
@@ -1646,7 +1642,9 @@ impl Ec2Api for SdkEc2 {
     ) -> Result<String, CloudError> {
         let result = self
             .rt
-            .block_on(
+            .call(
+                SVC,
+                "AttachVolume",
                 self.client
                     .attach_volume()
                     .volume_id(volume_id)
@@ -1658,8 +1656,7 @@ impl Ec2Api for SdkEc2 {
                 out.state()
                     .map(|st| st.as_str().to_string())
                     .unwrap_or_else(|| "attaching".into())
-            })
-            .map_err(|e| CloudError::from_sdk(SVC, "AttachVolume", e));
+            });
         match result {
             // A retried request whose first answer was lost: attached already, to this instance.
             Err(e) if e.code.contains("InUse") || e.code == "IncorrectState" => {
@@ -1681,9 +1678,12 @@ impl Ec2Api for SdkEc2 {
 
     fn delete_volume(&self, id: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(self.client.delete_volume().volume_id(id).send())
+            .call(
+                SVC,
+                "DeleteVolume",
+                self.client.delete_volume().volume_id(id).send(),
+            )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DeleteVolume", e))
     }
 
     fn find_security_groups(
@@ -1694,10 +1694,7 @@ impl Ec2Api for SdkEc2 {
         for (k, v) in tags {
             req = req.filters(filter(&format!("tag:{k}"), &[v]));
         }
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSecurityGroups", e))?;
+        let out = self.rt.call(SVC, "DescribeSecurityGroups", req.send())?;
         Ok(out.security_groups().iter().map(to_sg).collect())
     }
 
@@ -1706,7 +1703,9 @@ impl Ec2Api for SdkEc2 {
             return Ok(());
         }
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "RevokeSecurityGroupIngress",
                 self.client
                     .revoke_security_group_ingress()
                     .group_id(&group.id)
@@ -1714,7 +1713,6 @@ impl Ec2Api for SdkEc2 {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "RevokeSecurityGroupIngress", e))
     }
 
     fn revoke_rules(&self, group_id: &str, rules: &[IngressRule]) -> Result<(), CloudError> {
@@ -1722,7 +1720,9 @@ impl Ec2Api for SdkEc2 {
             return Ok(());
         }
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "RevokeSecurityGroupIngress",
                 self.client
                     .revoke_security_group_ingress()
                     .group_id(group_id)
@@ -1730,7 +1730,6 @@ impl Ec2Api for SdkEc2 {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "RevokeSecurityGroupIngress", e))
     }
 
     fn find_key_pairs(&self, tags: &[(String, String)]) -> Result<Vec<KeyPair>, CloudError> {
@@ -1738,10 +1737,7 @@ impl Ec2Api for SdkEc2 {
         for (k, v) in tags {
             req = req.filters(filter(&format!("tag:{k}"), &[v]));
         }
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeKeyPairs", e))?;
+        let out = self.rt.call(SVC, "DescribeKeyPairs", req.send())?;
         Ok(out
             .key_pairs()
             .iter()
@@ -1758,7 +1754,9 @@ impl Ec2Api for SdkEc2 {
         &self,
         instance_type: &str,
     ) -> Result<Option<InstanceTypeInfo>, CloudError> {
-        let out = match self.rt.block_on(
+        let out = match self.rt.call(
+            SVC,
+            "DescribeInstanceTypes",
             self.client
                 .describe_instance_types()
                 .instance_types(InstanceType::from(instance_type))
@@ -1766,7 +1764,6 @@ impl Ec2Api for SdkEc2 {
         ) {
             Ok(out) => out,
             Err(e) => {
-                let e = CloudError::from_sdk(SVC, "DescribeInstanceTypes", e);
                 return if e.code.starts_with("InvalidInstanceType") {
                     Ok(None)
                 } else {
@@ -1810,16 +1807,15 @@ impl Ec2Api for SdkEc2 {
     }
 
     fn zones_offering(&self, instance_type: &str) -> Result<Vec<String>, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .describe_instance_type_offerings()
-                    .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
-                    .filters(filter("instance-type", &[instance_type]))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeInstanceTypeOfferings", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeInstanceTypeOfferings",
+            self.client
+                .describe_instance_type_offerings()
+                .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
+                .filters(filter("instance-type", &[instance_type]))
+                .send(),
+        )?;
         let mut zones: Vec<String> = out
             .instance_type_offerings()
             .iter()
@@ -1831,10 +1827,11 @@ impl Ec2Api for SdkEc2 {
 
     fn latest_gpu_ami(&self) -> Result<Image, CloudError> {
         let param = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id";
-        match self
-            .rt
-            .block_on(self.ssm.get_parameter().name(param).send())
-        {
+        match self.rt.call(
+            "ssm",
+            "GetParameter",
+            self.ssm.get_parameter().name(param).send(),
+        ) {
             Ok(out) => {
                 if let Some(id) = out.parameter().and_then(|p| p.value()) {
                     return Ok(Image {
@@ -1846,7 +1843,6 @@ impl Ec2Api for SdkEc2 {
                 }
             }
             Err(e) => {
-                let e = CloudError::from_sdk("ssm", "GetParameter", e);
                 tracing::debug!(error = %e, "Deep Learning AMI parameter unavailable, using DescribeImages");
             }
         }
@@ -1855,17 +1851,16 @@ impl Ec2Api for SdkEc2 {
             "Deep Learning Base OSS Nvidia Driver GPU AMI (Amazon Linux 2023)*",
             "Deep Learning*Amazon Linux*",
         ] {
-            let out = self
-                .rt
-                .block_on(
-                    self.client
-                        .describe_images()
-                        .owners("amazon")
-                        .filters(filter("name", &[pattern]))
-                        .filters(filter("architecture", &["x86_64"]))
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "DescribeImages", e))?;
+            let out = self.rt.call(
+                SVC,
+                "DescribeImages",
+                self.client
+                    .describe_images()
+                    .owners("amazon")
+                    .filters(filter("name", &[pattern]))
+                    .filters(filter("architecture", &["x86_64"]))
+                    .send(),
+            )?;
             if let Some(best) = out.images().iter().max_by(|a, b| a.name().cmp(&b.name())) {
                 return Ok(Image {
                     id: s(best.image_id()),
@@ -1890,8 +1885,7 @@ impl Ec2Api for SdkEc2 {
     fn vpcs(&self) -> Result<Vec<Vpc>, CloudError> {
         let out = self
             .rt
-            .block_on(self.client.describe_vpcs().send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeVpcs", e))?;
+            .call(SVC, "DescribeVpcs", self.client.describe_vpcs().send())?;
         Ok(out
             .vpcs()
             .iter()
@@ -1916,10 +1910,7 @@ impl Ec2Api for SdkEc2 {
                     .build(),
             );
         }
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeInstances", e))?;
+        let out = self.rt.call(SVC, "DescribeInstances", req.send())?;
         Ok(out
             .reservations()
             .iter()
@@ -1933,10 +1924,7 @@ impl Ec2Api for SdkEc2 {
         if let Some(v) = vpc_id {
             req = req.filters(filter("vpc-id", &[v]));
         }
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeSecurityGroups", e))?;
+        let out = self.rt.call(SVC, "DescribeSecurityGroups", req.send())?;
         Ok(out.security_groups().iter().map(to_sg).collect())
     }
 }

@@ -130,15 +130,14 @@ impl SdkEfs {
         let mut found = Vec::new();
         let mut marker: Option<String> = None;
         loop {
-            let out = self
-                .rt
-                .block_on(
-                    self.client
-                        .describe_file_systems()
-                        .set_marker(marker.clone())
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "DescribeFileSystems", e))?;
+            let out = self.rt.call(
+                SVC,
+                "DescribeFileSystems",
+                self.client
+                    .describe_file_systems()
+                    .set_marker(marker.clone())
+                    .send(),
+            )?;
             found.extend(out.file_systems().iter().cloned());
             marker = out.next_marker().map(str::to_string);
             if marker.is_none() {
@@ -177,27 +176,28 @@ fn to_mt(m: &aws_sdk_efs::types::MountTargetDescription) -> MountTarget {
 
 impl EfsApi for SdkEfs {
     fn find_by_token(&self, token: &str) -> Result<Option<FileSystem>, CloudError> {
-        match self.rt.block_on(
+        match self.rt.call(
+            SVC,
+            "DescribeFileSystems",
             self.client
                 .describe_file_systems()
                 .creation_token(token)
                 .send(),
         ) {
             Ok(out) => Ok(out.file_systems().first().map(to_fs)),
-            Err(e) => CloudError::from_sdk(SVC, "DescribeFileSystems", e).absent(),
+            Err(e) => e.absent(),
         }
     }
 
     fn file_system(&self, id: &str) -> Result<FileSystem, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .describe_file_systems()
-                    .file_system_id(id)
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeFileSystems", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeFileSystems",
+            self.client
+                .describe_file_systems()
+                .file_system_id(id)
+                .send(),
+        )?;
         out.file_systems().first().map(to_fs).ok_or_else(|| {
             CloudError::new(
                 SVC,
@@ -209,7 +209,9 @@ impl EfsApi for SdkEfs {
     }
 
     fn automatic_backups(&self, id: &str) -> Result<bool, CloudError> {
-        match self.rt.block_on(
+        match self.rt.call(
+            SVC,
+            "DescribeBackupPolicy",
             self.client
                 .describe_backup_policy()
                 .file_system_id(id)
@@ -219,7 +221,6 @@ impl EfsApi for SdkEfs {
                 .backup_policy()
                 .is_some_and(|p| matches!(p.status(), Status::Enabled | Status::Enabling))),
             Err(e) => {
-                let e = CloudError::from_sdk(SVC, "DescribeBackupPolicy", e);
                 // A file system that never had a policy answers PolicyNotFound: off.
                 if e.code == "PolicyNotFound" {
                     Ok(false)
@@ -231,7 +232,9 @@ impl EfsApi for SdkEfs {
     }
 
     fn backups(&self, id: &str) -> Result<Vec<(String, String)>, CloudError> {
-        let described = match self.rt.block_on(
+        let described = match self.rt.call(
+            SVC,
+            "DescribeFileSystems",
             self.client
                 .describe_file_systems()
                 .file_system_id(id)
@@ -239,7 +242,6 @@ impl EfsApi for SdkEfs {
         ) {
             Ok(out) => out,
             Err(e) => {
-                let e = CloudError::from_sdk(SVC, "DescribeFileSystems", e);
                 // Gone already: its backups can no longer be found by it.
                 return if e.is_not_found() {
                     Ok(Vec::new())
@@ -264,16 +266,15 @@ impl EfsApi for SdkEfs {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let out = self
-                .rt
-                .block_on(
-                    self.backup
-                        .list_recovery_points_by_resource()
-                        .resource_arn(&arn)
-                        .set_next_token(token.take())
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk("backup", "ListRecoveryPointsByResource", e))?;
+            let out = self.rt.call(
+                "backup",
+                "ListRecoveryPointsByResource",
+                self.backup
+                    .list_recovery_points_by_resource()
+                    .resource_arn(&arn)
+                    .set_next_token(token.take())
+                    .send(),
+            )?;
             for p in out.recovery_points() {
                 if let (Some(vault), Some(point)) = (p.backup_vault_name(), p.recovery_point_arn())
                 {
@@ -290,7 +291,9 @@ impl EfsApi for SdkEfs {
 
     fn delete_backup(&self, vault: &str, recovery_point: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(
+            .call(
+                "backup",
+                "DeleteRecoveryPoint",
                 self.backup
                     .delete_recovery_point()
                     .backup_vault_name(vault)
@@ -298,7 +301,6 @@ impl EfsApi for SdkEfs {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk("backup", "DeleteRecoveryPoint", e))
     }
 
     fn set_automatic_backups(&self, id: &str, on: bool) -> Result<(), CloudError> {
@@ -313,7 +315,9 @@ impl EfsApi for SdkEfs {
                 CloudError::new(SVC, "PutBackupPolicy", "InvalidRequest", e.to_string())
             })?;
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "PutBackupPolicy",
                 self.client
                     .put_backup_policy()
                     .file_system_id(id)
@@ -321,7 +325,6 @@ impl EfsApi for SdkEfs {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "PutBackupPolicy", e))
     }
 
     fn create_file_system(
@@ -350,7 +353,7 @@ impl EfsApi for SdkEfs {
                     })
                     .collect(),
             ));
-        match self.rt.block_on(req.send()) {
+        match self.rt.call(SVC, "CreateFileSystem", req.send()) {
             Ok(out) => Ok(FileSystem {
                 id: out.file_system_id().to_string(),
                 name: out.name().unwrap_or_default().to_string(),
@@ -361,7 +364,6 @@ impl EfsApi for SdkEfs {
                 mount_targets: i64::from(out.number_of_mount_targets()),
             }),
             Err(e) => {
-                let e = CloudError::from_sdk(SVC, "CreateFileSystem", e);
                 // Same token: the earlier request (whose answer we lost) created it.
                 if e.code == "FileSystemAlreadyExists" {
                     if let Some(fs) = self.find_by_token(token)? {
@@ -375,21 +377,23 @@ impl EfsApi for SdkEfs {
 
     fn delete_file_system(&self, id: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(self.client.delete_file_system().file_system_id(id).send())
+            .call(
+                SVC,
+                "DeleteFileSystem",
+                self.client.delete_file_system().file_system_id(id).send(),
+            )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DeleteFileSystem", e))
     }
 
     fn mount_targets(&self, fs_id: &str) -> Result<Vec<MountTarget>, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .describe_mount_targets()
-                    .file_system_id(fs_id)
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeMountTargets", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeMountTargets",
+            self.client
+                .describe_mount_targets()
+                .file_system_id(fs_id)
+                .send(),
+        )?;
         Ok(out.mount_targets().iter().map(to_mt).collect())
     }
 
@@ -399,17 +403,16 @@ impl EfsApi for SdkEfs {
         subnet_id: &str,
         security_groups: &[String],
     ) -> Result<MountTarget, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .create_mount_target()
-                    .file_system_id(fs_id)
-                    .subnet_id(subnet_id)
-                    .set_security_groups(Some(security_groups.to_vec()))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateMountTarget", e));
+        let out = self.rt.call(
+            SVC,
+            "CreateMountTarget",
+            self.client
+                .create_mount_target()
+                .file_system_id(fs_id)
+                .subnet_id(subnet_id)
+                .set_security_groups(Some(security_groups.to_vec()))
+                .send(),
+        );
         let out = match out {
             Ok(out) => out,
             // A retried request whose first answer was lost: the mount target in this subnet
@@ -435,20 +438,25 @@ impl EfsApi for SdkEfs {
 
     fn delete_mount_target(&self, id: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(self.client.delete_mount_target().mount_target_id(id).send())
+            .call(
+                SVC,
+                "DeleteMountTarget",
+                self.client.delete_mount_target().mount_target_id(id).send(),
+            )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DeleteMountTarget", e))
     }
 
     fn mount_target(&self, id: &str) -> Result<Option<MountTarget>, CloudError> {
-        match self.rt.block_on(
+        match self.rt.call(
+            SVC,
+            "DescribeMountTargets",
             self.client
                 .describe_mount_targets()
                 .mount_target_id(id)
                 .send(),
         ) {
             Ok(out) => Ok(out.mount_targets().first().map(to_mt)),
-            Err(e) => CloudError::from_sdk(SVC, "DescribeMountTargets", e).absent(),
+            Err(e) => e.absent(),
         }
     }
 

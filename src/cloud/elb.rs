@@ -310,20 +310,22 @@ fn rule_matches(r: &aws_sdk_elasticloadbalancingv2::types::Rule, rule: &HeaderRu
 
 impl ElbApi for SdkElb {
     fn load_balancers(&self) -> Result<Vec<LoadBalancer>, CloudError> {
-        let out = self
-            .rt
-            .block_on(self.client.describe_load_balancers().send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeLoadBalancers", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeLoadBalancers",
+            self.client.describe_load_balancers().send(),
+        )?;
         Ok(out.load_balancers().iter().map(to_lb).collect())
     }
 
     fn find_load_balancer(&self, name: &str) -> Result<Option<LoadBalancer>, CloudError> {
-        match self
-            .rt
-            .block_on(self.client.describe_load_balancers().names(name).send())
-        {
+        match self.rt.call(
+            SVC,
+            "DescribeLoadBalancers",
+            self.client.describe_load_balancers().names(name).send(),
+        ) {
             Ok(out) => Ok(out.load_balancers().first().map(to_lb)),
-            Err(e) => CloudError::from_sdk(SVC, "DescribeLoadBalancers", e).absent(),
+            Err(e) => e.absent(),
         }
     }
 
@@ -337,22 +339,21 @@ impl ElbApi for SdkElb {
         // AWS answers a repeated create with the same load balancer; emulators may make a
         // second one, so the SDK does not retry it: we look by name first (retry_create).
         let once = || {
-            let out = self
-                .rt
-                .block_on(
-                    self.client
-                        .create_load_balancer()
-                        .name(name)
-                        .r#type(LoadBalancerTypeEnum::Application)
-                        .scheme(LoadBalancerSchemeEnum::InternetFacing)
-                        .set_subnets(Some(subnets.to_vec()))
-                        .set_security_groups(Some(security_groups.to_vec()))
-                        .set_tags(Some(tags_of(tags)))
-                        .customize()
-                        .config_override(no_sdk_retries())
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "CreateLoadBalancer", e))?;
+            let out = self.rt.call(
+                SVC,
+                "CreateLoadBalancer",
+                self.client
+                    .create_load_balancer()
+                    .name(name)
+                    .r#type(LoadBalancerTypeEnum::Application)
+                    .scheme(LoadBalancerSchemeEnum::InternetFacing)
+                    .set_subnets(Some(subnets.to_vec()))
+                    .set_security_groups(Some(security_groups.to_vec()))
+                    .set_tags(Some(tags_of(tags)))
+                    .customize()
+                    .config_override(no_sdk_retries())
+                    .send(),
+            )?;
             out.load_balancers().first().map(to_lb).ok_or_else(|| {
                 CloudError::new(
                     SVC,
@@ -367,23 +368,25 @@ impl ElbApi for SdkElb {
 
     fn delete_load_balancer(&self, arn: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "DeleteLoadBalancer",
                 self.client
                     .delete_load_balancer()
                     .load_balancer_arn(arn)
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DeleteLoadBalancer", e))
     }
 
     fn find_target_group(&self, name: &str) -> Result<Option<TargetGroup>, CloudError> {
-        match self
-            .rt
-            .block_on(self.client.describe_target_groups().names(name).send())
-        {
+        match self.rt.call(
+            SVC,
+            "DescribeTargetGroups",
+            self.client.describe_target_groups().names(name).send(),
+        ) {
             Ok(out) => Ok(out.target_groups().first().map(to_tg)),
-            Err(e) => CloudError::from_sdk(SVC, "DescribeTargetGroups", e).absent(),
+            Err(e) => e.absent(),
         }
     }
 
@@ -392,26 +395,25 @@ impl ElbApi for SdkElb {
         spec: &TargetGroupSpec,
         tags: &Tags,
     ) -> Result<TargetGroup, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .create_target_group()
-                    .name(&spec.name)
-                    .protocol(ProtocolEnum::Http)
-                    .port(spec.port)
-                    .vpc_id(&spec.vpc_id)
-                    .target_type(TargetTypeEnum::Instance)
-                    .health_check_path(&spec.health_path)
-                    .health_check_interval_seconds(spec.interval_s)
-                    .health_check_timeout_seconds(spec.timeout_s)
-                    .healthy_threshold_count(spec.healthy_threshold)
-                    .unhealthy_threshold_count(spec.unhealthy_threshold)
-                    .matcher(Matcher::builder().http_code(&spec.matcher).build())
-                    .set_tags(Some(tags_of(tags)))
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateTargetGroup", e));
+        let out = self.rt.call(
+            SVC,
+            "CreateTargetGroup",
+            self.client
+                .create_target_group()
+                .name(&spec.name)
+                .protocol(ProtocolEnum::Http)
+                .port(spec.port)
+                .vpc_id(&spec.vpc_id)
+                .target_type(TargetTypeEnum::Instance)
+                .health_check_path(&spec.health_path)
+                .health_check_interval_seconds(spec.interval_s)
+                .health_check_timeout_seconds(spec.timeout_s)
+                .healthy_threshold_count(spec.healthy_threshold)
+                .unhealthy_threshold_count(spec.unhealthy_threshold)
+                .matcher(Matcher::builder().http_code(&spec.matcher).build())
+                .set_tags(Some(tags_of(tags)))
+                .send(),
+        );
         let out = match out {
             Ok(out) => out,
             // A retried request whose first answer was lost: the group is there.
@@ -432,26 +434,26 @@ impl ElbApi for SdkElb {
 
     fn delete_target_group(&self, arn: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "DeleteTargetGroup",
                 self.client
                     .delete_target_group()
                     .target_group_arn(arn)
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DeleteTargetGroup", e))
     }
 
     fn listeners(&self, lb_arn: &str) -> Result<Vec<Listener>, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .describe_listeners()
-                    .load_balancer_arn(lb_arn)
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeListeners", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeListeners",
+            self.client
+                .describe_listeners()
+                .load_balancer_arn(lb_arn)
+                .send(),
+        )?;
         Ok(out.listeners().iter().map(to_listener).collect())
     }
 
@@ -480,15 +482,14 @@ impl ElbApi for SdkElb {
         };
         // One listener per port: a lost answer is found by port, not created twice.
         let once = || {
-            let out = self
-                .rt
-                .block_on(
-                    req.clone()
-                        .customize()
-                        .config_override(no_sdk_retries())
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "CreateListener", e))?;
+            let out = self.rt.call(
+                SVC,
+                "CreateListener",
+                req.clone()
+                    .customize()
+                    .config_override(no_sdk_retries())
+                    .send(),
+            )?;
             out.listeners().first().map(to_listener).ok_or_else(|| {
                 CloudError::new(
                     SVC,
@@ -512,7 +513,9 @@ impl ElbApi for SdkElb {
         action: &ListenerAction,
     ) -> Result<(), CloudError> {
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "ModifyListener",
                 self.client
                     .modify_listener()
                     .listener_arn(listener_arn)
@@ -520,7 +523,6 @@ impl ElbApi for SdkElb {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "ModifyListener", e))
     }
 
     fn ensure_header_rule(
@@ -529,15 +531,14 @@ impl ElbApi for SdkElb {
         rule: &HeaderRule,
         tags: &Tags,
     ) -> Result<bool, CloudError> {
-        let rules = self
-            .rt
-            .block_on(
-                self.client
-                    .describe_rules()
-                    .listener_arn(listener_arn)
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeRules", e))?;
+        let rules = self.rt.call(
+            SVC,
+            "DescribeRules",
+            self.client
+                .describe_rules()
+                .listener_arn(listener_arn)
+                .send(),
+        )?;
         let forward = sdk_action(&ListenerAction::Forward {
             target_group_arn: rule.target_group_arn.clone(),
         });
@@ -547,43 +548,48 @@ impl ElbApi for SdkElb {
             }
             // The first rule says something else (an older secret, another target): replace
             // what it does, keeping its place.
-            self.rt
-                .block_on(
-                    self.client
-                        .modify_rule()
-                        .rule_arn(first.rule_arn().unwrap_or_default())
-                        .conditions(header_condition(rule))
-                        .actions(forward)
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "ModifyRule", e))?;
-            return Ok(true);
-        }
-        self.rt
-            .block_on(
+            self.rt.call(
+                SVC,
+                "ModifyRule",
                 self.client
-                    .create_rule()
-                    .listener_arn(listener_arn)
-                    .priority(1)
+                    .modify_rule()
+                    .rule_arn(first.rule_arn().unwrap_or_default())
                     .conditions(header_condition(rule))
                     .actions(forward)
-                    .set_tags(Some(tags_of(tags)))
                     .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "CreateRule", e))?;
+            )?;
+            return Ok(true);
+        }
+        self.rt.call(
+            SVC,
+            "CreateRule",
+            self.client
+                .create_rule()
+                .listener_arn(listener_arn)
+                .priority(1)
+                .conditions(header_condition(rule))
+                .actions(forward)
+                .set_tags(Some(tags_of(tags)))
+                .send(),
+        )?;
         Ok(true)
     }
 
     fn delete_listener(&self, arn: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(self.client.delete_listener().listener_arn(arn).send())
+            .call(
+                SVC,
+                "DeleteListener",
+                self.client.delete_listener().listener_arn(arn).send(),
+            )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DeleteListener", e))
     }
 
     fn register(&self, tg_arn: &str, instance_id: &str, port: i32) -> Result<(), CloudError> {
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "RegisterTargets",
                 self.client
                     .register_targets()
                     .target_group_arn(tg_arn)
@@ -596,12 +602,13 @@ impl ElbApi for SdkElb {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "RegisterTargets", e))
     }
 
     fn deregister(&self, tg_arn: &str, instance_id: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(
+            .call(
+                SVC,
+                "DeregisterTargets",
                 self.client
                     .deregister_targets()
                     .target_group_arn(tg_arn)
@@ -609,7 +616,6 @@ impl ElbApi for SdkElb {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DeregisterTargets", e))
     }
 
     fn target_health(
@@ -617,15 +623,14 @@ impl ElbApi for SdkElb {
         tg_arn: &str,
         instance_id: &str,
     ) -> Result<Option<(String, String)>, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .describe_target_health()
-                    .target_group_arn(tg_arn)
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeTargetHealth", e))?;
+        let out = self.rt.call(
+            SVC,
+            "DescribeTargetHealth",
+            self.client
+                .describe_target_health()
+                .target_group_arn(tg_arn)
+                .send(),
+        )?;
         Ok(out
             .target_health_descriptions()
             .iter()
@@ -645,14 +650,16 @@ impl ElbApi for SdkElb {
 
     fn tagged(&self, key: &str, value: &str) -> Result<Vec<(Kind, String, String)>, CloudError> {
         // (kind, name, arn) of load balancers and target groups carrying the tag.
-        let lbs = self
-            .rt
-            .block_on(self.client.describe_load_balancers().send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeLoadBalancers", e))?;
-        let tgs = self
-            .rt
-            .block_on(self.client.describe_target_groups().send())
-            .map_err(|e| CloudError::from_sdk(SVC, "DescribeTargetGroups", e))?;
+        let lbs = self.rt.call(
+            SVC,
+            "DescribeLoadBalancers",
+            self.client.describe_load_balancers().send(),
+        )?;
+        let tgs = self.rt.call(
+            SVC,
+            "DescribeTargetGroups",
+            self.client.describe_target_groups().send(),
+        )?;
         let mut candidates: Vec<(Kind, String, String)> = lbs
             .load_balancers()
             .iter()
@@ -674,15 +681,14 @@ impl ElbApi for SdkElb {
         let mut found = Vec::new();
         // DescribeTags takes at most 20 ARNs per call.
         for chunk in candidates.chunks(20) {
-            let out = self
-                .rt
-                .block_on(
-                    self.client
-                        .describe_tags()
-                        .set_resource_arns(Some(chunk.iter().map(|c| c.2.clone()).collect()))
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "DescribeTags", e))?;
+            let out = self.rt.call(
+                SVC,
+                "DescribeTags",
+                self.client
+                    .describe_tags()
+                    .set_resource_arns(Some(chunk.iter().map(|c| c.2.clone()).collect()))
+                    .send(),
+            )?;
             for d in out.tag_descriptions() {
                 if d.tags()
                     .iter()

@@ -437,80 +437,87 @@ impl IamApi for SdkIam {
             if !p.role_name.is_empty() {
                 ignore_missing(
                     self.rt
-                        .block_on(
+                        .call(
+                            SVC,
+                            "RemoveRoleFromInstanceProfile",
                             self.client
                                 .remove_role_from_instance_profile()
                                 .instance_profile_name(name)
                                 .role_name(&p.role_name)
                                 .send(),
                         )
-                        .map(|_| ())
-                        .map_err(|e| CloudError::from_sdk(SVC, "RemoveRoleFromInstanceProfile", e)),
+                        .map(|_| ()),
                 )?;
             }
             ignore_missing(
                 self.rt
-                    .block_on(
+                    .call(
+                        SVC,
+                        "DeleteInstanceProfile",
                         self.client
                             .delete_instance_profile()
                             .instance_profile_name(name)
                             .send(),
                     )
-                    .map(|_| ())
-                    .map_err(|e| CloudError::from_sdk(SVC, "DeleteInstanceProfile", e)),
+                    .map(|_| ()),
             )?;
         }
         if self.role_arn(name)?.is_none() {
             return Ok(());
         }
-        let attached = self
-            .rt
-            .block_on(
-                self.client
-                    .list_attached_role_policies()
-                    .role_name(name)
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "ListAttachedRolePolicies", e))?;
+        let attached = self.rt.call(
+            SVC,
+            "ListAttachedRolePolicies",
+            self.client
+                .list_attached_role_policies()
+                .role_name(name)
+                .send(),
+        )?;
         for p in attached.attached_policies() {
             if let Some(arn) = p.policy_arn() {
                 ignore_missing(
                     self.rt
-                        .block_on(
+                        .call(
+                            SVC,
+                            "DetachRolePolicy",
                             self.client
                                 .detach_role_policy()
                                 .role_name(name)
                                 .policy_arn(arn)
                                 .send(),
                         )
-                        .map(|_| ())
-                        .map_err(|e| CloudError::from_sdk(SVC, "DetachRolePolicy", e)),
+                        .map(|_| ()),
                 )?;
             }
         }
-        let inline = self
-            .rt
-            .block_on(self.client.list_role_policies().role_name(name).send())
-            .map_err(|e| CloudError::from_sdk(SVC, "ListRolePolicies", e))?;
+        let inline = self.rt.call(
+            SVC,
+            "ListRolePolicies",
+            self.client.list_role_policies().role_name(name).send(),
+        )?;
         for p in inline.policy_names() {
             ignore_missing(
                 self.rt
-                    .block_on(
+                    .call(
+                        SVC,
+                        "DeleteRolePolicy",
                         self.client
                             .delete_role_policy()
                             .role_name(name)
                             .policy_name(p)
                             .send(),
                     )
-                    .map(|_| ())
-                    .map_err(|e| CloudError::from_sdk(SVC, "DeleteRolePolicy", e)),
+                    .map(|_| ()),
             )?;
         }
         ignore_missing(
             self.rt
-                .block_on(self.client.delete_role().role_name(name).send())
-                .map(|_| ())
-                .map_err(|e| CloudError::from_sdk(SVC, "DeleteRole", e)),
+                .call(
+                    SVC,
+                    "DeleteRole",
+                    self.client.delete_role().role_name(name).send(),
+                )
+                .map(|_| ()),
         )
     }
 }

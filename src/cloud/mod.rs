@@ -33,8 +33,10 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 pub use cloudfront::CloudFrontApi;
 pub use ec2::Ec2Api;
@@ -205,6 +207,23 @@ impl Blocking {
     /// Run a future to completion from synchronous code.
     pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
         self.rt.block_on(fut)
+    }
+
+    /// Send one AWS request and wait for its answer: the one way the clients call AWS, an SDK
+    /// error translated as `service`'s `operation` ([`CloudError::from_sdk`]).
+    pub fn call<T, E, R>(
+        &self,
+        service: &'static str,
+        operation: &str,
+        request: impl Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<T, CloudError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        self.rt
+            .block_on(request)
+            .map_err(|e| CloudError::from_sdk(service, operation, e))
     }
 
     pub fn handle(&self) -> &tokio::runtime::Handle {

@@ -117,10 +117,7 @@ impl PricingApi for SdkPricing {
                     .expect("filter has type, field and value"),
             );
         }
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| CloudError::from_sdk(SVC, "GetProducts", e))?;
+        let out = self.rt.call(SVC, "GetProducts", req.send())?;
         Ok(out.price_list().to_vec())
     }
 }

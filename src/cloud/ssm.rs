@@ -128,7 +128,7 @@ impl SsmApi for SdkSsm {
                     })
                     .collect(),
             ));
-        match self.rt.block_on(create.send()) {
+        match self.rt.call(SVC, "PutParameter", create.send()) {
             Ok(out) => Ok((
                 Parameter {
                     name: name.into(),
@@ -138,7 +138,6 @@ impl SsmApi for SdkSsm {
                 true,
             )),
             Err(e) => {
-                let e = CloudError::from_sdk(SVC, "PutParameter", e);
                 if e.code != "ParameterAlreadyExists" {
                     return Err(e);
                 }
@@ -146,18 +145,17 @@ impl SsmApi for SdkSsm {
                     let (p, _) = self.get(name)?.ok_or(e)?;
                     return Ok((p, false));
                 }
-                let out = self
-                    .rt
-                    .block_on(
-                        self.client
-                            .put_parameter()
-                            .name(name)
-                            .value(value)
-                            .r#type(ParameterType::SecureString)
-                            .overwrite(true)
-                            .send(),
-                    )
-                    .map_err(|e| CloudError::from_sdk(SVC, "PutParameter", e))?;
+                let out = self.rt.call(
+                    SVC,
+                    "PutParameter",
+                    self.client
+                        .put_parameter()
+                        .name(name)
+                        .value(value)
+                        .r#type(ParameterType::SecureString)
+                        .overwrite(true)
+                        .send(),
+                )?;
                 Ok((
                     Parameter {
                         name: name.into(),
@@ -171,7 +169,9 @@ impl SsmApi for SdkSsm {
     }
 
     fn get(&self, name: &str) -> Result<Option<(Parameter, String)>, CloudError> {
-        match self.rt.block_on(
+        match self.rt.call(
+            SVC,
+            "GetParameter",
             self.client
                 .get_parameter()
                 .name(name)
@@ -191,15 +191,18 @@ impl SsmApi for SdkSsm {
                     p.value().unwrap_or_default().to_string(),
                 )
             })),
-            Err(e) => CloudError::from_sdk(SVC, "GetParameter", e).absent(),
+            Err(e) => e.absent(),
         }
     }
 
     fn delete(&self, name: &str) -> Result<(), CloudError> {
         self.rt
-            .block_on(self.client.delete_parameter().name(name).send())
+            .call(
+                SVC,
+                "DeleteParameter",
+                self.client.delete_parameter().name(name).send(),
+            )
             .map(|_| ())
-            .map_err(|e| CloudError::from_sdk(SVC, "DeleteParameter", e))
     }
 
     fn send_command(
@@ -208,18 +211,17 @@ impl SsmApi for SdkSsm {
         commands: &[String],
         comment: &str,
     ) -> Result<String, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .send_command()
-                    .instance_ids(instance_id)
-                    .document_name("AWS-RunShellScript")
-                    .comment(comment)
-                    .parameters("commands", commands.to_vec())
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "SendCommand", e))?;
+        let out = self.rt.call(
+            SVC,
+            "SendCommand",
+            self.client
+                .send_command()
+                .instance_ids(instance_id)
+                .document_name("AWS-RunShellScript")
+                .comment(comment)
+                .parameters("commands", commands.to_vec())
+                .send(),
+        )?;
         out.command()
             .and_then(|c| c.command_id())
             .map(str::to_string)
@@ -238,16 +240,15 @@ impl SsmApi for SdkSsm {
         command_id: &str,
         instance_id: &str,
     ) -> Result<CommandResult, CloudError> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .get_command_invocation()
-                    .command_id(command_id)
-                    .instance_id(instance_id)
-                    .send(),
-            )
-            .map_err(|e| CloudError::from_sdk(SVC, "GetCommandInvocation", e))?;
+        let out = self.rt.call(
+            SVC,
+            "GetCommandInvocation",
+            self.client
+                .get_command_invocation()
+                .command_id(command_id)
+                .instance_id(instance_id)
+                .send(),
+        )?;
         Ok(CommandResult {
             command_id: command_id.to_string(),
             instance_id: instance_id.to_string(),
@@ -268,18 +269,17 @@ impl SsmApi for SdkSsm {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let out = self
-                .rt
-                .block_on(
-                    self.client
-                        .get_parameters_by_path()
-                        .path(path)
-                        .recursive(true)
-                        .with_decryption(false)
-                        .set_next_token(token.clone())
-                        .send(),
-                )
-                .map_err(|e| CloudError::from_sdk(SVC, "GetParametersByPath", e))?;
+            let out = self.rt.call(
+                SVC,
+                "GetParametersByPath",
+                self.client
+                    .get_parameters_by_path()
+                    .path(path)
+                    .recursive(true)
+                    .with_decryption(false)
+                    .set_next_token(token.clone())
+                    .send(),
+            )?;
             found.extend(out.parameters().iter().map(|p| {
                 Parameter {
                     name: p.name().unwrap_or_default().to_string(),
