@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod engine;
+pub mod health;
 pub mod interrupt;
 pub mod inventory;
 pub mod kinds;
@@ -47,6 +48,7 @@ mod layers {
         ("cloud", 3),
         ("config", 3),
         ("inventory", 4),
+        ("health", 4),
         ("primitives", 5),
         ("engine", 6),
         ("ops", 6),

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::HealthSettings;
-use crate::primitives::health::HealthResult;
+use crate::health::HealthResult;
 use crate::state::{write_atomic, Home, StackState};
 
 /// How a service is doing.

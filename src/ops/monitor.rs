@@ -269,7 +269,7 @@ fn now() -> String {
 
 /// One line per round, and a line per service that is not healthy; every check goes to the
 /// stack's log file.
-fn report_round(ui: &Ui, stack: &str, checks: &[crate::primitives::health::Check], t: &Tracker) {
+fn report_round(ui: &Ui, stack: &str, checks: &[crate::health::Check], t: &Tracker) {
     let mut parts = Vec::new();
     for c in checks {
         let Some(rec) = t.services.get(&c.name) else {

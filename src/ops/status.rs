@@ -8,7 +8,8 @@ use super::{output, stack_services, Conn, LiveInstance, Missing};
 use crate::cloud::AwsSettings;
 use crate::config::Settings;
 use crate::engine::RunError;
-use crate::primitives::health::{checks_from_json, run_checks, Check};
+use crate::health::{run_checks, Check};
+use crate::primitives::health::checks_from_json;
 use crate::state::StackState;
 use crate::ui::{Tone, Ui};
 

@@ -64,7 +64,7 @@ pub fn to_json(v: &Dynamic) -> Value {
         elb::TargetGroup,
         elb::Listener,
         cloudfront::Distribution,
-        super::health::HealthResult,
+        crate::health::HealthResult,
     );
     Value::String(v.to_string())
 }
