@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::primitives::AREAS;
+use crate::primitives::{OptionKeys, AREAS};
 use crate::ui::Ui;
 
 /// `docs/primitives.md`.
@@ -39,6 +39,7 @@ pub fn primitives_markdown() -> String {
             .filter(|f| !f["name"].as_str().unwrap_or("").contains('$'))
             .collect(),
         None,
+        &[],
     );
     for area in AREAS {
         let _ = writeln!(out, "## `{}::` — {}\n", area.name, area.doc);
@@ -49,7 +50,7 @@ pub fn primitives_markdown() -> String {
             .and_then(Value::as_array)
             .map(|a| a.iter().collect())
             .unwrap_or_default();
-        write_functions(&mut out, funcs, Some(area.name));
+        write_functions(&mut out, funcs, Some(area.name), area.options);
     }
     write_types(&mut out, &globals);
     out
@@ -112,7 +113,12 @@ fn doc_lines(f: &Value) -> Vec<String> {
         .collect()
 }
 
-fn write_functions(out: &mut String, mut list: Vec<&Value>, module: Option<&str>) {
+fn write_functions(
+    out: &mut String,
+    mut list: Vec<&Value>,
+    module: Option<&str>,
+    options: &[OptionKeys],
+) {
     list.retain(|f| !doc_lines(f).is_empty());
     list.sort_by_key(|f| {
         (
@@ -124,6 +130,19 @@ fn write_functions(out: &mut String, mut list: Vec<&Value>, module: Option<&str>
         let _ = writeln!(out, "### `{}`\n", signature(f, module));
         for l in doc_lines(f) {
             let _ = writeln!(out, "{l}");
+        }
+        // The keys its option struct has, so the list cannot drift from what is accepted.
+        let name = f["name"].as_str().unwrap_or("");
+        let takes_options = f["params"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "options"));
+        if let Some(o) = options.iter().find(|o| o.function == name && takes_options) {
+            let keys: Vec<String> = (o.keys)().iter().map(|k| format!("`{k}`")).collect();
+            let _ = writeln!(
+                out,
+                "\nOption keys (any other is refused): {}.",
+                keys.join(", ")
+            );
         }
         out.push('\n');
     }
@@ -207,5 +226,24 @@ mod tests {
             assert!(section.contains("```rhai"), "no example in:\n{section}");
         }
         assert!(md.contains("### `Instance`") && md.contains("| `public_ip` | string or () |"));
+    }
+
+    #[test]
+    fn every_option_struct_is_listed_under_its_function() {
+        let md = super::primitives_markdown();
+        for area in crate::primitives::AREAS {
+            for o in area.options {
+                let heading = format!("### `{}::{}(", area.name, o.function);
+                let keys: Vec<String> = (o.keys)().iter().map(|k| format!("`{k}`")).collect();
+                assert!(!keys.is_empty(), "{}: no keys", o.function);
+                let line = format!("Option keys (any other is refused): {}.", keys.join(", "));
+                // (Of its overloads, the one taking `options`.)
+                assert!(
+                    md.split("\n### ")
+                        .any(|s| format!("### {s}").starts_with(&heading) && s.contains(&line)),
+                    "{heading}… does not list its option keys"
+                );
+            }
+        }
     }
 }

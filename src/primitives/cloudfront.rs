@@ -6,8 +6,8 @@ use std::time::Duration;
 use rhai::plugin::*;
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
-use super::opts::Opts;
-use super::{id_of, rt, usage_err, ChangeAction, Runtime};
+use super::opts::{decode, keys, Opts, WaitOptions};
+use super::{id_of, rt, usage_err, ChangeAction, OptionKeys, Runtime};
 use crate::cloud::cloudfront::Distribution;
 use crate::state::Kind;
 
@@ -18,6 +18,12 @@ pub fn types(engine: &mut Engine) {
 pub fn module() -> rhai::Module {
     exported_module!(api)
 }
+
+/// The functions whose options are decoded into a struct (listed in the reference).
+pub const OPTIONS: &[OptionKeys] = &[OptionKeys {
+    function: "wait_deployed",
+    keys: keys::<WaitOptions>,
+}];
 
 /// CloudFront Function names are at most 64 characters of letters, digits, `-` and `_`.
 fn function_name(full: &str) -> String {
@@ -304,8 +310,8 @@ pub mod api {
         options: Map,
     ) -> Result<Distribution, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
-        let mut o = Opts::new("cloudfront::wait_deployed", options, &["timeout"])?;
-        let timeout = Duration::from_secs(o.int("timeout")?.unwrap_or(1800).max(1) as u64);
+        let o: WaitOptions = decode("cloudfront::wait_deployed", options)?;
+        let timeout = Duration::from_secs(o.timeout.unwrap_or(1800).max(1) as u64);
         super::wait_deployed(&rt, &super::dist_id(&distribution)?, timeout)
     }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::opts::Opts;
-use super::{id_of, rt, usage_err, ChangeAction, Runtime};
+use super::opts::{decode, keys, required, wait_timeout, Opts};
+use super::{id_of, rt, usage_err, ChangeAction, OptionKeys, Runtime};
 use crate::cloud::ec2::{IngressRule, Instance, LaunchSpec, SecurityGroup, Volume, VolumeSpec};
 use crate::cloud::tags::{NAME_TAG, STACK_TAG};
 
@@ -37,6 +37,12 @@ pub fn types(engine: &mut Engine) {
 pub fn module() -> rhai::Module {
     exported_module!(api)
 }
+
+/// The functions whose options are decoded into a struct (listed in the reference).
+pub const OPTIONS: &[OptionKeys] = &[OptionKeys {
+    function: "run_instance",
+    keys: keys::<RunInstanceOptions>,
+}];
 
 const RULE_KEYS: &[&str] = &[
     "port",
@@ -230,21 +236,6 @@ fn placeholder(id: &str) -> Instance {
     }
 }
 
-fn timeout_opt(
-    func: &'static str,
-    options: Map,
-    default_secs: i64,
-) -> Result<Duration, Box<EvalAltResult>> {
-    let mut o = Opts::new(func, options, &["timeout"])?;
-    let secs = o.int("timeout")?.unwrap_or(default_secs);
-    if secs <= 0 {
-        return Err(usage_err(format!(
-            "{func}: timeout must be a positive number of seconds"
-        )));
-    }
-    Ok(Duration::from_secs(secs as u64))
-}
-
 fn wait_volume(
     rt: &Runtime,
     id: &str,
@@ -284,6 +275,62 @@ fn wait_volume(
             None => v.state.clone(),
         },
     )
+}
+
+/// The options of `ec2::run_instance` (see its documentation).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunInstanceOptions {
+    image: Option<Dynamic>,
+    #[serde(default = "default_instance_type")]
+    instance_type: String,
+    subnet: Option<Dynamic>,
+    #[serde(default)]
+    security_groups: Vec<Dynamic>,
+    key_pair: Option<Dynamic>,
+    user_data: Option<String>,
+    #[serde(default)]
+    spot: bool,
+    max_price: Option<String>,
+    instance_profile: Option<Dynamic>,
+    #[serde(default = "default_root_volume_gb")]
+    root_volume_gb: i64,
+    #[serde(default)]
+    volumes: Vec<Dynamic>,
+    #[serde(default)]
+    tags: BTreeMap<String, Dynamic>,
+    #[serde(default)]
+    replace: bool,
+}
+
+fn default_instance_type() -> String {
+    "t3.medium".into()
+}
+
+fn default_root_volume_gb() -> i64 {
+    30
+}
+
+/// One of `ec2::run_instance`'s extra `volumes`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VolumeOptions {
+    device: Option<String>,
+    size_gb: Option<i64>,
+    #[serde(rename = "type", default = "default_volume_type")]
+    volume_type: String,
+    #[serde(default = "yes")]
+    delete_on_termination: bool,
+    #[serde(default = "yes")]
+    encrypted: bool,
+}
+
+fn default_volume_type() -> String {
+    "gp3".into()
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[export_module]
@@ -744,49 +791,17 @@ pub mod api {
     ) -> Result<Instance, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
         const F: &str = "ec2::run_instance";
-        let mut o = Opts::new(
-            F,
-            options,
-            &[
-                "image",
-                "instance_type",
-                "subnet",
-                "security_groups",
-                "key_pair",
-                "user_data",
-                "spot",
-                "max_price",
-                "instance_profile",
-                "root_volume_gb",
-                "volumes",
-                "tags",
-                "replace",
-            ],
-        )?;
-        let image_id = id_of(
-            &o.value("image")
-                .ok_or_else(|| usage_err(format!("{F}: option `image` is required")))?,
-            "an image",
-        )?;
-        let subnet_id = id_of(
-            &o.value("subnet")
-                .ok_or_else(|| usage_err(format!("{F}: option `subnet` is required")))?,
-            "a subnet",
-        )?;
-        let instance_type = o
-            .str("instance_type")?
-            .unwrap_or_else(|| "t3.medium".into());
+        let o: RunInstanceOptions = decode(F, options)?;
+        let image_id = id_of(&required(F, "image", o.image)?, "an image")?;
+        let subnet_id = id_of(&required(F, "subnet", o.subnet)?, "a subnet")?;
+        let instance_type = o.instance_type;
         let security_group_ids = o
-            .array("security_groups")?
-            .unwrap_or_default()
+            .security_groups
             .iter()
             .map(|g| id_of(g, "a security group"))
             .collect::<Result<Vec<_>, _>>()?;
-        let key_name = o
-            .value("key_pair")
-            .map(|k| id_of(&k, "a key pair"))
-            .transpose()?;
-        let user_data = o.str("user_data")?;
+        let key_name = o.key_pair.map(|k| id_of(&k, "a key pair")).transpose()?;
+        let user_data = o.user_data;
         if let Some(script) = &user_data {
             // Sent gzipped when it is larger than EC2 takes (cloud-init unpacks it).
             if let Err(packed) = crate::boot::user_data_payload(script) {
@@ -796,13 +811,13 @@ pub mod api {
                 )));
             }
         }
-        let spot = o.bool("spot")?.unwrap_or(false);
-        let max_price = o.str("max_price")?;
+        let spot = o.spot;
+        let max_price = o.max_price;
         let instance_profile = o
-            .value("instance_profile")
+            .instance_profile
             .map(|p| id_of(&p, "an instance profile"))
             .transpose()?;
-        let root_gb = o.int("root_volume_gb")?.unwrap_or(30);
+        let root_gb = o.root_volume_gb;
         let mut volumes = vec![VolumeSpec {
             device: "/dev/xvda".into(),
             size_gb: root_gb as i32,
@@ -810,35 +825,25 @@ pub mod api {
             delete_on_termination: true,
             encrypted: true,
         }];
-        for v in o.array("volumes")?.unwrap_or_default() {
+        for v in o.volumes {
             let map = v
                 .try_cast::<Map>()
                 .ok_or_else(|| usage_err(format!("{F}: each volume is a map")))?;
-            let mut vo = Opts::new(
-                F,
-                map,
-                &[
-                    "device",
-                    "size_gb",
-                    "type",
-                    "delete_on_termination",
-                    "encrypted",
-                ],
-            )?;
+            let vo: VolumeOptions = decode(F, map)?;
             volumes.push(VolumeSpec {
-                device: vo.req_str("device")?,
+                device: required(F, "device", vo.device)?,
                 size_gb: vo
-                    .int("size_gb")?
+                    .size_gb
                     .ok_or_else(|| usage_err(format!("{F}: a volume needs `size_gb`")))?
                     as i32,
-                volume_type: vo.str("type")?.unwrap_or_else(|| "gp3".into()),
-                delete_on_termination: vo.bool("delete_on_termination")?.unwrap_or(true),
-                encrypted: vo.bool("encrypted")?.unwrap_or(true),
+                volume_type: vo.volume_type,
+                delete_on_termination: vo.delete_on_termination,
+                encrypted: vo.encrypted,
             });
         }
 
-        let extra_tags = o.map("tags")?.unwrap_or_default();
-        let replace = o.bool("replace")?.unwrap_or(false);
+        let extra_tags = o.tags;
+        let replace = o.replace;
         let aws = rt.aws()?;
         let mut tags = rt.tags(name);
         for (k, v) in extra_tags {
@@ -999,7 +1004,7 @@ pub mod api {
         instance: Dynamic,
         options: Map,
     ) -> Result<Instance, Box<EvalAltResult>> {
-        let timeout = timeout_opt("ec2::wait_until_running", options, 600)?;
+        let timeout = wait_timeout("ec2::wait_until_running", options, 600)?;
         let id = id_of(&instance, "an instance")?;
         let rt = rt(&ctx)?;
         wait_instance(&rt, &id, timeout, "running")

@@ -6,8 +6,8 @@ use std::time::Duration;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::opts::Opts;
-use super::{id_of, rt, usage_err, ChangeAction};
+use super::opts::{decode, keys, wait_timeout};
+use super::{id_of, rt, ChangeAction, OptionKeys};
 use crate::state::Kind;
 
 pub fn types(engine: &mut Engine) {
@@ -20,15 +20,28 @@ pub fn module() -> rhai::Module {
     exported_module!(api)
 }
 
-fn timeout(func: &'static str, options: Map) -> Result<Duration, Box<EvalAltResult>> {
-    let mut o = Opts::new(func, options, &["timeout"])?;
-    let secs = o.int("timeout")?.unwrap_or(600);
-    if secs <= 0 {
-        return Err(usage_err(format!(
-            "{func}: timeout must be a positive number of seconds"
-        )));
-    }
-    Ok(Duration::from_secs(secs as u64))
+/// The functions whose options are decoded into a struct (listed in the reference).
+pub const OPTIONS: &[OptionKeys] = &[
+    OptionKeys {
+        function: "file_system",
+        keys: keys::<FileSystemOptions>,
+    },
+    OptionKeys {
+        function: "wait_available",
+        keys: keys::<super::opts::WaitOptions>,
+    },
+];
+
+/// The options of `efs::file_system`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSystemOptions {
+    #[serde(default = "yes")]
+    automatic_backups: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[export_module]
@@ -66,8 +79,8 @@ pub mod api {
         options: Map,
     ) -> Result<FileSystem, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
-        let mut o = Opts::new("efs::file_system", options, &["automatic_backups"])?;
-        let backups = o.bool("automatic_backups")?.unwrap_or(true);
+        let o: FileSystemOptions = decode("efs::file_system", options)?;
+        let backups = o.automatic_backups;
         let aws = rt.aws()?;
         let token = format!("geusemaker-{}", rt.resource_name(name));
         // One the ledger knows is looked up; otherwise it is created straight away: the
@@ -140,7 +153,7 @@ pub mod api {
         fs: Dynamic,
         options: Map,
     ) -> Result<FileSystem, Box<EvalAltResult>> {
-        let t = timeout("efs::wait_available", options)?;
+        let t = wait_timeout("efs::wait_available", options, 600)?;
         // The create's (or an earlier describe's) answer already says so: no need to ask again.
         if let Some(f) = fs.clone().try_cast::<FileSystem>() {
             if f.state == "available" {

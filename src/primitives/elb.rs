@@ -6,8 +6,8 @@ use std::time::Duration;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::opts::Opts;
-use super::{id_of, rt, usage_err, ChangeAction, Runtime};
+use super::opts::{decode, keys, Opts, WaitOptions};
+use super::{id_of, rt, usage_err, ChangeAction, OptionKeys, Runtime};
 use crate::cloud::elb::{ListenerAction, LoadBalancer, TargetGroup, TargetGroupSpec};
 use crate::naming::elb_name;
 use crate::state::Kind;
@@ -23,6 +23,12 @@ pub fn types(engine: &mut Engine) {
 pub fn module() -> rhai::Module {
     exported_module!(api)
 }
+
+/// The functions whose options are decoded into a struct (listed in the reference).
+pub const OPTIONS: &[OptionKeys] = &[OptionKeys {
+    function: "wait_target_healthy",
+    keys: keys::<WaitOptions>,
+}];
 
 fn lb_arn(v: &Dynamic) -> Result<String, Box<EvalAltResult>> {
     match v.clone().try_cast::<LoadBalancer>() {
@@ -454,8 +460,8 @@ pub mod api {
         options: Map,
     ) -> Result<String, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
-        let mut o = Opts::new("elb::wait_target_healthy", options, &["timeout"])?;
-        let timeout = Duration::from_secs(o.int("timeout")?.unwrap_or(900).max(1) as u64);
+        let o: WaitOptions = decode("elb::wait_target_healthy", options)?;
+        let timeout = Duration::from_secs(o.timeout.unwrap_or(900).max(1) as u64);
         let (tg, id) = (super::tg_arn(&tg)?, id_of(&instance, "an instance")?);
         let aws = rt.aws()?;
         rt.waiting(

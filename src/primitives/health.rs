@@ -9,7 +9,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::follow::{BootFollower, Followed};
 use super::opts::Opts;
-use super::{health_err, id_of, rt, usage_err, Runtime};
+use super::{health_err, id_of, rt, usage_err, OptionKeys, Runtime};
 use crate::health::{
     endpoint_overrides, run_checks, with_override, Check, HealthResult, Probe, ENDPOINTS_ENV,
 };
@@ -314,6 +314,9 @@ pub fn types(engine: &mut Engine) {
 pub fn module() -> rhai::Module {
     exported_module!(api)
 }
+
+/// The functions whose options are decoded into a struct (none yet: read key by key).
+pub const OPTIONS: &[OptionKeys] = &[];
 
 #[export_module]
 pub mod api {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use rhai::plugin::*;
 use rhai::{Dynamic, Engine, EvalAltResult};
 
-use super::{id_of, rt, ChangeAction};
+use super::{id_of, rt, ChangeAction, OptionKeys};
 use crate::state::Kind;
 
 pub fn types(engine: &mut Engine) {
@@ -15,6 +15,9 @@ pub fn types(engine: &mut Engine) {
 pub fn module() -> rhai::Module {
     exported_module!(api)
 }
+
+/// The functions whose options are decoded into a struct (none yet: read key by key).
+pub const OPTIONS: &[OptionKeys] = &[];
 
 #[export_module]
 pub mod api {

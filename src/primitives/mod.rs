@@ -41,6 +41,16 @@ pub struct Area {
     pub doc: &'static str,
     pub module: fn() -> Module,
     pub types: fn(&mut Engine),
+    /// Its functions whose option map is a typed struct ([`opts::decode`]).
+    pub options: &'static [OptionKeys],
+}
+
+/// A primitive whose option map is decoded into a struct: the struct's fields are the keys it
+/// accepts, and the reference lists them.
+pub struct OptionKeys {
+    /// The function's name in its area (`run_instance`).
+    pub function: &'static str,
+    pub keys: fn() -> &'static [&'static str],
 }
 
 /// Every primitive module, in the order the reference lists them.
@@ -50,72 +60,84 @@ pub const AREAS: &[Area] = &[
         doc: "VPC discovery, AMIs, security groups, key pairs, instances, spot prices.",
         module: ec2::module,
         types: ec2::types,
+        options: ec2::OPTIONS,
     },
     Area {
         name: "efs",
         doc: "Encrypted EFS file systems and mount targets.",
         module: efs::module,
         types: efs::types,
+        options: efs::OPTIONS,
     },
     Area {
         name: "elb",
         doc: "Application load balancer, target group, listeners, target health.",
         module: elb::module,
         types: elb::types,
+        options: elb::OPTIONS,
     },
     Area {
         name: "cloudfront",
         doc: "A CloudFront distribution in front of the load balancer.",
         module: cloudfront::module,
         types: cloudfront::types,
+        options: cloudfront::OPTIONS,
     },
     Area {
         name: "ssm",
         doc: "SecureString parameters and Run Command.",
         module: ssm::module,
         types: ssm::types,
+        options: ssm::OPTIONS,
     },
     Area {
         name: "iam",
         doc: "The instance role and instance profile.",
         module: iam::module,
         types: iam::types,
+        options: iam::OPTIONS,
     },
     Area {
         name: "pricing",
         doc: "On-demand prices (Price List API, cached, with a bundled fallback).",
         module: pricing::module,
         types: pricing::types,
+        options: pricing::OPTIONS,
     },
     Area {
         name: "health",
         doc: "HTTP and TCP health checks, and waiting for them.",
         module: health::module,
         types: health::types,
+        options: health::OPTIONS,
     },
     Area {
         name: "net",
         doc: "This machine's public address: who may connect by default.",
         module: net::module,
         types: net::types,
+        options: net::OPTIONS,
     },
     Area {
         name: "state",
         doc: "The stack's stored values, outputs, status and resource ledger.",
         module: state::module,
         types: state::types,
+        options: state::OPTIONS,
     },
     Area {
         name: "ui",
         doc: "Stages, messages, tables and confirmation.",
         module: ui::module,
         types: ui::types,
+        options: ui::OPTIONS,
     },
     Area {
         name: "userdata",
         doc: "Instance boot scripts.",
         module: userdata::module,
         types: userdata::types,
+        options: userdata::OPTIONS,
     },
 ];
 

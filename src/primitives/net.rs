@@ -1,6 +1,8 @@
 //! `net::` — this machine as the internet sees it: the default of who may connect.
 
 use rhai::plugin::*;
+
+use super::OptionKeys;
 use rhai::{Engine, EvalAltResult};
 
 pub fn types(_engine: &mut Engine) {}
@@ -8,6 +10,9 @@ pub fn types(_engine: &mut Engine) {}
 pub fn module() -> rhai::Module {
     exported_module!(api)
 }
+
+/// The functions whose options are decoded into a struct (none yet: read key by key).
+pub const OPTIONS: &[OptionKeys] = &[];
 
 #[export_module]
 pub mod api {

@@ -1,9 +1,129 @@
 //! Option maps checked strictly: unknown keys are errors with "did you mean", wrong types are
 //! errors naming the key and the expected type.
+//!
+//! An option map is decoded into a typed struct ([`decode`]): the struct's fields are the keys
+//! the primitive accepts (and what the reference lists for it), serde's defaults its defaults.
+//! A field of type `Dynamic` takes any value as it is (a typed handle, or its id).
 
 use rhai::{Array, Dynamic, EvalAltResult, Map};
+use serde::de::DeserializeOwned;
 
 use super::{did_you_mean, usage_err, usage_err_hint};
+
+/// Decode `map`, the options of `func`, into `T`. A key `T` has no field for is refused with
+/// "did you mean"; a value of the wrong type is refused naming its key (`volumes[0].size_gb`).
+/// A key set to `()` counts as absent.
+pub fn decode<T: DeserializeOwned>(func: &'static str, map: Map) -> Result<T, Box<EvalAltResult>> {
+    check_keys(func, &map, keys::<T>())?;
+    let map: Map = map.into_iter().filter(|(_, v)| !v.is_unit()).collect();
+    let value = Dynamic::from_map(map);
+    serde_path_to_error::deserialize(rhai::serde::DynamicDeserializer::new(&value)).map_err(
+        |e: serde_path_to_error::Error<Box<EvalAltResult>>| {
+            let key = e.path().to_string();
+            match *e.into_inner() {
+                EvalAltResult::ErrorMismatchOutputType(want, got, _) => usage_err(format!(
+                    "{func}: option `{key}` must be {}, not {got}",
+                    in_words(&want)
+                )),
+                other => usage_err(format!("{func}: option `{key}`: {other}")),
+            }
+        },
+    )
+}
+
+/// The options of a wait: `timeout`, in seconds.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitOptions {
+    pub timeout: Option<i64>,
+}
+
+/// A wait's `timeout` (`default_secs` when not given), which must be positive.
+pub fn wait_timeout(
+    func: &'static str,
+    options: Map,
+    default_secs: i64,
+) -> Result<std::time::Duration, Box<EvalAltResult>> {
+    let o: WaitOptions = decode(func, options)?;
+    let secs = o.timeout.unwrap_or(default_secs);
+    if secs <= 0 {
+        return Err(usage_err(format!(
+            "{func}: timeout must be a positive number of seconds"
+        )));
+    }
+    Ok(std::time::Duration::from_secs(secs as u64))
+}
+
+/// A required option: `Some`, or the error naming it.
+pub fn required<T>(func: &str, key: &str, value: Option<T>) -> Result<T, Box<EvalAltResult>> {
+    value.ok_or_else(|| usage_err(format!("{func}: option `{key}` is required")))
+}
+
+/// The keys an option struct accepts: its fields, as serde names them.
+pub fn keys<T: DeserializeOwned>() -> &'static [&'static str] {
+    let mut names = FieldNames(&[]);
+    let _ = T::deserialize(&mut names);
+    names.0
+}
+
+/// A deserializer that answers nothing and notes the fields the struct asks for.
+struct FieldNames(&'static [&'static str]);
+
+impl<'de> serde::Deserializer<'de> for &mut FieldNames {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0 = fields;
+        Err(serde::de::Error::custom(
+            "only the field names were asked for",
+        ))
+    }
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("not an option struct"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+/// A Rust type as rhai names it in a type error, in words.
+fn in_words(rust: &str) -> String {
+    match rust {
+        "bool" => "true or false".into(),
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" => {
+            "an integer".into()
+        }
+        "f32" | "f64" => "a number".into(),
+        "string" | "&str" | "String" | "char" => "a string".into(),
+        "array" => "an array".into(),
+        "map" => "a map".into(),
+        other if other.contains("Vec<") => "an array".into(),
+        other if other.contains("Map<") => "a map".into(),
+        other => other.to_string(),
+    }
+}
+
+fn check_keys(func: &str, map: &Map, allowed: &[&str]) -> Result<(), Box<EvalAltResult>> {
+    for key in map.keys() {
+        if !allowed.contains(&key.as_str()) {
+            let msg = format!("{func}: unknown option `{key}`");
+            return Err(match did_you_mean(key, allowed.iter().copied()) {
+                Some(s) => usage_err_hint(msg, format!("did you mean `{s}`?")),
+                None => usage_err_hint(msg, format!("{func} accepts: {}", allowed.join(", "))),
+            });
+        }
+    }
+    Ok(())
+}
 
 /// The options map of one primitive call.
 pub struct Opts {
@@ -14,15 +134,7 @@ pub struct Opts {
 impl Opts {
     /// Check `map` against the keys `func` accepts.
     pub fn new(func: &'static str, map: Map, allowed: &[&str]) -> Result<Self, Box<EvalAltResult>> {
-        for key in map.keys() {
-            if !allowed.contains(&key.as_str()) {
-                let msg = format!("{func}: unknown option `{key}`");
-                return Err(match did_you_mean(key, allowed.iter().copied()) {
-                    Some(s) => usage_err_hint(msg, format!("did you mean `{s}`?")),
-                    None => usage_err_hint(msg, format!("{func} accepts: {}", allowed.join(", "))),
-                });
-            }
-        }
+        check_keys(func, &map, allowed)?;
         Ok(Opts { func, map })
     }
 
@@ -168,4 +280,83 @@ pub fn header_pairs(func: &str, v: Dynamic) -> Result<Vec<(String, String)>, Box
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Launch {
+        image: Option<Dynamic>,
+        #[serde(default)]
+        spot: bool,
+        #[serde(default)]
+        disks: Vec<Disk>,
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Disk {
+        size_gb: i64,
+    }
+
+    fn map(pairs: &[(&str, Dynamic)]) -> Map {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), v.clone()))
+            .collect()
+    }
+
+    fn message(e: impl std::ops::Deref<Target = EvalAltResult>) -> String {
+        let EvalAltResult::ErrorRuntime(v, _) = &*e else {
+            panic!("an error map")
+        };
+        let m = v.clone().cast::<Map>();
+        let hint = m.get("hint").map(|h| format!(" / {h}")).unwrap_or_default();
+        format!("{}{hint}", m["message"])
+    }
+
+    #[test]
+    fn the_struct_is_the_list_of_keys() {
+        assert_eq!(keys::<Launch>(), ["image", "spot", "disks", "type"]);
+    }
+
+    #[test]
+    fn a_map_decodes_with_defaults_and_handles_pass_through() {
+        let handle = Dynamic::from(std::time::Duration::from_secs(3));
+        let l: Launch = decode("t::f", map(&[("image", handle), ("type", "x".into())])).unwrap();
+        assert!(l.image.unwrap().is::<std::time::Duration>());
+        assert!(!l.spot);
+        assert_eq!(l.kind.as_deref(), Some("x"));
+        let absent: Launch = decode("t::f", map(&[("image", Dynamic::UNIT)])).unwrap();
+        assert!(absent.image.is_none() && absent.disks.is_empty());
+        let disk = Dynamic::from_map(map(&[("size_gb", 8_i64.into())]));
+        let one: Launch = decode("t::f", map(&[("disks", vec![disk].into())])).unwrap();
+        assert_eq!(one.disks[0].size_gb, 8);
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_named() {
+        let e = decode::<Launch>("t::f", map(&[("spott", true.into())])).unwrap_err();
+        assert_eq!(
+            message(e),
+            "t::f: unknown option `spott` / did you mean `spot`?"
+        );
+        let e = decode::<Launch>("t::f", map(&[("spot", "yes".into())])).unwrap_err();
+        assert_eq!(
+            message(e),
+            "t::f: option `spot` must be true or false, not string"
+        );
+        let disk = Dynamic::from_map(map(&[("size_gb", "big".into())]));
+        let e = decode::<Launch>("t::f", map(&[("disks", vec![disk].into())])).unwrap_err();
+        assert_eq!(
+            message(e),
+            "t::f: option `disks[0].size_gb` must be an integer, not string"
+        );
+        let e = required::<String>("t::f", "image", None).unwrap_err();
+        assert_eq!(message(e), "t::f: option `image` is required");
+    }
 }

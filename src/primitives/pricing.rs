@@ -1,6 +1,8 @@
 //! `pricing::` — on-demand prices and monthly estimates.
 
 use rhai::plugin::*;
+
+use super::OptionKeys;
 use rhai::{Engine, EvalAltResult};
 
 use super::rt;
@@ -12,6 +14,9 @@ pub fn types(engine: &mut Engine) {
 pub fn module() -> rhai::Module {
     exported_module!(api)
 }
+
+/// The functions whose options are decoded into a struct (none yet: read key by key).
+pub const OPTIONS: &[OptionKeys] = &[];
 
 #[export_module]
 pub mod api {

@@ -9,8 +9,8 @@ use rhai::plugin::*;
 use rhai::{Array, CustomType, Dynamic, Engine, EvalAltResult, Map, TypeBuilder};
 
 use super::follow::{BootFollower, Followed};
-use super::opts::Opts;
-use super::{id_of, rt, usage_err, Runtime};
+use super::opts::{decode, keys};
+use super::{id_of, rt, usage_err, OptionKeys, Runtime};
 use crate::state::Kind;
 
 /// A secret value read from SSM. It prints as `Secret(name)`, cannot be stored in the state,
@@ -67,6 +67,22 @@ pub fn module() -> rhai::Module {
     exported_module!(api)
 }
 
+/// The functions whose options are decoded into a struct (listed in the reference).
+pub const OPTIONS: &[OptionKeys] = &[
+    OptionKeys {
+        function: "ensure_secret",
+        keys: keys::<SecretOptions>,
+    },
+    OptionKeys {
+        function: "send_command",
+        keys: keys::<SendOptions>,
+    },
+    OptionKeys {
+        function: "command_result",
+        keys: keys::<ResultOptions>,
+    },
+];
+
 /// Relative names live under the stack's prefix: `n8n/key` → `/geusemaker/<stack>/n8n/key`.
 fn full_name(rt: &Runtime, name: &str) -> Result<String, Box<EvalAltResult>> {
     if name.is_empty() || name.contains("//") || name.ends_with('/') {
@@ -83,6 +99,38 @@ fn random_secret(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::fill(&mut buf[..]);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// The options of `ssm::ensure_secret`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretOptions {
+    #[serde(default = "default_secret_bytes")]
+    bytes: i64,
+    #[serde(default)]
+    prefix: String,
+}
+
+fn default_secret_bytes() -> i64 {
+    32
+}
+
+/// The options of `ssm::send_command`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendOptions {
+    /// Seconds to wait for the instance's SSM agent to register.
+    #[serde(default)]
+    wait_registered: i64,
+}
+
+/// The options of `ssm::command_result`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultOptions {
+    timeout: Option<i64>,
+    #[serde(default)]
+    follow: bool,
 }
 
 #[export_module]
@@ -136,9 +184,8 @@ pub mod api {
         options: Map,
     ) -> Result<Parameter, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
-        let mut o = Opts::new("ssm::ensure_secret", options, &["bytes", "prefix"])?;
-        let bytes = o.int("bytes")?.unwrap_or(32);
-        let prefix = o.str("prefix")?.unwrap_or_default();
+        let o: SecretOptions = decode("ssm::ensure_secret", options)?;
+        let (bytes, prefix) = (o.bytes, o.prefix);
         if prefix.len() > 16
             || !prefix
                 .chars()
@@ -251,8 +298,8 @@ pub mod api {
         commands: Array,
         options: Map,
     ) -> Result<String, Box<EvalAltResult>> {
-        let mut o = Opts::new("ssm::send_command", options, &["wait_registered"])?;
-        let wait = Duration::from_secs(o.int("wait_registered")?.unwrap_or(0).max(0) as u64);
+        let o: SendOptions = decode("ssm::send_command", options)?;
+        let wait = Duration::from_secs(o.wait_registered.max(0) as u64);
         let rt = rt(&ctx)?;
         let id = id_of(&instance, "an instance")?;
         let cmds = commands
@@ -312,9 +359,9 @@ pub mod api {
         command_id: &str,
         options: Map,
     ) -> Result<CommandResult, Box<EvalAltResult>> {
-        let mut o = Opts::new("ssm::command_result", options, &["timeout", "follow"])?;
-        let timeout = o.int("timeout")?.unwrap_or(300).max(1) as u64;
-        let follow = o.bool("follow")?.unwrap_or(false);
+        let o: ResultOptions = decode("ssm::command_result", options)?;
+        let timeout = o.timeout.unwrap_or(300).max(1) as u64;
+        let follow = o.follow;
         let rt = rt(&ctx)?;
         let id = id_of(&instance, "an instance")?;
         let aws = rt.aws()?;

@@ -5,7 +5,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::opts::Opts;
 use super::ssm::Secret;
-use super::{rt, state_err, usage_err, usage_err_hint};
+use super::{rt, state_err, usage_err, usage_err_hint, OptionKeys};
 use crate::state::{HealthySnapshot, RollbackRecord, StackStatus, StateError};
 
 pub fn types(_engine: &mut Engine) {}
@@ -13,6 +13,9 @@ pub fn types(_engine: &mut Engine) {}
 pub fn module() -> rhai::Module {
     exported_module!(api)
 }
+
+/// The functions whose options are decoded into a struct (none yet: read key by key).
+pub const OPTIONS: &[OptionKeys] = &[];
 
 /// Only plain data goes into the state file, and never a secret.
 fn to_json(func: &str, key: &str, v: &Dynamic) -> Result<serde_json::Value, Box<EvalAltResult>> {

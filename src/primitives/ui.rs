@@ -3,13 +3,16 @@
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult};
 
-use super::{rt, usage_err, ChangeAction};
+use super::{rt, usage_err, ChangeAction, OptionKeys};
 
 pub fn types(_engine: &mut Engine) {}
 
 pub fn module() -> rhai::Module {
     exported_module!(api)
 }
+
+/// The functions whose options are decoded into a struct (none yet: read key by key).
+pub const OPTIONS: &[OptionKeys] = &[];
 
 fn cells(row: Dynamic) -> Result<Vec<String>, Box<EvalAltResult>> {
     let arr = row

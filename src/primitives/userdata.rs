@@ -5,7 +5,7 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::opts::Opts;
-use super::{id_of, rt, usage_err, usage_err_hint};
+use super::{id_of, rt, usage_err, usage_err_hint, OptionKeys};
 use crate::boot::{self, Layout};
 use crate::services::{self, Service, ServiceError};
 
@@ -14,6 +14,9 @@ pub fn types(_engine: &mut Engine) {}
 pub fn module() -> rhai::Module {
     exported_module!(api)
 }
+
+/// The functions whose options are decoded into a struct (none yet: read key by key).
+pub const OPTIONS: &[OptionKeys] = &[];
 
 fn layout(o: &mut Opts) -> Result<Layout, Box<EvalAltResult>> {
     let d = Layout::default();
