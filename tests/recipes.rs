@@ -193,6 +193,66 @@ fn set_values_are_checked_against_the_header_before_anything_runs() {
     assert!(!w.state_path("demo").exists(), "nothing ran");
 }
 
+const PARAMS_AT_ONCE: &str = "//! [recipe]
+//! name = \"at-once\"
+//! description = \"every param in one map\"
+//! version = \"1.0.0\"
+//! [params]
+//! instance_type = { type = \"instance_type\", default = \"t3.medium\", help = \"x\" }
+//! disk_gb = { type = \"int\", default = 30, min = 1, help = \"x\" }
+//! spot = { type = \"bool\", default = true, help = \"x\" }
+//! models = { type = \"list\", default = [\"a\"], help = \"x\" }
+let p = params();
+let more = p + #{ disk_gb: p.disk_gb + 1 };
+print(`${p.instance_type} ${more.disk_gb} ${p.spot} ${p.models.len()} ${type_of(p.disk_gb)}`);
+";
+
+#[test]
+fn params_gives_the_header_at_once_typed_and_check_knows_its_names() {
+    let w = World::offline();
+    let r = w.recipe("at-once.rhai", PARAMS_AT_ONCE);
+    let r = r.to_str().unwrap();
+    // Every declared param is read (no "declared but never read"), typed as the header says.
+    w.run(&["check", r])
+        .success()
+        .stdout_has("at-once.rhai: ok");
+    w.run(&["run", r, "--name", "at-once", "--set", "disk_gb=40"])
+        .success()
+        .stdout_has("t3.medium 41 true 1 i64");
+    assert_eq!(w.state("at-once")["params"]["disk_gb"], 40);
+    // A name the header does not declare is found before anything runs.
+    let typo = w.recipe(
+        "typo.rhai",
+        &PARAMS_AT_ONCE.replace("${p.spot}", "${p.spott}"),
+    );
+    let out = w.run(&["check", typo.to_str().unwrap()]);
+    out.failure(1)
+        .stderr_has("`params()` has no property `spott`")
+        .stderr_has("typo.rhai:12:")
+        .stderr_has("did you mean `spot`?");
+    // A variable that is not there (a param once read into one) is found as a run finds it.
+    let stale = w.recipe(
+        "stale.rhai",
+        &PARAMS_AT_ONCE.replace("${p.instance_type}", "${instance_type}"),
+    );
+    w.run(&["check", stale.to_str().unwrap()])
+        .failure(1)
+        .stderr_has("undefined variable `instance_type`")
+        .stderr_has("stale.rhai:12:");
+    // Without a header there is nothing to read at once: said by check, and by run.
+    let bare = w.recipe("bare.rhai", "let p = params();\nprint(p.x);\n");
+    w.run(&["check", bare.to_str().unwrap()])
+        .failure(1)
+        .stderr_has("params() reads the params a recipe header declares, and this recipe has none");
+    w.run(&["run", bare.to_str().unwrap(), "--name", "bare"])
+        .failure(1)
+        .stderr_has("params(): this recipe has no header declaring its params");
+    assert!(
+        !w.state_path("bare").exists(),
+        "a failed first run leaves no state"
+    );
+}
+
 #[test]
 fn a_copied_recipe_runs_and_its_edits_take_effect() {
     let w = World::moto();

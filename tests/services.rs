@@ -585,7 +585,7 @@ fn recipes_written_for_the_old_api_still_run() {
         ("tier::foundation(svcs)", "tier::foundation()"),
         ("services: svcs,", "gpu: true,"),
         (
-            "tier::health_gate(app, p, #{ timeout: health_timeout, interval: 15 }, || {\n    elb::register(front.target_group, app.vm, services::port_of(svcs, \"n8n\"));\n    elb::wait_active(front.lb);\n    cloudfront::wait_deployed(cdn, #{ timeout: cdn_timeout });\n    elb::wait_target_healthy(front.target_group, app.vm, #{ timeout: health_timeout });\n});",
+            "tier::health_gate(app, app_p, #{ timeout: health_timeout, interval: 15 }, || {\n    elb::register(front.target_group, app.vm, services::port_of(svcs, \"n8n\"));\n    elb::wait_active(front.lb);\n    cloudfront::wait_deployed(cdn, #{ timeout: cdn_timeout });\n    elb::wait_target_healthy(front.target_group, app.vm, #{ timeout: health_timeout });\n});",
             "health::wait_until_healthy(services::health_checks(app.vm, url), #{ timeout: health_timeout, interval: 15 });",
         ),
         ("pinned_image: image_id != \"\",", ""),

@@ -165,6 +165,28 @@ impl Checker {
         });
     }
 
+    /// A variable used where no `let` made it: a run's compile refuses it (the engine is
+    /// strict about variables), so check does too. Only the first one is found.
+    fn undefined_variable(&mut self, display: &str, text: &str) {
+        let mut strict = super::parser();
+        strict.set_strict_variables(true);
+        // The namespaces a run knows (unknown ones are reported with their functions).
+        for area in crate::primitives::AREAS {
+            strict.register_static_module(area.name, rhai::Module::new().into());
+        }
+        if let Err(e) = strict.compile(text) {
+            if let rhai::ParseErrorType::VariableUndefined(name) = e.err_type() {
+                self.push(
+                    Severity::Error,
+                    display,
+                    e.position(),
+                    format!("undefined variable `{name}`"),
+                    Some(format!("give it a value first (`let {name} = …;`); a function sees only its parameters")),
+                );
+            }
+        }
+    }
+
     /// Compile one file and everything it imports; returns its AST.
     fn file(&mut self, display: &str, text: &str) -> Option<AST> {
         self.files.push(display.to_string());
@@ -181,6 +203,7 @@ impl Checker {
         };
         ast.set_source(display);
         self.modules.insert(display.to_string(), script_fns(&ast));
+        self.undefined_variable(display, text);
 
         // Imports: each must resolve and compile; remember alias → module functions.
         let mut aliases: BTreeMap<String, String> = BTreeMap::new();
@@ -334,6 +357,21 @@ impl Checker {
     }
 }
 
+/// What `check` calls the map `params()` returns, in its findings.
+const PARAMS_TYPE: &str = "params()";
+
+/// Where the recipe calls `params()` (every declared param read at once).
+fn params_calls(ast: &AST) -> Vec<Position> {
+    if ast.iter_functions().any(|f| f.name == "params") {
+        return Vec::new(); // the recipe's own `params`
+    }
+    scan::calls(ast)
+        .into_iter()
+        .filter(|(c, _)| c.name == "params" && c.namespace.is_empty() && c.args.is_empty())
+        .map(|(_, pos)| pos)
+        .collect()
+}
+
 /// `param("x", …)` calls: name, whether a default is given, and where.
 fn param_calls(ast: &AST) -> Vec<(String, usize, Position)> {
     scan::calls(ast)
@@ -348,7 +386,21 @@ fn param_calls(ast: &AST) -> Vec<(String, usize, Position)> {
 
 fn params(checker: &mut Checker, display: &str, ast: &AST, meta: Option<&RecipeMeta>) {
     let used = param_calls(ast);
+    let all_at_once = params_calls(ast);
     let Some(m) = meta else {
+        if let Some(pos) = all_at_once.first() {
+            checker.push(
+                Severity::Error,
+                display,
+                *pos,
+                "params() reads the params a recipe header declares, and this recipe has none"
+                    .into(),
+                Some(
+                    "add `//! [recipe]` and `//! [params]` lines at the top (docs/recipes.md), or read each with param(\"name\", default)"
+                        .into(),
+                ),
+            );
+        }
         if !used.is_empty() {
             checker.push(
                 Severity::Warning,
@@ -391,7 +443,7 @@ fn params(checker: &mut Checker, display: &str, ast: &AST, meta: Option<&RecipeM
         }
     }
     for p in &m.params {
-        if !used.iter().any(|(n, _, _)| n == &p.name) {
+        if all_at_once.is_empty() && !used.iter().any(|(n, _, _)| n == &p.name) {
             checker.push(
                 Severity::Warning,
                 display,
@@ -438,6 +490,17 @@ pub fn check(recipe: &str) -> Result<Report, RunError> {
         }
     };
     let header_failed = !checker.findings.is_empty();
+    if let Some(m) = &header {
+        // `params()` returns the header's params: reading one it does not declare is an error.
+        checker.schema.props.insert(
+            PARAMS_TYPE.into(),
+            m.params.iter().map(|p| p.name.clone()).collect(),
+        );
+        checker
+            .schema
+            .returns
+            .insert((String::new(), "params".into(), 0), PARAMS_TYPE.into());
+    }
     if let Some(ast) = checker.file(&loaded.display, &loaded.text) {
         if !header_failed {
             params(&mut checker, &loaded.display, &ast, header.as_ref());
@@ -457,10 +520,9 @@ pub fn run(recipes: &[String]) -> Result<(), RunError> {
     for r in recipes {
         let report = check(r)?;
         for f in &report.findings {
-            let text = diag::render(&f.diag, &report.sources, color);
             let text = match f.severity {
-                Severity::Error => text,
-                Severity::Warning => text.replacen("error:", "warning:", 1),
+                Severity::Error => diag::render(&f.diag, &report.sources, color),
+                Severity::Warning => diag::render_warning(&f.diag, &report.sources, color),
             };
             eprint!("{text}");
         }

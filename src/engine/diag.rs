@@ -260,6 +260,15 @@ fn describe_value(v: &Dynamic) -> (String, Option<String>) {
 
 /// The text shown to the user.
 pub fn render(d: &Diagnostic, sources: &Sources, color: bool) -> String {
+    render_as(d, sources, color, false)
+}
+
+/// [`render`], as a warning (`check`'s findings that do not fail it).
+pub fn render_warning(d: &Diagnostic, sources: &Sources, color: bool) -> String {
+    render_as(d, sources, color, true)
+}
+
+fn render_as(d: &Diagnostic, sources: &Sources, color: bool, warning: bool) -> String {
     let paint = |s: Style, t: &str| {
         if color {
             s.apply_to(t).to_string()
@@ -272,7 +281,11 @@ pub fn render(d: &Diagnostic, sources: &Sources, color: bool) -> String {
     let _ = writeln!(
         out,
         "{} {}",
-        paint(Style::new().red().bold(), "error:"),
+        if warning {
+            paint(Style::new().yellow().bold(), "warning:")
+        } else {
+            paint(Style::new().red().bold(), "error:")
+        },
         paint(Style::new().bold(), &d.message)
     );
     if let Some(p) = &d.primary {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::opts::{decode, keys, required, wait_timeout, Opts};
+use super::opts::{decode, keys, required, wait_timeout, Opts, WaitOptions};
 use super::{id_of, rt, usage_err, ChangeAction, OptionKeys, Runtime};
 use crate::cloud::ec2::{IngressRule, Instance, LaunchSpec, SecurityGroup, Volume, VolumeSpec};
 use crate::cloud::tags::{NAME_TAG, STACK_TAG};
@@ -39,10 +39,16 @@ pub fn module() -> rhai::Module {
 }
 
 /// The functions whose options are decoded into a struct (listed in the reference).
-pub const OPTIONS: &[OptionKeys] = &[OptionKeys {
-    function: "run_instance",
-    keys: keys::<RunInstanceOptions>,
-}];
+pub const OPTIONS: &[OptionKeys] = &[
+    OptionKeys {
+        function: "run_instance",
+        keys: keys::<RunInstanceOptions>,
+    },
+    OptionKeys {
+        function: "wait_until_running",
+        keys: keys::<WaitOptions>,
+    },
+];
 
 const RULE_KEYS: &[&str] = &[
     "port",

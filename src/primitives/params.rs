@@ -30,6 +30,8 @@ pub struct Params {
     settings: BTreeMap<String, String>,
     /// The typed values of the params the recipe's header declares (already resolved).
     declared: BTreeMap<String, crate::param_value::Value>,
+    /// The recipe has a header (its params are `declared`, possibly none).
+    header: bool,
     resolved: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
@@ -58,6 +60,7 @@ impl Params {
             given,
             settings: BTreeMap::new(),
             declared: BTreeMap::new(),
+            header: false,
             resolved: Mutex::default(),
         })
     }
@@ -65,7 +68,23 @@ impl Params {
     /// The header's params, resolved (see `engine::meta::resolve`): `param(name)` returns them.
     pub fn with_declared(mut self, declared: BTreeMap<String, crate::param_value::Value>) -> Self {
         self.declared = declared;
+        self.header = true;
         self
+    }
+
+    /// Every param the header declares, typed, as one map (`params()`).
+    pub fn all(&self) -> Result<rhai::Map, Box<EvalAltResult>> {
+        if !self.header {
+            return Err(usage_err_hint(
+                "params(): this recipe has no header declaring its params",
+                "declare them in a `//! [params]` header (docs/recipes.md), or read each with param(\"name\", default)",
+            ));
+        }
+        let mut map = rhai::Map::new();
+        for name in self.declared.keys() {
+            map.insert(name.into(), self.get(name, None)?);
+        }
+        Ok(map)
     }
 
     /// The config.toml values given to this run.
@@ -197,6 +216,19 @@ pub mod api {
         name: &str,
     ) -> Result<Dynamic, Box<EvalAltResult>> {
         rt(&ctx)?.params.get(name, None)
+    }
+
+    /// Every param the recipe's header declares, resolved and typed, as one map: read them as
+    /// `p.instance_type`. `geusemaker check` refuses a name the header does not declare
+    /// (`p.instance_typ`) where `p` is only ever assigned `params()`.
+    ///
+    /// ```rhai
+    /// let p = params();
+    /// ui::info(`launching a ${p.instance_type}`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn params(ctx: NativeCallContext) -> Result<rhai::Map, Box<EvalAltResult>> {
+        rt(&ctx)?.params.all()
     }
 }
 
