@@ -153,12 +153,13 @@ pub fn resolve_intent(
             .into_iter()
             .next()
             .map(|d| d.id),
-        other => {
+        // A CloudFront Function has no lookup here: such an intent is reported, not resolved.
+        Kind::CloudFrontFunction => {
             return Err(CloudError::new(
                 "geusemaker",
                 "resolve",
                 "UnknownKind",
-                format!("no lookup for resources of kind {other}"),
+                format!("no lookup for resources of kind {}", r.kind),
             ))
         }
     })

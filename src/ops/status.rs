@@ -519,8 +519,8 @@ fn render(r: &Report, ui: &Ui) {
             ui.line(&format!(
                 "Last rollback  {} · trigger {} · {}{}",
                 rb.at.as_deref().unwrap_or("?"),
-                rb.trigger,
-                if rb.success {
+                rb.trigger.as_deref().unwrap_or("?"),
+                if rb.success.unwrap_or(false) {
                     "succeeded".to_string()
                 } else {
                     format!(

@@ -104,8 +104,8 @@ fn in_words(rust: &str) -> String {
         }
         "f32" | "f64" => "a number".into(),
         "string" | "&str" | "String" | "char" => "a string".into(),
-        "array" => "an array".into(),
-        "map" => "a map".into(),
+        "array" | "Array" => "an array".into(),
+        "map" | "Map" => "a map".into(),
         other if other.contains("Vec<") => "an array".into(),
         other if other.contains("Map<") => "a map".into(),
         other => other.to_string(),
@@ -356,6 +356,14 @@ mod tests {
             message(e),
             "t::f: option `disks[0].size_gb` must be an integer, not string"
         );
+        let e = decode::<Launch>("t::f", map(&[("disks", "sda".into())])).unwrap_err();
+        assert_eq!(
+            message(e),
+            "t::f: option `disks` must be an array, not string"
+        );
+        let e = decode::<Launch>("t::f", map(&[("disks", vec![Dynamic::from(1_i64)].into())]))
+            .unwrap_err();
+        assert_eq!(message(e), "t::f: option `disks[0]` must be a map, not i64");
         let e = required::<String>("t::f", "image", None).unwrap_err();
         assert_eq!(message(e), "t::f: option `image` is required");
     }

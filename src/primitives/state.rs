@@ -64,13 +64,12 @@ fn store_entry<T>(
     store.update(change).map(|_| ()).map_err(state_err)
 }
 
-/// A record the recipe gave, read into the stack's typed record: a known key with a value of
-/// the wrong type (`success: "yes"`, a number for `image_id`) is refused.
-fn typed_record<T: serde::de::DeserializeOwned>(
-    func: &str,
-    json: serde_json::Value,
-) -> Result<T, Box<EvalAltResult>> {
-    serde_json::from_value(json).map_err(|e| usage_err(format!("{func}: {e}")))
+/// A record the recipe gave, as the stack keeps it (see `HealthySnapshot`, `RollbackRecord`).
+fn typed_record<T: From<serde_json::Map<String, serde_json::Value>>>(json: serde_json::Value) -> T {
+    match json {
+        serde_json::Value::Object(map) => T::from(map),
+        _ => T::from(serde_json::Map::new()),
+    }
 }
 
 fn from_json(v: &serde_json::Value) -> Dynamic {
@@ -243,7 +242,12 @@ pub mod api {
             &Dynamic::from_map(snapshot),
         )?;
         stamp_now(&mut json);
-        let mut snapshot: HealthySnapshot = typed_record("state::mark_healthy", json)?;
+        let mut snapshot: HealthySnapshot = typed_record(json);
+        // What rollback needs is geusemaker's to say: a recipe's own value under one of these
+        // names is not kept beside it.
+        for host_owned in ["recipe", "params", "run"] {
+            snapshot.recorded.remove(host_owned);
+        }
         let rt = rt(&ctx)?;
         // What rollback needs to relaunch exactly this deploy.
         snapshot.recipe = Some(rt.recipe.clone());
@@ -387,7 +391,7 @@ pub mod api {
             &Dynamic::from_map(record),
         )?;
         stamp_now(&mut json);
-        let record: RollbackRecord = typed_record("state::record_rollback", json)?;
+        let record: RollbackRecord = typed_record(json);
         let rt = rt(&ctx)?;
         let mut store = rt.store()?;
         store

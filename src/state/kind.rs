@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The kind of a ledger entry.
+/// The kind of a ledger entry. A new kind changes the stack document's format: bump
+/// `SCHEMA_VERSION` with it, so an older geusemaker says to upgrade instead of failing to read
+/// the document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {
     #[serde(rename = "ec2:instance")]

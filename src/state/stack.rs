@@ -134,59 +134,110 @@ pub struct StackState {
 }
 
 /// The last deploy that was healthy (`state::mark_healthy`): what `rollback` relaunches.
+///
+/// Read leniently (see [`Lenient`]): a recipe may have stored any plain data under these
+/// names, and a stack document that loaded before must load still.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(from = "serde_json::Map<String, Value>")]
 pub struct HealthySnapshot {
     /// When it was marked healthy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
     /// The recipe that deployed it, as `run` takes it (a path, a bundled name, `source/name`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub recipe: Option<String>,
     /// Its params, resolved.
-    #[serde(default)]
     pub params: BTreeMap<String, Value>,
     /// The run that deployed it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
     /// The image it ran (relaunched as it was, when the recipe still takes `image_id`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
-    /// Whatever else the recipe recorded (instance, type, health results, …).
+    /// Whatever else the recipe recorded (instance, type, health results, …), and any of the
+    /// names above whose value was not of its type.
     #[serde(flatten)]
     pub recorded: serde_json::Map<String, Value>,
 }
 
+impl From<serde_json::Map<String, Value>> for HealthySnapshot {
+    fn from(map: serde_json::Map<String, Value>) -> Self {
+        let mut l = Lenient(map);
+        HealthySnapshot {
+            at: l.take("at"),
+            recipe: l.take("recipe"),
+            params: l.take("params").unwrap_or_default(),
+            run: l.take("run"),
+            image_id: l.take("image_id"),
+            recorded: l.0,
+        }
+    }
+}
+
 /// One rollback: the automatic one after a failed run, or `geusemaker rollback` (whose recipe
-/// records it with `state::record_rollback`, and geusemaker adds how the relaunch went).
+/// records it with `state::record_rollback`, and geusemaker adds how the relaunch went). Read
+/// leniently, like [`HealthySnapshot`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(from = "serde_json::Map<String, Value>")]
 pub struct RollbackRecord {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
     /// What caused it: `run_failed`, `timeout`, `interrupted`, `manual`, …
-    #[serde(default)]
-    pub trigger: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
     /// The run whose resources it removed (an automatic rollback).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
-    #[serde(default)]
-    pub resources_deleted: Vec<String>,
-    #[serde(default)]
-    pub success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources_deleted: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success: Option<bool>,
     /// Why it (or the run it rolled back) failed: the error's first line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What made `monitor` roll back (a spot interruption notice, failing checks).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The run that relaunched the last healthy deploy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub relaunch_run: Option<String>,
     /// How long the stack was down, at most, when the relaunch succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub down_seconds: Option<u64>,
-    /// Whatever else the recipe recorded.
+    /// Whatever else the recipe recorded, and any of the names above whose value was not of
+    /// its type.
     #[serde(flatten)]
     pub recorded: serde_json::Map<String, Value>,
+}
+
+impl From<serde_json::Map<String, Value>> for RollbackRecord {
+    fn from(map: serde_json::Map<String, Value>) -> Self {
+        let mut l = Lenient(map);
+        RollbackRecord {
+            at: l.take("at"),
+            trigger: l.take("trigger"),
+            run: l.take("run"),
+            resources_deleted: l.take("resources_deleted"),
+            success: l.take("success"),
+            error: l.take("error"),
+            reason: l.take("reason"),
+            relaunch_run: l.take("relaunch_run"),
+            down_seconds: l.take("down_seconds"),
+            recorded: l.0,
+        }
+    }
+}
+
+/// A record's fields taken out of its JSON object one by one: a value of the field's type is
+/// taken; any other (a recipe's own use of the name, `null`) stays where it was, as it was.
+struct Lenient(serde_json::Map<String, Value>);
+
+impl Lenient {
+    fn take<T: serde::de::DeserializeOwned>(&mut self, key: &str) -> Option<T> {
+        let typed = serde_json::from_value(self.0.get(key)?.clone()).ok()?;
+        self.0.remove(key);
+        Some(typed)
+    }
 }
 
 impl StackState {
@@ -551,6 +602,37 @@ impl StackStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_a_recipe_wrote_in_its_own_way_still_load_as_they_were() {
+        let snap: HealthySnapshot = serde_json::from_value(serde_json::json!({
+            "recipe": "dev", "params": { "spot": true }, "image_id": 5, "az": "us-east-1a",
+        }))
+        .unwrap();
+        assert_eq!(snap.recipe.as_deref(), Some("dev"));
+        assert_eq!(
+            snap.image_id, None,
+            "not a string: not the image to relaunch"
+        );
+        assert_eq!(snap.recorded["image_id"], 5);
+        let rb: RollbackRecord = serde_json::from_value(serde_json::json!({
+            "trigger": "manual", "error": ["volume missing"], "success": null, "resources_deleted": ["i-1"],
+        }))
+        .unwrap();
+        assert_eq!(rb.trigger.as_deref(), Some("manual"));
+        assert_eq!(rb.resources_deleted, Some(vec!["i-1".to_string()]));
+        // Written back as it was read: nothing lost, nothing twice.
+        let back = serde_json::to_value(&rb).unwrap();
+        assert_eq!(back["error"], serde_json::json!(["volume missing"]));
+        assert!(back["success"].is_null());
+        assert_eq!(
+            serde_json::to_string(&back)
+                .unwrap()
+                .matches("\"error\"")
+                .count(),
+            1
+        );
+    }
 
     #[test]
     fn a_format_1_file_from_0_1_loads_with_its_params_under_params() {

@@ -80,10 +80,10 @@ fn roll_back_run(
             store,
             RollbackRecord {
                 at: Some(chrono::Utc::now().to_rfc3339()),
-                trigger: trigger.to_string(),
+                trigger: Some(trigger.to_string()),
                 run: Some(run_id.to_string()),
-                resources_deleted: removed.clone(),
-                success,
+                resources_deleted: Some(removed.clone()),
+                success: Some(success),
                 error: Some(original.to_string()),
                 ..RollbackRecord::default()
             },
@@ -338,8 +338,12 @@ pub fn rollback(
     let store = session.store_mut();
     store.update(|s| {
         if let Some(last) = s.rollback_history.last_mut() {
+            // (Set here by geusemaker: a recipe's own value under these names is replaced.)
+            for key in ["relaunch_run", "success", "reason", "down_seconds", "error"] {
+                last.recorded.remove(key);
+            }
             last.relaunch_run = Some(relaunch.run_id.clone());
-            last.success = relaunch.error.is_none();
+            last.success = Some(relaunch.error.is_none());
             if let Some(r) = reason {
                 last.reason = Some(r.to_string());
             }
