@@ -73,21 +73,9 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
     assert_eq!(instances.len(), 1);
     let i = &instances[0];
     assert_eq!(i.instance_id().unwrap(), id_of("ec2:instance", "app"));
-    assert_eq!(tag(i.tags(), "geusemaker:stack"), Some(stack.as_str()));
     assert_eq!(tag(i.tags(), "geusemaker:run"), Some(run_id.as_str()));
     assert_eq!(tag(i.tags(), "Name"), Some(format!("{stack}-app").as_str()));
-    assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
-    assert_eq!(
-        i.metadata_options()
-            .and_then(|m| m.http_tokens())
-            .map(|t| t.as_str()),
-        Some("required")
-    );
-    assert!(i
-        .iam_instance_profile()
-        .and_then(|p| p.arn())
-        .unwrap()
-        .ends_with(&format!("/{stack}-app")));
+    support::assert_spot_app_instance(i, &stack);
     let ud = sdk.user_data(i.instance_id().unwrap());
     let fs_id = id_of("efs:file-system", "data");
     assert!(ud.starts_with("#!/bin/bash"), "{ud}");

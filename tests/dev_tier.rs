@@ -99,19 +99,7 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
     assert_eq!(inst.len(), 1);
     let i = &inst[0];
     assert_eq!(i.instance_id(), Some(instance_id.as_str()));
-    assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
-    assert_eq!(
-        i.metadata_options()
-            .and_then(|m| m.http_tokens())
-            .map(|t| t.as_str()),
-        Some("required")
-    );
-    assert!(i
-        .iam_instance_profile()
-        .and_then(|p| p.arn())
-        .unwrap()
-        .ends_with(&format!("/{stack}-app")));
-    assert_eq!(tag(i.tags(), "geusemaker:stack"), Some(stack.as_str()));
+    support::assert_spot_app_instance(i, &stack);
     assert_eq!(
         i.security_groups()
             .iter()

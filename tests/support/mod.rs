@@ -932,3 +932,21 @@ pub fn ec2_tag(key: &str, value: &str) -> aws_sdk_ec2::types::Tag {
         .value(value)
         .build()
 }
+
+/// The stack's app instance as every tier launches it: spot, IMDSv2 required (no credentials
+/// for a request without a session token), the stack's instance profile, tagged with its stack.
+pub fn assert_spot_app_instance(i: &aws_sdk_ec2::types::Instance, stack: &str) {
+    assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+    assert_eq!(
+        i.metadata_options()
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str()),
+        Some("required")
+    );
+    assert!(i
+        .iam_instance_profile()
+        .and_then(|p| p.arn())
+        .unwrap()
+        .ends_with(&format!("/{stack}-app")));
+    assert_eq!(tag(i.tags(), "geusemaker:stack"), Some(stack));
+}
