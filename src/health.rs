@@ -383,10 +383,7 @@ pub fn parse_remote(output: &str, checks: &[Check]) -> Vec<HealthResult> {
 /// Run checks on one instance through SSM Run Command.
 fn run_remote(aws: Option<&Aws>, instance: &str, checks: &[Check]) -> Vec<HealthResult> {
     let Some(aws) = aws else {
-        return checks
-            .iter()
-            .map(|c| c.failed("no AWS connection"))
-            .collect();
+        return fail_all(checks, "no AWS connection");
     };
     let id = match aws
         .ssm
@@ -394,17 +391,9 @@ fn run_remote(aws: Option<&Aws>, instance: &str, checks: &[Check]) -> Vec<Health
     {
         Ok(id) => id,
         Err(e) if e.code.contains("InvalidInstanceId") => {
-            return checks
-                .iter()
-                .map(|c| c.failed("SSM agent on the instance not registered yet"))
-                .collect()
+            return fail_all(checks, "SSM agent on the instance not registered yet")
         }
-        Err(e) => {
-            return checks
-                .iter()
-                .map(|c| c.failed(format!("SSM: {}", e.code)))
-                .collect()
-        }
+        Err(e) => return fail_all(checks, format!("SSM: {}", e.code)),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -415,20 +404,15 @@ fn run_remote(aws: Option<&Aws>, instance: &str, checks: &[Check]) -> Vec<Health
             Ok(_) | Err(_) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_secs(2))
             }
-            Ok(r) => {
-                return checks
-                    .iter()
-                    .map(|c| c.failed(format!("SSM command still {}", r.status)))
-                    .collect()
-            }
-            Err(e) => {
-                return checks
-                    .iter()
-                    .map(|c| c.failed(format!("SSM: {}", e.code)))
-                    .collect()
-            }
+            Ok(r) => return fail_all(checks, format!("SSM command still {}", r.status)),
+            Err(e) => return fail_all(checks, format!("SSM: {}", e.code)),
         }
     }
+}
+
+/// Every check failed for one reason.
+fn fail_all(checks: &[Check], why: impl std::fmt::Display) -> Vec<HealthResult> {
+    checks.iter().map(|c| c.failed(why.to_string())).collect()
 }
 
 /// One round of `checks`: those from here concurrently, those `on` an instance through one SSM

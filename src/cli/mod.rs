@@ -446,7 +446,12 @@ fn request(
 
 fn settings() -> Result<Settings, RunError> {
     let home = crate::state::Home::from_env()?;
-    Settings::load(&home).map_err(|e| RunError::usage(format!("{e}\nhint: fix the file (or `geusemaker config set|unset KEY`); `geusemaker config list` shows the settings and their types")))
+    Settings::load(&home).map_err(|e| {
+        RunError::usage_hint(
+            e.to_string(),
+            "fix the file (or `geusemaker config set|unset KEY`); `geusemaker config list` shows the settings and their types",
+        )
+    })
 }
 
 /// Run the parsed command; returns the process exit code.

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::meta::{self, RecipeMeta};
 use super::project::{self, Origin, Project};
-use super::session::{load_recipe, RunError};
+use super::session::{load_recipe, RunError, UsageError};
 use super::{embedded, resolver::display_path, scan};
 use crate::ui::Ui;
 
@@ -384,14 +384,14 @@ pub fn show(recipe: &str, json: bool) -> Result<(), RunError> {
 pub fn copy(name: &str, dir: &Path, force: bool) -> Result<Vec<PathBuf>, RunError> {
     let Some(text) = embedded::recipe(name) else {
         let bundled: Vec<&str> = embedded::RECIPES.iter().map(|(n, _)| *n).collect();
-        let mut msg = format!(
-            "no bundled recipe `{name}` (bundled: {})",
-            bundled.join(", ")
-        );
-        if let Some(s) = crate::suggest::did_you_mean(name, bundled.iter().copied()) {
-            msg.push_str(&format!("\nhint: did you mean `{s}`?"));
-        }
-        return Err(RunError::usage(msg));
+        return Err(RunError::Usage(UsageError::Invalid {
+            message: format!(
+                "no bundled recipe `{name}` (bundled: {})",
+                bundled.join(", ")
+            ),
+            hint: crate::suggest::did_you_mean(name, bundled.iter().copied())
+                .map(|s| format!("did you mean `{s}`?")),
+        }));
     };
     let mut files = vec![(dir.join(format!("{name}.rhai")), text)];
     for m in stdlib_closure(text) {
@@ -406,10 +406,10 @@ pub fn copy(name: &str, dir: &Path, force: bool) -> Result<Vec<PathBuf>, RunErro
             .map(|(p, _)| display_path(p))
             .collect();
         if !existing.is_empty() {
-            return Err(RunError::usage(format!(
-                "would overwrite {}\nhint: pass --force to replace them, or copy into another directory",
-                existing.join(", ")
-            )));
+            return Err(RunError::usage_hint(
+                format!("would overwrite {}", existing.join(", ")),
+                "pass --force to replace them, or copy into another directory",
+            ));
         }
     }
     let mut written = Vec::new();

@@ -10,6 +10,7 @@ use super::{output, stack_services, Conn, LiveInstance};
 use crate::boot::Layout;
 use crate::cloud::{Aws, AwsSettings, CloudError};
 use crate::config::Settings;
+use crate::engine::error::UsageError;
 use crate::engine::RunError;
 use crate::state::StackState;
 use crate::suggest::did_you_mean;
@@ -254,11 +255,11 @@ pub fn logs(
     let services = stack_services(state);
     if let Some(s) = service {
         if !services.is_empty() && !services.iter().any(|x| x == s) {
-            let mut msg = format!("--service {s}: stack {name} runs {}", services.join(", "));
-            if let Some(m) = did_you_mean(s, services.iter().map(String::as_str)) {
-                msg.push_str(&format!("\nhint: did you mean `{m}`?"));
-            }
-            return Err(RunError::usage(msg));
+            return Err(RunError::Usage(UsageError::Invalid {
+                message: format!("--service {s}: stack {name} runs {}", services.join(", ")),
+                hint: did_you_mean(s, services.iter().map(String::as_str))
+                    .map(|m| format!("did you mean `{m}`?")),
+            }));
         }
         if !s
             .chars()

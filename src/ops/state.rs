@@ -66,10 +66,10 @@ pub fn show(backend: &StateBackend, stack: &str, json: bool) -> Result<(), RunEr
     validate_stack_name(stack).map_err(|e| RunError::usage(e.to_string()))?;
     let stored = backend.read(stack)?;
     let Some(stored) = stored else {
-        return Err(RunError::usage(format!(
-            "no stack named `{stack}` in {}\nhint: `geusemaker list` shows the stacks there; `--state` reads another place",
-            backend.describe()
-        )));
+        return Err(RunError::usage_hint(
+            format!("no stack named `{stack}` in {}", backend.describe()),
+            "`geusemaker list` shows the stacks there; `--state` reads another place",
+        ));
     };
     let location = backend.location(stack);
     let state = StackStore::parse_stored(&location, &stored)?;
@@ -154,9 +154,10 @@ fn move_stacks(
     verb: &str,
 ) -> Result<(), RunError> {
     if !to.is_remote() && !from.is_remote() {
-        return Err(RunError::usage(format!(
-            "no team backend: `state {verb}` moves stacks between this machine and S3\nhint: set `[state] url = \"s3://BUCKET/PREFIX\"` in geusemaker.toml (or pass --state s3://…); docs/teams.md"
-        )));
+        return Err(RunError::usage_hint(
+            format!("no team backend: `state {verb}` moves stacks between this machine and S3"),
+            "set `[state] url = \"s3://BUCKET/PREFIX\"` in geusemaker.toml (or pass --state s3://…); docs/teams.md",
+        ));
     }
     let ui = Ui::detect(false);
     let names = match which {
