@@ -133,9 +133,10 @@ fn write_functions(
         }
         // The keys its option struct has, so the list cannot drift from what is accepted.
         let name = f["name"].as_str().unwrap_or("");
-        let takes_options = f["params"]
-            .as_array()
-            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "options"));
+        let takes_options = f["params"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .any(|p| rhai_type(p["type"].as_str().unwrap_or("")) == "map")
+        });
         if let Some(o) = options.iter().find(|o| o.function == name && takes_options) {
             let keys: Vec<String> = (o.keys)().iter().map(|k| format!("`{k}`")).collect();
             let _ = writeln!(
@@ -237,7 +238,7 @@ mod tests {
                 let keys: Vec<String> = (o.keys)().iter().map(|k| format!("`{k}`")).collect();
                 assert!(!keys.is_empty(), "{}: no keys", o.function);
                 let line = format!("Option keys (any other is refused): {}.", keys.join(", "));
-                // (Of its overloads, the one taking `options`.)
+                // (Of its overloads, the one taking a map.)
                 assert!(
                     md.split("\n### ")
                         .any(|s| format!("### {s}").starts_with(&heading) && s.contains(&line)),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rhai::plugin::*;
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
-use super::opts::{decode, keys, Opts, WaitOptions};
+use super::opts::{decode, keys, required, WaitOptions};
 use super::{id_of, rt, usage_err, ChangeAction, OptionKeys, Runtime};
 use crate::cloud::cloudfront::Distribution;
 use crate::state::Kind;
@@ -20,10 +20,16 @@ pub fn module() -> rhai::Module {
 }
 
 /// The functions whose options are decoded into a struct (listed in the reference).
-pub const OPTIONS: &[OptionKeys] = &[OptionKeys {
-    function: "wait_deployed",
-    keys: keys::<WaitOptions>,
-}];
+pub const OPTIONS: &[OptionKeys] = &[
+    OptionKeys {
+        function: "wait_deployed",
+        keys: keys::<WaitOptions>,
+    },
+    OptionKeys {
+        function: "distribution",
+        keys: keys::<DistributionOptions>,
+    },
+];
 
 /// CloudFront Function names are at most 64 characters of letters, digits, `-` and `_`.
 fn function_name(full: &str) -> String {
@@ -80,6 +86,18 @@ fn wait_deployed(
     )
 }
 
+/// The options of `cloudfront::distribution`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DistributionOptions {
+    /// A load balancer, or a DNS name.
+    origin: Option<Dynamic>,
+    #[serde(default)]
+    origin_https: bool,
+    origin_headers: Option<Dynamic>,
+    viewer_function: Option<String>,
+}
+
 #[export_module]
 pub mod api {
     use crate::cloud::cloudfront::{Distribution, OriginSpec};
@@ -108,19 +126,8 @@ pub mod api {
     ) -> Result<Distribution, Box<EvalAltResult>> {
         const F: &str = "cloudfront::distribution";
         let rt = rt(&ctx)?;
-        let mut o = Opts::new(
-            F,
-            options,
-            &[
-                "origin",
-                "origin_https",
-                "origin_headers",
-                "viewer_function",
-            ],
-        )?;
-        let origin = o
-            .value("origin")
-            .ok_or_else(|| usage_err(format!("{F}: option `origin` is required")))?;
+        let o: DistributionOptions = decode(F, options)?;
+        let origin = required(F, "origin", o.origin)?;
         let origin = match origin.clone().try_cast::<crate::cloud::elb::LoadBalancer>() {
             Some(lb) => lb.dns_name,
             None => origin.into_string().map_err(|t| {
@@ -132,12 +139,12 @@ pub mod api {
         if origin.is_empty() || origin.contains('/') || origin.contains(':') {
             return Err(usage_err(format!("{F}: `{origin}` is not a DNS name")));
         }
-        let origin_https = o.bool("origin_https")?.unwrap_or(false);
-        let headers = match o.value("origin_headers") {
+        let origin_https = o.origin_https;
+        let headers = match o.origin_headers {
             None => Vec::new(),
             Some(h) => crate::primitives::opts::header_pairs(F, h)?,
         };
-        let viewer_function = o.str("viewer_function")?;
+        let viewer_function = o.viewer_function;
         if let Some(arn) = &viewer_function {
             if !(arn.starts_with("arn:aws:cloudfront::") && arn.contains(":function/")) {
                 return Err(usage_err(format!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::opts::{decode, keys, required, wait_timeout, Opts, WaitOptions};
+use super::opts::{decode, keys, one_of, required, wait_timeout, WaitOptions};
 use super::{id_of, rt, usage_err, ChangeAction, OptionKeys, Runtime};
 use crate::cloud::ec2::{IngressRule, Instance, LaunchSpec, SecurityGroup, Volume, VolumeSpec};
 use crate::cloud::tags::{NAME_TAG, STACK_TAG};
@@ -48,18 +48,100 @@ pub const OPTIONS: &[OptionKeys] = &[
         function: "wait_until_running",
         keys: keys::<WaitOptions>,
     },
+    OptionKeys {
+        function: "security_group",
+        keys: keys::<GroupOptions>,
+    },
+    OptionKeys {
+        function: "volume",
+        keys: keys::<VolumeCreateOptions>,
+    },
+    OptionKeys {
+        function: "instances",
+        keys: keys::<ListOptions>,
+    },
+    OptionKeys {
+        function: "security_groups",
+        keys: keys::<GroupListOptions>,
+    },
+    OptionKeys {
+        function: "instance_changes",
+        keys: keys::<WantedInstance>,
+    },
 ];
 
-const RULE_KEYS: &[&str] = &[
-    "port",
-    "from_port",
-    "to_port",
-    "protocol",
-    "cidr",
-    "source",
-    "prefix_list",
-    "description",
-];
+/// One ingress rule (see `ec2::security_group`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleOptions {
+    port: Option<i64>,
+    from_port: Option<i64>,
+    to_port: Option<i64>,
+    #[serde(default = "tcp")]
+    protocol: String,
+    cidr: Option<String>,
+    source: Option<Dynamic>,
+    prefix_list: Option<String>,
+    #[serde(default)]
+    description: String,
+}
+
+fn tcp() -> String {
+    "tcp".into()
+}
+
+/// The options of `ec2::security_group`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupOptions {
+    description: Option<String>,
+    #[serde(default)]
+    ingress: Array,
+}
+
+/// The options of `ec2::volume`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VolumeCreateOptions {
+    az: Option<String>,
+    #[serde(default = "fifty")]
+    size_gb: i64,
+    #[serde(rename = "type", default = "default_volume_type")]
+    volume_type: String,
+}
+
+fn fifty() -> i64 {
+    50
+}
+
+/// The options of `ec2::instances`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListOptions {
+    state: Option<String>,
+    tag: Option<String>,
+    stack: Option<String>,
+}
+
+/// The options of `ec2::security_groups`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupListOptions {
+    vpc: Option<Dynamic>,
+}
+
+/// What `ec2::instance_changes` compares the instance with.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WantedInstance {
+    image: Option<Dynamic>,
+    #[serde(default)]
+    instance_types: Vec<String>,
+    spot: Option<bool>,
+    #[serde(default)]
+    on_demand_fallback: bool,
+    root_volume_gb: Option<i64>,
+}
 
 /// `#{ port: 5678, cidr: "203.0.113.7/32" }` or `#{ port: 5432, source: sg }`.
 fn parse_rules(func: &'static str, rules: Array) -> Result<Vec<IngressRule>, Box<EvalAltResult>> {
@@ -69,21 +151,21 @@ fn parse_rules(func: &'static str, rules: Array) -> Result<Vec<IngressRule>, Box
             let map = r
                 .try_cast::<Map>()
                 .ok_or_else(|| usage_err(format!("{func}: each ingress rule is a map like #{{ port: 5678, cidr: \"10.0.0.0/16\" }}")))?;
-            let mut o = Opts::new(func, map, RULE_KEYS)?;
-            let port = o.int("port")?;
-            let from_port = o.int("from_port")?.or(port).ok_or_else(|| usage_err(format!("{func}: an ingress rule needs `port` (or `from_port`/`to_port`)")))?;
-            let to_port = o.int("to_port")?.or(port).unwrap_or(from_port);
-            let protocol = o.str("protocol")?.unwrap_or_else(|| "tcp".into());
+            let o: RuleOptions = decode(func, map)?;
+            let port = o.port;
+            let from_port = o.from_port.or(port).ok_or_else(|| usage_err(format!("{func}: an ingress rule needs `port` (or `from_port`/`to_port`)")))?;
+            let to_port = o.to_port.or(port).unwrap_or(from_port);
+            let protocol = o.protocol;
             if !["tcp", "udp", "icmp", "-1"].contains(&protocol.as_str()) {
                 return Err(usage_err(format!("{func}: protocol must be tcp, udp, icmp or -1, not `{protocol}`")));
             }
             if !(0..=65535).contains(&from_port) || !(0..=65535).contains(&to_port) || from_port > to_port {
                 return Err(usage_err(format!("{func}: invalid port range {from_port}-{to_port}")));
             }
-            let cidr = o.str("cidr")?;
+            let cidr = o.cidr;
             // `source: "self"` is the group the rule is added to (known once it exists).
-            let source = o.value("source").map(|v| id_of(&v, "a security group")).transpose()?;
-            let prefix_list = o.str("prefix_list")?;
+            let source = o.source.map(|v| id_of(&v, "a security group")).transpose()?;
+            let prefix_list = o.prefix_list;
             if [cidr.is_some(), source.is_some(), prefix_list.is_some()].iter().filter(|b| **b).count() != 1 {
                 return Err(usage_err(format!("{func}: an ingress rule needs exactly one of `cidr`, `source` or `prefix_list`")));
             }
@@ -102,7 +184,7 @@ fn parse_rules(func: &'static str, rules: Array) -> Result<Vec<IngressRule>, Box
                 cidr,
                 source_sg: source,
                 prefix_list,
-                description: o.str("description")?.unwrap_or_default(),
+                description: o.description,
             })
         })
         .collect()
@@ -468,14 +550,11 @@ pub mod api {
         options: Map,
     ) -> Result<SecurityGroup, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
-        let mut o = Opts::new("ec2::security_group", options, &["description", "ingress"])?;
+        let o: GroupOptions = decode("ec2::security_group", options)?;
         let description = o
-            .str("description")?
+            .description
             .unwrap_or_else(|| format!("geusemaker {} {name}", rt.stack));
-        let rules = parse_rules(
-            "ec2::security_group",
-            o.array("ingress")?.unwrap_or_default(),
-        )?;
+        let rules = parse_rules("ec2::security_group", o.ingress)?;
         let vpc_id = id_of(&vpc, "a VPC")?;
         let aws = rt.aws()?;
         let group_name = rt.resource_name(name);
@@ -1070,33 +1149,12 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn instance_changes(vm: Instance, want: Map) -> Result<Array, Box<EvalAltResult>> {
         const F: &str = "ec2::instance_changes";
-        let mut o = Opts::new(
-            F,
-            want,
-            &[
-                "image",
-                "instance_types",
-                "spot",
-                "on_demand_fallback",
-                "root_volume_gb",
-            ],
-        )?;
-        let image = o
-            .value("image")
-            .map(|i| id_of(&i, "an image"))
-            .transpose()?;
-        let types = o
-            .array("instance_types")?
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| {
-                t.into_string()
-                    .map_err(|t| usage_err(format!("{F}: instance_types are strings, not {t}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let spot = o.bool("spot")?;
-        let fallback = o.bool("on_demand_fallback")?.unwrap_or(false);
-        let root_gb = o.int("root_volume_gb")?;
+        let o: WantedInstance = decode(F, want)?;
+        let image = o.image.map(|i| id_of(&i, "an image")).transpose()?;
+        let types = o.instance_types;
+        let spot = o.spot;
+        let fallback = o.on_demand_fallback;
+        let root_gb = o.root_volume_gb;
         let change = |action: &str, detail: String| -> Dynamic {
             let mut m = Map::new();
             m.insert("action".into(), action.into());
@@ -1362,13 +1420,13 @@ pub mod api {
     ) -> Result<Volume, Box<EvalAltResult>> {
         const F: &str = "ec2::volume";
         let rt = rt(&ctx)?;
-        let mut o = Opts::new(F, options, &["az", "size_gb", "type"])?;
-        let az = o.req_str("az")?;
-        let size_gb = o.int("size_gb")?.unwrap_or(50);
+        let o: VolumeCreateOptions = decode(F, options)?;
+        let az = required(F, "az", o.az)?;
+        let size_gb = o.size_gb;
         if !(1..=16_384).contains(&size_gb) {
             return Err(usage_err(format!("{F}: size_gb must be 1..16384")));
         }
-        let volume_type = o.str("type")?.unwrap_or_else(|| "gp3".into());
+        let volume_type = o.volume_type;
         let aws = rt.aws()?;
         let tags = rt.tags(name);
         let found = if rt.known_absent(Kind::Volume, name) {
@@ -1626,7 +1684,8 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn instances(ctx: NativeCallContext, options: Map) -> Result<Array, Box<EvalAltResult>> {
-        let mut o = Opts::new("ec2::instances", options, &["state", "tag", "stack"])?;
+        const F: &str = "ec2::instances";
+        let o: ListOptions = decode(F, options)?;
         let mut filters: Vec<(String, Vec<String>)> = Vec::new();
         const STATES: &[&str] = &[
             "pending",
@@ -1636,16 +1695,16 @@ pub mod api {
             "stopping",
             "stopped",
         ];
-        if let Some(state) = o.one_of("state", STATES)? {
+        if let Some(state) = one_of(F, "state", o.state, STATES)? {
             filters.push(("instance-state-name".into(), vec![state]));
         }
-        if let Some(tag) = o.str("tag")? {
+        if let Some(tag) = o.tag {
             match tag.split_once('=') {
                 Some((k, v)) => filters.push((format!("tag:{k}"), vec![v.to_string()])),
                 None => filters.push(("tag-key".into(), vec![tag])),
             }
         }
-        if let Some(stack) = o.str("stack")? {
+        if let Some(stack) = o.stack {
             filters.push((format!("tag:{STACK_TAG}"), vec![stack]));
         }
         let list = rt(&ctx)?
@@ -1666,8 +1725,8 @@ pub mod api {
         ctx: NativeCallContext,
         options: Map,
     ) -> Result<Array, Box<EvalAltResult>> {
-        let mut o = Opts::new("ec2::security_groups", options, &["vpc"])?;
-        let vpc = o.value("vpc").map(|v| id_of(&v, "a VPC")).transpose()?;
+        let o: GroupListOptions = decode("ec2::security_groups", options)?;
+        let vpc = o.vpc.map(|v| id_of(&v, "a VPC")).transpose()?;
         let list = rt(&ctx)?
             .aws()?
             .ec2

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::opts::{decode, keys, Opts, WaitOptions};
+use super::opts::{decode, keys, required, WaitOptions};
 use super::{id_of, rt, usage_err, ChangeAction, OptionKeys, Runtime};
 use crate::cloud::elb::{ListenerAction, LoadBalancer, TargetGroup, TargetGroupSpec};
 use crate::naming::elb_name;
@@ -25,10 +25,24 @@ pub fn module() -> rhai::Module {
 }
 
 /// The functions whose options are decoded into a struct (listed in the reference).
-pub const OPTIONS: &[OptionKeys] = &[OptionKeys {
-    function: "wait_target_healthy",
-    keys: keys::<WaitOptions>,
-}];
+pub const OPTIONS: &[OptionKeys] = &[
+    OptionKeys {
+        function: "wait_target_healthy",
+        keys: keys::<WaitOptions>,
+    },
+    OptionKeys {
+        function: "load_balancer",
+        keys: keys::<BalancerOptions>,
+    },
+    OptionKeys {
+        function: "target_group",
+        keys: keys::<TargetGroupOptions>,
+    },
+    OptionKeys {
+        function: "listener",
+        keys: keys::<ListenerOptions>,
+    },
+];
 
 fn lb_arn(v: &Dynamic) -> Result<String, Box<EvalAltResult>> {
     match v.clone().try_cast::<LoadBalancer>() {
@@ -77,6 +91,52 @@ fn wait_lb(rt: &Runtime, arn: &str, name: &str) -> Result<LoadBalancer, Box<Eval
     )
 }
 
+/// The options of `elb::load_balancer`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BalancerOptions {
+    #[serde(default)]
+    subnets: Array,
+    #[serde(default)]
+    security_groups: Array,
+}
+
+/// The options of `elb::target_group` (the ranges are checked after decoding).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetGroupOptions {
+    vpc: Option<Dynamic>,
+    port: Option<i64>,
+    #[serde(default = "slash")]
+    health_path: String,
+    interval: Option<i64>,
+    timeout: Option<i64>,
+    healthy_threshold: Option<i64>,
+    unhealthy_threshold: Option<i64>,
+    #[serde(default = "ok_status")]
+    matcher: String,
+}
+
+fn slash() -> String {
+    "/".into()
+}
+
+fn ok_status() -> String {
+    "200".into()
+}
+
+/// The options of `elb::listener`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenerOptions {
+    port: Option<i64>,
+    target_group: Option<Dynamic>,
+    certificate_arn: Option<String>,
+    #[serde(default)]
+    redirect_to_https: bool,
+    require_header: Option<Dynamic>,
+}
+
 #[export_module]
 pub mod api {
     use crate::cloud::elb::{HeaderRule, Listener, LoadBalancer, TargetGroup};
@@ -98,8 +158,8 @@ pub mod api {
     ) -> Result<LoadBalancer, Box<EvalAltResult>> {
         const F: &str = "elb::load_balancer";
         let rt = rt(&ctx)?;
-        let mut o = Opts::new(F, options, &["subnets", "security_groups"])?;
-        let subnets = o.array("subnets")?.unwrap_or_default();
+        let o: BalancerOptions = decode(F, options)?;
+        let subnets = o.subnets;
         let mut zones: Vec<String> = subnets
             .iter()
             .filter_map(|s| {
@@ -118,8 +178,7 @@ pub mod api {
             return Err(usage_err(format!("{F}: an application load balancer needs subnets in at least two Availability Zones")));
         }
         let sgs = o
-            .array("security_groups")?
-            .unwrap_or_default()
+            .security_groups
             .iter()
             .map(|g| id_of(g, "a security group"))
             .collect::<Result<Vec<_>, _>>()?;
@@ -191,37 +250,18 @@ pub mod api {
     ) -> Result<TargetGroup, Box<EvalAltResult>> {
         const F: &str = "elb::target_group";
         let rt = rt(&ctx)?;
-        let mut o = Opts::new(
-            F,
-            options,
-            &[
-                "vpc",
-                "port",
-                "health_path",
-                "interval",
-                "timeout",
-                "healthy_threshold",
-                "unhealthy_threshold",
-                "matcher",
-            ],
-        )?;
-        let vpc_id = id_of(
-            &o.value("vpc")
-                .ok_or_else(|| usage_err(format!("{F}: option `vpc` is required")))?,
-            "a VPC",
-        )?;
-        let port = o
-            .int("port")?
-            .ok_or_else(|| usage_err(format!("{F}: option `port` is required")))?;
+        let o: TargetGroupOptions = decode(F, options)?;
+        let vpc_id = id_of(&required(F, "vpc", o.vpc)?, "a VPC")?;
+        let port = required(F, "port", o.port)?;
         if !(1..=65535).contains(&port) {
             return Err(usage_err(format!("{F}: port must be 1..65535")));
         }
-        let int = |o: &mut Opts,
-                   k: &str,
-                   d: i64,
-                   range: std::ops::RangeInclusive<i64>|
+        let within = |k: &str,
+                      v: Option<i64>,
+                      d: i64,
+                      range: std::ops::RangeInclusive<i64>|
          -> Result<i32, Box<EvalAltResult>> {
-            let v = o.int(k)?.unwrap_or(d);
+            let v = v.unwrap_or(d);
             if !range.contains(&v) {
                 return Err(usage_err(format!(
                     "{F}: `{k}` must be in {}..={}",
@@ -235,12 +275,12 @@ pub mod api {
             name: super::elb_name(&rt.stack, name),
             vpc_id,
             port: port as i32,
-            health_path: o.str("health_path")?.unwrap_or_else(|| "/".into()),
-            interval_s: int(&mut o, "interval", 30, 5..=300)?,
-            timeout_s: int(&mut o, "timeout", 5, 2..=120)?,
-            healthy_threshold: int(&mut o, "healthy_threshold", 2, 2..=10)?,
-            unhealthy_threshold: int(&mut o, "unhealthy_threshold", 3, 2..=10)?,
-            matcher: o.str("matcher")?.unwrap_or_else(|| "200".into()),
+            health_path: o.health_path,
+            interval_s: within("interval", o.interval, 30, 5..=300)?,
+            timeout_s: within("timeout", o.timeout, 5, 2..=120)?,
+            healthy_threshold: within("healthy_threshold", o.healthy_threshold, 2, 2..=10)?,
+            unhealthy_threshold: within("unhealthy_threshold", o.unhealthy_threshold, 3, 2..=10)?,
+            matcher: o.matcher,
         };
         if !spec.health_path.starts_with('/') {
             return Err(usage_err(format!("{F}: health_path must start with /")));
@@ -281,21 +321,9 @@ pub mod api {
     ) -> Result<Listener, Box<EvalAltResult>> {
         const F: &str = "elb::listener";
         let rt = rt(&ctx)?;
-        let mut o = Opts::new(
-            F,
-            options,
-            &[
-                "port",
-                "target_group",
-                "certificate_arn",
-                "redirect_to_https",
-                "require_header",
-            ],
-        )?;
-        let port = o
-            .int("port")?
-            .ok_or_else(|| usage_err(format!("{F}: option `port` is required")))?;
-        let cert = o.str("certificate_arn")?;
+        let o: ListenerOptions = decode(F, options)?;
+        let port = required(F, "port", o.port)?;
+        let cert = o.certificate_arn;
         if let Some(c) = &cert {
             if !c.starts_with("arn:") || !c.contains(":certificate/") {
                 return Err(usage_err(format!(
@@ -303,10 +331,7 @@ pub mod api {
                 )));
             }
         }
-        let action = match (
-            o.value("target_group"),
-            o.bool("redirect_to_https")?.unwrap_or(false),
-        ) {
+        let action = match (o.target_group, o.redirect_to_https) {
             (Some(tg), false) => ListenerAction::Forward {
                 target_group_arn: super::tg_arn(&tg)?,
             },
@@ -319,7 +344,7 @@ pub mod api {
         };
         // With a required header the target is reached only through the rule; the default
         // answers 403.
-        let gate = match o.value("require_header") {
+        let gate = match o.require_header {
             None => None,
             Some(h) => {
                 let pairs = crate::primitives::opts::header_pairs(F, h)?;

@@ -8,7 +8,7 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
 use super::follow::{BootFollower, Followed};
-use super::opts::Opts;
+use super::opts::{decode, keys};
 use super::{health_err, id_of, rt, usage_err, OptionKeys, Runtime};
 use crate::health::{
     endpoint_overrides, run_checks, with_override, Check, HealthResult, Probe, ENDPOINTS_ENV,
@@ -105,13 +105,89 @@ fn run_round(rt: &Runtime, checks: &[Check]) -> Vec<HealthResult> {
     )
 }
 
-fn timeout_of(o: &mut Opts, default_ms: i64) -> Result<Duration, Box<EvalAltResult>> {
-    let ms = o.int("timeout_ms")?.unwrap_or(default_ms);
+/// A check as a map gives it: the keys of `health::wait_until_healthy`'s checks (and of a
+/// stack's stored checks); `health::http` and `health::tcp` take some of them.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckSpec {
+    name: Option<String>,
+    url: Option<String>,
+    tcp: Option<String>,
+    exec: Option<String>,
+    #[serde(default)]
+    container_health: bool,
+    status: Option<i64>,
+    /// One text, or a list of texts that must all be in the body.
+    body: Option<Dynamic>,
+    post: Option<Dynamic>,
+    timeout_ms: Option<i64>,
+    on: Option<Dynamic>,
+}
+
+/// `health::http`'s options.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpOptions {
+    status: Option<i64>,
+    body: Option<Dynamic>,
+    post: Option<Dynamic>,
+    timeout_ms: Option<i64>,
+    name: Option<String>,
+    on: Option<Dynamic>,
+}
+
+impl From<HttpOptions> for CheckSpec {
+    fn from(o: HttpOptions) -> Self {
+        CheckSpec {
+            status: o.status,
+            body: o.body,
+            post: o.post,
+            timeout_ms: o.timeout_ms,
+            name: o.name,
+            on: o.on,
+            ..CheckSpec::default()
+        }
+    }
+}
+
+/// `health::tcp`'s options.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TcpOptions {
+    timeout_ms: Option<i64>,
+    name: Option<String>,
+    on: Option<Dynamic>,
+}
+
+impl From<TcpOptions> for CheckSpec {
+    fn from(o: TcpOptions) -> Self {
+        CheckSpec {
+            timeout_ms: o.timeout_ms,
+            name: o.name,
+            on: o.on,
+            ..CheckSpec::default()
+        }
+    }
+}
+
+/// `health::wait_until_healthy`'s options.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitHealthyOptions {
+    timeout: Option<i64>,
+    interval: Option<i64>,
+    /// The instance whose boot to follow.
+    boot: Option<Dynamic>,
+}
+
+fn timeout_of(
+    func: &str,
+    ms: Option<i64>,
+    default_ms: i64,
+) -> Result<Duration, Box<EvalAltResult>> {
+    let ms = ms.unwrap_or(default_ms);
     if !(1..=120_000).contains(&ms) {
-        return Err(usage_err(format!(
-            "{}: timeout_ms must be 1..120000",
-            o.func()
-        )));
+        return Err(usage_err(format!("{func}: timeout_ms must be 1..120000")));
     }
     Ok(Duration::from_millis(ms as u64))
 }
@@ -125,14 +201,14 @@ fn safe_for_shell(func: &str, what: &str, v: &str) -> Result<(), Box<EvalAltResu
     Ok(())
 }
 
-fn http_check(func: &'static str, url: &str, mut o: Opts) -> Result<Check, Box<EvalAltResult>> {
+fn http_check(func: &'static str, url: &str, o: CheckSpec) -> Result<Check, Box<EvalAltResult>> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(usage_err(format!("{func}: `{url}` is not an http(s) URL")));
     }
     safe_for_shell(func, "a URL", url)?;
-    let status = o.int("status")?.unwrap_or(200);
+    let status = o.status.unwrap_or(200);
     // One text, or a list of texts that must all be in the body.
-    let body: Vec<String> = match o.value("body") {
+    let body: Vec<String> = match o.body {
         None => Vec::new(),
         Some(v) if v.is_array() => v
             .into_array()
@@ -150,7 +226,7 @@ fn http_check(func: &'static str, url: &str, mut o: Opts) -> Result<Check, Box<E
     for b in &body {
         safe_for_shell(func, "`body`", b)?;
     }
-    let post = match o.value("post") {
+    let post = match o.post {
         None => None,
         Some(v) => {
             let json: serde_json::Value = rhai::serde::from_dynamic(&v)
@@ -161,10 +237,7 @@ fn http_check(func: &'static str, url: &str, mut o: Opts) -> Result<Check, Box<E
             Some(json)
         }
     };
-    let on = o
-        .value("on")
-        .map(|v| id_of(&v, "an instance"))
-        .transpose()?;
+    let on = o.on.map(|v| id_of(&v, "an instance")).transpose()?;
     if post.is_some() && on.is_some() {
         // The request would travel in an SSM command, secrets included.
         return Err(usage_err(format!(
@@ -172,7 +245,7 @@ fn http_check(func: &'static str, url: &str, mut o: Opts) -> Result<Check, Box<E
         )));
     }
     Ok(Check {
-        name: o.str("name")?.unwrap_or_else(|| url.to_string()),
+        name: o.name.unwrap_or_else(|| url.to_string()),
         probe: Probe::Http {
             url: url.to_string(),
             status: u16::try_from(status)
@@ -180,12 +253,12 @@ fn http_check(func: &'static str, url: &str, mut o: Opts) -> Result<Check, Box<E
             body,
             post,
         },
-        timeout: timeout_of(&mut o, 5_000)?,
+        timeout: timeout_of(func, o.timeout_ms, 5_000)?,
         on,
     })
 }
 
-fn tcp_check(func: &'static str, addr: String, mut o: Opts) -> Result<Check, Box<EvalAltResult>> {
+fn tcp_check(func: &'static str, addr: String, o: CheckSpec) -> Result<Check, Box<EvalAltResult>> {
     let valid = addr.rsplit_once(':').is_some_and(|(h, p)| {
         !h.is_empty()
             && p.parse::<u16>().is_ok()
@@ -196,28 +269,12 @@ fn tcp_check(func: &'static str, addr: String, mut o: Opts) -> Result<Check, Box
         return Err(usage_err(format!("{func}: `{addr}` is not host:port")));
     }
     Ok(Check {
-        name: o.str("name")?.unwrap_or_else(|| addr.clone()),
+        name: o.name.unwrap_or_else(|| addr.clone()),
         probe: Probe::Tcp { addr },
-        timeout: timeout_of(&mut o, 3_000)?,
-        on: o
-            .value("on")
-            .map(|v| id_of(&v, "an instance"))
-            .transpose()?,
+        timeout: timeout_of(func, o.timeout_ms, 3_000)?,
+        on: o.on.map(|v| id_of(&v, "an instance")).transpose()?,
     })
 }
-
-const CHECK_KEYS: &[&str] = &[
-    "name",
-    "url",
-    "tcp",
-    "exec",
-    "container_health",
-    "status",
-    "body",
-    "post",
-    "timeout_ms",
-    "on",
-];
 
 /// Checks as recipes record them (`state::set("health_checks", checks)`), with
 /// `GEUSEMAKER_HEALTH_ENDPOINTS` applied.
@@ -251,9 +308,9 @@ pub fn checks_from_json(value: &serde_json::Value) -> Result<Vec<Check>, String>
 /// (run in the compose service `name` on instance `on`).
 pub fn check_from_map(map: Map) -> Result<Check, Box<EvalAltResult>> {
     const F: &str = "health::wait_until_healthy";
-    let mut o = Opts::new(F, map, CHECK_KEYS)?;
-    let container = o.bool("container_health")?.unwrap_or(false);
-    match (o.str("url")?, o.str("tcp")?, o.str("exec")?, container) {
+    let mut o: CheckSpec = decode(F, map)?;
+    let (url, tcp, exec) = (o.url.take(), o.tcp.take(), o.exec.take());
+    match (url, tcp, exec, o.container_health) {
         (Some(url), None, None, false) => http_check(F, &url, o),
         (None, Some(addr), None, false) => tcp_check(F, addr, o),
         (None, None, Some(cmd), false) => exec_check(F, Some(cmd), o),
@@ -269,12 +326,12 @@ pub fn check_from_map(map: Map) -> Result<Check, Box<EvalAltResult>> {
 fn exec_check(
     func: &'static str,
     command: Option<String>,
-    mut o: Opts,
+    o: CheckSpec,
 ) -> Result<Check, Box<EvalAltResult>> {
     if let Some(c) = &command {
         safe_for_shell(func, "a command", c)?;
     }
-    let service = o.str("name")?.ok_or_else(|| {
+    let service = o.name.ok_or_else(|| {
         usage_err(format!(
             "{func}: a container check (`exec`, `container_health`) needs the service's `name`"
         ))
@@ -287,22 +344,21 @@ fn exec_check(
             "{func}: `{service}` is not a service name"
         )));
     }
-    let on = o
-        .value("on")
-        .map(|v| id_of(&v, "an instance"))
-        .transpose()?
-        .ok_or_else(|| {
-            usage_err(format!(
-                "{func}: a container check runs in a container on an instance: give `on`"
-            ))
-        })?;
+    let on =
+        o.on.map(|v| id_of(&v, "an instance"))
+            .transpose()?
+            .ok_or_else(|| {
+                usage_err(format!(
+                    "{func}: a container check runs in a container on an instance: give `on`"
+                ))
+            })?;
     Ok(Check {
         name: service.clone(),
         probe: match command {
             Some(command) => Probe::Exec { service, command },
             None => Probe::Container { service },
         },
-        timeout: timeout_of(&mut o, 5_000)?,
+        timeout: timeout_of(func, o.timeout_ms, 5_000)?,
         on: Some(on),
     })
 }
@@ -315,8 +371,21 @@ pub fn module() -> rhai::Module {
     exported_module!(api)
 }
 
-/// The functions whose options are decoded into a struct (none yet: read key by key).
-pub const OPTIONS: &[OptionKeys] = &[];
+/// The functions whose options are decoded into a struct (listed in the reference).
+pub const OPTIONS: &[OptionKeys] = &[
+    OptionKeys {
+        function: "http",
+        keys: keys::<HttpOptions>,
+    },
+    OptionKeys {
+        function: "tcp",
+        keys: keys::<TcpOptions>,
+    },
+    OptionKeys {
+        function: "wait_until_healthy",
+        keys: keys::<WaitHealthyOptions>,
+    },
+];
 
 #[export_module]
 pub mod api {
@@ -341,11 +410,7 @@ pub mod api {
         let check = http_check(
             "health::http",
             url,
-            Opts::new(
-                "health::http",
-                options,
-                &["status", "body", "post", "timeout_ms", "name", "on"],
-            )?,
+            decode::<HttpOptions>("health::http", options)?.into(),
         )?;
         let check = with_override(check, &overrides()?);
         Ok(run_round(&rt, &[check]).remove(0))
@@ -367,7 +432,7 @@ pub mod api {
         let check = tcp_check(
             "health::tcp",
             format!("{host}:{port}"),
-            Opts::new("health::tcp", options, &["timeout_ms", "name", "on"])?,
+            decode::<TcpOptions>("health::tcp", options)?.into(),
         )?;
         let check = with_override(check, &overrides()?);
         Ok(run_round(&rt, &[check]).remove(0))
@@ -398,18 +463,14 @@ pub mod api {
         options: Map,
     ) -> Result<Array, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
-        let mut o = Opts::new(
-            "health::wait_until_healthy",
-            options,
-            &["timeout", "interval", "boot"],
-        )?;
-        let timeout = Duration::from_secs(o.int("timeout")?.unwrap_or(600).max(1) as u64);
-        let interval = Duration::from_secs(o.int("interval")?.unwrap_or(5).max(1) as u64);
+        let o: WaitHealthyOptions = decode("health::wait_until_healthy", options)?;
+        let timeout = Duration::from_secs(o.timeout.unwrap_or(600).max(1) as u64);
+        let interval = Duration::from_secs(o.interval.unwrap_or(5).max(1) as u64);
         // Only an instance this run launched has a boot of this run to follow (a report that
         // claims this run's id for any other is not believed).
-        let boot = match o.value("boot") {
-            Some(vm) if !vm.is_unit() => Some(id_of(&vm, "an instance")?),
-            _ => None,
+        let boot = match o.boot {
+            Some(vm) => Some(id_of(&vm, "an instance")?),
+            None => None,
         };
         let boot = match boot {
             Some(id) if rt.is_plan() || rt.created_this_run(&id)? => Some(id),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use rhai::plugin::*;
 use rhai::{Dynamic, Engine, EvalAltResult};
 
+use super::opts::{decode, keys};
 use super::{id_of, rt, ChangeAction, OptionKeys};
 use crate::state::Kind;
 
@@ -16,8 +17,20 @@ pub fn module() -> rhai::Module {
     exported_module!(api)
 }
 
-/// The functions whose options are decoded into a struct (none yet: read key by key).
-pub const OPTIONS: &[OptionKeys] = &[];
+/// The functions whose options are decoded into a struct (listed in the reference).
+pub const OPTIONS: &[OptionKeys] = &[OptionKeys {
+    function: "instance_profile",
+    keys: keys::<ProfileOptions>,
+}];
+
+/// The options of `iam::instance_profile`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileOptions {
+    /// The role may snapshot the stack's data volume and delete its snapshots.
+    #[serde(default)]
+    data_snapshots: bool,
+}
 
 #[export_module]
 pub mod api {
@@ -55,12 +68,8 @@ pub mod api {
         options: rhai::Map,
     ) -> Result<InstanceProfile, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
-        let mut o = crate::primitives::opts::Opts::new(
-            "iam::instance_profile",
-            options,
-            &["data_snapshots"],
-        )?;
-        let snapshots = o.bool("data_snapshots")?.unwrap_or(false);
+        let o: ProfileOptions = decode("iam::instance_profile", options)?;
+        let snapshots = o.data_snapshots;
         let aws = rt.aws()?;
         let full = rt.resource_name(name);
         let data_volume = rt.resource_name("data");

@@ -5,7 +5,7 @@
 //! the primitive accepts (and what the reference lists for it), serde's defaults its defaults.
 //! A field of type `Dynamic` takes any value as it is (a typed handle, or its id).
 
-use rhai::{Array, Dynamic, EvalAltResult, Map};
+use rhai::{Dynamic, EvalAltResult, Map};
 use serde::de::DeserializeOwned;
 
 use super::{did_you_mean, usage_err, usage_err_hint};
@@ -52,6 +52,29 @@ pub fn wait_timeout(
         )));
     }
     Ok(std::time::Duration::from_secs(secs as u64))
+}
+
+/// A string option that must be one of `allowed` (refused with "did you mean").
+pub fn one_of(
+    func: &str,
+    key: &str,
+    value: Option<String>,
+    allowed: &[&str],
+) -> Result<Option<String>, Box<EvalAltResult>> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    if allowed.contains(&v.as_str()) {
+        return Ok(Some(v));
+    }
+    let msg = format!(
+        "{func}: option `{key}` is `{v}`, not one of {}",
+        allowed.join(", ")
+    );
+    Err(match did_you_mean(&v, allowed.iter().copied()) {
+        Some(s) => usage_err_hint(msg, format!("did you mean `{s}`?")),
+        None => usage_err(msg),
+    })
 }
 
 /// A required option: `Some`, or the error naming it.
@@ -123,120 +146,6 @@ fn check_keys(func: &str, map: &Map, allowed: &[&str]) -> Result<(), Box<EvalAlt
         }
     }
     Ok(())
-}
-
-/// The options map of one primitive call.
-pub struct Opts {
-    func: &'static str,
-    map: Map,
-}
-
-impl Opts {
-    /// Check `map` against the keys `func` accepts.
-    pub fn new(func: &'static str, map: Map, allowed: &[&str]) -> Result<Self, Box<EvalAltResult>> {
-        check_keys(func, &map, allowed)?;
-        Ok(Opts { func, map })
-    }
-
-    pub fn empty(func: &'static str) -> Self {
-        Opts {
-            func,
-            map: Map::new(),
-        }
-    }
-
-    fn take(&mut self, key: &str) -> Option<Dynamic> {
-        self.map.remove(key).filter(|v| !v.is_unit())
-    }
-
-    fn wrong(&self, key: &str, want: &str, got: &Dynamic) -> Box<EvalAltResult> {
-        usage_err(format!(
-            "{}: option `{key}` must be {want}, not {}",
-            self.func,
-            got.type_name()
-        ))
-    }
-
-    pub fn str(&mut self, key: &str) -> Result<Option<String>, Box<EvalAltResult>> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(v) if v.is_string() => Ok(Some(v.into_string().expect("is string"))),
-            Some(v) => Err(self.wrong(key, "a string", &v)),
-        }
-    }
-
-    /// A string option that must be one of `allowed` (refused with "did you mean").
-    pub fn one_of(
-        &mut self,
-        key: &str,
-        allowed: &[&str],
-    ) -> Result<Option<String>, Box<EvalAltResult>> {
-        let Some(v) = self.str(key)? else {
-            return Ok(None);
-        };
-        if allowed.contains(&v.as_str()) {
-            return Ok(Some(v));
-        }
-        let msg = format!(
-            "{}: option `{key}` is `{v}`, not one of {}",
-            self.func,
-            allowed.join(", ")
-        );
-        Err(match did_you_mean(&v, allowed.iter().copied()) {
-            Some(s) => usage_err_hint(msg, format!("did you mean `{s}`?")),
-            None => usage_err(msg),
-        })
-    }
-
-    pub fn req_str(&mut self, key: &str) -> Result<String, Box<EvalAltResult>> {
-        self.str(key)?
-            .ok_or_else(|| usage_err(format!("{}: option `{key}` is required", self.func)))
-    }
-
-    pub fn bool(&mut self, key: &str) -> Result<Option<bool>, Box<EvalAltResult>> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_bool()
-                .map(Some)
-                .map_err(|_| self.wrong(key, "true or false", &v)),
-        }
-    }
-
-    pub fn int(&mut self, key: &str) -> Result<Option<i64>, Box<EvalAltResult>> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_int()
-                .map(Some)
-                .map_err(|_| self.wrong(key, "an integer", &v)),
-        }
-    }
-
-    pub fn array(&mut self, key: &str) -> Result<Option<Array>, Box<EvalAltResult>> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(v) if v.is_array() => Ok(Some(v.into_array().expect("is array"))),
-            Some(v) => Err(self.wrong(key, "an array", &v)),
-        }
-    }
-
-    pub fn map(&mut self, key: &str) -> Result<Option<Map>, Box<EvalAltResult>> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(v) if v.is_map() => Ok(Some(v.cast::<Map>())),
-            Some(v) => Err(self.wrong(key, "a map", &v)),
-        }
-    }
-
-    /// Any value (the caller converts it, e.g. an id string or a typed handle).
-    pub fn value(&mut self, key: &str) -> Option<Dynamic> {
-        self.take(key)
-    }
-
-    pub fn func(&self) -> &'static str {
-        self.func
-    }
 }
 
 /// An HTTP header map (`#{ "X-Origin-Verify": secret }`): names are letters, digits and `-`;

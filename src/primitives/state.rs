@@ -3,7 +3,7 @@
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::opts::Opts;
+use super::opts::{decode, keys};
 use super::ssm::Secret;
 use super::{rt, state_err, usage_err, usage_err_hint, OptionKeys};
 use crate::state::{HealthySnapshot, RollbackRecord, StackStatus, StateError};
@@ -14,8 +14,11 @@ pub fn module() -> rhai::Module {
     exported_module!(api)
 }
 
-/// The functions whose options are decoded into a struct (none yet: read key by key).
-pub const OPTIONS: &[OptionKeys] = &[];
+/// The functions whose options are decoded into a struct (listed in the reference).
+pub const OPTIONS: &[OptionKeys] = &[OptionKeys {
+    function: "applied",
+    keys: keys::<AppliedOptions>,
+}];
 
 /// Only plain data goes into the state file, and never a secret.
 fn to_json(func: &str, key: &str, v: &Dynamic) -> Result<serde_json::Value, Box<EvalAltResult>> {
@@ -74,6 +77,16 @@ fn typed_record<T: From<serde_json::Map<String, serde_json::Value>>>(json: serde
 
 fn from_json(v: &serde_json::Value) -> Dynamic {
     rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
+}
+
+/// What `state::applied` records.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppliedOptions {
+    instance: Option<Dynamic>,
+    #[serde(default)]
+    groups: Array,
+    services: Option<String>,
 }
 
 #[export_module]
@@ -197,13 +210,13 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn applied(ctx: NativeCallContext, what: Map) -> Result<(), Box<EvalAltResult>> {
         const F: &str = "state::applied";
-        let mut o = Opts::new(F, what, &["instance", "groups", "services"])?;
+        let o: AppliedOptions = decode(F, what)?;
         let vm = o
-            .value("instance")
+            .instance
             .and_then(|v| v.try_cast::<crate::cloud::ec2::Instance>())
             .ok_or_else(|| usage_err(format!("{F}: `instance` must be an Instance")))?;
         let mut groups = Vec::new();
-        for g in o.array("groups")?.unwrap_or_default() {
+        for g in o.groups {
             let sg = g
                 .try_cast::<crate::cloud::ec2::SecurityGroup>()
                 .ok_or_else(|| usage_err(format!("{F}: `groups` holds SecurityGroups")))?;
@@ -217,7 +230,7 @@ pub mod api {
             instance_id: vm.id,
             instance_type: vm.instance_type,
             image_id: vm.image_id,
-            services: o.str("services")?,
+            services: o.services,
             groups,
         };
         let json = serde_json::to_value(&record).expect("plain data serializes");

@@ -4,7 +4,7 @@
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use super::opts::Opts;
+use super::opts::{decode, keys, required};
 use super::{id_of, rt, usage_err, usage_err_hint, OptionKeys};
 use crate::boot::{self, Layout};
 use crate::services::{self, Service, ServiceError};
@@ -15,18 +15,162 @@ pub fn module() -> rhai::Module {
     exported_module!(api)
 }
 
-/// The functions whose options are decoded into a struct (none yet: read key by key).
-pub const OPTIONS: &[OptionKeys] = &[];
+/// The functions whose options are decoded into a struct (listed in the reference).
+pub const OPTIONS: &[OptionKeys] = &[
+    OptionKeys {
+        function: "script",
+        keys: keys::<ScriptOptions>,
+    },
+    OptionKeys {
+        function: "compose_file",
+        keys: keys::<ComposeFileOptions>,
+    },
+    OptionKeys {
+        function: "compose_up",
+        keys: keys::<ComposeUpOptions>,
+    },
+    OptionKeys {
+        function: "n8n_owner",
+        keys: keys::<OwnerOptions>,
+    },
+    OptionKeys {
+        function: "data_snapshots",
+        keys: keys::<SnapshotOptions>,
+    },
+    OptionKeys {
+        function: "backups",
+        keys: keys::<BackupOptions>,
+    },
+    OptionKeys {
+        function: "save_config",
+        keys: keys::<ConfigOptions>,
+    },
+    OptionKeys {
+        function: "restore_config",
+        keys: keys::<ConfigOptions>,
+    },
+    OptionKeys {
+        function: "data_release",
+        keys: keys::<DataOptions>,
+    },
+    OptionKeys {
+        function: "data_resume",
+        keys: keys::<DataOptions>,
+    },
+];
 
-fn layout(o: &mut Opts) -> Result<Layout, Box<EvalAltResult>> {
-    let d = Layout::default();
-    Ok(Layout {
-        efs_dir: o.str("efs_dir")?.unwrap_or(d.efs_dir),
-        data_dir: o.str("data_dir")?.unwrap_or(d.data_dir),
-        env_file: o.str("env_file")?.unwrap_or(d.env_file),
-        env_dir: o.str("env_dir")?.unwrap_or(d.env_dir),
-        stack_dir: o.str("stack_dir")?.unwrap_or(d.stack_dir),
-    })
+/// The options that say where things are on the instance; each function's options struct has
+/// the ones it uses (the rest keep their defaults).
+#[derive(Default)]
+struct Dirs {
+    efs_dir: Option<String>,
+    data_dir: Option<String>,
+    env_dir: Option<String>,
+    stack_dir: Option<String>,
+}
+
+impl Dirs {
+    fn layout(self) -> Layout {
+        let d = Layout::default();
+        Layout {
+            efs_dir: self.efs_dir.unwrap_or(d.efs_dir),
+            data_dir: self.data_dir.unwrap_or(d.data_dir),
+            env_dir: self.env_dir.unwrap_or(d.env_dir),
+            stack_dir: self.stack_dir.unwrap_or(d.stack_dir),
+            env_file: d.env_file,
+        }
+    }
+}
+
+/// `userdata::script`'s options.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptOptions {
+    #[serde(default)]
+    report: bool,
+}
+
+/// `userdata::compose_file`'s options.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComposeFileOptions {
+    efs_dir: Option<String>,
+    data_dir: Option<String>,
+    /// Services started held back (n8n until its owner exists).
+    #[serde(default)]
+    hold: Vec<String>,
+}
+
+/// `userdata::compose_up`'s options.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComposeUpOptions {
+    efs_dir: Option<String>,
+    data_dir: Option<String>,
+    #[serde(default = "compose_yaml")]
+    file: String,
+}
+
+fn compose_yaml() -> String {
+    "compose.yaml".into()
+}
+
+/// `userdata::n8n_owner`'s options.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnerOptions {
+    #[serde(default = "n8n_port")]
+    port: i64,
+    env_file: Option<String>,
+    #[serde(default = "yes")]
+    publish: bool,
+}
+
+fn n8n_port() -> i64 {
+    5678
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `userdata::data_snapshots`'s options.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotOptions {
+    #[serde(default = "a_week")]
+    keep_days: i64,
+}
+
+/// `userdata::backups`'s options.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupOptions {
+    efs_dir: Option<String>,
+    data_dir: Option<String>,
+    #[serde(default = "a_week")]
+    keep_days: i64,
+}
+
+fn a_week() -> i64 {
+    7
+}
+
+/// `userdata::save_config` and `restore_config`'s options.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigOptions {
+    id: Option<String>,
+    env_dir: Option<String>,
+    stack_dir: Option<String>,
+}
+
+/// `userdata::data_release` and `data_resume`'s options.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataOptions {
+    data_dir: Option<String>,
+    stack_dir: Option<String>,
 }
 
 fn err(func: &str) -> impl Fn(String) -> Box<EvalAltResult> + '_ {
@@ -77,6 +221,33 @@ pub fn decode_services(func: &str, list: Array) -> Result<Vec<Service>, Box<Eval
     services::decode(&items).map_err(|e| service_err(func, e))
 }
 
+/// An update's id (required) and where its files are.
+fn config_options(
+    func: &'static str,
+    options: Map,
+) -> Result<(String, Layout), Box<EvalAltResult>> {
+    let o: ConfigOptions = decode(func, options)?;
+    let id = required(func, "id", o.id)?;
+    let l = Dirs {
+        env_dir: o.env_dir,
+        stack_dir: o.stack_dir,
+        ..Dirs::default()
+    }
+    .layout();
+    Ok((id, l))
+}
+
+/// Where the data volume is mounted and the stack's files are.
+fn data_options(func: &'static str, options: Map) -> Result<Layout, Box<EvalAltResult>> {
+    let o: DataOptions = decode(func, options)?;
+    Ok(Dirs {
+        data_dir: o.data_dir,
+        stack_dir: o.stack_dir,
+        ..Dirs::default()
+    }
+    .layout())
+}
+
 #[export_module]
 pub mod api {
     /// A boot script: the strict-mode header (and a boot log) followed by the given sections.
@@ -109,8 +280,7 @@ pub mod api {
         options: Map,
     ) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::script";
-        let mut o = Opts::new(F, options, &["report"])?;
-        let report = o.bool("report")?.unwrap_or(false);
+        let report = decode::<ScriptOptions>(F, options)?.report;
         let sections = strings(F, sections)?;
         if !report {
             return Ok(boot::script(&sections));
@@ -277,9 +447,14 @@ pub mod api {
     pub fn compose_file(services: Array, options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::compose_file";
         let svcs = decode_services(F, services)?;
-        let mut o = Opts::new(F, options, &["efs_dir", "data_dir", "hold"])?;
-        let l = layout(&mut o)?;
-        let hold = strings(F, o.array("hold")?.unwrap_or_default())?;
+        let o: ComposeFileOptions = decode(F, options)?;
+        let l = Dirs {
+            efs_dir: o.efs_dir,
+            data_dir: o.data_dir,
+            ..Dirs::default()
+        }
+        .layout();
+        let hold = o.hold;
         services::compose_file_holding(&svcs, &l, &hold).map_err(|e| service_err(F, e))
     }
 
@@ -320,9 +495,14 @@ pub mod api {
     pub fn compose_up(services: Array, options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::compose_up";
         let svcs = decode_services(F, services)?;
-        let mut o = Opts::new(F, options, &["efs_dir", "data_dir", "file"])?;
-        let l = layout(&mut o)?;
-        let file = o.str("file")?.unwrap_or_else(|| "compose.yaml".into());
+        let o: ComposeUpOptions = decode(F, options)?;
+        let l = Dirs {
+            efs_dir: o.efs_dir,
+            data_dir: o.data_dir,
+            ..Dirs::default()
+        }
+        .layout();
+        let file = o.file;
         services::start_from(&svcs, &l, &file).map_err(|e| service_err(F, e))
     }
 
@@ -398,19 +578,19 @@ pub mod api {
     #[rhai_fn(name = "n8n_owner", return_raw)]
     pub fn n8n_owner_with(email: &str, options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::n8n_owner";
-        let mut o = Opts::new(F, options, &["port", "env_file", "publish"])?;
-        let port = o.int("port")?.unwrap_or(5678);
+        let o: OwnerOptions = decode(F, options)?;
+        let port = o.port;
         let port = u16::try_from(port)
             .ok()
             .filter(|p| *p > 0)
             .ok_or_else(|| usage_err(format!("{F}: port {port} is not a port")))?;
         let mut l = Layout::default();
-        if let Some(f) = o.str("env_file")? {
+        if let Some(f) = o.env_file {
             l.env_file = f;
         }
         // Restarting from compose.yaml is harmless when nothing was held: on by default, so a
         // recipe that holds n8n back cannot forget to publish it only after its owner exists.
-        let publish = o.bool("publish")?.unwrap_or(true);
+        let publish = o.publish;
         boot::n8n_owner(email, port, &l, publish).map_err(err(F))
     }
 
@@ -429,8 +609,7 @@ pub mod api {
     ) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::data_snapshots";
         let rt = rt(&ctx)?;
-        let mut o = Opts::new(F, options, &["keep_days"])?;
-        let keep = o.int("keep_days")?.unwrap_or(7);
+        let keep = decode::<SnapshotOptions>(F, options)?.keep_days;
         let keep =
             u32::try_from(keep).map_err(|_| usage_err(format!("{F}: keep_days must be 1..365")))?;
         boot::data_snapshots(&rt.region()?, &rt.stack, &rt.resource_name("data"), keep)
@@ -448,9 +627,14 @@ pub mod api {
     pub fn backups(services: Array, options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::backups";
         let svcs = decode_services(F, services)?;
-        let mut o = Opts::new(F, options, &["efs_dir", "data_dir", "keep_days"])?;
-        let l = layout(&mut o)?;
-        let keep = o.int("keep_days")?.unwrap_or(7);
+        let o: BackupOptions = decode(F, options)?;
+        let l = Dirs {
+            efs_dir: o.efs_dir,
+            data_dir: o.data_dir,
+            ..Dirs::default()
+        }
+        .layout();
+        let keep = o.keep_days;
         let keep =
             u32::try_from(keep).map_err(|_| usage_err(format!("{F}: keep_days must be 1..365")))?;
         services::backups(&svcs, &l, keep).map_err(|e| service_err(F, e))
@@ -467,9 +651,8 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn save_config(options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::save_config";
-        let mut o = Opts::new(F, options, &["id", "env_dir", "stack_dir"])?;
-        let id = o.req_str("id")?;
-        boot::save_config(&layout(&mut o)?, &id).map_err(err(F))
+        let (id, l) = config_options(F, options)?;
+        boot::save_config(&l, &id).map_err(err(F))
     }
 
     /// The configuration `userdata::save_config` kept for update `id` put back and the stack
@@ -482,9 +665,8 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn restore_config(options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::restore_config";
-        let mut o = Opts::new(F, options, &["id", "env_dir", "stack_dir"])?;
-        let id = o.req_str("id")?;
-        boot::restore_config(&layout(&mut o)?, &id).map_err(err(F))
+        let (id, l) = config_options(F, options)?;
+        boot::restore_config(&l, &id).map_err(err(F))
     }
 
     /// Stop every container and unmount the data volume, so it can move to another instance
@@ -496,8 +678,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn data_release(options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::data_release";
-        let mut o = Opts::new(F, options, &["data_dir", "stack_dir"])?;
-        boot::data_release(&layout(&mut o)?).map_err(err(F))
+        boot::data_release(&data_options(F, options)?).map_err(err(F))
     }
 
     /// The data volume (attached again) mounted, Docker and the stack started: the way back
@@ -509,8 +690,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn data_resume(options: Map) -> Result<String, Box<EvalAltResult>> {
         const F: &str = "userdata::data_resume";
-        let mut o = Opts::new(F, options, &["data_dir", "stack_dir"])?;
-        boot::data_resume(&layout(&mut o)?).map_err(err(F))
+        boot::data_resume(&data_options(F, options)?).map_err(err(F))
     }
 
     /// A short fingerprint of a text (`sha256:` and 16 hex digits): tagged on the instance,
