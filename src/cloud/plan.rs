@@ -30,18 +30,78 @@ pub fn is_planned(id: &str) -> bool {
     id.to_ascii_lowercase().contains(PLANNED)
 }
 
+/// Planned resources of one type, each with the tags it was created with: the model's one
+/// store, for every type.
+struct Tagged<T>(Vec<(T, Vec<(String, String)>)>);
+
+impl<T> Default for Tagged<T> {
+    fn default() -> Self {
+        Tagged(Vec::new())
+    }
+}
+
+impl<T: Clone> Tagged<T> {
+    /// Record `item`, created with `tags`.
+    fn add(&mut self, item: T, tags: Vec<(String, String)>) {
+        self.0.push((item, tags));
+    }
+
+    /// The first item `pred` accepts.
+    fn find(&self, pred: impl Fn(&T) -> bool) -> Option<T> {
+        self.0.iter().map(|(x, _)| x).find(|x| pred(x)).cloned()
+    }
+
+    fn find_mut(&mut self, pred: impl Fn(&T) -> bool) -> Option<&mut T> {
+        self.0.iter_mut().map(|(x, _)| x).find(|x| pred(x))
+    }
+
+    /// The first item `pred` accepts, with its tags.
+    fn find_tagged_mut(
+        &mut self,
+        pred: impl Fn(&T) -> bool,
+    ) -> Option<(&mut T, &mut Vec<(String, String)>)> {
+        self.0
+            .iter_mut()
+            .find(|(x, _)| pred(x))
+            .map(|(x, t)| (x, t))
+    }
+
+    /// Every item `pred` accepts.
+    fn filter(&self, pred: impl Fn(&T) -> bool) -> Vec<T> {
+        self.0
+            .iter()
+            .map(|(x, _)| x)
+            .filter(|x| pred(x))
+            .cloned()
+            .collect()
+    }
+
+    /// The items carrying all the `want` tags that `pred` accepts.
+    fn tagged(&self, want: &[(String, String)], pred: impl Fn(&T) -> bool) -> Vec<T> {
+        self.0
+            .iter()
+            .filter(|(x, t)| has_tags(t, want) && pred(x))
+            .map(|(x, _)| x.clone())
+            .collect()
+    }
+
+    fn remove(&mut self, pred: impl Fn(&T) -> bool) {
+        self.0.retain(|(x, _)| !pred(x));
+    }
+}
+
 #[derive(Default)]
 struct Model {
-    instances: Vec<(Instance, Vec<(String, String)>)>,
-    groups: Vec<(SecurityGroup, Vec<(String, String)>)>,
-    key_pairs: Vec<(KeyPair, Vec<(String, String)>)>,
-    volumes: Vec<(Volume, Vec<(String, String)>)>,
-    file_systems: Vec<(FileSystem, Vec<(String, String)>)>,
+    instances: Tagged<Instance>,
+    groups: Tagged<SecurityGroup>,
+    key_pairs: Tagged<KeyPair>,
+    volumes: Tagged<Volume>,
+    file_systems: Tagged<FileSystem>,
     mount_targets: Vec<MountTarget>,
-    load_balancers: Vec<(LoadBalancer, Vec<(String, String)>)>,
-    target_groups: Vec<(TargetGroup, Vec<(String, String)>)>,
+    load_balancers: Tagged<LoadBalancer>,
+    target_groups: Tagged<TargetGroup>,
     listeners: Vec<(String, Listener)>,
-    distributions: Vec<(Distribution, Vec<(String, String)>)>,
+    distributions: Tagged<Distribution>,
     parameters: BTreeMap<String, Parameter>,
     profiles: Vec<InstanceProfile>,
 }
@@ -54,15 +114,6 @@ pub struct Recorder {
     user_data: Mutex<Vec<(String, String)>>,
     next: Mutex<u32>,
     model: Mutex<Model>,
-}
-
-/// The items (of a model list of `(item, tags)`) carrying all the `want` tags.
-fn tagged<T: Clone>(items: &[(T, Vec<(String, String)>)], want: &[(String, String)]) -> Vec<T> {
-    items
-        .iter()
-        .filter(|(_, t)| has_tags(t, want))
-        .map(|(x, _)| x.clone())
-        .collect()
 }
 
 fn has_tags(have: &[(String, String)], want: &[(String, String)]) -> bool {
@@ -151,8 +202,8 @@ impl PlanApi {
     /// Move a planned instance to `state`; returns the state it had.
     fn set_state(&self, id: &str, state: &str) -> Result<String, CloudError> {
         let mut m = self.model();
-        Ok(match m.instances.iter_mut().find(|(i, _)| i.id == id) {
-            Some((i, _)) => std::mem::replace(&mut i.state, state.into()),
+        Ok(match m.instances.find_mut(|i| i.id == id) {
+            Some(i) => std::mem::replace(&mut i.state, state.into()),
             None => state.into(),
         })
     }
@@ -217,17 +268,13 @@ impl Ec2Api for PlanApi {
         Ok(self
             .model()
             .groups
-            .iter()
-            .find(|(g, _)| g.vpc_id == vpc_id && g.name == name)
-            .map(|(g, _)| g.clone()))
+            .find(|g| g.vpc_id == vpc_id && g.name == name))
     }
     fn security_group(&self, id: &str) -> Result<SecurityGroup, CloudError> {
         self.0.op(&["EC2:DescribeSecurityGroups"]);
         self.model()
             .groups
-            .iter()
-            .find(|(g, _)| g.id == id)
-            .map(|(g, _)| g.clone())
+            .find(|g| g.id == id)
             .ok_or_else(|| not_found("ec2", "DescribeSecurityGroups", "InvalidGroup.NotFound", id))
     }
     fn create_security_group(
@@ -246,7 +293,7 @@ impl Ec2Api for PlanApi {
             vpc_id: vpc_id.into(),
             ingress: Vec::new(),
         };
-        self.model().groups.push((g.clone(), tags.pairs()));
+        self.model().groups.add(g.clone(), tags.pairs());
         Ok(g)
     }
     fn authorize_ingress(
@@ -256,27 +303,22 @@ impl Ec2Api for PlanApi {
     ) -> Result<SecurityGroup, CloudError> {
         self.0.op(&["EC2:AuthorizeSecurityGroupIngress"]);
         let mut m = self.model();
-        let g = m.groups.iter_mut().find(|(g, _)| g.id == group.id);
+        let g = m.groups.find_mut(|g| g.id == group.id);
         let mut out = group.clone();
         out.ingress.extend(rules.iter().cloned());
-        if let Some((g, _)) = g {
+        if let Some(g) = g {
             *g = out.clone();
         }
         Ok(out)
     }
     fn delete_security_group(&self, id: &str) -> Result<(), CloudError> {
         self.0.op(&["EC2:DeleteSecurityGroup"]);
-        self.model().groups.retain(|(g, _)| g.id != id);
+        self.model().groups.remove(|g| g.id == id);
         Ok(())
     }
     fn find_key_pair(&self, name: &str) -> Result<Option<KeyPair>, CloudError> {
         self.0.op(&["EC2:DescribeKeyPairs"]);
-        Ok(self
-            .model()
-            .key_pairs
-            .iter()
-            .find(|(k, _)| k.name == name)
-            .map(|(k, _)| k.clone()))
+        Ok(self.model().key_pairs.find(|k| k.name == name))
     }
     fn create_key_pair(&self, name: &str, tags: &Tags) -> Result<(KeyPair, String), CloudError> {
         // A lost answer makes it look (and delete what the lost request made) before retrying.
@@ -291,7 +333,7 @@ impl Ec2Api for PlanApi {
             fingerprint: String::new(),
             private_key_path: None,
         };
-        self.model().key_pairs.push((k.clone(), tags.pairs()));
+        self.model().key_pairs.add(k.clone(), tags.pairs());
         Ok((k, "(a private key, created at apply)".into()))
     }
     fn import_key_pair(
@@ -307,12 +349,12 @@ impl Ec2Api for PlanApi {
             fingerprint: String::new(),
             private_key_path: None,
         };
-        self.model().key_pairs.push((k.clone(), tags.pairs()));
+        self.model().key_pairs.add(k.clone(), tags.pairs());
         Ok(k)
     }
     fn delete_key_pair(&self, name: &str) -> Result<(), CloudError> {
         self.0.op(&["EC2:DeleteKeyPair"]);
-        self.model().key_pairs.retain(|(k, _)| k.name != name);
+        self.model().key_pairs.remove(|k| k.name == name);
         Ok(())
     }
     fn run_instance(&self, spec: &LaunchSpec) -> Result<Instance, CloudError> {
@@ -350,16 +392,14 @@ impl Ec2Api for PlanApi {
                 .unwrap()
                 .push((spec.tags.name.clone(), ud.clone()));
         }
-        self.model().instances.push((i.clone(), spec.tags.pairs()));
+        self.model().instances.add(i.clone(), spec.tags.pairs());
         Ok(i)
     }
     fn instance(&self, id: &str) -> Result<Instance, CloudError> {
         self.0.op(&["EC2:DescribeInstances"]);
         self.model()
             .instances
-            .iter()
-            .find(|(i, _)| i.id == id)
-            .map(|(i, _)| i.clone())
+            .find(|i| i.id == id)
             .ok_or_else(|| not_found("ec2", "DescribeInstances", "InvalidInstanceID.NotFound", id))
     }
     fn find_instances(&self, tags: &[(String, String)]) -> Result<Vec<Instance>, CloudError> {
@@ -367,17 +407,14 @@ impl Ec2Api for PlanApi {
         Ok(self
             .model()
             .instances
-            .iter()
-            .filter(|(i, t)| has_tags(t, tags) && i.state != "terminated")
-            .map(|(i, _)| i.clone())
-            .collect())
+            .tagged(tags, |i| i.state != "terminated"))
     }
     fn terminate_instance(&self, id: &str) -> Result<String, CloudError> {
         self.0.op(&["EC2:TerminateInstances"]);
         let mut m = self.model();
-        let i = m.instances.iter_mut().find(|(i, _)| i.id == id);
+        let i = m.instances.find_mut(|i| i.id == id);
         Ok(match i {
-            Some((i, _)) => std::mem::replace(&mut i.state, "terminated".into()),
+            Some(i) => std::mem::replace(&mut i.state, "terminated".into()),
             None => "terminated".into(),
         })
     }
@@ -448,40 +485,27 @@ impl Ec2Api for PlanApi {
         _f: &[(String, Vec<String>)],
     ) -> Result<Vec<Instance>, CloudError> {
         self.0.op(&["EC2:DescribeInstances"]);
-        Ok(self
-            .model()
-            .instances
-            .iter()
-            .map(|(i, _)| i.clone())
-            .collect())
+        Ok(self.model().instances.filter(|_| true))
     }
     fn list_security_groups(&self, vpc_id: Option<&str>) -> Result<Vec<SecurityGroup>, CloudError> {
         self.0.op(&["EC2:DescribeSecurityGroups"]);
         Ok(self
             .model()
             .groups
-            .iter()
-            .filter(|(g, _)| vpc_id.is_none_or(|v| g.vpc_id == v))
-            .map(|(g, _)| g.clone())
-            .collect())
+            .filter(|g| vpc_id.is_none_or(|v| g.vpc_id == v)))
     }
     fn find_security_groups(
         &self,
         tags: &[(String, String)],
     ) -> Result<Vec<SecurityGroup>, CloudError> {
         self.0.op(&["EC2:DescribeSecurityGroups"]);
-        Ok(tagged(&self.model().groups, tags))
+        Ok(self.model().groups.tagged(tags, |_| true))
     }
     fn revoke_all_ingress(&self, group: &SecurityGroup) -> Result<(), CloudError> {
         if !group.ingress.is_empty() {
             self.0.op(&["EC2:RevokeSecurityGroupIngress"]);
         }
-        if let Some((g, _)) = self
-            .model()
-            .groups
-            .iter_mut()
-            .find(|(g, _)| g.id == group.id)
-        {
+        if let Some(g) = self.model().groups.find_mut(|g| g.id == group.id) {
             g.ingress.clear();
         }
         Ok(())
@@ -490,19 +514,14 @@ impl Ec2Api for PlanApi {
         if !rules.is_empty() {
             self.0.op(&["EC2:RevokeSecurityGroupIngress"]);
         }
-        if let Some((g, _)) = self
-            .model()
-            .groups
-            .iter_mut()
-            .find(|(g, _)| g.id == group_id)
-        {
+        if let Some(g) = self.model().groups.find_mut(|g| g.id == group_id) {
             g.ingress.retain(|r| !rules.iter().any(|x| x.same_grant(r)));
         }
         Ok(())
     }
     fn find_key_pairs(&self, tags: &[(String, String)]) -> Result<Vec<KeyPair>, CloudError> {
         self.0.op(&["EC2:DescribeKeyPairs"]);
-        Ok(tagged(&self.model().key_pairs, tags))
+        Ok(self.model().key_pairs.tagged(tags, |_| true))
     }
     fn find_snapshots(
         &self,
@@ -534,7 +553,7 @@ impl Ec2Api for PlanApi {
     }
     fn set_instance_type(&self, id: &str, instance_type: &str) -> Result<(), CloudError> {
         self.0.op(&["EC2:ModifyInstanceAttribute"]);
-        if let Some((i, _)) = self.model().instances.iter_mut().find(|(i, _)| i.id == id) {
+        if let Some(i) = self.model().instances.find_mut(|i| i.id == id) {
             i.instance_type = instance_type.to_string();
         }
         Ok(())
@@ -546,12 +565,7 @@ impl Ec2Api for PlanApi {
         _device: &str,
     ) -> Result<(), CloudError> {
         self.0.op(&["EC2:DetachVolume"]);
-        if let Some((v, _)) = self
-            .model()
-            .volumes
-            .iter_mut()
-            .find(|(v, _)| v.id == volume_id)
-        {
+        if let Some(v) = self.model().volumes.find_mut(|v| v.id == volume_id) {
             v.state = "available".into();
             v.attached_to = None;
             v.device = None;
@@ -563,8 +577,7 @@ impl Ec2Api for PlanApi {
         if let Some((i, t)) = self
             .model()
             .instances
-            .iter_mut()
-            .find(|(i, _)| i.id == resource_id)
+            .find_tagged_mut(|i| i.id == resource_id)
         {
             for (k, v) in tags {
                 i.tags.insert(k.clone(), v.clone());
@@ -576,21 +589,13 @@ impl Ec2Api for PlanApi {
     }
     fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError> {
         self.0.op(&["EC2:DescribeVolumes"]);
-        Ok(self
-            .model()
-            .volumes
-            .iter()
-            .filter(|(v, t)| has_tags(t, tags) && v.state != "deleted")
-            .map(|(v, _)| v.clone())
-            .collect())
+        Ok(self.model().volumes.tagged(tags, |v| v.state != "deleted"))
     }
     fn volume(&self, id: &str) -> Result<Volume, CloudError> {
         self.0.op(&["EC2:DescribeVolumes"]);
         self.model()
             .volumes
-            .iter()
-            .find(|(v, _)| v.id == id)
-            .map(|(v, _)| v.clone())
+            .find(|v| v.id == id)
             .ok_or_else(|| not_found("ec2", "DescribeVolumes", "InvalidVolume.NotFound", id))
     }
     fn create_volume(&self, req: &VolumeRequest) -> Result<Volume, CloudError> {
@@ -607,7 +612,7 @@ impl Ec2Api for PlanApi {
             device: None,
             delete_on_termination: false,
         };
-        self.model().volumes.push((v.clone(), req.tags.pairs()));
+        self.model().volumes.add(v.clone(), req.tags.pairs());
         Ok(v)
     }
     fn attach_volume(
@@ -617,12 +622,7 @@ impl Ec2Api for PlanApi {
         device: &str,
     ) -> Result<String, CloudError> {
         self.0.op(&["EC2:AttachVolume"]);
-        if let Some((v, _)) = self
-            .model()
-            .volumes
-            .iter_mut()
-            .find(|(v, _)| v.id == volume_id)
-        {
+        if let Some(v) = self.model().volumes.find_mut(|v| v.id == volume_id) {
             v.state = "in-use".into();
             v.attached_to = Some(instance_id.into());
             v.device = Some(device.into());
@@ -631,7 +631,7 @@ impl Ec2Api for PlanApi {
     }
     fn delete_volume(&self, id: &str) -> Result<(), CloudError> {
         self.0.op(&["EC2:DeleteVolume"]);
-        self.model().volumes.retain(|(v, _)| v.id != id);
+        self.model().volumes.remove(|v| v.id == id);
         Ok(())
     }
 }
@@ -642,17 +642,13 @@ impl EfsApi for PlanApi {
         Ok(self
             .model()
             .file_systems
-            .iter()
-            .find(|(f, _)| f.creation_token == token)
-            .map(|(f, _)| f.clone()))
+            .find(|f| f.creation_token == token))
     }
     fn file_system(&self, id: &str) -> Result<FileSystem, CloudError> {
         self.0.op(&["EFS:DescribeFileSystems"]);
         self.model()
             .file_systems
-            .iter()
-            .find(|(f, _)| f.id == id)
-            .map(|(f, _)| f.clone())
+            .find(|f| f.id == id)
             .ok_or_else(|| not_found("efs", "DescribeFileSystems", "FileSystemNotFound", id))
     }
     fn automatic_backups(&self, _id: &str) -> Result<bool, CloudError> {
@@ -692,12 +688,12 @@ impl EfsApi for PlanApi {
             size_bytes: 0,
             mount_targets: 0,
         };
-        self.model().file_systems.push((f.clone(), tags.pairs()));
+        self.model().file_systems.add(f.clone(), tags.pairs());
         Ok(f)
     }
     fn delete_file_system(&self, id: &str) -> Result<(), CloudError> {
         self.0.op(&["EFS:DeleteFileSystem"]);
-        self.model().file_systems.retain(|(f, _)| f.id != id);
+        self.model().file_systems.remove(|f| f.id == id);
         Ok(())
     }
     fn mount_targets(&self, fs_id: &str) -> Result<Vec<MountTarget>, CloudError> {
@@ -721,17 +717,12 @@ impl EfsApi for PlanApi {
     }
     fn list(&self) -> Result<Vec<FileSystem>, CloudError> {
         self.0.op(&["EFS:DescribeFileSystems"]);
-        Ok(self
-            .model()
-            .file_systems
-            .iter()
-            .map(|(f, _)| f.clone())
-            .collect())
+        Ok(self.model().file_systems.filter(|_| true))
     }
     fn find_by_tag(&self, key: &str, value: &str) -> Result<Vec<FileSystem>, CloudError> {
         self.0.op(&["EFS:DescribeFileSystems"]);
         let want = [(key.to_string(), value.to_string())];
-        Ok(tagged(&self.model().file_systems, &want))
+        Ok(self.model().file_systems.tagged(&want, |_| true))
     }
     fn create_mount_target(
         &self,
@@ -765,22 +756,12 @@ impl ElbApi for PlanApi {
     fn find_load_balancer(&self, name: &str) -> Result<Option<LoadBalancer>, CloudError> {
         self.0
             .op(&["Elastic Load Balancing v2:DescribeLoadBalancers"]);
-        Ok(self
-            .model()
-            .load_balancers
-            .iter()
-            .find(|(l, _)| l.name == name)
-            .map(|(l, _)| l.clone()))
+        Ok(self.model().load_balancers.find(|l| l.name == name))
     }
     fn load_balancers(&self) -> Result<Vec<LoadBalancer>, CloudError> {
         self.0
             .op(&["Elastic Load Balancing v2:DescribeLoadBalancers"]);
-        Ok(self
-            .model()
-            .load_balancers
-            .iter()
-            .map(|(l, _)| l.clone())
-            .collect())
+        Ok(self.model().load_balancers.filter(|_| true))
     }
     fn create_load_balancer(
         &self,
@@ -801,23 +782,18 @@ impl ElbApi for PlanApi {
             state: "active".into(),
             vpc_id: String::new(),
         };
-        self.model().load_balancers.push((l.clone(), tags.pairs()));
+        self.model().load_balancers.add(l.clone(), tags.pairs());
         Ok(l)
     }
     fn delete_load_balancer(&self, arn: &str) -> Result<(), CloudError> {
         self.0.op(&["Elastic Load Balancing v2:DeleteLoadBalancer"]);
-        self.model().load_balancers.retain(|(l, _)| l.arn != arn);
+        self.model().load_balancers.remove(|l| l.arn == arn);
         Ok(())
     }
     fn find_target_group(&self, name: &str) -> Result<Option<TargetGroup>, CloudError> {
         self.0
             .op(&["Elastic Load Balancing v2:DescribeTargetGroups"]);
-        Ok(self
-            .model()
-            .target_groups
-            .iter()
-            .find(|(t, _)| t.name == name)
-            .map(|(t, _)| t.clone()))
+        Ok(self.model().target_groups.find(|t| t.name == name))
     }
     fn create_target_group(
         &self,
@@ -835,12 +811,12 @@ impl ElbApi for PlanApi {
             port: i64::from(spec.port),
             health_path: spec.health_path.clone(),
         };
-        self.model().target_groups.push((t.clone(), tags.pairs()));
+        self.model().target_groups.add(t.clone(), tags.pairs());
         Ok(t)
     }
     fn delete_target_group(&self, arn: &str) -> Result<(), CloudError> {
         self.0.op(&["Elastic Load Balancing v2:DeleteTargetGroup"]);
-        self.model().target_groups.retain(|(t, _)| t.arn != arn);
+        self.model().target_groups.remove(|t| t.arn == arn);
         Ok(())
     }
     fn listeners(&self, lb_arn: &str) -> Result<Vec<Listener>, CloudError> {
@@ -922,19 +898,12 @@ impl ElbApi for PlanApi {
         ]);
         let want = [(key.to_string(), value.to_string())];
         let m = self.model();
-        let mut out: Vec<(Kind, String, String)> = m
-            .load_balancers
-            .iter()
-            .filter(|(_, t)| has_tags(t, &want))
-            .map(|(l, _)| (Kind::LoadBalancer, l.arn.clone(), l.name.clone()))
-            .collect();
-        out.extend(
-            m.target_groups
-                .iter()
-                .filter(|(_, t)| has_tags(t, &want))
-                .map(|(g, _)| (Kind::TargetGroup, g.arn.clone(), g.name.clone())),
-        );
-        Ok(out)
+        let lbs = m.load_balancers.tagged(&want, |_| true).into_iter();
+        let tgs = m.target_groups.tagged(&want, |_| true).into_iter();
+        Ok(lbs
+            .map(|l| (Kind::LoadBalancer, l.arn, l.name))
+            .chain(tgs.map(|g| (Kind::TargetGroup, g.arn, g.name)))
+            .collect())
     }
 }
 
@@ -956,7 +925,7 @@ impl CloudFrontApi for PlanApi {
             enabled: true,
             origin: origin.domain.clone(),
         };
-        self.model().distributions.push((d.clone(), tags.pairs()));
+        self.model().distributions.add(d.clone(), tags.pairs());
         Ok(d)
     }
     fn converge_origin(&self, _id: &str, _origin: &OriginSpec) -> Result<bool, CloudError> {
@@ -987,21 +956,11 @@ impl CloudFrontApi for PlanApi {
     }
     fn get(&self, id: &str) -> Result<Option<Distribution>, CloudError> {
         self.0.op(&["CloudFront:GetDistribution"]);
-        Ok(self
-            .model()
-            .distributions
-            .iter()
-            .find(|(d, _)| d.id == id)
-            .map(|(d, _)| d.clone()))
+        Ok(self.model().distributions.find(|d| d.id == id))
     }
     fn list(&self) -> Result<Vec<Distribution>, CloudError> {
         self.0.op(&["CloudFront:ListDistributions"]);
-        Ok(self
-            .model()
-            .distributions
-            .iter()
-            .map(|(d, _)| d.clone())
-            .collect())
+        Ok(self.model().distributions.filter(|_| true))
     }
     fn find_tagged(&self, key: &str, value: &str) -> Result<Vec<Distribution>, CloudError> {
         self.0.op(&[
@@ -1009,19 +968,14 @@ impl CloudFrontApi for PlanApi {
             "CloudFront:ListTagsForResource",
         ]);
         let want = [(key.to_string(), value.to_string())];
-        Ok(tagged(&self.model().distributions, &want))
+        Ok(self.model().distributions.tagged(&want, |_| true))
     }
     fn disable(&self, id: &str) -> Result<(), CloudError> {
         self.0.op(&[
             "CloudFront:GetDistributionConfig",
             "CloudFront:UpdateDistribution",
         ]);
-        if let Some((d, _)) = self
-            .model()
-            .distributions
-            .iter_mut()
-            .find(|(d, _)| d.id == id)
-        {
+        if let Some(d) = self.model().distributions.find_mut(|d| d.id == id) {
             d.enabled = false;
         }
         Ok(())
@@ -1031,7 +985,7 @@ impl CloudFrontApi for PlanApi {
             "CloudFront:GetDistributionConfig",
             "CloudFront:DeleteDistribution",
         ]);
-        self.model().distributions.retain(|(d, _)| d.id != id);
+        self.model().distributions.remove(|d| d.id == id);
         Ok(())
     }
 }
