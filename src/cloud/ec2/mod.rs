@@ -1,13 +1,14 @@
 //! EC2: network discovery, AMIs, security groups, key pairs, instances, spot prices — the
-//! handles, the [`Ec2Api`] interface, and its SDK implementation (`sdk.rs`, with the
-//! conversions from the SDK's types in `convert.rs`).
+//! handles and the interface, in four area traits ([`Ec2Network`], [`Ec2Catalog`],
+//! [`Ec2Instances`], [`Ec2Volumes`]) that [`Ec2Api`] joins. The SDK implementation is in
+//! `sdk/`, one file per area, with the conversions from the SDK's types in `convert.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use rhai::{CustomType, TypeBuilder};
 
-use super::{retry_create, Blocking, CloudError, Tags};
+use super::{Blocking, CloudError, Tags};
 
 const SVC: &str = "ec2";
 
@@ -404,15 +405,12 @@ pub struct LaunchSpec {
     pub tags: Tags,
 }
 
-/// The EC2 operations primitives use.
-pub trait Ec2Api: Send + Sync {
+/// VPCs, subnets, security groups and key pairs: where an instance lives and who may reach it.
+pub trait Ec2Network: Send + Sync {
     fn default_vpc(&self) -> Result<Vpc, CloudError>;
     fn vpc(&self, id: &str) -> Result<Vpc, CloudError>;
     /// The subnets of a VPC, or of every VPC in the region (`None`), sorted by zone.
     fn subnets(&self, vpc_id: Option<&str>) -> Result<Vec<Subnet>, CloudError>;
-    /// Latest Amazon Linux 2023 for `arch` (`x86_64` | `arm64`): the SSM public parameter,
-    /// falling back to DescribeImages by name.
-    fn latest_al2023(&self, arch: &str) -> Result<Image, CloudError>;
     /// The id of the AWS-managed prefix list `name` in the region (e.g.
     /// `com.amazonaws.global.cloudfront.origin-facing`), `None` when the region has none.
     fn managed_prefix_list(&self, name: &str) -> Result<Option<String>, CloudError>;
@@ -447,40 +445,8 @@ pub trait Ec2Api: Send + Sync {
         tags: &Tags,
     ) -> Result<KeyPair, CloudError>;
     fn delete_key_pair(&self, name: &str) -> Result<(), CloudError>;
-    fn run_instance(&self, spec: &LaunchSpec) -> Result<Instance, CloudError>;
-    fn instance(&self, id: &str) -> Result<Instance, CloudError>;
-    /// Non-terminated instances carrying all these tags.
-    fn find_instances(&self, tags: &[(String, String)]) -> Result<Vec<Instance>, CloudError>;
-    /// Terminate; returns the state the instance was in before.
-    fn terminate_instance(&self, id: &str) -> Result<String, CloudError>;
-    fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError>;
-    /// Every spot price change for `instance_type` in `az` since `since` (Linux), oldest first,
-    /// with the price in force at `since` included when AWS reports it.
-    fn spot_price_changes(
-        &self,
-        instance_type: &str,
-        az: &str,
-        since: std::time::SystemTime,
-    ) -> Result<Vec<SpotPrice>, CloudError>;
-    /// The status code of a spot request, e.g. `fulfilled` or `marked-for-termination`.
-    fn spot_request_status(&self, request_id: &str) -> Result<Option<String>, CloudError>;
-    /// What an instance type offers; `None` when the region does not know it.
-    fn instance_type_info(
-        &self,
-        instance_type: &str,
-    ) -> Result<Option<InstanceTypeInfo>, CloudError>;
-    /// The Availability Zones of this region that offer the instance type.
-    fn zones_offering(&self, instance_type: &str) -> Result<Vec<String>, CloudError>;
-    /// The latest Deep Learning Base AMI (NVIDIA driver, Docker with the NVIDIA runtime):
-    /// its public SSM parameter, falling back to DescribeImages by name.
-    fn latest_gpu_ami(&self) -> Result<Image, CloudError>;
     /// Every VPC of the region.
     fn vpcs(&self) -> Result<Vec<Vpc>, CloudError>;
-    /// Instances matching DescribeInstances filters (`name` → values).
-    fn describe_instances(
-        &self,
-        filters: &[(String, Vec<String>)],
-    ) -> Result<Vec<Instance>, CloudError>;
     /// Security groups, optionally of one VPC.
     fn list_security_groups(&self, vpc_id: Option<&str>) -> Result<Vec<SecurityGroup>, CloudError>;
     /// Security groups carrying all these tags.
@@ -494,6 +460,61 @@ pub trait Ec2Api: Send + Sync {
     fn revoke_rules(&self, group_id: &str, rules: &[IngressRule]) -> Result<(), CloudError>;
     /// Key pairs carrying all these tags.
     fn find_key_pairs(&self, tags: &[(String, String)]) -> Result<Vec<KeyPair>, CloudError>;
+}
+
+/// What the region offers: AMIs, instance types, the zones that have them, spot prices.
+pub trait Ec2Catalog: Send + Sync {
+    /// Latest Amazon Linux 2023 for `arch` (`x86_64` | `arm64`): the SSM public parameter,
+    /// falling back to DescribeImages by name.
+    fn latest_al2023(&self, arch: &str) -> Result<Image, CloudError>;
+    fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError>;
+    /// Every spot price change for `instance_type` in `az` since `since` (Linux), oldest first,
+    /// with the price in force at `since` included when AWS reports it.
+    fn spot_price_changes(
+        &self,
+        instance_type: &str,
+        az: &str,
+        since: std::time::SystemTime,
+    ) -> Result<Vec<SpotPrice>, CloudError>;
+    /// What an instance type offers; `None` when the region does not know it.
+    fn instance_type_info(
+        &self,
+        instance_type: &str,
+    ) -> Result<Option<InstanceTypeInfo>, CloudError>;
+    /// The Availability Zones of this region that offer the instance type.
+    fn zones_offering(&self, instance_type: &str) -> Result<Vec<String>, CloudError>;
+    /// The latest Deep Learning Base AMI (NVIDIA driver, Docker with the NVIDIA runtime):
+    /// its public SSM parameter, falling back to DescribeImages by name.
+    fn latest_gpu_ami(&self) -> Result<Image, CloudError>;
+}
+
+/// Instances: launch, find, stop, start, resize, terminate; tags on any resource.
+pub trait Ec2Instances: Send + Sync {
+    fn run_instance(&self, spec: &LaunchSpec) -> Result<Instance, CloudError>;
+    fn instance(&self, id: &str) -> Result<Instance, CloudError>;
+    /// Non-terminated instances carrying all these tags.
+    fn find_instances(&self, tags: &[(String, String)]) -> Result<Vec<Instance>, CloudError>;
+    /// Terminate; returns the state the instance was in before.
+    fn terminate_instance(&self, id: &str) -> Result<String, CloudError>;
+    /// The status code of a spot request, e.g. `fulfilled` or `marked-for-termination`.
+    fn spot_request_status(&self, request_id: &str) -> Result<Option<String>, CloudError>;
+    /// Instances matching DescribeInstances filters (`name` → values).
+    fn describe_instances(
+        &self,
+        filters: &[(String, Vec<String>)],
+    ) -> Result<Vec<Instance>, CloudError>;
+    /// Stop an instance; returns the state it was in before.
+    fn stop_instance(&self, id: &str) -> Result<String, CloudError>;
+    /// Start a stopped instance; returns the state it was in before.
+    fn start_instance(&self, id: &str) -> Result<String, CloudError>;
+    /// Change the type of a stopped instance.
+    fn set_instance_type(&self, id: &str, instance_type: &str) -> Result<(), CloudError>;
+    /// Add (or overwrite) tags on a resource.
+    fn set_tags(&self, resource_id: &str, tags: &[(String, String)]) -> Result<(), CloudError>;
+}
+
+/// EBS volumes and their snapshots.
+pub trait Ec2Volumes: Send + Sync {
     /// Volumes (not deleted) carrying all these tags.
     fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError>;
     fn volume(&self, id: &str) -> Result<Volume, CloudError>;
@@ -520,12 +541,6 @@ pub trait Ec2Api: Send + Sync {
         description: &str,
         tags: &Tags,
     ) -> Result<String, CloudError>;
-    /// Stop an instance; returns the state it was in before.
-    fn stop_instance(&self, id: &str) -> Result<String, CloudError>;
-    /// Start a stopped instance; returns the state it was in before.
-    fn start_instance(&self, id: &str) -> Result<String, CloudError>;
-    /// Change the type of a stopped instance.
-    fn set_instance_type(&self, id: &str, instance_type: &str) -> Result<(), CloudError>;
     /// Detach a volume from the instance it is attached to (as `device`).
     fn detach_volume(
         &self,
@@ -533,9 +548,13 @@ pub trait Ec2Api: Send + Sync {
         instance_id: &str,
         device: &str,
     ) -> Result<(), CloudError>;
-    /// Add (or overwrite) tags on a resource.
-    fn set_tags(&self, resource_id: &str, tags: &[(String, String)]) -> Result<(), CloudError>;
 }
+
+/// Every EC2 operation primitives use: the four areas above, implemented together by the SDK
+/// backend ([`SdkEc2`]) and the plan recorder. Callers name the area trait they use.
+pub trait Ec2Api: Ec2Network + Ec2Catalog + Ec2Instances + Ec2Volumes {}
+
+impl<T: Ec2Network + Ec2Catalog + Ec2Instances + Ec2Volumes> Ec2Api for T {}
 
 /// The tag carrying a create's client token, to find a resource whose create response was lost.
 pub const TOKEN_TAG: &str = "geusemaker:token";

@@ -1,8 +1,9 @@
 //! EC2 as a plan sees it: answered from the model.
 
 use crate::cloud::ec2::{
-    Ec2Api, Image, IngressRule, Instance, InstanceTypeInfo, KeyPair, LaunchSpec, SecurityGroup,
-    SpotPrice, Subnet, Volume, VolumeRequest, Vpc,
+    Ec2Catalog, Ec2Instances, Ec2Network, Ec2Volumes, Image, IngressRule, Instance,
+    InstanceTypeInfo, KeyPair, LaunchSpec, SecurityGroup, SpotPrice, Subnet, Volume, VolumeRequest,
+    Vpc,
 };
 use crate::cloud::{CloudError, Tags};
 
@@ -10,7 +11,7 @@ use super::*;
 
 const GPU_FAMILIES: &[&str] = &["g4dn", "g4ad", "g5", "g5g", "g6", "g6e", "p3", "p4d", "p5"];
 
-impl Ec2Api for PlanApi {
+impl Ec2Network for PlanApi {
     fn default_vpc(&self) -> Result<Vpc, CloudError> {
         self.0.op(&["EC2:DescribeVpcs"]);
         Ok(Vpc {
@@ -19,6 +20,7 @@ impl Ec2Api for PlanApi {
             is_default: true,
         })
     }
+
     fn vpc(&self, id: &str) -> Result<Vpc, CloudError> {
         self.0.op(&["EC2:DescribeVpcs"]);
         Ok(Vpc {
@@ -27,6 +29,7 @@ impl Ec2Api for PlanApi {
             is_default: false,
         })
     }
+
     fn subnets(&self, vpc_id: Option<&str>) -> Result<Vec<Subnet>, CloudError> {
         self.0.op(&["EC2:DescribeSubnets"]);
         let default_vpc = format!("vpc-{PLANNED}-default");
@@ -42,6 +45,7 @@ impl Ec2Api for PlanApi {
             })
             .collect())
     }
+
     fn managed_prefix_list(&self, name: &str) -> Result<Option<String>, CloudError> {
         self.0.op(&["EC2:DescribeManagedPrefixLists"]);
         Ok(Some(format!(
@@ -49,15 +53,7 @@ impl Ec2Api for PlanApi {
             name.rsplit('.').next().unwrap_or(name)
         )))
     }
-    fn latest_al2023(&self, arch: &str) -> Result<Image, CloudError> {
-        self.0.op(&["SSM:GetParameter"]);
-        Ok(Image {
-            id: format!("ami-{PLANNED}-al2023"),
-            name: format!("al2023-ami-kernel-default-{arch} (latest, looked up at apply)"),
-            architecture: arch.into(),
-            source: "ssm".into(),
-        })
-    }
+
     fn find_security_group(
         &self,
         vpc_id: &str,
@@ -69,6 +65,7 @@ impl Ec2Api for PlanApi {
             .groups
             .find(|g| g.vpc_id == vpc_id && g.name == name))
     }
+
     fn security_group(&self, id: &str) -> Result<SecurityGroup, CloudError> {
         self.0.op(&["EC2:DescribeSecurityGroups"]);
         self.model()
@@ -76,6 +73,7 @@ impl Ec2Api for PlanApi {
             .find(|g| g.id == id)
             .ok_or_else(|| not_found("ec2", "DescribeSecurityGroups", "InvalidGroup.NotFound", id))
     }
+
     fn create_security_group(
         &self,
         vpc_id: &str,
@@ -95,6 +93,7 @@ impl Ec2Api for PlanApi {
         self.model().groups.add(g.clone(), tags.pairs());
         Ok(g)
     }
+
     fn authorize_ingress(
         &self,
         group: &SecurityGroup,
@@ -110,15 +109,18 @@ impl Ec2Api for PlanApi {
         }
         Ok(out)
     }
+
     fn delete_security_group(&self, id: &str) -> Result<(), CloudError> {
         self.0.op(&["EC2:DeleteSecurityGroup"]);
         self.model().groups.remove(|g| g.id == id);
         Ok(())
     }
+
     fn find_key_pair(&self, name: &str) -> Result<Option<KeyPair>, CloudError> {
         self.0.op(&["EC2:DescribeKeyPairs"]);
         Ok(self.model().key_pairs.find(|k| k.name == name))
     }
+
     fn create_key_pair(&self, name: &str, tags: &Tags) -> Result<(KeyPair, String), CloudError> {
         // A lost answer makes it look (and delete what the lost request made) before retrying.
         self.0.op(&[
@@ -135,6 +137,7 @@ impl Ec2Api for PlanApi {
         self.model().key_pairs.add(k.clone(), tags.pairs());
         Ok((k, "(a private key, created at apply)".into()))
     }
+
     fn import_key_pair(
         &self,
         name: &str,
@@ -151,11 +154,132 @@ impl Ec2Api for PlanApi {
         self.model().key_pairs.add(k.clone(), tags.pairs());
         Ok(k)
     }
+
     fn delete_key_pair(&self, name: &str) -> Result<(), CloudError> {
         self.0.op(&["EC2:DeleteKeyPair"]);
         self.model().key_pairs.remove(|k| k.name == name);
         Ok(())
     }
+
+    fn vpcs(&self) -> Result<Vec<Vpc>, CloudError> {
+        Ok(vec![self.default_vpc()?])
+    }
+
+    fn list_security_groups(&self, vpc_id: Option<&str>) -> Result<Vec<SecurityGroup>, CloudError> {
+        self.0.op(&["EC2:DescribeSecurityGroups"]);
+        Ok(self
+            .model()
+            .groups
+            .filter(|g| vpc_id.is_none_or(|v| g.vpc_id == v)))
+    }
+
+    fn find_security_groups(
+        &self,
+        tags: &[(String, String)],
+    ) -> Result<Vec<SecurityGroup>, CloudError> {
+        self.0.op(&["EC2:DescribeSecurityGroups"]);
+        Ok(self.model().groups.tagged(tags, |_| true))
+    }
+
+    fn revoke_all_ingress(&self, group: &SecurityGroup) -> Result<(), CloudError> {
+        if !group.ingress.is_empty() {
+            self.0.op(&["EC2:RevokeSecurityGroupIngress"]);
+        }
+        if let Some(g) = self.model().groups.find_mut(|g| g.id == group.id) {
+            g.ingress.clear();
+        }
+        Ok(())
+    }
+
+    fn revoke_rules(&self, group_id: &str, rules: &[IngressRule]) -> Result<(), CloudError> {
+        if !rules.is_empty() {
+            self.0.op(&["EC2:RevokeSecurityGroupIngress"]);
+        }
+        if let Some(g) = self.model().groups.find_mut(|g| g.id == group_id) {
+            g.ingress.retain(|r| !rules.iter().any(|x| x.same_grant(r)));
+        }
+        Ok(())
+    }
+
+    fn find_key_pairs(&self, tags: &[(String, String)]) -> Result<Vec<KeyPair>, CloudError> {
+        self.0.op(&["EC2:DescribeKeyPairs"]);
+        Ok(self.model().key_pairs.tagged(tags, |_| true))
+    }
+}
+
+impl Ec2Catalog for PlanApi {
+    fn latest_al2023(&self, arch: &str) -> Result<Image, CloudError> {
+        self.0.op(&["SSM:GetParameter"]);
+        Ok(Image {
+            id: format!("ami-{PLANNED}-al2023"),
+            name: format!("al2023-ami-kernel-default-{arch} (latest, looked up at apply)"),
+            architecture: arch.into(),
+            source: "ssm".into(),
+        })
+    }
+
+    fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError> {
+        // Unknown until apply: the cost estimate falls back to a share of on-demand.
+        let _ = instance_type;
+        self.0.op(&["EC2:DescribeSpotPriceHistory"]);
+        Ok(Vec::new())
+    }
+
+    fn spot_price_changes(
+        &self,
+        _t: &str,
+        _az: &str,
+        _since: std::time::SystemTime,
+    ) -> Result<Vec<SpotPrice>, CloudError> {
+        self.0.op(&["EC2:DescribeSpotPriceHistory"]);
+        Ok(Vec::new())
+    }
+
+    fn instance_type_info(
+        &self,
+        instance_type: &str,
+    ) -> Result<Option<InstanceTypeInfo>, CloudError> {
+        self.0.op(&["EC2:DescribeInstanceTypes"]);
+        let family = instance_type.split('.').next().unwrap_or("");
+        let gpu = GPU_FAMILIES.contains(&family);
+        Ok(Some(InstanceTypeInfo {
+            name: instance_type.into(),
+            vcpus: 0,
+            memory_gib: 0.0,
+            gpus: i64::from(gpu),
+            gpu_model: if gpu {
+                "GPU (model known at apply)".into()
+            } else {
+                String::new()
+            },
+            gpu_memory_gib: 0.0,
+            architecture: if family.ends_with('g') && !gpu {
+                "arm64"
+            } else {
+                "x86_64"
+            }
+            .into(),
+            spot_supported: true,
+        }))
+    }
+
+    fn zones_offering(&self, _t: &str) -> Result<Vec<String>, CloudError> {
+        self.0.op(&["EC2:DescribeInstanceTypeOfferings"]);
+        Ok((0..3).map(|i| self.0.az(i)).collect())
+    }
+
+    fn latest_gpu_ami(&self) -> Result<Image, CloudError> {
+        self.0.op(&["SSM:GetParameter"]);
+        Ok(Image {
+            id: format!("ami-{PLANNED}-dlami"),
+            name: "Deep Learning Base AMI (latest, looked up at apply)".into(),
+            architecture: "x86_64".into(),
+            source: "ssm".into(),
+        })
+    }
+}
+
+impl Ec2Instances for PlanApi {
     fn run_instance(&self, spec: &LaunchSpec) -> Result<Instance, CloudError> {
         self.0.op(&["EC2:RunInstances"]);
         let az = spec
@@ -194,6 +318,7 @@ impl Ec2Api for PlanApi {
         self.model().instances.add(i.clone(), spec.tags.pairs());
         Ok(i)
     }
+
     fn instance(&self, id: &str) -> Result<Instance, CloudError> {
         self.0.op(&["EC2:DescribeInstances"]);
         self.model()
@@ -201,6 +326,7 @@ impl Ec2Api for PlanApi {
             .find(|i| i.id == id)
             .ok_or_else(|| not_found("ec2", "DescribeInstances", "InvalidInstanceID.NotFound", id))
     }
+
     fn find_instances(&self, tags: &[(String, String)]) -> Result<Vec<Instance>, CloudError> {
         self.0.op(&["EC2:DescribeInstances"]);
         Ok(self
@@ -208,6 +334,7 @@ impl Ec2Api for PlanApi {
             .instances
             .tagged(tags, |i| i.state != "terminated"))
     }
+
     fn terminate_instance(&self, id: &str) -> Result<String, CloudError> {
         self.0.op(&["EC2:TerminateInstances"]);
         let mut m = self.model();
@@ -217,68 +344,12 @@ impl Ec2Api for PlanApi {
             None => "terminated".into(),
         })
     }
-    fn spot_price_history(&self, instance_type: &str) -> Result<Vec<SpotPrice>, CloudError> {
-        // Unknown until apply: the cost estimate falls back to a share of on-demand.
-        let _ = instance_type;
-        self.0.op(&["EC2:DescribeSpotPriceHistory"]);
-        Ok(Vec::new())
-    }
-    fn spot_price_changes(
-        &self,
-        _t: &str,
-        _az: &str,
-        _since: std::time::SystemTime,
-    ) -> Result<Vec<SpotPrice>, CloudError> {
-        self.0.op(&["EC2:DescribeSpotPriceHistory"]);
-        Ok(Vec::new())
-    }
+
     fn spot_request_status(&self, _id: &str) -> Result<Option<String>, CloudError> {
         self.0.op(&["EC2:DescribeSpotInstanceRequests"]);
         Ok(None)
     }
-    fn instance_type_info(
-        &self,
-        instance_type: &str,
-    ) -> Result<Option<InstanceTypeInfo>, CloudError> {
-        self.0.op(&["EC2:DescribeInstanceTypes"]);
-        let family = instance_type.split('.').next().unwrap_or("");
-        let gpu = GPU_FAMILIES.contains(&family);
-        Ok(Some(InstanceTypeInfo {
-            name: instance_type.into(),
-            vcpus: 0,
-            memory_gib: 0.0,
-            gpus: i64::from(gpu),
-            gpu_model: if gpu {
-                "GPU (model known at apply)".into()
-            } else {
-                String::new()
-            },
-            gpu_memory_gib: 0.0,
-            architecture: if family.ends_with('g') && !gpu {
-                "arm64"
-            } else {
-                "x86_64"
-            }
-            .into(),
-            spot_supported: true,
-        }))
-    }
-    fn zones_offering(&self, _t: &str) -> Result<Vec<String>, CloudError> {
-        self.0.op(&["EC2:DescribeInstanceTypeOfferings"]);
-        Ok((0..3).map(|i| self.0.az(i)).collect())
-    }
-    fn latest_gpu_ami(&self) -> Result<Image, CloudError> {
-        self.0.op(&["SSM:GetParameter"]);
-        Ok(Image {
-            id: format!("ami-{PLANNED}-dlami"),
-            name: "Deep Learning Base AMI (latest, looked up at apply)".into(),
-            architecture: "x86_64".into(),
-            source: "ssm".into(),
-        })
-    }
-    fn vpcs(&self) -> Result<Vec<Vpc>, CloudError> {
-        Ok(vec![self.default_vpc()?])
-    }
+
     fn describe_instances(
         &self,
         _f: &[(String, Vec<String>)],
@@ -286,70 +357,17 @@ impl Ec2Api for PlanApi {
         self.0.op(&["EC2:DescribeInstances"]);
         Ok(self.model().instances.filter(|_| true))
     }
-    fn list_security_groups(&self, vpc_id: Option<&str>) -> Result<Vec<SecurityGroup>, CloudError> {
-        self.0.op(&["EC2:DescribeSecurityGroups"]);
-        Ok(self
-            .model()
-            .groups
-            .filter(|g| vpc_id.is_none_or(|v| g.vpc_id == v)))
-    }
-    fn find_security_groups(
-        &self,
-        tags: &[(String, String)],
-    ) -> Result<Vec<SecurityGroup>, CloudError> {
-        self.0.op(&["EC2:DescribeSecurityGroups"]);
-        Ok(self.model().groups.tagged(tags, |_| true))
-    }
-    fn revoke_all_ingress(&self, group: &SecurityGroup) -> Result<(), CloudError> {
-        if !group.ingress.is_empty() {
-            self.0.op(&["EC2:RevokeSecurityGroupIngress"]);
-        }
-        if let Some(g) = self.model().groups.find_mut(|g| g.id == group.id) {
-            g.ingress.clear();
-        }
-        Ok(())
-    }
-    fn revoke_rules(&self, group_id: &str, rules: &[IngressRule]) -> Result<(), CloudError> {
-        if !rules.is_empty() {
-            self.0.op(&["EC2:RevokeSecurityGroupIngress"]);
-        }
-        if let Some(g) = self.model().groups.find_mut(|g| g.id == group_id) {
-            g.ingress.retain(|r| !rules.iter().any(|x| x.same_grant(r)));
-        }
-        Ok(())
-    }
-    fn find_key_pairs(&self, tags: &[(String, String)]) -> Result<Vec<KeyPair>, CloudError> {
-        self.0.op(&["EC2:DescribeKeyPairs"]);
-        Ok(self.model().key_pairs.tagged(tags, |_| true))
-    }
-    fn find_snapshots(
-        &self,
-        _tags: &[(String, String)],
-    ) -> Result<Vec<(String, String)>, CloudError> {
-        self.0.op(&["EC2:DescribeSnapshots"]);
-        Ok(Vec::new())
-    }
-    fn delete_snapshot(&self, _id: &str) -> Result<(), CloudError> {
-        self.0.op(&["EC2:DeleteSnapshot"]);
-        Ok(())
-    }
-    fn create_snapshot(
-        &self,
-        _volume_id: &str,
-        _description: &str,
-        _tags: &Tags,
-    ) -> Result<String, CloudError> {
-        self.0.op(&["EC2:CreateSnapshot", "EC2:CreateTags"]);
-        Ok(self.0.id("snap"))
-    }
+
     fn stop_instance(&self, id: &str) -> Result<String, CloudError> {
         self.0.op(&["EC2:StopInstances"]);
         self.set_state(id, "stopped")
     }
+
     fn start_instance(&self, id: &str) -> Result<String, CloudError> {
         self.0.op(&["EC2:StartInstances"]);
         self.set_state(id, "running")
     }
+
     fn set_instance_type(&self, id: &str, instance_type: &str) -> Result<(), CloudError> {
         self.0.op(&["EC2:ModifyInstanceAttribute"]);
         if let Some(i) = self.model().instances.find_mut(|i| i.id == id) {
@@ -357,20 +375,7 @@ impl Ec2Api for PlanApi {
         }
         Ok(())
     }
-    fn detach_volume(
-        &self,
-        volume_id: &str,
-        _instance_id: &str,
-        _device: &str,
-    ) -> Result<(), CloudError> {
-        self.0.op(&["EC2:DetachVolume"]);
-        if let Some(v) = self.model().volumes.find_mut(|v| v.id == volume_id) {
-            v.state = "available".into();
-            v.attached_to = None;
-            v.device = None;
-        }
-        Ok(())
-    }
+
     fn set_tags(&self, resource_id: &str, tags: &[(String, String)]) -> Result<(), CloudError> {
         self.0.op(&["EC2:CreateTags"]);
         if let Some((i, t)) = self
@@ -386,10 +391,52 @@ impl Ec2Api for PlanApi {
         }
         Ok(())
     }
+}
+
+impl Ec2Volumes for PlanApi {
+    fn find_snapshots(
+        &self,
+        _tags: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, CloudError> {
+        self.0.op(&["EC2:DescribeSnapshots"]);
+        Ok(Vec::new())
+    }
+
+    fn delete_snapshot(&self, _id: &str) -> Result<(), CloudError> {
+        self.0.op(&["EC2:DeleteSnapshot"]);
+        Ok(())
+    }
+
+    fn create_snapshot(
+        &self,
+        _volume_id: &str,
+        _description: &str,
+        _tags: &Tags,
+    ) -> Result<String, CloudError> {
+        self.0.op(&["EC2:CreateSnapshot", "EC2:CreateTags"]);
+        Ok(self.0.id("snap"))
+    }
+
+    fn detach_volume(
+        &self,
+        volume_id: &str,
+        _instance_id: &str,
+        _device: &str,
+    ) -> Result<(), CloudError> {
+        self.0.op(&["EC2:DetachVolume"]);
+        if let Some(v) = self.model().volumes.find_mut(|v| v.id == volume_id) {
+            v.state = "available".into();
+            v.attached_to = None;
+            v.device = None;
+        }
+        Ok(())
+    }
+
     fn find_volumes(&self, tags: &[(String, String)]) -> Result<Vec<Volume>, CloudError> {
         self.0.op(&["EC2:DescribeVolumes"]);
         Ok(self.model().volumes.tagged(tags, |v| v.state != "deleted"))
     }
+
     fn volume(&self, id: &str) -> Result<Volume, CloudError> {
         self.0.op(&["EC2:DescribeVolumes"]);
         self.model()
@@ -397,6 +444,7 @@ impl Ec2Api for PlanApi {
             .find(|v| v.id == id)
             .ok_or_else(|| not_found("ec2", "DescribeVolumes", "InvalidVolume.NotFound", id))
     }
+
     fn create_volume(&self, req: &VolumeRequest) -> Result<Volume, CloudError> {
         self.0.op(&["EC2:CreateVolume"]);
         let v = Volume {
@@ -414,6 +462,7 @@ impl Ec2Api for PlanApi {
         self.model().volumes.add(v.clone(), req.tags.pairs());
         Ok(v)
     }
+
     fn attach_volume(
         &self,
         volume_id: &str,
@@ -428,6 +477,7 @@ impl Ec2Api for PlanApi {
         }
         Ok("attached".into())
     }
+
     fn delete_volume(&self, id: &str) -> Result<(), CloudError> {
         self.0.op(&["EC2:DeleteVolume"]);
         self.model().volumes.remove(|v| v.id == id);
