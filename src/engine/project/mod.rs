@@ -7,6 +7,9 @@
 //! checked out again when it differs; `recipes update` hashes what it reads from git, never the
 //! cache.
 //!
+//! The project and lock files are read and written here; fetching from git and the cache of
+//! checkouts are in `fetch.rs`.
+//!
 //! ```toml
 //! # geusemaker.toml
 //! [sources.acme]
@@ -19,7 +22,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
@@ -27,6 +29,10 @@ use super::error::UsageError;
 use crate::state::{write_atomic, Home};
 
 pub use crate::config::PROJECT_FILE;
+mod fetch;
+use fetch::verified_checkout;
+pub use fetch::{fetch, hash_tree};
+
 pub const LOCK_FILE: &str = "geusemaker.lock";
 
 /// Where a source's files come from.
@@ -258,288 +264,6 @@ impl Project {
     }
 }
 
-fn git(args: &[&str], dir: Option<&Path>) -> Result<String, String> {
-    let mut c = Command::new("git");
-    if let Some(d) = dir {
-        c.arg("-C").arg(d);
-    }
-    // The cache's repository is data, not configuration: none of its hooks or helpers run.
-    c.args([
-        "-c",
-        "core.hooksPath=/dev/null",
-        "-c",
-        "core.fsmonitor=false",
-        "-c",
-        "credential.helper=",
-    ]);
-    let out = c
-        .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .map_err(|e| format!("cannot run git: {e} (shared git sources need git installed)"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// The cache of source `name`: a bare repository (`repo.git`, the git objects) and one
-/// checkout per commit.
-fn source_cache(home: &Home, name: &str) -> PathBuf {
-    home.cache_dir().join("sources").join(name)
-}
-
-fn is_commit_id(rev: &str) -> bool {
-    (rev.len() == 40 || rev.len() == 64) && rev.chars().all(|c| c.is_ascii_hexdigit())
-}
-
-/// Make sure the bare repository of `name` has `rev` (cloning or fetching from `url`), and
-/// resolve it to a commit id.
-fn fetch_commit(home: &Home, name: &str, url: &str, rev: &str) -> Result<String, String> {
-    let base = source_cache(home, name);
-    let repo = base.join("repo.git");
-    std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
-    let has = |r: &str| {
-        git(
-            &[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("{r}^{{commit}}"),
-            ],
-            Some(&repo),
-        )
-    };
-    if !repo.is_dir() {
-        let tmp = tempfile::Builder::new()
-            .prefix(".clone-")
-            .tempdir_in(&base)
-            .map_err(|e| format!("cannot create a directory in {}: {e}", base.display()))?;
-        let work = tmp.path().join("repo.git");
-        git(
-            &["clone", "--quiet", "--bare", url, &work.to_string_lossy()],
-            None,
-        )
-        .map_err(|e| format!("cannot fetch source `{name}` from {url}: {e}"))?;
-        // Another process may have cloned it meanwhile: theirs is as good as ours.
-        if let Err(e) = std::fs::rename(&work, &repo) {
-            if !repo.is_dir() {
-                return Err(format!(
-                    "cannot move the clone into {}: {e}",
-                    repo.display()
-                ));
-            }
-        }
-    } else if !(is_commit_id(rev) && has(rev).is_ok()) {
-        // A tag or branch may have moved: ask the origin again.
-        git(
-            &[
-                "fetch",
-                "--quiet",
-                "--force",
-                url,
-                "+refs/heads/*:refs/heads/*",
-                "+refs/tags/*:refs/tags/*",
-            ],
-            Some(&repo),
-        )
-        .map_err(|e| format!("cannot fetch source `{name}` from {url}: {e}"))?;
-    }
-    has(rev).map_err(|_| format!("source `{name}`: {url} has no tag or commit `{rev}`"))
-}
-
-/// The files of `commit`, verified from the git objects down (fetching from `url` again when
-/// the object store is incomplete or was changed).
-fn commit_files(
-    home: &Home,
-    name: &str,
-    url: &str,
-    commit: &str,
-) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let repo = source_cache(home, name).join("repo.git");
-    if repo.is_dir() {
-        match super::gitobj::commit_files(&repo, commit) {
-            Ok(files) => return Ok(files),
-            Err(e @ super::gitobj::ObjectError::Git(_)) => return Err(e.to_string()),
-            Err(e) => {
-                crate::ui::Ui::detect(false).warn(&format!(
-                    "source `{name}`: {e}; fetching it again from {url}"
-                ));
-                std::fs::remove_dir_all(&repo)
-                    .map_err(|e| format!("cannot remove {}: {e}", repo.display()))?;
-            }
-        }
-    }
-    let got = fetch_commit(home, name, url, commit)?;
-    if got != commit {
-        return Err(format!("source `{name}`: {url} resolves {commit} to {got}"));
-    }
-    super::gitobj::commit_files(&repo, commit)
-        .map_err(|e| format!("source `{name}` at {commit} from {url}: {e}"))
-}
-
-/// The files of a commit that a checkout holds: `.rhai` files (the only ones geusemaker loads
-/// and locks) at plain relative paths — nothing hidden, so never a `.git` of the source's
-/// making that git would later read as configuration.
-fn recipe_files(files: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
-    files
-        .into_iter()
-        .filter(|(rel, _)| {
-            rel.ends_with(".rhai")
-                && rel.split('/').all(|part| {
-                    !part.is_empty()
-                        && !part.starts_with('.')
-                        && !part.contains(['\\', ':'])
-                        && !part.eq_ignore_ascii_case("git~1")
-                })
-        })
-        .collect()
-}
-
-/// Is `dir` exactly `files` (every file there with its content, and no other `.rhai` file)?
-fn checkout_matches(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Option<String> {
-    for (rel, bytes) in files {
-        match std::fs::read(dir.join(rel)) {
-            Ok(b) if b == *bytes => {}
-            _ => return Some(rel.clone()),
-        }
-    }
-    let on_disk = hash_tree(dir).unwrap_or_default();
-    on_disk.keys().find(|f| !files.contains_key(*f)).cloned()
-}
-
-/// Write `files` as the checkout `dest` (replacing what is there, atomically).
-fn write_checkout(dest: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), String> {
-    let parent = dest.parent().expect("a checkout has a parent");
-    let tmp = tempfile::Builder::new()
-        .prefix(".checkout-")
-        .tempdir_in(parent)
-        .map_err(|e| format!("cannot create a directory in {}: {e}", parent.display()))?;
-    for (rel, bytes) in files {
-        let f = tmp.path().join(rel);
-        if let Some(d) = f.parent() {
-            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-        }
-        std::fs::write(&f, bytes).map_err(|e| format!("{}: {e}", f.display()))?;
-    }
-    let old = parent.join(format!(".old-{}", rand::random::<u32>()));
-    // Concurrent runs may each put a checkout in place: whichever lands, it is checked below.
-    let _ = std::fs::rename(dest, &old);
-    let dir = tmp.keep();
-    if std::fs::rename(&dir, dest).is_err() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    let _ = std::fs::remove_dir_all(&old);
-    match checkout_matches(dest, files) {
-        None => Ok(()),
-        Some(file) => Err(format!(
-            "cannot check out {} ({file} differs after writing it)",
-            dest.display()
-        )),
-    }
-}
-
-/// The cache of one source, held by one process at a time (concurrent CI jobs share it).
-fn lock_cache(home: &Home, name: &str) -> Result<std::fs::File, String> {
-    let base = source_cache(home, name);
-    std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
-    let path = base.join(".lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    f.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
-    Ok(f)
-}
-
-static VERIFIED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
-
-/// The checkout of `commit`, verified against its git objects once per process.
-fn verified_checkout(home: &Home, name: &str, url: &str, commit: &str) -> Result<PathBuf, String> {
-    let dest = source_cache(home, name).join(commit);
-    if VERIFIED.lock().unwrap().contains(&dest) {
-        return Ok(dest);
-    }
-    let _held = lock_cache(home, name)?;
-    checkout_locked(home, name, url, commit)
-}
-
-/// [`verified_checkout`] with the cache's lock held.
-fn checkout_locked(home: &Home, name: &str, url: &str, commit: &str) -> Result<PathBuf, String> {
-    let dest = source_cache(home, name).join(commit);
-    let files = recipe_files(commit_files(home, name, url, commit)?);
-    if dest.is_dir() {
-        if let Some(file) = checkout_matches(&dest, &files) {
-            crate::ui::Ui::detect(false).warn(&format!(
-                "source `{name}`: the cached copy of {file} differs from commit {}; checked out again from its git objects",
-                &commit[..12.min(commit.len())]
-            ));
-            write_checkout(&dest, &files)?;
-        }
-    } else {
-        write_checkout(&dest, &files)?;
-    }
-    VERIFIED.lock().unwrap().push(dest.clone());
-    Ok(dest)
-}
-
-/// Fetch `rev` of `url` and check its commit out (verified); returns the checkout, the commit
-/// and the sha256 of every `.rhai` file — read from the git objects, never from the cache.
-pub fn fetch(
-    home: &Home,
-    name: &str,
-    url: &str,
-    rev: &str,
-) -> Result<(PathBuf, String, BTreeMap<String, String>), String> {
-    let _held = lock_cache(home, name)?;
-    let commit = fetch_commit(home, name, url, rev)?;
-    let dir = checkout_locked(home, name, url, &commit)?;
-    let hashes = recipe_files(commit_files(home, name, url, &commit)?)
-        .into_iter()
-        .map(|(rel, bytes)| (rel, sha256(&bytes)))
-        .collect();
-    Ok((dir, commit, hashes))
-}
-
-/// Every `.rhai` file below `dir` (relative path → sha256).
-pub fn hash_tree(dir: &Path) -> Result<BTreeMap<String, String>, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<(), String> {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            {
-                continue;
-            }
-            if p.is_dir() {
-                walk(root, &p, out)?;
-            } else if p.extension().is_some_and(|x| x == "rhai") {
-                let bytes =
-                    std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-                let rel = p
-                    .strip_prefix(root)
-                    .unwrap_or(&p)
-                    .to_string_lossy()
-                    .to_string();
-                out.insert(rel, sha256(&bytes));
-            }
-        }
-        Ok(())
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out)?;
-    Ok(out)
-}
-
 /// Add (or replace) a source in the project file at `root` (created when missing).
 pub fn add_source(root: &Path, name: &str, origin: &Origin) -> Result<(), String> {
     if !valid_name(name) {
@@ -686,6 +410,7 @@ fn write_lock(root: &Path, lock: &BTreeMap<String, Locked>) -> Result<(), String
 
 #[cfg(test)]
 mod tests {
+    use super::fetch::recipe_files;
     use super::*;
 
     #[test]
