@@ -6,8 +6,8 @@ use rhai::{Array, EvalAltResult, Map};
 
 use super::super::opts::decode;
 use super::super::{rt, usage_err};
-use crate::boot::{self};
-use crate::services::{self};
+use crate::boot;
+use crate::services;
 
 use super::*;
 

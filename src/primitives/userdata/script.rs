@@ -6,7 +6,7 @@ use rhai::{Array, Dynamic, EvalAltResult, Map};
 
 use super::super::opts::decode;
 use super::super::{id_of, rt, usage_err};
-use crate::boot::{self};
+use crate::boot;
 
 use super::*;
 

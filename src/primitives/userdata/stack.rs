@@ -7,7 +7,7 @@ use rhai::{Array, Dynamic, EvalAltResult, Map};
 use super::super::opts::decode;
 use super::super::{rt, usage_err};
 use crate::boot::{self, Layout};
-use crate::services::{self};
+use crate::services;
 
 use super::*;
 
