@@ -1,5 +1,5 @@
-//! `ec2::` — instances (launch, wait, stop, change, terminate), images, key pairs, spot
-//! prices, instance types.
+//! `ec2::` — instances: launch (the spec checked before anything is asked of AWS), find,
+//! wait, terminate, list.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use super::*;
 use crate::cloud::ec2::{Instance, LaunchSpec, VolumeSpec};
 use crate::cloud::tags::{NAME_TAG, STACK_TAG};
 use crate::cloud::wait::{poll_until, Backoff, Poll};
+use crate::cloud::Tags;
 use crate::state::Kind;
 
 /// The options of `ec2::instances`.
@@ -22,19 +23,6 @@ pub(super) struct ListOptions {
     pub(super) state: Option<String>,
     pub(super) tag: Option<String>,
     pub(super) stack: Option<String>,
-}
-
-/// What `ec2::instance_changes` compares the instance with.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct WantedInstance {
-    pub(super) image: Option<Dynamic>,
-    #[serde(default)]
-    pub(super) instance_types: Vec<String>,
-    pub(super) spot: Option<bool>,
-    #[serde(default)]
-    pub(super) on_demand_fallback: bool,
-    pub(super) root_volume_gb: Option<i64>,
 }
 
 pub(super) fn wait_instance(
@@ -173,6 +161,96 @@ pub(super) fn yes() -> bool {
     true
 }
 
+/// What `ec2::run_instance` asks EC2 for, checked: the handles' ids, the user data's size, an
+/// encrypted gp3 root volume and the extra volumes. The client token is the ledger's, later.
+fn launch_spec(
+    f: &'static str,
+    o: RunInstanceOptions,
+    tags: Tags,
+) -> Result<LaunchSpec, Box<EvalAltResult>> {
+    let image_id = id_of(&required(f, "image", o.image)?, "an image")?;
+    let subnet_id = id_of(&required(f, "subnet", o.subnet)?, "a subnet")?;
+    let security_group_ids = o
+        .security_groups
+        .iter()
+        .map(|g| id_of(g, "a security group"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key_name = o.key_pair.map(|k| id_of(&k, "a key pair")).transpose()?;
+    if let Some(script) = &o.user_data {
+        // Sent gzipped when it is larger than EC2 takes (cloud-init unpacks it).
+        if let Err(packed) = crate::boot::user_data_payload(script) {
+            return Err(usage_err(format!(
+                "{f}: user_data is over EC2's 16 KiB limit even gzipped ({} bytes, {packed} compressed)",
+                script.len()
+            )));
+        }
+    }
+    let instance_profile = o
+        .instance_profile
+        .map(|p| id_of(&p, "an instance profile"))
+        .transpose()?;
+    let mut volumes = vec![VolumeSpec {
+        device: "/dev/xvda".into(),
+        size_gb: o.root_volume_gb as i32,
+        volume_type: "gp3".into(),
+        delete_on_termination: true,
+        encrypted: true,
+    }];
+    for v in o.volumes {
+        let map = v
+            .try_cast::<Map>()
+            .ok_or_else(|| usage_err(format!("{f}: each volume is a map")))?;
+        let vo: VolumeOptions = decode(f, map)?;
+        volumes.push(VolumeSpec {
+            device: required(f, "device", vo.device)?,
+            size_gb: vo
+                .size_gb
+                .ok_or_else(|| usage_err(format!("{f}: a volume needs `size_gb`")))?
+                as i32,
+            volume_type: vo.volume_type,
+            delete_on_termination: vo.delete_on_termination,
+            encrypted: vo.encrypted,
+        });
+    }
+    Ok(LaunchSpec {
+        image_id,
+        instance_type: o.instance_type,
+        subnet_id,
+        security_group_ids,
+        key_name,
+        user_data: o.user_data,
+        spot: o.spot,
+        max_price: o.max_price,
+        instance_profile,
+        volumes,
+        client_token: String::new(),
+        tags,
+    })
+}
+
+/// The instance's tags: the run's own, the recipe's extra ones (never `aws:`, the stack's or
+/// `Name`), and the root volume size it gets at launch, which a re-run compares.
+fn launch_tags(
+    f: &str,
+    rt: &Runtime,
+    name: &str,
+    extra: BTreeMap<String, Dynamic>,
+    root_gb: i64,
+) -> Result<Tags, Box<EvalAltResult>> {
+    let mut tags = rt.tags(name);
+    for (k, v) in extra {
+        if k.starts_with("aws:") || k.starts_with("geusemaker:stack") || k == "Name" {
+            return Err(usage_err(format!(
+                "{f}: tag `{k}` is not the recipe's to set"
+            )));
+        }
+        tags.extra.insert(k, v.to_string());
+    }
+    tags.extra
+        .insert(ROOT_GB_TAG.to_string(), root_gb.to_string());
+    Ok(tags)
+}
+
 #[export_module]
 pub mod api {
     use super::*;
@@ -210,72 +288,12 @@ pub mod api {
     ) -> Result<Instance, Box<EvalAltResult>> {
         let rt = rt(&ctx)?;
         const F: &str = "ec2::run_instance";
-        let o: RunInstanceOptions = decode(F, options)?;
-        let image_id = id_of(&required(F, "image", o.image)?, "an image")?;
-        let subnet_id = id_of(&required(F, "subnet", o.subnet)?, "a subnet")?;
-        let instance_type = o.instance_type;
-        let security_group_ids = o
-            .security_groups
-            .iter()
-            .map(|g| id_of(g, "a security group"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let key_name = o.key_pair.map(|k| id_of(&k, "a key pair")).transpose()?;
-        let user_data = o.user_data;
-        if let Some(script) = &user_data {
-            // Sent gzipped when it is larger than EC2 takes (cloud-init unpacks it).
-            if let Err(packed) = crate::boot::user_data_payload(script) {
-                return Err(usage_err(format!(
-                    "{F}: user_data is over EC2's 16 KiB limit even gzipped ({} bytes, {packed} compressed)",
-                    script.len()
-                )));
-            }
-        }
-        let spot = o.spot;
-        let max_price = o.max_price;
-        let instance_profile = o
-            .instance_profile
-            .map(|p| id_of(&p, "an instance profile"))
-            .transpose()?;
-        let root_gb = o.root_volume_gb;
-        let mut volumes = vec![VolumeSpec {
-            device: "/dev/xvda".into(),
-            size_gb: root_gb as i32,
-            volume_type: "gp3".into(),
-            delete_on_termination: true,
-            encrypted: true,
-        }];
-        for v in o.volumes {
-            let map = v
-                .try_cast::<Map>()
-                .ok_or_else(|| usage_err(format!("{F}: each volume is a map")))?;
-            let vo: VolumeOptions = decode(F, map)?;
-            volumes.push(VolumeSpec {
-                device: required(F, "device", vo.device)?,
-                size_gb: vo
-                    .size_gb
-                    .ok_or_else(|| usage_err(format!("{F}: a volume needs `size_gb`")))?
-                    as i32,
-                volume_type: vo.volume_type,
-                delete_on_termination: vo.delete_on_termination,
-                encrypted: vo.encrypted,
-            });
-        }
-
-        let extra_tags = o.tags;
+        let mut o: RunInstanceOptions = decode(F, options)?;
         let replace = o.replace;
+        let root_gb = o.root_volume_gb;
+        let tags = launch_tags(F, &rt, name, std::mem::take(&mut o.tags), root_gb)?;
+        let spec = launch_spec(F, o, tags)?;
         let aws = rt.aws()?;
-        let mut tags = rt.tags(name);
-        for (k, v) in extra_tags {
-            if k.starts_with("aws:") || k.starts_with("geusemaker:stack") || k == "Name" {
-                return Err(usage_err(format!(
-                    "{F}: tag `{k}` is not the recipe's to set"
-                )));
-            }
-            tags.extra.insert(k.to_string(), v.to_string());
-        }
-        // What the instance got at launch and cannot change later: a re-run compares it.
-        tags.extra
-            .insert(ROOT_GB_TAG.to_string(), root_gb.to_string());
         let alive = if replace || rt.known_absent(Kind::Instance, name) {
             Vec::new()
         } else {
@@ -299,18 +317,8 @@ pub mod api {
             name,
             |token| {
                 aws.ec2.run_instance(&LaunchSpec {
-                    image_id: image_id.clone(),
-                    instance_type: instance_type.clone(),
-                    subnet_id: subnet_id.clone(),
-                    security_group_ids: security_group_ids.clone(),
-                    key_name: key_name.clone(),
-                    user_data: user_data.clone(),
-                    spot,
-                    max_price: max_price.clone(),
-                    instance_profile: instance_profile.clone(),
-                    volumes: volumes.clone(),
                     client_token: token.to_string(),
-                    tags: tags.clone(),
+                    ..spec.clone()
                 })
             },
             |i: &Instance| {
@@ -450,163 +458,6 @@ pub mod api {
         let id = id_of(&instance, "an instance")?;
         wait_instance(&rt, &id, Duration::from_secs(600), "terminated")?;
         rt.mark_deleted(Kind::Instance, &id)
-    }
-
-    /// What differs between the live instance `vm` and what the recipe asks, each as
-    /// `#{ action, resource, detail }` (empty: nothing). `want`: `image`, `instance_types`
-    /// (the first is asked for, the rest are acceptable fallbacks), `spot`,
-    /// `on_demand_fallback`, `root_volume_gb`. An image, a root volume or a market that
-    /// differs is `"replace"` (the instance gets them only at launch); another type is
-    /// `"restart"` for an on-demand instance (stop, change, start: same disks, same address
-    /// inside the VPC) and `"replace"` for a spot one (AWS cannot change it). Only reads.
-    ///
-    /// ```rhai
-    /// for c in ec2::instance_changes(vm, #{ image: ami, instance_types: ["t3.large"], spot: true }) {
-    ///     ui::info(`${c.action}: ${c.detail}`);
-    /// }
-    /// ```
-    #[rhai_fn(return_raw)]
-    pub fn instance_changes(vm: Instance, want: Map) -> Result<Array, Box<EvalAltResult>> {
-        const F: &str = "ec2::instance_changes";
-        let o: WantedInstance = decode(F, want)?;
-        let image = o.image.map(|i| id_of(&i, "an image")).transpose()?;
-        let types = o.instance_types;
-        let spot = o.spot;
-        let fallback = o.on_demand_fallback;
-        let root_gb = o.root_volume_gb;
-        let change = |action: &str, detail: String| -> Dynamic {
-            let mut m = Map::new();
-            m.insert("action".into(), action.into());
-            m.insert("resource".into(), format!("instance {}", vm.name).into());
-            m.insert("detail".into(), detail.into());
-            Dynamic::from_map(m)
-        };
-        let mut out = Array::new();
-        if let Some(image) = image.filter(|i| *i != vm.image_id) {
-            out.push(change(
-                "replace",
-                format!("image {} → {image}", vm.image_id),
-            ));
-        }
-        match spot {
-            Some(true) if vm.lifecycle != "spot" && !fallback => out.push(change(
-                "replace",
-                "on-demand → spot (on_demand_fallback is off)".into(),
-            )),
-            Some(false) if vm.lifecycle == "spot" => {
-                out.push(change("replace", "spot → on-demand".into()))
-            }
-            _ => {}
-        }
-        if let Some(first) = types.first() {
-            if !types.contains(&vm.instance_type) {
-                let how = if vm.lifecycle == "spot" {
-                    "replace"
-                } else {
-                    "restart"
-                };
-                out.push(change(how, format!("{} → {first}", vm.instance_type)));
-            }
-        }
-        if let Some(gb) = root_gb {
-            if let Some(had) = vm.tags.get(ROOT_GB_TAG).filter(|h| **h != gb.to_string()) {
-                out.push(change(
-                    "replace",
-                    format!("root volume {had} GiB → {gb} GiB"),
-                ));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Ask EC2 to stop the instance; returns at once (`false` when it was stopped already).
-    /// Its EBS volumes stay; a spot instance cannot be stopped this way (AWS refuses).
-    ///
-    /// ```rhai
-    /// ec2::stop(vm);
-    /// vm = ec2::wait_until_stopped(vm);
-    /// ```
-    #[rhai_fn(return_raw)]
-    pub fn stop(ctx: NativeCallContext, instance: Dynamic) -> Result<bool, Box<EvalAltResult>> {
-        let rt = rt(&ctx)?;
-        let id = id_of(&instance, "an instance")?;
-        let before = rt.aws()?.ec2.stop_instance(&id).map_err(cloud_err)?;
-        Ok(!matches!(before.as_str(), "stopped" | "stopping"))
-    }
-
-    /// Block until the instance is `stopped` (timeout 600 s); returns it described again.
-    ///
-    /// ```rhai
-    /// vm = ec2::wait_until_stopped(vm);
-    /// ```
-    #[rhai_fn(return_raw)]
-    pub fn wait_until_stopped(
-        ctx: NativeCallContext,
-        instance: Dynamic,
-    ) -> Result<Instance, Box<EvalAltResult>> {
-        let id = id_of(&instance, "an instance")?;
-        let rt = rt(&ctx)?;
-        wait_instance(&rt, &id, Duration::from_secs(600), "stopped")
-    }
-
-    /// Ask EC2 to start a stopped instance; returns at once. Wait with
-    /// `ec2::wait_until_running`.
-    ///
-    /// ```rhai
-    /// ec2::start(vm);
-    /// vm = ec2::wait_until_running(vm);
-    /// ```
-    #[rhai_fn(return_raw)]
-    pub fn start(ctx: NativeCallContext, instance: Dynamic) -> Result<bool, Box<EvalAltResult>> {
-        let rt = rt(&ctx)?;
-        let id = id_of(&instance, "an instance")?;
-        let before = rt.aws()?.ec2.start_instance(&id).map_err(cloud_err)?;
-        Ok(!matches!(before.as_str(), "running" | "pending"))
-    }
-
-    /// Change the type of a stopped instance (start it again with `ec2::start`).
-    ///
-    /// ```rhai
-    /// ec2::set_instance_type(vm, "t3.large");
-    /// ```
-    #[rhai_fn(return_raw)]
-    pub fn set_instance_type(
-        ctx: NativeCallContext,
-        instance: Dynamic,
-        instance_type: &str,
-    ) -> Result<(), Box<EvalAltResult>> {
-        let rt = rt(&ctx)?;
-        let id = id_of(&instance, "an instance")?;
-        rt.aws()?
-            .ec2
-            .set_instance_type(&id, instance_type)
-            .map_err(cloud_err)
-    }
-
-    /// Add or overwrite tags (a map) on an instance, volume or other EC2 resource. The
-    /// stack's own tags (`geusemaker:stack`, `Name`) and `aws:` ones are refused.
-    ///
-    /// ```rhai
-    /// ec2::set_tags(vm, #{ "geusemaker:services": fp });
-    /// ```
-    #[rhai_fn(return_raw)]
-    pub fn set_tags(
-        ctx: NativeCallContext,
-        resource: Dynamic,
-        tags: Map,
-    ) -> Result<(), Box<EvalAltResult>> {
-        let rt = rt(&ctx)?;
-        let id = id_of(&resource, "a resource")?;
-        let mut pairs = Vec::new();
-        for (k, v) in tags {
-            if k.starts_with("aws:") || k.starts_with("geusemaker:stack") || k == "Name" {
-                return Err(usage_err(format!(
-                    "ec2::set_tags: tag `{k}` is not the recipe's to set"
-                )));
-            }
-            pairs.push((k.to_string(), v.to_string()));
-        }
-        rt.aws()?.ec2.set_tags(&id, &pairs).map_err(cloud_err)
     }
 
     /// Instances, filtered: `#{ state: "running", tag: "Name=web", stack: "my-stack" }` (all

@@ -13,10 +13,12 @@ pub const ROOT_GB_TAG: &str = "geusemaker:root-gb";
 pub const SNAPSHOT_TAG: &str = "geusemaker:snapshot";
 
 mod catalog;
+mod changes;
 mod instances;
 mod network;
 mod volumes;
 
+use changes::*;
 use instances::*;
 use network::*;
 use volumes::*;
@@ -40,6 +42,7 @@ pub fn module() -> rhai::Module {
     let mut m = exported_module!(network::api);
     m.combine(exported_module!(catalog::api));
     m.combine(exported_module!(instances::api));
+    m.combine(exported_module!(changes::api));
     m.combine(exported_module!(volumes::api));
     m
 }
