@@ -434,13 +434,9 @@ fn config_command(action: ConfigAction) -> Result<(), RunError> {
 
 fn report(e: &RunError) -> i32 {
     match e {
-        // Rendered diagnostics and run reports: they carry their own `error:` line (painted on
-        // a terminal).
-        RunError::Recipe(text) | RunError::Interrupted(text) => {
-            eprint!("{text}");
-            if !text.ends_with('\n') {
-                eprintln!();
-            }
+        // The error with its position, and what became of the stack (painted on a terminal).
+        RunError::Recipe(f) | RunError::Interrupted(f) => {
+            eprint!("{}", f.render(crate::engine::diag::stderr_color()))
         }
         RunError::Preflight(p) => eprint!("{}", p.render()),
         RunError::Usage(_) | RunError::State(_) => eprintln!("error: {e}"),

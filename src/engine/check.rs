@@ -551,8 +551,8 @@ pub fn run(recipes: &[String]) -> Result<(), RunError> {
         }
     }
     if failed > 0 {
-        return Err(RunError::Recipe(format!(
-            "error: {failed} of {} recipe(s) have errors",
+        return Err(RunError::failed(format!(
+            "{failed} of {} recipe(s) have errors",
             recipes.len()
         )));
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 
 use super::meta::{self, ParamSpec, RecipeMeta};
-use super::session::{load_recipe, make_plan, RunError, RunRequest};
+use super::session::{load_recipe, make_plan, Failure, RunError, RunRequest};
 use super::{embedded, recipes};
 use crate::cloud::{Aws, Blocking};
 use crate::public_ip;
@@ -78,7 +78,9 @@ fn ask(prompt: &str) -> Option<String> {
 }
 
 fn aborted() -> RunError {
-    RunError::Interrupted("error: deploy cancelled: nothing was created\n".into())
+    RunError::Interrupted(Box::new(Failure::message(
+        "deploy cancelled: nothing was created",
+    )))
 }
 
 fn say(line: &str) {

@@ -258,6 +258,11 @@ fn describe_value(v: &Dynamic) -> (String, Option<String>) {
     (v.to_string(), None)
 }
 
+/// Whether what goes to stderr is painted: a terminal that takes colours, and no `NO_COLOR`.
+pub fn stderr_color() -> bool {
+    console::colors_enabled_stderr() && std::env::var_os("NO_COLOR").is_none()
+}
+
 /// The text shown to the user.
 pub fn render(d: &Diagnostic, sources: &Sources, color: bool) -> String {
     render_as(d, sources, color, false)

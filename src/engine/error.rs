@@ -1,8 +1,13 @@
-//! The engine's errors: why a command did not succeed ([`RunError`]), and the ways an
-//! invocation can be wrong ([`UsageError`]). Each keeps its parts apart (message, hint, what
-//! to suggest); `Display` is the one place they are put into words, and `cli::report` the one
-//! place they are printed.
+//! The engine's errors: why a command did not succeed ([`RunError`]), the ways an invocation
+//! can be wrong ([`UsageError`]), and what a failed run has to say ([`Failure`]: the error at
+//! its place in the recipe, then what became of the stack). Each keeps its parts apart
+//! (message, hint, what to suggest, notes); `Display` and [`Failure::render`] are the one place
+//! they are put into words, and `cli::report` the one place they are printed.
 
+use std::sync::Arc;
+
+use super::diag::{self, Diagnostic};
+use super::sources::Sources;
 use crate::state::StateError;
 use crate::suggest::did_you_mean;
 
@@ -12,13 +17,13 @@ pub enum RunError {
     /// The invocation itself is wrong (exit 2): nothing was started.
     #[error("{0}")]
     Usage(UsageError),
-    /// The recipe failed to compile or failed while running (exit 1): a rendered report that
-    /// starts with its own `error:` line.
-    #[error("{0}")]
-    Recipe(String),
-    /// Stopped by Ctrl-C (exit 130): a rendered report, like `Recipe`.
-    #[error("{0}")]
-    Interrupted(String),
+    /// The recipe failed to compile or failed while running, or the command failed (exit 1):
+    /// the error, then what became of the stack.
+    #[error("{}", .0.render(false))]
+    Recipe(Box<Failure>),
+    /// Stopped by Ctrl-C (exit 130): what was stopped, and what became of the stack.
+    #[error("{}", .0.render(false))]
+    Interrupted(Box<Failure>),
     #[error("{0}")]
     State(#[from] StateError),
     /// AWS could not be reached as anyone (exit 2): nothing was asked of it, nothing recorded.
@@ -33,6 +38,16 @@ impl RunError {
             RunError::Interrupted(_) => 130,
             RunError::Recipe(_) | RunError::State(_) => 1,
         }
+    }
+
+    /// The command failed (exit 1): what went wrong.
+    pub fn failed(message: impl Into<String>) -> RunError {
+        RunError::Recipe(Box::new(Failure::message(message)))
+    }
+
+    /// The command failed (exit 1): what went wrong, and what to do about it.
+    pub fn failed_hint(message: impl Into<String>, hint: impl Into<String>) -> RunError {
+        RunError::Recipe(Box::new(Failure::message(message).hint(hint)))
     }
 
     /// A usage error that is only a message.
@@ -55,6 +70,126 @@ impl RunError {
 impl From<UsageError> for RunError {
     fn from(e: UsageError) -> Self {
         RunError::Usage(e)
+    }
+}
+
+impl From<Failure> for RunError {
+    fn from(f: Failure) -> Self {
+        RunError::Recipe(Box::new(f))
+    }
+}
+
+/// What a failed (or interrupted) command has to say: the error, then lines on what became of
+/// the stack (how the run ended, what was rolled back, where its state is). Kept in parts;
+/// [`Failure::render`] puts it into words, painted or not.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub cause: Cause,
+    pub notes: Vec<Note>,
+}
+
+/// The error a [`Failure`] starts with.
+#[derive(Debug, Clone)]
+pub enum Cause {
+    /// An error at a place in a recipe: shown with its source line, a caret and the calls that
+    /// led there.
+    Recipe {
+        diagnostic: Diagnostic,
+        sources: Arc<Sources>,
+    },
+    /// What went wrong, and what to do about it.
+    Message {
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+/// A line after the error, or a second failure (an automatic rollback's own).
+#[derive(Debug, Clone)]
+pub enum Note {
+    Line(String),
+    Failure(Box<Failure>),
+}
+
+impl Failure {
+    /// An error in a recipe, at its place in `sources`.
+    pub fn recipe(diagnostic: Diagnostic, sources: Arc<Sources>) -> Self {
+        Failure {
+            cause: Cause::Recipe {
+                diagnostic,
+                sources,
+            },
+            notes: Vec::new(),
+        }
+    }
+
+    /// An error that is only a message.
+    pub fn message(message: impl Into<String>) -> Self {
+        Failure {
+            cause: Cause::Message {
+                message: message.into(),
+                hint: None,
+            },
+            notes: Vec::new(),
+        }
+    }
+
+    /// With what to do about it (a message's; a diagnostic carries its own).
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        if let Cause::Message { hint: h, .. } = &mut self.cause {
+            *h = Some(hint.into());
+        }
+        self
+    }
+
+    /// With a line after the error.
+    pub fn note(mut self, line: impl Into<String>) -> Self {
+        self.notes.push(Note::Line(line.into()));
+        self
+    }
+
+    /// With these notes after the error.
+    pub fn notes(mut self, notes: impl IntoIterator<Item = Note>) -> Self {
+        self.notes.extend(notes);
+        self
+    }
+
+    /// The error's message, without position or hint: what a run's outcome records.
+    pub fn summary(&self) -> &str {
+        match &self.cause {
+            Cause::Recipe { diagnostic, .. } => &diagnostic.message,
+            Cause::Message { message, .. } => message,
+        }
+    }
+
+    /// The text shown: the error (`error: …`, painted when `color`), then each note on a line
+    /// of its own.
+    pub fn render(&self, color: bool) -> String {
+        let mut out = match &self.cause {
+            Cause::Recipe {
+                diagnostic,
+                sources,
+            } => diag::render(diagnostic, sources, color),
+            Cause::Message { message, hint } => {
+                let mut s = format!("error: {message}\n");
+                if let Some(h) = hint {
+                    s.push_str(&format!("hint: {h}\n"));
+                }
+                s
+            }
+        };
+        for note in &self.notes {
+            match note {
+                Note::Line(line) => {
+                    out.push_str(line);
+                    if !line.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
+                Note::Failure(f) => out.push_str(&f.render(color)),
+            }
+        }
+        out
     }
 }
 
@@ -178,6 +313,52 @@ impl From<String> for UsageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_renders_its_error_then_what_became_of_the_stack() {
+        let rollback = Failure::message("DeleteVolume: VolumeInUse").hint("detach it first");
+        let f = Failure::message("health::wait_until_healthy: n8n not healthy")
+            .note("run r-1 failed after 3 s")
+            .notes([
+                Note::Line("automatic rollback failed too:".into()),
+                Note::Failure(Box::new(rollback)),
+            ])
+            .note("state: /h/stacks/s.json (the ledger lists every resource)\n");
+        assert_eq!(
+            f.render(false),
+            "error: health::wait_until_healthy: n8n not healthy\n\
+             run r-1 failed after 3 s\n\
+             automatic rollback failed too:\n\
+             error: DeleteVolume: VolumeInUse\n\
+             hint: detach it first\n\
+             state: /h/stacks/s.json (the ledger lists every resource)\n"
+        );
+        assert_eq!(f.summary(), "health::wait_until_healthy: n8n not healthy");
+        let e = RunError::from(f);
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.to_string().starts_with("error: health::"));
+    }
+
+    #[test]
+    fn a_recipe_failure_points_into_its_source() {
+        let sources = Arc::new(Sources::default());
+        sources.insert("r.rhai", "let x = 1;\nboom();\n", None);
+        let d = Diagnostic {
+            message: "function not found: boom".into(),
+            hint: None,
+            primary: Some(diag::Loc {
+                source: "r.rhai".into(),
+                line: 2,
+                col: 1,
+            }),
+            frames: Vec::new(),
+        };
+        let text = Failure::recipe(d, sources).note("run r-2 failed").render(false);
+        assert!(text.starts_with("error: function not found: boom\n"), "{text}");
+        assert!(text.contains("r.rhai:2:1"), "{text}");
+        assert!(text.contains("boom();"), "{text}");
+        assert!(text.ends_with("run r-2 failed\n"), "{text}");
+    }
 
     #[test]
     fn a_suggestion_comes_from_what_the_error_carries() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rhai::Dynamic;
 
 use super::resolver::Resolver;
-use super::session::RunError;
+use super::session::{Failure, RunError};
 use super::sources::Sources;
 use super::{build_engine, diag, known_functions};
 use crate::cloud::AwsSettings;
@@ -17,7 +17,6 @@ use crate::ui::Ui;
 /// Evaluate `expr`; returns what to print on stdout.
 pub fn eval(expr: &str, json: bool, aws: AwsSettings) -> Result<String, RunError> {
     const NAME: &str = "<eval>";
-    let color = console::colors_enabled_stderr() && std::env::var_os("NO_COLOR").is_none();
     let home = Home::from_env()?;
     let ui = Ui::detect(false).with_stdout_reserved();
     let sources = Arc::new(Sources::default());
@@ -28,7 +27,7 @@ pub fn eval(expr: &str, json: bool, aws: AwsSettings) -> Result<String, RunError
         Some(Resolver::new(cwd.as_deref(), sources.clone())),
     );
     let mut ast = engine.compile(expr).map_err(|e| {
-        RunError::Recipe(diag::render(&diag::from_parse(&e, NAME), &sources, color))
+        RunError::from(Failure::recipe(diag::from_parse(&e, NAME), sources.clone()))
     })?;
     ast.set_source(NAME);
     let run_id = format!("eval-{:06x}", rand::random::<u32>() & 0xff_ffff);
@@ -43,7 +42,7 @@ pub fn eval(expr: &str, json: bool, aws: AwsSettings) -> Result<String, RunError
             aws,
             None,
         )
-        .map_err(|e| RunError::Recipe(format!("error: cannot start the async runtime: {e}\n")))?,
+        .map_err(|e| RunError::failed(format!("cannot start the async runtime: {e}")))?,
     );
     crate::interrupt::listen();
     engine.set_default_tag(Dynamic::from(runtime.clone()));
@@ -61,10 +60,9 @@ pub fn eval(expr: &str, json: bool, aws: AwsSettings) -> Result<String, RunError
         Err(e) => {
             let known = known_functions(&engine, Some(&ast));
             let last = runtime.last_call();
-            Err(RunError::Recipe(diag::render(
-                &diag::from_eval(&e, NAME, &sources, &known, last.as_ref()),
-                &sources,
-                color,
+            Err(RunError::from(Failure::recipe(
+                diag::from_eval(&e, NAME, &sources, &known, last.as_ref()),
+                sources.clone(),
             )))
         }
     }

@@ -197,11 +197,10 @@ fn constraints(p: &meta::ParamSpec) -> String {
 /// The header of `recipe` (a bundled name or a file).
 pub fn header_of(recipe: &str) -> Result<(String, Option<RecipeMeta>), RunError> {
     let loaded = load_recipe(recipe)?;
-    let sources = super::sources::Sources::default();
+    let sources = std::sync::Arc::new(super::sources::Sources::default());
     sources.insert(&loaded.display, &loaded.text, loaded.path.clone());
-    let m = meta::parse(&loaded.text).map_err(|e| {
-        RunError::Recipe(super::session::header_error(&e, &loaded.display, &sources))
-    })?;
+    let m = meta::parse(&loaded.text)
+        .map_err(|e| RunError::from(super::session::header_error(&e, &loaded.display, &sources)))?;
     Ok((loaded.display, m))
 }
 
@@ -274,7 +273,7 @@ pub fn add(name: &str, source: &str, rev: Option<&str>) -> Result<(), RunError> 
     let project = Project::load(&root).map_err(RunError::usage)?;
     let home = crate::state::Home::from_env()?;
     let changes = project::update(&project, &home, &[name.to_string()])
-        .map_err(|e| RunError::Recipe(format!("error: {e}\n")))?;
+        .map_err(|e| RunError::failed(e.to_string()))?;
     report_changes(&changes);
     println!(
         "locked in {}; import its modules as \"{name}/<file>\", run its recipes as `geusemaker run {name}/<file> --name …`",

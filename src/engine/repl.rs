@@ -428,7 +428,7 @@ pub fn repl(opts: ReplOptions) -> Result<(), RunError> {
             opts.aws,
             store,
         )
-        .map_err(|e| RunError::Recipe(format!("error: cannot start the async runtime: {e}\n")))?,
+        .map_err(|e| RunError::failed(format!("cannot start the async runtime: {e}")))?,
     );
     crate::interrupt::listen();
     engine.set_default_tag(Dynamic::from(runtime.clone()));
@@ -438,7 +438,7 @@ pub fn repl(opts: ReplOptions) -> Result<(), RunError> {
     }));
 
     let mut editor: Editor<ReplHelper, rustyline::history::DefaultHistory> = Editor::new()
-        .map_err(|e| RunError::Recipe(format!("error: cannot start the line editor: {e}\n")))?;
+        .map_err(|e| RunError::failed(format!("cannot start the line editor: {e}")))?;
     editor.set_helper(Some(ReplHelper(completions.clone())));
     let history: PathBuf = home.root().join("repl_history");
     let _ = home.ensure();
@@ -494,7 +494,7 @@ pub fn repl(opts: ReplOptions) -> Result<(), RunError> {
                 crate::interrupt::reset();
             }
             Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(RunError::Recipe(format!("error: {e}\n"))),
+            Err(e) => return Err(RunError::failed(e.to_string())),
         }
     }
     let _ = editor.save_history(&history);

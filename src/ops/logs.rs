@@ -47,22 +47,18 @@ fn running_instance(name: &str, state: &StackState, aws: &Aws) -> Result<String,
     Ok(match &live {
         LiveInstance::Present(i) if i.state == "running" => i.id.clone(),
         LiveInstance::Present(i) => {
-            return Err(RunError::Recipe(format!(
-                "error: instance {} is {}: there are no logs to fetch\nhint: `geusemaker status {name}` shows the stack; `geusemaker rollback {name}` relaunches it\n",
-                i.id, i.state
-            )))
+            return Err(RunError::failed_hint(format!("instance {} is {}: there are no logs to fetch",
+                i.id, i.state), format!("`geusemaker status {name}` shows the stack; `geusemaker rollback {name}` relaunches it")))
         }
         LiveInstance::Gone(id) => {
-            return Err(RunError::Recipe(format!(
-                "error: instance {id} no longer exists\nhint: `geusemaker rollback {name}` relaunches the stack (its data is kept)\n"
-            )))
+            return Err(RunError::failed_hint(format!("instance {id} no longer exists"), format!("`geusemaker rollback {name}` relaunches the stack (its data is kept)")))
         }
         LiveInstance::Unknown(id, why) => {
-            return Err(RunError::Recipe(format!("error: cannot describe instance {id}: {why}\n")))
+            return Err(RunError::failed(format!("cannot describe instance {id}: {why}")))
         }
         LiveInstance::None => {
-            return Err(RunError::Recipe(format!(
-                "error: stack `{name}` has no instance recorded ({})\n",
+            return Err(RunError::failed(format!(
+                "stack `{name}` has no instance recorded ({})",
                 output(state, "market").map_or("no deploy finished".to_string(), |_| "its outputs lack instance_id".into())
             )))
         }
@@ -87,7 +83,7 @@ pub fn boot_log(name: &str, flags: &AwsSettings, settings: &Settings) -> Result<
     let aws = conn
         .aws
         .as_ref()
-        .map_err(|e| RunError::Recipe(format!("error: {e}\n")))?;
+        .map_err(|e| RunError::failed(e.to_string()))?;
     let instance = running_instance(name, state, aws)?;
     let out = run_on(aws, &instance, &boot_command()).map_err(|e| explain(e, &instance))?;
     for line in unwrap_output(&out, &instance, "tail")? {
@@ -101,10 +97,7 @@ pub fn boot_log(name: &str, flags: &AwsSettings, settings: &Settings) -> Result<
 fn unwrap_output<'a>(out: &'a str, instance: &str, what: &str) -> Result<Vec<&'a str>, RunError> {
     let mut lines: Vec<&str> = out.lines().collect();
     if lines.first() != Some(&BEGIN) {
-        return Err(RunError::Recipe(format!(
-            "error: instance {instance} did not run the log command: SSM answered without its output\n\
-             hint: the SSM agent may not be running commands (a local emulator such as moto runs nothing); `geusemaker status` shows the instance\n"
-        )));
+        return Err(RunError::failed_hint(format!("instance {instance} did not run the log command: SSM answered without its output"), "the SSM agent may not be running commands (a local emulator such as moto runs nothing); `geusemaker status` shows the instance"));
     }
     lines.remove(0);
     match lines.last().and_then(|l| l.strip_prefix(END)) {
@@ -112,8 +105,8 @@ fn unwrap_output<'a>(out: &'a str, instance: &str, what: &str) -> Result<Vec<&'a
             lines.pop();
             Ok(lines)
         }
-        Some(code) => Err(RunError::Recipe(format!(
-            "error: `{what}` failed on {instance} (exit {code}):\n{}\n",
+        Some(code) => Err(RunError::failed(format!(
+            "`{what}` failed on {instance} (exit {code}):\n{}",
             lines[..lines.len() - 1].join("\n")
         ))),
         // The end marker was cut off (SSM keeps the first 24,000 characters).
@@ -231,13 +224,10 @@ fn run_on(aws: &Aws, instance: &str, script: &str) -> Result<String, CloudError>
 
 fn explain(e: CloudError, instance: &str) -> RunError {
     if e.code.contains("InvalidInstanceId") {
-        return RunError::Recipe(format!(
-            "error: instance {instance} is not managed by SSM yet, so its logs cannot be fetched\n\
-             hint: the SSM agent registers a minute or two after boot (the instance needs its instance profile \
-             and outbound HTTPS); try again shortly, or check `geusemaker status`\n"
-        ));
+        return RunError::failed_hint(format!("instance {instance} is not managed by SSM yet, so its logs cannot be fetched"), "the SSM agent registers a minute or two after boot (the instance needs its instance profile \
+             and outbound HTTPS); try again shortly, or check `geusemaker status`");
     }
-    RunError::Recipe(format!("error: fetching the logs failed: {e}\n"))
+    RunError::failed(format!("fetching the logs failed: {e}"))
 }
 
 /// `geusemaker logs <name> [--service S] [--follow] [--since 10m]`.
@@ -274,7 +264,7 @@ pub fn logs(
     let aws = conn
         .aws
         .as_ref()
-        .map_err(|e| RunError::Recipe(format!("error: {e}\n")))?;
+        .map_err(|e| RunError::failed(e.to_string()))?;
     let instance = running_instance(name, state, aws)?;
 
     crate::interrupt::listen();

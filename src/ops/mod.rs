@@ -60,7 +60,7 @@ impl Conn {
         settings: &Settings,
     ) -> Result<Conn, RunError> {
         let blocking = Blocking::new()
-            .map_err(|e| RunError::Recipe(format!("error: cannot start the async runtime: {e}")))?;
+            .map_err(|e| RunError::failed(format!("cannot start the async runtime: {e}")))?;
         if let (Some(flag), Some(home)) = (&flags.region, &state.region) {
             if flag != home {
                 return Err(RunError::usage(format!(

@@ -169,7 +169,7 @@ pub fn monitor(opts: MonitorOptions, settings: &Settings) -> Result<(), RunError
     let auto = settings.auto_rollback() && !opts.no_rollback;
     let conn = Conn::for_stack(&opened.state, &opts.aws, settings)?;
     if let Err(e) = &conn.aws {
-        return Err(RunError::Recipe(format!("error: {e}\n")));
+        return Err(RunError::failed(e.to_string()));
     }
     crate::interrupt::listen();
     let ui = Ui::detect(true);
@@ -191,18 +191,24 @@ pub fn monitor(opts: MonitorOptions, settings: &Settings) -> Result<(), RunError
             break;
         }
         let Some(state) = StackStore::load(&opened.backend, &opts.name)? else {
-            return Err(RunError::Recipe(format!(
-                "error: stack `{}` was destroyed while being monitored\n",
+            return Err(RunError::failed(format!(
+                "stack `{}` was destroyed while being monitored",
                 opts.name
             )));
         };
         if let Some(holder) = busy(&opened.backend, &opts.name) {
             ui.line(&format!("{}  paused: the stack is busy ({holder})", now()));
         } else if state.status == StackStatus::Failed && state.last_healthy.is_none() {
-            return Err(RunError::Recipe(format!(
-                "error: stack `{}` is failed and has no healthy deploy to go back to\nhint: `geusemaker status {0}`; run its recipe again to redeploy\n",
-                opts.name
-            )));
+            return Err(RunError::failed_hint(
+                format!(
+                    "stack `{}` is failed and has no healthy deploy to go back to",
+                    opts.name
+                ),
+                format!(
+                    "`geusemaker status {0}`; run its recipe again to redeploy",
+                    opts.name
+                ),
+            ));
         } else {
             let aws = conn.aws();
             let live = LiveInstance::of(&state, aws, None);
@@ -227,8 +233,8 @@ pub fn monitor(opts: MonitorOptions, settings: &Settings) -> Result<(), RunError
                         tracker.save(&home, &state);
                     }
                     Err(e) => {
-                        return Err(RunError::Recipe(format!(
-                            "error: the stack's recorded health checks are unusable: {e}\n"
+                        return Err(RunError::failed(format!(
+                            "the stack's recorded health checks are unusable: {e}"
                         )))
                     }
                 }

@@ -194,8 +194,8 @@ fn move_stacks(
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(RunError::Recipe(format!(
-            "error: {} of {} stacks not moved ({}); the lines above say where each one is\n",
+        Err(RunError::failed(format!(
+            "{} of {} stacks not moved ({}); the lines above say where each one is",
             failed.len(),
             names.len(),
             failed.join(", ")

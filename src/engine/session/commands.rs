@@ -8,7 +8,7 @@ use super::load::{
     compile, declares, is_teardown, load_recipe, parse_sets, prepare_params, region_from_params,
     Compiled,
 };
-use super::{RunError, RunRequest, RunSummary, UsageError};
+use super::{Note, RunError, RunRequest, RunSummary, UsageError};
 use crate::primitives::Params;
 use crate::state::{
     validate_stack_name, HealthySnapshot, ResourceStatus, RollbackRecord, StackState, StackStatus,
@@ -50,7 +50,7 @@ fn roll_back_run(
     run_id: &str,
     trigger: &str,
     original: &str,
-) -> Result<String, RunError> {
+) -> Result<Vec<Note>, RunError> {
     let destroy = compile(load_recipe("destroy")?)?;
     let ui = Ui::detect(true);
     let only = prepare_params(&destroy, parse_sets(&[format!("only_run={run_id}")])?)?;
@@ -62,10 +62,13 @@ fn roll_back_run(
             if let Some(store) = session.store.as_mut() {
                 store.update(|s| s.status = StackStatus::Failed)?;
             }
-            return Ok(format!(
-                "automatic rollback could not reach AWS: {e}\nwhat this run created remains (the ledger lists it): `geusemaker destroy {0}` removes it once AWS answers\n",
-                session.stack
-            ));
+            return Ok(vec![
+                Note::Line(format!("automatic rollback could not reach AWS: {e}")),
+                Note::Line(format!(
+                    "what this run created remains (the ledger lists it): `geusemaker destroy {}` removes it once AWS answers",
+                    session.stack
+                )),
+            ]);
         }
         Err(e) => return Err(e),
     };
@@ -91,14 +94,17 @@ fn roll_back_run(
         store.update(|s| s.status = StackStatus::Failed)?;
     }
     Ok(match rb.error {
-        None if removed.is_empty() => {
-            "automatic rollback: this run had created nothing that needed removing\n".to_string()
-        }
-        None => format!(
-            "automatic rollback removed what this run created: {}\n",
+        None if removed.is_empty() => vec![Note::Line(
+            "automatic rollback: this run had created nothing that needed removing".into(),
+        )],
+        None => vec![Note::Line(format!(
+            "automatic rollback removed what this run created: {}",
             removed.join(", ")
-        ),
-        Some(e) => format!("automatic rollback failed too:\n{e}"),
+        ))],
+        Some(e) => vec![
+            Note::Line("automatic rollback failed too:".into()),
+            Note::Failure(Box::new(e)),
+        ],
     })
 }
 
@@ -181,32 +187,34 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
     let run_id = exec.run_id.clone();
     if exec.interrupted {
         crate::interrupt::reset();
-        let mut text = format!("{error}run {run_id} interrupted after {summary}\n");
+        let mut failure = error.note(format!("run {run_id} interrupted after {summary}"));
         if exec.created > 0 {
             // No count here: the clean-up keeps the data (destroy says what it removes).
             let offer = "Roll back what this run created (its data is kept)?".to_string();
             if !req.assume_yes && ui.confirm(&offer).unwrap_or(false) {
-                text.push_str(&roll_back_run(
+                failure = failure.notes(roll_back_run(
                     &mut session,
                     &run_id,
                     "interrupted",
                     "interrupted",
                 )?);
             } else {
-                text.push_str(&format!(
-                    "nothing was rolled back: `geusemaker rollback {0}` or `geusemaker destroy {0}` removes it, `geusemaker run {1} --name {0}` continues\n",
+                failure = failure.note(format!(
+                    "nothing was rolled back: `geusemaker rollback {0}` or `geusemaker destroy {0}` removes it, `geusemaker run {1} --name {0}` continues",
                     req.stack, req.recipe
                 ));
             }
         }
-        return Err(RunError::Interrupted(text));
+        return Err(RunError::Interrupted(Box::new(failure)));
     }
     if session.discard_if_empty()? {
-        return Err(RunError::Recipe(format!(
-            "{error}run {run_id} failed after {summary}; nothing was created\n"
-        )));
+        return Err(error
+            .note(format!(
+                "run {run_id} failed after {summary}; nothing was created"
+            ))
+            .into());
     }
-    let mut text = format!("{error}run {run_id} failed after {summary}\n");
+    let mut failure = error.note(format!("run {run_id} failed after {summary}"));
     if exec.created > 0 && !req.keep_failed && !is_teardown(&compiled) {
         let trigger = match exec.code.as_deref() {
             Some("WaitTimeout" | "NotHealthy") => "timeout",
@@ -214,18 +222,19 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
         };
         let first_line = exec.failure.clone().unwrap_or_default();
         ui.warn("run failed: removing what it created; its data is kept (--keep-failed keeps everything)");
-        text.push_str(&roll_back_run(&mut session, &run_id, trigger, &first_line)?);
+        failure = failure.notes(roll_back_run(&mut session, &run_id, trigger, &first_line)?);
     } else if exec.created > 0 && req.keep_failed {
-        text.push_str(&format!(
-            "--keep-failed: the {} resource(s) this run created were kept for debugging; `geusemaker destroy {}` removes them\n",
+        failure = failure.note(format!(
+            "--keep-failed: the {} resource(s) this run created were kept for debugging; `geusemaker destroy {}` removes them",
             exec.created, req.stack
         ));
     }
-    text.push_str(&format!(
-        "state: {} (the ledger lists every resource)\n",
-        session.state_location()
-    ));
-    Err(RunError::Recipe(text))
+    Err(failure
+        .note(format!(
+            "state: {} (the ledger lists every resource)",
+            session.state_location()
+        ))
+        .into())
 }
 
 /// `geusemaker destroy <name>`: the destroy recipe on an existing stack.
@@ -307,11 +316,14 @@ pub fn rollback(
     let started = Instant::now();
     let exec = session.exec(&compiled, params, &ui)?;
     if let Some(e) = &exec.error {
-        return Err(RunError::Recipe(format!(
-            "{e}rollback {} failed after {}\n",
-            exec.run_id,
-            exec.summary()
-        )));
+        return Err(e
+            .clone()
+            .note(format!(
+                "rollback {} failed after {}",
+                exec.run_id,
+                exec.summary()
+            ))
+            .into());
     }
     let snapshot = session.state().last_healthy.clone();
     let relaunch = session.state().status == StackStatus::RollingBack;
@@ -368,9 +380,9 @@ pub fn rollback(
                 attempts: relaunch.attempts,
             })
         }
-        Some(e) => Err(RunError::Recipe(format!(
-            "{e}the relaunch after rollback failed; the data is kept\n"
-        ))),
+        Some(e) => Err(e
+            .note("the relaunch after rollback failed; the data is kept")
+            .into()),
     }
 }
 

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use rhai::Dynamic;
 
-use super::load::{chosen_params, color, is_teardown, Compiled};
-use super::{new_run_id, RunError};
+use super::load::{chosen_params, is_teardown, Compiled};
+use super::{new_run_id, Failure, RunError};
 use crate::cloud::plan::Recorder;
 use crate::cloud::AwsSettings;
 use crate::engine::resolver::Resolver;
@@ -20,8 +20,8 @@ use crate::ui::{fmt_duration, Ui};
 /// What one execution of a recipe did.
 pub(super) struct Execution {
     pub(super) run_id: String,
-    /// The rendered error, when it failed.
-    pub(super) error: Option<String>,
+    /// The error at its place in the recipe, when it failed.
+    pub(super) error: Option<Failure>,
     /// The first line of the failure's message, unrendered: what the run's outcome and a
     /// rollback's record keep.
     pub(super) failure: Option<String>,
@@ -235,7 +235,7 @@ impl Session {
                 self.aws.clone(),
                 Some(store),
             )
-            .map_err(|e| RunError::Recipe(format!("error: cannot start the async runtime: {e}\n")))?
+            .map_err(|e| RunError::failed(format!("cannot start the async runtime: {e}")))?
             .planned(self.plan.clone())
             .diffing(self.diff),
         );
@@ -279,16 +279,13 @@ impl Session {
             let last = runtime.last_call();
             diag::from_eval(e, &recipe_name, &c.sources, &known, last.as_ref())
         });
-        let error = diagnostic
-            .as_ref()
-            .map(|d| diag::render(d, &c.sources, color()));
         let failure = diagnostic
             .as_ref()
             .map(|d| d.message.lines().next().unwrap_or("").to_string());
+        let error = diagnostic.map(|d| Failure::recipe(d, c.sources.clone()));
         drop(engine);
-        let runtime = Arc::try_unwrap(runtime).map_err(|_| {
-            RunError::Recipe("error: internal: runtime still shared after the run\n".into())
-        })?;
+        let runtime = Arc::try_unwrap(runtime)
+            .map_err(|_| RunError::failed("internal: runtime still shared after the run"))?;
         let mut store = runtime.take_store().expect("run has a store");
         if let Some(e) = preflight {
             // AWS was never reached as anyone: nothing can have been created, so the run
@@ -355,7 +352,7 @@ impl Session {
             None => tracing::info!(run = %exec.run_id, summary = %exec.summary(), "run succeeded"),
             // Info, not error: the user sees the rendered error; this line is for the log file.
             Some(e) => {
-                tracing::info!(run = %exec.run_id, summary = %exec.summary(), error = %e.lines().next().unwrap_or(""), "run failed")
+                tracing::info!(run = %exec.run_id, summary = %exec.summary(), error = %e.summary().lines().next().unwrap_or(""), "run failed")
             }
         }
         if forget && exec.error.is_none() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rhai::AST;
 
-use super::{RunError, UsageError};
+use super::{Failure, RunError, UsageError};
 use crate::cloud::AwsSettings;
 use crate::engine::meta::{self, RecipeMeta};
 use crate::engine::resolver::display_path;
@@ -89,10 +89,10 @@ pub(super) struct Compiled {
     pub(super) meta: Option<RecipeMeta>,
 }
 
-/// A header problem rendered like any other recipe error.
-pub fn header_error(e: &meta::HeaderError, display: &str, sources: &Sources) -> String {
-    diag::render(
-        &diag::Diagnostic {
+/// A header problem, shown like any other recipe error.
+pub fn header_error(e: &meta::HeaderError, display: &str, sources: &Arc<Sources>) -> Failure {
+    Failure::recipe(
+        diag::Diagnostic {
             message: e.message.clone(),
             hint: None,
             primary: Some(diag::Loc {
@@ -102,26 +102,20 @@ pub fn header_error(e: &meta::HeaderError, display: &str, sources: &Sources) -> 
             }),
             frames: Vec::new(),
         },
-        sources,
-        color(),
+        sources.clone(),
     )
-}
-
-pub(super) fn color() -> bool {
-    console::colors_enabled_stderr() && std::env::var_os("NO_COLOR").is_none()
 }
 
 pub(super) fn compile(recipe: LoadedRecipe) -> Result<Compiled, RunError> {
     let sources = Arc::new(Sources::default());
     sources.insert(&recipe.display, &recipe.text, recipe.path.clone());
     let meta = meta::parse(&recipe.text)
-        .map_err(|e| RunError::Recipe(header_error(&e, &recipe.display, &sources)))?;
+        .map_err(|e| RunError::from(header_error(&e, &recipe.display, &sources)))?;
     let engine = build_engine(Ui::detect(true), None);
     let mut ast = engine.compile(&recipe.text).map_err(|e| {
-        RunError::Recipe(diag::render(
-            &diag::from_parse(&e, &recipe.display),
-            &sources,
-            color(),
+        RunError::from(Failure::recipe(
+            diag::from_parse(&e, &recipe.display),
+            sources.clone(),
         ))
     })?;
     ast.set_source(recipe.display.as_str());

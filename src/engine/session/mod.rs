@@ -13,7 +13,7 @@ mod load;
 mod plan;
 
 use crate::cloud::AwsSettings;
-pub use crate::engine::error::{RunError, UsageError};
+pub use crate::engine::error::{Failure, Note, RunError, UsageError};
 
 pub use commands::{destroy, require_existing, rollback, run, unlock};
 pub use load::{header_error, load_recipe, LoadedRecipe};

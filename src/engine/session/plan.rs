@@ -58,9 +58,9 @@ pub fn make_plan(req: &RunRequest, ui: Ui, with_destroy: bool) -> Result<Plan, R
     let mut session = Session::planning(&req.stack, &region, ui.clone())?;
     let exec = session.exec(&compiled, params, &ui)?;
     if let Some(e) = exec.error {
-        return Err(RunError::Recipe(format!(
-            "{e}the plan stopped here: this is where a real run would fail too\n"
-        )));
+        return Err(e
+            .note("the plan stopped here: this is where a real run would fail too")
+            .into());
     }
     let recorder = session.plan.clone().expect("a planning session records");
     let calls = recorder.calls();
@@ -87,9 +87,7 @@ pub fn make_plan(req: &RunRequest, ui: Ui, with_destroy: bool) -> Result<Plan, R
         let quiet = ui.clone().silent();
         let d = session.exec(&destroy, dparams, &quiet)?;
         if let Some(e) = d.error {
-            return Err(RunError::Recipe(format!(
-                "{e}planning the destroy recipe failed\n"
-            )));
+            return Err(e.note("planning the destroy recipe failed").into());
         }
         destroy_calls = recorder.calls()[calls.len()..].to_vec();
     }
@@ -144,9 +142,10 @@ fn plan_live(req: &RunRequest, json: bool) -> Result<Option<()>, RunError> {
     let complete = exec.diff_finished || exec.error.is_none();
     if let (Some(e), false) = (&exec.error, complete) {
         if exec.refused_write.is_none() {
-            return Err(RunError::Recipe(format!(
-                "{e}the plan stopped here: this is where a real run would fail too\n"
-            )));
+            return Err(e
+                .clone()
+                .note("the plan stopped here: this is where a real run would fail too")
+                .into());
         }
     }
     let region = session.state().region.clone();
