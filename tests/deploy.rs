@@ -6,30 +6,64 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use support::{tag, World};
+use support::{tag, Outcome, World};
 
 #[test]
 fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
     let w = World::moto();
     let stack = support::stack_name("qs");
-    let out = w.run(&[
-        "run",
-        "recipes/quickstart.rhai",
-        "--name",
-        &stack,
-        "--set",
-        "allowed_cidr=203.0.113.7/32",
-    ]);
+    let out = quickstart(&w, &stack);
     out.success()
         .stdout_has("==> Network")
         .stdout_has("==> Waiting")
         .stdout_has("AWS requests");
 
-    // --- the state file: every resource with its id, nothing pending
     let state = w.state(&stack);
+    assert_state_lists_every_resource(&w, &stack, &state);
+    let run_id = state["runs"][0]["id"].as_str().unwrap().to_string();
+
+    let sdk = w.sdk();
+    let instance = assert_instance_tagged_and_mounting_efs(&sdk, &stack, &state, &run_id);
+    let efs_sg = assert_security_groups_exact(&sdk, &stack, &state);
+    assert_efs_encrypted_and_tagged(&sdk, &stack, &state, &run_id, &instance, &efs_sg);
+    let doc = assert_role_has_ssm_core_and_reads_its_parameters(&sdk, &stack);
+    assert_role_denied_parameters_outside_its_stack(&doc, &stack);
+    assert_role_writes_its_boot_channel_only(&doc, &stack);
+
+    let again = quickstart(&w, &stack);
+    assert_rerun_creates_nothing(&again, &w, &sdk, &stack, &state);
+}
+
+/// `run recipes/quickstart.rhai` for `stack`, n8n open to 203.0.113.7/32.
+fn quickstart(w: &World, stack: &str) -> Outcome {
+    w.run(&[
+        "run",
+        "recipes/quickstart.rhai",
+        "--name",
+        stack,
+        "--set",
+        "allowed_cidr=203.0.113.7/32",
+    ])
+}
+
+/// The id the ledger records for the resource `kind` `name`.
+fn id_of(state: &serde_json::Value, kind: &str, name: &str) -> String {
+    state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == kind && r["name"] == name)
+        .unwrap_or_else(|| panic!("{kind} {name}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The state file: every resource with its id, nothing pending.
+fn assert_state_lists_every_resource(w: &World, stack: &str, state: &serde_json::Value) {
     assert_eq!(state["status"], "running");
     assert_eq!(state["region"], "us-east-1");
-    assert_eq!(support::file_mode(&w.state_path(&stack)), 0o600);
+    assert_eq!(support::file_mode(&w.state_path(stack)), 0o600);
     let resources = state["resources"].as_array().unwrap();
     let kinds: Vec<&str> = resources
         .iter()
@@ -56,44 +90,51 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
         assert!(r["id"].as_str().is_some_and(|id| !id.is_empty()), "{r}");
         assert!(!r["token"].as_str().unwrap().is_empty());
     }
-    let id_of = |kind: &str, name: &str| -> String {
-        resources
-            .iter()
-            .find(|r| r["kind"] == kind && r["name"] == name)
-            .unwrap_or_else(|| panic!("{kind} {name}"))["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let run_id = state["runs"][0]["id"].as_str().unwrap().to_string();
+}
 
-    let sdk = w.sdk();
-    // --- the instance: spot, tagged, IMDSv2, profile, user data mounting the EFS
-    let instances = sdk.stack_instances(&stack);
+/// The instance: spot, tagged, IMDSv2, profile, user data mounting the EFS; returns it.
+fn assert_instance_tagged_and_mounting_efs(
+    sdk: &support::Sdk,
+    stack: &str,
+    state: &serde_json::Value,
+    run_id: &str,
+) -> aws_sdk_ec2::types::Instance {
+    let instances = sdk.stack_instances(stack);
     assert_eq!(instances.len(), 1);
     let i = &instances[0];
-    assert_eq!(i.instance_id().unwrap(), id_of("ec2:instance", "app"));
-    assert_eq!(tag(i.tags(), "geusemaker:run"), Some(run_id.as_str()));
+    assert_eq!(
+        i.instance_id().unwrap(),
+        id_of(state, "ec2:instance", "app")
+    );
+    assert_eq!(tag(i.tags(), "geusemaker:run"), Some(run_id));
     assert_eq!(tag(i.tags(), "Name"), Some(format!("{stack}-app").as_str()));
-    support::assert_spot_app_instance(i, &stack);
+    support::assert_spot_app_instance(i, stack);
     let ud = sdk.user_data(i.instance_id().unwrap());
-    let fs_id = id_of("efs:file-system", "data");
+    let fs_id = id_of(state, "efs:file-system", "data");
     assert!(ud.starts_with("#!/bin/bash"), "{ud}");
     assert!(
         ud.contains(&format!("{fs_id}:/ /mnt/efs efs _netdev,tls")),
         "{ud}"
     );
+    i.clone()
+}
 
-    // --- security groups: app port from the allowed CIDR only; NFS from the app group only
-    let sgs = sdk.stack_security_groups(&stack);
+/// Security groups: app port from the allowed CIDR only; NFS from the app group only; both in
+/// the default VPC. Returns the EFS group.
+fn assert_security_groups_exact(
+    sdk: &support::Sdk,
+    stack: &str,
+    state: &serde_json::Value,
+) -> aws_sdk_ec2::types::SecurityGroup {
+    let sgs = sdk.stack_security_groups(stack);
     assert_eq!(sgs.len(), 2);
     let app = sgs
         .iter()
-        .find(|g| g.group_id() == Some(id_of("ec2:security-group", "app").as_str()))
+        .find(|g| g.group_id() == Some(id_of(state, "ec2:security-group", "app").as_str()))
         .unwrap();
     let efs_sg = sgs
         .iter()
-        .find(|g| g.group_id() == Some(id_of("ec2:security-group", "efs").as_str()))
+        .find(|g| g.group_id() == Some(id_of(state, "ec2:security-group", "efs").as_str()))
         .unwrap();
     assert_eq!(app.group_name(), Some(format!("{stack}-app").as_str()));
     assert_eq!(
@@ -130,8 +171,19 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
         .unwrap()
         .to_string();
     assert_eq!(app.vpc_id(), Some(default_vpc.as_str()));
+    efs_sg.clone()
+}
 
-    // --- EFS: encrypted, tagged, one mount target guarded by the EFS group
+/// EFS: encrypted, tagged, one mount target guarded by the EFS group.
+fn assert_efs_encrypted_and_tagged(
+    sdk: &support::Sdk,
+    stack: &str,
+    state: &serde_json::Value,
+    run_id: &str,
+    i: &aws_sdk_ec2::types::Instance,
+    efs_sg: &aws_sdk_ec2::types::SecurityGroup,
+) {
+    let fs_id = id_of(state, "efs:file-system", "data");
     let fs = sdk
         .block_on(
             sdk.efs
@@ -163,6 +215,7 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
     assert_eq!(
         mt_id,
         id_of(
+            state,
             "efs:mount-target",
             &format!("mount-{}", i.subnet_id().unwrap())
         )
@@ -179,8 +232,11 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
         mt_sgs.security_groups(),
         [efs_sg.group_id().unwrap().to_string()]
     );
+}
 
-    // --- IAM: SSM core + read of this stack's parameters only
+/// IAM: SSM core + read of this stack's parameters, no wildcard resource; returns the inline
+/// policy document.
+fn assert_role_has_ssm_core_and_reads_its_parameters(sdk: &support::Sdk, stack: &str) -> String {
     let role = format!("{stack}-app");
     let attached = sdk
         .block_on(
@@ -209,9 +265,13 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
         "{doc}"
     );
     assert!(!doc.contains("\"*\""), "no wildcard resource: {doc}");
-    // The managed policy grants ssm:GetParameter(s) on every parameter: the inline policy must
-    // take that away outside the stack's path (an explicit Deny on everything else).
-    let policy: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    doc
+}
+
+/// The managed policy grants ssm:GetParameter(s) on every parameter: the inline policy must
+/// take that away outside the stack's path (an explicit Deny on everything else).
+fn assert_role_denied_parameters_outside_its_stack(doc: &str, stack: &str) {
+    let policy: serde_json::Value = serde_json::from_str(doc).unwrap();
     let deny = policy["Statement"]
         .as_array()
         .unwrap()
@@ -241,7 +301,12 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
         ]),
         "the Deny covers everything but the stack's own path, in its region and account"
     );
-    // The one write the role has: its stack's boot channel (issue 19).
+}
+
+/// The one write the role has: its stack's boot channel (issue 19).
+fn assert_role_writes_its_boot_channel_only(doc: &str, stack: &str) {
+    let policy: serde_json::Value = serde_json::from_str(doc).unwrap();
+    let parameters = "arn:aws:ssm:us-east-1:123456789012:parameter";
     let writes: Vec<&serde_json::Value> = policy["Statement"]
         .as_array()
         .unwrap()
@@ -264,20 +329,21 @@ fn quickstart_deploys_tagged_encrypted_resources_and_records_them() {
         writes[0]["Resource"],
         format!("{parameters}/geusemaker-boot/{stack}")
     );
+}
 
-    // --- re-run: converges without creating anything new
-    let again = w.run(&[
-        "run",
-        "recipes/quickstart.rhai",
-        "--name",
-        &stack,
-        "--set",
-        "allowed_cidr=203.0.113.7/32",
-    ]);
+/// Re-run: converges without creating anything new.
+fn assert_rerun_creates_nothing(
+    again: &Outcome,
+    w: &World,
+    sdk: &support::Sdk,
+    stack: &str,
+    state: &serde_json::Value,
+) {
+    let resources = state["resources"].as_array().unwrap();
     again.success().stdout_has("already running");
-    assert_eq!(sdk.stack_instances(&stack).len(), 1);
-    assert_eq!(sdk.stack_security_groups(&stack).len(), 2);
-    let state2 = w.state(&stack);
+    assert_eq!(sdk.stack_instances(stack).len(), 1);
+    assert_eq!(sdk.stack_security_groups(stack).len(), 2);
+    let state2 = w.state(stack);
     assert_eq!(
         state2["resources"].as_array().unwrap().len(),
         resources.len(),

@@ -43,6 +43,63 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
     let stack = support::stack_name("dev");
     let cidr = "198.51.100.7/32";
     let out = deploy(&w, &stack, None, &[&format!("allowed_cidr={cidr}")]);
+    assert_ready_with_every_service_healthy(&out, &stack);
+
+    let state = w.state(&stack);
+    let sdk = w.sdk();
+    let ids = DevIds::from_ledger(&state);
+    assert_state_complete(&state, &ids, cidr);
+    let az = assert_instance_hardened(&sdk, &stack, &ids);
+    assert_security_groups_exact(&sdk, &stack, &ids, cidr);
+    assert_efs_encrypted_and_tagged(&sdk, &stack, &ids, &az);
+    assert_data_volume_outlives_the_instance(&sdk, &stack, &ids, &az);
+    let script = sdk.user_data(&ids.instance);
+    assert_secrets_never_leak(&w, &sdk, &stack, &out, &script);
+    assert_boot_script_clean_and_mounting_efs(&w, &sdk, &ids, &script);
+    let compose: serde_yaml::Value =
+        serde_yaml::from_str(heredoc(&script, "/opt/geusemaker/compose.yaml"))
+            .expect("compose file is YAML");
+    let services = compose["services"].as_mapping().unwrap();
+    assert_services_pinned_and_on_loopback(services);
+    assert_secrets_in_per_service_env_files(services, &script);
+    assert_data_on_the_right_storage(services);
+    assert_every_resource_tagged(&sdk, &stack, &ids);
+
+    let again = deploy(&w, &stack, None, &[&format!("allowed_cidr={cidr}")]);
+    assert_rerun_created_nothing(&again, &w, &sdk, &stack, &state);
+
+    terminate_instance(&sdk, &ids.instance);
+    assert_data_survives_the_instance(&sdk, &ids);
+
+    let key_before = encryption_key(&sdk, &stack);
+    let healed = deploy(&w, &stack, None, &[&format!("allowed_cidr={cidr}")]);
+    assert_next_run_reattaches_the_data(&healed, &w, &sdk, &stack, &ids, &az, &key_before);
+}
+
+/// The ids the dev deploy recorded in its ledger, for the checks below.
+struct DevIds {
+    instance: String,
+    file_system: String,
+    volume: String,
+    app_sg: String,
+    efs_sg: String,
+}
+
+impl DevIds {
+    fn from_ledger(state: &serde_json::Value) -> DevIds {
+        DevIds {
+            instance: ledger_id(state, "ec2:instance", "app"),
+            file_system: ledger_id(state, "efs:file-system", "data"),
+            volume: ledger_id(state, "ec2:volume", "data"),
+            app_sg: ledger_id(state, "ec2:security-group", "app"),
+            efs_sg: ledger_id(state, "ec2:security-group", "efs"),
+        }
+    }
+}
+
+/// The deploy's report: ready, where to find n8n and its password, the cost, how to destroy,
+/// every service healthy, and no open-internet warning for a restricted CIDR.
+fn assert_ready_with_every_service_healthy(out: &Outcome, stack: &str) {
     out.success()
         .stdout_has(&format!("Stack {stack} is ready"))
         .stdout_has("n8n: http://")
@@ -64,16 +121,11 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
         !out.stderr.contains("open to the whole internet"),
         "restricted CIDR: no warning"
     );
+}
 
-    let state = w.state(&stack);
-    let sdk = w.sdk();
-    let instance_id = ledger_id(&state, "ec2:instance", "app");
-    let fs_id = ledger_id(&state, "efs:file-system", "data");
-    let volume_id = ledger_id(&state, "ec2:volume", "data");
-    let app_sg = ledger_id(&state, "ec2:security-group", "app");
-    let efs_sg = ledger_id(&state, "ec2:security-group", "efs");
-
-    // --- state: complete, running, healthy snapshot, no pending intents
+/// State: complete, running, healthy snapshot, no pending intents.
+fn assert_state_complete(state: &serde_json::Value, ids: &DevIds, cidr: &str) {
+    let (instance_id, volume_id) = (&ids.instance, &ids.volume);
     assert_eq!(state["status"], "running");
     assert_eq!(state["outputs"]["instance_id"], instance_id.as_str());
     assert_eq!(state["outputs"]["data_volume_id"], volume_id.as_str());
@@ -93,13 +145,16 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
         "{}",
         state["resources"]
     );
+}
 
-    // --- instance: spot, IMDSv2, the profile, tagged
-    let inst = sdk.stack_instances(&stack);
+/// Instance: spot, IMDSv2, the profile, tagged, in the app group only; returns its zone.
+fn assert_instance_hardened(sdk: &support::Sdk, stack: &str, ids: &DevIds) -> String {
+    let (instance_id, app_sg) = (&ids.instance, &ids.app_sg);
+    let inst = sdk.stack_instances(stack);
     assert_eq!(inst.len(), 1);
     let i = &inst[0];
     assert_eq!(i.instance_id(), Some(instance_id.as_str()));
-    support::assert_spot_app_instance(i, &stack);
+    support::assert_spot_app_instance(i, stack);
     assert_eq!(
         i.security_groups()
             .iter()
@@ -107,15 +162,17 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
             .collect::<Vec<_>>(),
         [app_sg.as_str()]
     );
-    let az = i
-        .placement()
+    i.placement()
         .unwrap()
         .availability_zone()
         .unwrap()
-        .to_string();
+        .to_string()
+}
 
-    // --- security groups: exactly the intended rules
-    let sgs = sdk.stack_security_groups(&stack);
+/// Security groups: exactly the intended rules.
+fn assert_security_groups_exact(sdk: &support::Sdk, stack: &str, ids: &DevIds, cidr: &str) {
+    let (app_sg, efs_sg) = (&ids.app_sg, &ids.efs_sg);
+    let sgs = sdk.stack_security_groups(stack);
     assert_eq!(sgs.len(), 2);
     let app = sgs
         .iter()
@@ -156,15 +213,13 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
         p[0].user_id_group_pairs()[0].group_id(),
         Some(app_sg.as_str())
     );
+}
 
-    // --- EFS encrypted + tagged, mount target in the instance's zone behind the EFS group
+/// EFS encrypted + tagged, mount target in the instance's zone behind the EFS group.
+fn assert_efs_encrypted_and_tagged(sdk: &support::Sdk, stack: &str, ids: &DevIds, az: &str) {
+    let (fs_id, efs_sg) = (&ids.file_system, &ids.efs_sg);
     let fs = sdk
-        .block_on(
-            sdk.efs
-                .describe_file_systems()
-                .file_system_id(&fs_id)
-                .send(),
-        )
+        .block_on(sdk.efs.describe_file_systems().file_system_id(fs_id).send())
         .unwrap();
     assert_eq!(fs.file_systems()[0].encrypted(), Some(true));
     assert!(fs.file_systems()[0]
@@ -175,15 +230,12 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
         .block_on(
             sdk.efs
                 .describe_mount_targets()
-                .file_system_id(&fs_id)
+                .file_system_id(fs_id)
                 .send(),
         )
         .unwrap();
     assert_eq!(mts.mount_targets().len(), 1);
-    assert_eq!(
-        mts.mount_targets()[0].availability_zone_name(),
-        Some(az.as_str())
-    );
+    assert_eq!(mts.mount_targets()[0].availability_zone_name(), Some(az));
     let mt_sgs = sdk
         .block_on(
             sdk.efs
@@ -192,14 +244,22 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
                 .send(),
         )
         .unwrap();
-    assert_eq!(mt_sgs.security_groups(), std::slice::from_ref(&efs_sg));
+    assert_eq!(mt_sgs.security_groups(), std::slice::from_ref(efs_sg));
+}
 
-    // --- the data volume: outlives the instance, same zone, encrypted gp3, tagged
+/// The data volume: outlives the instance, same zone, encrypted gp3, tagged.
+fn assert_data_volume_outlives_the_instance(
+    sdk: &support::Sdk,
+    stack: &str,
+    ids: &DevIds,
+    az: &str,
+) {
+    let (volume_id, instance_id) = (&ids.volume, &ids.instance);
     let v = sdk
-        .block_on(sdk.ec2.describe_volumes().volume_ids(&volume_id).send())
+        .block_on(sdk.ec2.describe_volumes().volume_ids(volume_id).send())
         .unwrap();
     let v = &v.volumes()[0];
-    assert_eq!(v.availability_zone(), Some(az.as_str()));
+    assert_eq!(v.availability_zone(), Some(az));
     assert_eq!(v.encrypted(), Some(true));
     assert_eq!(v.volume_type().map(|t| t.as_str()), Some("gp3"));
     assert_eq!(v.size(), Some(50));
@@ -215,10 +275,17 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
         Some(true),
         "attached separately: not deleted with the instance"
     );
+}
 
-    // --- secrets: SecureString, tagged, never in the user data, the state, or the output
-    let state_text = std::fs::read_to_string(w.state_path(&stack)).unwrap();
-    let script = sdk.user_data(&instance_id);
+/// Secrets: SecureString, tagged, never in the user data, the state, or the output.
+fn assert_secrets_never_leak(
+    w: &World,
+    sdk: &support::Sdk,
+    stack: &str,
+    out: &Outcome,
+    script: &str,
+) {
+    let state_text = std::fs::read_to_string(w.state_path(stack)).unwrap();
     for name in [
         "n8n/encryption_key",
         "n8n/owner_password",
@@ -249,19 +316,28 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
         );
         assert!(script.contains(&full), "the boot script fetches {full}");
     }
+}
 
-    // --- the boot script: shellcheck-clean; the compose file: valid YAML, pinned services
-    support::shellcheck(w.home.path(), "user-data", &script);
-    let sent = sdk.user_data_payload(&instance_id);
+/// The boot script: shellcheck-clean, within EC2's user-data limit, mounting the EFS.
+fn assert_boot_script_clean_and_mounting_efs(
+    w: &World,
+    sdk: &support::Sdk,
+    ids: &DevIds,
+    script: &str,
+) {
+    let (instance_id, fs_id) = (&ids.instance, &ids.file_system);
+    support::shellcheck(w.home.path(), "user-data", script);
+    let sent = sdk.user_data_payload(instance_id);
     assert!(sent.len() <= 16 * 1024, "user data within EC2's 16 KiB");
     if script.len() > 16 * 1024 {
         assert_eq!(&sent[..2], &[0x1f, 0x8b], "a larger script goes gzipped");
     }
     assert!(script.contains(&format!("{fs_id}:/ /mnt/efs efs _netdev,tls")));
-    let compose: serde_yaml::Value =
-        serde_yaml::from_str(heredoc(&script, "/opt/geusemaker/compose.yaml"))
-            .expect("compose file is YAML");
-    let services = compose["services"].as_mapping().unwrap();
+}
+
+/// The compose file: the six services, pinned, restarted, health-checked, only n8n published
+/// beyond the loopback.
+fn assert_services_pinned_and_on_loopback(services: &serde_yaml::Mapping) {
     let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
     assert_eq!(
         names,
@@ -294,8 +370,11 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
             assert_eq!(!p.starts_with("127.0.0.1:"), name == "n8n", "{name}: {p}");
         }
     }
-    // One env file per service with secrets, holding only its own; the owner's password in
-    // no container's.
+}
+
+/// One env file per service with secrets, holding only its own; the owner's password in no
+/// container's.
+fn assert_secrets_in_per_service_env_files(services: &serde_yaml::Mapping, script: &str) {
     for (name, svc) in services {
         let name = name.as_str().unwrap();
         if let Some(files) = svc["env_file"].as_sequence() {
@@ -318,6 +397,10 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
         "the owner's password goes to the boot env file only"
     );
     assert_eq!(script.matches("echo \"N8N_OWNER_PASSWORD=").count(), 1);
+}
+
+/// Qdrant and PostgreSQL on the EBS data volume, n8n and Ollama on EFS.
+fn assert_data_on_the_right_storage(services: &serde_yaml::Mapping) {
     let volumes = |svc: &str| -> Vec<String> {
         services[svc]["volumes"]
             .as_sequence()
@@ -335,20 +418,22 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
     assert!(volumes("postgres")[0].starts_with("/mnt/data/"));
     assert!(volumes("n8n")[0].starts_with("/mnt/efs/"));
     assert!(volumes("ollama")[0].starts_with("/mnt/efs/"));
+}
 
-    // --- every resource carries the stack tag
+/// Every resource carries the stack tag.
+fn assert_every_resource_tagged(sdk: &support::Sdk, stack: &str, ids: &DevIds) {
     let vols = sdk
         .block_on(
             sdk.ec2
                 .describe_volumes()
-                .filters(support::filter("attachment.instance-id", &instance_id))
+                .filters(support::filter("attachment.instance-id", &ids.instance))
                 .send(),
         )
         .unwrap();
     for vol in vols.volumes() {
         assert_eq!(
             tag(vol.tags(), "geusemaker:stack"),
-            Some(stack.as_str()),
+            Some(stack),
             "{:?}",
             vol.volume_id()
         );
@@ -362,13 +447,20 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
         .tags()
         .iter()
         .any(|t| t.key() == "geusemaker:stack" && t.value() == stack));
+}
 
-    // --- re-run: nothing new
-    let again = deploy(&w, &stack, None, &[&format!("allowed_cidr={cidr}")]);
+/// Re-run: nothing new.
+fn assert_rerun_created_nothing(
+    again: &Outcome,
+    w: &World,
+    sdk: &support::Sdk,
+    stack: &str,
+    state: &serde_json::Value,
+) {
     again.success().stdout_has("nothing changed");
-    assert_eq!(sdk.stack_instances(&stack).len(), 1);
-    assert_eq!(sdk.stack_security_groups(&stack).len(), 2);
-    let state2 = w.state(&stack);
+    assert_eq!(sdk.stack_instances(stack).len(), 1);
+    assert_eq!(sdk.stack_security_groups(stack).len(), 2);
+    let state2 = w.state(stack);
     assert_eq!(
         state2["resources"].as_array().unwrap().len(),
         state["resources"].as_array().unwrap().len()
@@ -382,57 +474,70 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
         )
         .unwrap();
     assert_eq!(data_vols.volumes().len(), 1);
+}
 
-    // --- losing the instance keeps the data volume (and EFS)
+/// Lose the instance: terminate it, as a spot interruption would.
+fn terminate_instance(sdk: &support::Sdk, instance_id: &str) {
     sdk.block_on(
         sdk.ec2
             .terminate_instances()
-            .instance_ids(&instance_id)
+            .instance_ids(instance_id)
             .send(),
     )
     .unwrap();
     let _ = sdk.block_on(
         sdk.ec2
             .describe_instances()
-            .instance_ids(&instance_id)
+            .instance_ids(instance_id)
             .send(),
     );
+}
+
+/// Losing the instance keeps the data volume (and EFS).
+fn assert_data_survives_the_instance(sdk: &support::Sdk, ids: &DevIds) {
+    let (volume_id, fs_id) = (&ids.volume, &ids.file_system);
     let v = sdk
-        .block_on(sdk.ec2.describe_volumes().volume_ids(&volume_id).send())
+        .block_on(sdk.ec2.describe_volumes().volume_ids(volume_id).send())
         .expect("the data volume survives termination");
     assert_eq!(
         v.volumes()[0].state().map(|s| s.as_str()),
         Some("available")
     );
     assert!(sdk
-        .block_on(
-            sdk.efs
-                .describe_file_systems()
-                .file_system_id(&fs_id)
-                .send()
-        )
+        .block_on(sdk.efs.describe_file_systems().file_system_id(fs_id).send())
         .is_ok());
+}
 
-    // --- the next run converges: a new instance in the data's zone, the same volume re-attached
+/// n8n's encryption key, as SSM holds it.
+fn encryption_key(sdk: &support::Sdk, stack: &str) -> String {
     let key_name = format!("/geusemaker/{stack}/n8n/encryption_key");
-    let key = |sdk: &support::Sdk| {
-        let p = sdk
-            .block_on(
-                sdk.ssm
-                    .get_parameter()
-                    .name(&key_name)
-                    .with_decryption(true)
-                    .send(),
-            )
-            .unwrap();
-        p.parameter().unwrap().value().unwrap().to_string()
-    };
-    let key_before = key(&sdk);
-    let healed = deploy(&w, &stack, None, &[&format!("allowed_cidr={cidr}")]);
+    let p = sdk
+        .block_on(
+            sdk.ssm
+                .get_parameter()
+                .name(&key_name)
+                .with_decryption(true)
+                .send(),
+        )
+        .unwrap();
+    p.parameter().unwrap().value().unwrap().to_string()
+}
+
+/// The next run converges: a new instance in the data's zone, the same volume re-attached.
+fn assert_next_run_reattaches_the_data(
+    healed: &Outcome,
+    w: &World,
+    sdk: &support::Sdk,
+    stack: &str,
+    ids: &DevIds,
+    az: &str,
+    key_before: &str,
+) {
+    let (instance_id, volume_id) = (&ids.instance, &ids.volume);
     healed
         .success()
         .stdout_has("1 resource(s) created by this run");
-    let inst = sdk.stack_instances(&stack);
+    let inst = sdk.stack_instances(stack);
     assert_eq!(inst.len(), 1);
     assert_ne!(
         inst[0].instance_id(),
@@ -441,20 +546,24 @@ fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
     );
     assert_eq!(
         inst[0].placement().unwrap().availability_zone(),
-        Some(az.as_str()),
+        Some(az),
         "in the data volume's zone"
     );
     let v = sdk
-        .block_on(sdk.ec2.describe_volumes().volume_ids(&volume_id).send())
+        .block_on(sdk.ec2.describe_volumes().volume_ids(volume_id).send())
         .unwrap();
     assert_eq!(
         v.volumes()[0].attachments()[0].instance_id(),
         inst[0].instance_id(),
         "the same data volume, re-attached"
     );
-    assert_eq!(key(&sdk), key_before, "n8n's encryption key is kept");
     assert_eq!(
-        w.state(&stack)["outputs"]["instance_id"],
+        encryption_key(sdk, stack),
+        key_before,
+        "n8n's encryption key is kept"
+    );
+    assert_eq!(
+        w.state(stack)["outputs"]["instance_id"],
         inst[0].instance_id().unwrap()
     );
 }

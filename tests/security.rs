@@ -57,33 +57,59 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
     let (n8n, logins) = n8n_stub(200);
     let ends = stand_ins_with_n8n(n8n);
 
-    // Explicitly open to everyone: honoured, with a warning.
+    assert_open_to_everyone_is_honoured_with_a_warning(&w, &stack, &ends);
+    assert_rerun_with_the_default_admits_the_deployer_only(&w, &stack, &ends);
+    let state = w.state(&stack);
+    assert_eq!(state["params"]["allowed_cidr"], "", "the default was used");
+
+    let sdk = w.sdk();
+    let inst = sdk.stack_instances(&stack);
+    assert_imdsv2_one_hop(&inst[0]);
+    assert_deploy_logged_in_as_the_owner(&w, &sdk, &stack, &state, &logins);
+    assert_health_checks_probe_the_services(&state);
+
+    let script = sdk.user_data(inst[0].instance_id().unwrap());
+    support::shellcheck(w.home.path(), "secure-user-data", &script);
+    assert_n8n_starts_on_the_loopback(&w, &script);
+    assert_n8n_published_only_after_its_owner(&w, &script);
+    assert_boot_waits_checks_retries_and_names_failures(&script);
+    assert_a_stopped_postgres_is_unhealthy(&w, &stack, &ends);
+    assert_efs_backed_up_and_the_volume_snapshotted_daily(&w, &sdk, &stack, &state, &script);
+    assert_the_role_snapshots_its_own_volume_only(&sdk, &stack);
+    assert_snapshots_kept_and_deleted_with_the_data(&w, &sdk, &stack, &state, &ends);
+    assert!(w.sdk().leftovers(&stack).is_empty());
+}
+
+/// Explicitly open to everyone: honoured, with a warning.
+fn assert_open_to_everyone_is_honoured_with_a_warning(w: &World, stack: &str, ends: &str) {
     run(
-        &w,
+        w,
         &[
             "run",
             "dev",
             "--name",
-            &stack,
+            stack,
             "--set",
             "health_timeout=30",
             "--set",
             "allowed_cidr=0.0.0.0/0",
         ],
-        &ends,
+        ends,
     )
     .success()
     .stderr_has("open to the whole internet");
     assert_eq!(
-        open_ranges(&w, &stack),
+        open_ranges(w, stack),
         [format!("{stack}-app 5678:5678 from 0.0.0.0/0")]
     );
+}
 
-    // The default: the deployer's own address, and the wider rule revoked on the re-run.
+/// The default: the deployer's own address, and the wider rule revoked on the re-run.
+fn assert_rerun_with_the_default_admits_the_deployer_only(w: &World, stack: &str, ends: &str) {
     let out = run(
-        &w,
-        &["run", "dev", "--name", &stack, "--set", "health_timeout=30"],
-        &ends,
+        w,
+        &["run", "dev", "--name", stack, "--set", "health_timeout=30"],
+        ends,
     );
     out.success()
         .stdout_has(&format!(
@@ -91,28 +117,34 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
         ))
         .stdout_has(&format!("~ security group {stack}-app: -tcp/5678 from 0.0.0.0/0, +tcp/5678 from {DEPLOYER_IP}/32"));
     assert_eq!(
-        open_ranges(&w, &stack),
+        open_ranges(w, stack),
         [format!("{stack}-app 5678:5678 from {DEPLOYER_IP}/32")],
         "nothing else is open to any address"
     );
-    let state = w.state(&stack);
-    assert_eq!(state["params"]["allowed_cidr"], "", "the default was used");
+}
 
-    // --- the instance: IMDSv2 only, one hop (a container cannot reach the role's credentials)
-    let sdk = w.sdk();
-    let inst = sdk.stack_instances(&stack);
-    let meta = inst[0].metadata_options().unwrap();
+/// The instance: IMDSv2 only, one hop (a container cannot reach the role's credentials).
+fn assert_imdsv2_one_hop(instance: &aws_sdk_ec2::types::Instance) {
+    let meta = instance.metadata_options().unwrap();
     assert_eq!(meta.http_tokens().map(|t| t.as_str()), Some("required"));
     assert_eq!(meta.http_put_response_hop_limit(), Some(1));
+}
 
-    // --- the deploy logged in as n8n's owner, with the password kept in SSM
+/// The deploy logged in as n8n's owner, with the password kept in SSM.
+fn assert_deploy_logged_in_as_the_owner(
+    w: &World,
+    sdk: &support::Sdk,
+    stack: &str,
+    state: &serde_json::Value,
+    logins: &std::sync::Mutex<Vec<String>>,
+) {
     let password = sdk.secret_value(&format!("/geusemaker/{stack}/n8n/owner_password"));
     let logins = logins.lock().unwrap().clone();
     assert!(!logins.is_empty(), "the deploy proved the owner can log in");
     let login: serde_json::Value = serde_json::from_str(&logins[0]).unwrap();
     assert_eq!(login["emailOrLdapLoginId"], "admin@example.com");
     assert_eq!(login["password"], password.as_str());
-    let state_text = std::fs::read_to_string(w.state_path(&stack)).unwrap();
+    let state_text = std::fs::read_to_string(w.state_path(stack)).unwrap();
     assert!(!state_text.contains(&password), "the password stays in SSM");
     let checks = &state["values"]["health_checks"];
     assert!(
@@ -123,7 +155,12 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
             .all(|c| c["name"] != "n8n-login"),
         "status and monitor do not log in (n8n rate-limits logins): {checks}"
     );
+}
 
+/// The recorded health checks: Ollama by its models' exact names, n8n's readiness, and
+/// PostgreSQL by its container's health.
+fn assert_health_checks_probe_the_services(state: &serde_json::Value) {
+    let checks = &state["values"]["health_checks"];
     let check = |name: &str| {
         checks
             .as_array()
@@ -145,13 +182,13 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
         .unwrap()
         .ends_with(":5678/healthz/readiness"));
     assert_eq!(check("postgres")["container_health"], true);
+}
 
-    // --- the boot script
-    let script = sdk.user_data(inst[0].instance_id().unwrap());
-    support::shellcheck(w.home.path(), "secure-user-data", &script);
-    // n8n starts on the loopback and is published only after its owner exists.
-    let setup = heredoc(&script, "/opt/geusemaker/compose.setup.yaml");
-    let full = heredoc(&script, "/opt/geusemaker/compose.yaml");
+/// The boot script: n8n starts from the held compose file, on the loopback only, and its owner
+/// script is installed after that stack starts.
+fn assert_n8n_starts_on_the_loopback(w: &World, script: &str) {
+    let setup = heredoc(script, "/opt/geusemaker/compose.setup.yaml");
+    let full = heredoc(script, "/opt/geusemaker/compose.yaml");
     support::validate_compose_schema(w.home.path(), "setup", setup);
     let held: serde_yaml::Value = serde_yaml::from_str(setup).unwrap();
     let published: serde_yaml::Value = serde_yaml::from_str(full).unwrap();
@@ -173,18 +210,22 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
         up_held < owner_unit,
         "installed after the held stack starts"
     );
-    // The boot waits for the owner (a step with its time) and fails, named, without one.
+}
+
+/// The boot waits for n8n's owner (a step with its time) and fails, named, without one; n8n is
+/// published only once the owner exists, and no password is left behind.
+fn assert_n8n_published_only_after_its_owner(w: &World, script: &str) {
     assert!(script.contains(
         "if ! systemctl start geusemaker-n8n-owner.service; then\n  tail -n 20 /var/log/geusemaker-n8n-owner.log >&2 || true"
     ));
     assert!(!script.contains("--no-block"));
-    let unit = heredoc(&script, "/etc/systemd/system/geusemaker-n8n-owner.service");
+    let unit = heredoc(script, "/etc/systemd/system/geusemaker-n8n-owner.service");
     assert!(
         unit.contains("ConditionPathExists=!/var/lib/geusemaker/n8n-owner.done")
             && unit.contains("WantedBy=multi-user.target"),
         "runs at every boot until it has succeeded once:\n{unit}"
     );
-    let owner = heredoc(&script, "/usr/local/sbin/geusemaker-n8n-owner");
+    let owner = heredoc(script, "/usr/local/sbin/geusemaker-n8n-owner");
     support::shellcheck(w.home.path(), "n8n-owner", owner);
     let setup_call = owner.find("/rest/owner/setup").unwrap();
     let login_call = owner.find("/rest/login >/dev/null").unwrap();
@@ -206,6 +247,11 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
         script.contains("rm -f '/etc/geusemaker/boot.env'"),
         "no password left behind"
     );
+}
+
+/// n8n's public URL from the instance metadata, Docker after the mounts, a checked Compose
+/// plugin, retried network steps, and a failure named by its step.
+fn assert_boot_waits_checks_retries_and_names_failures(script: &str) {
     // n8n learns its public URL from the instance metadata (no load balancer in front).
     assert!(script.contains("echo \"WEBHOOK_URL=http://$public_ip:5678/\""));
     assert!(script.contains(">> '/etc/geusemaker/env/n8n.env'"));
@@ -220,14 +266,16 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
     // A failure names its step in the boot log and on the boot channel.
     assert!(script.contains("echo \"geusemaker boot FAILED in step: ${boot_step} (line $1)\""));
     assert!(script.contains("trap 'boot_failed \"${LINENO}\"' ERR"));
+}
 
-    // --- a stopped PostgreSQL: its port still accepts, Docker says unhealthy — and so do we
+/// A stopped PostgreSQL: its port still accepts, Docker says unhealthy — and so do we.
+fn assert_a_stopped_postgres_is_unhealthy(w: &World, stack: &str, ends: &str) {
     let stopped = support::http_stub(200, support::CONTAINER_UNHEALTHY_JSON);
     let ends_stopped = ends.replace(
         &ends[ends.find("postgres=").unwrap()..],
         &format!("postgres=127.0.0.1:{stopped}"),
     );
-    let out = run(&w, &["status", &stack, "--json"], &ends_stopped);
+    let out = run(w, &["status", stack, "--json"], &ends_stopped);
     let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let pg = s["services"]
         .as_array()
@@ -243,9 +291,17 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
             .contains(r#""Status\":\"healthy"#),
         "{pg}"
     );
+}
 
-    // --- backups outside the failure domain: EFS through AWS Backup, the data volume in
-    // daily snapshots the instance takes with a role that may snapshot that volume only
+/// Backups outside the failure domain: EFS through AWS Backup, the data volume in daily
+/// snapshots the instance takes.
+fn assert_efs_backed_up_and_the_volume_snapshotted_daily(
+    w: &World,
+    sdk: &support::Sdk,
+    stack: &str,
+    state: &serde_json::Value,
+    script: &str,
+) {
     let fs_id = state["outputs"]["file_system_id"].as_str().unwrap();
     let policy = sdk
         .block_on(
@@ -261,10 +317,15 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
         "EFS automatic backups"
     );
     assert!(script.contains("systemctl enable --now geusemaker-snapshot.timer"));
-    let snapshot_script = heredoc(&script, "/usr/local/sbin/geusemaker-snapshot");
+    let snapshot_script = heredoc(script, "/usr/local/sbin/geusemaker-snapshot");
     support::shellcheck(w.home.path(), "snapshot", snapshot_script);
     assert!(snapshot_script.contains(&format!("'Name=tag:Name,Values={stack}-data'")));
     assert!(snapshot_script.contains("--query \"Snapshots[?StartTime<'$cutoff'].SnapshotId\""));
+}
+
+/// The instance's role may snapshot the stack's data volume only, and prune the stack's
+/// snapshots only.
+fn assert_the_role_snapshots_its_own_volume_only(sdk: &support::Sdk, stack: &str) {
     let role_policy = sdk
         .block_on(
             sdk.iam
@@ -293,15 +354,24 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
     );
     assert_eq!(
         own_volume["Condition"]["StringEquals"]["aws:ResourceTag/geusemaker:stack"],
-        stack.as_str()
+        stack
     );
     let prune = statement("PruneStackSnapshots");
     assert_eq!(
-        prune["Condition"]["StringEquals"]["aws:ResourceTag/geusemaker:stack"],
-        stack.as_str(),
+        prune["Condition"]["StringEquals"]["aws:ResourceTag/geusemaker:stack"], stack,
         "deletes the stack's snapshots only"
     );
-    // A snapshot as the instance's timer takes it: kept with the data, deleted with it.
+}
+
+/// A snapshot as the instance's timer takes it: kept with the data by a plain destroy, deleted
+/// with it by `delete_data=true`.
+fn assert_snapshots_kept_and_deleted_with_the_data(
+    w: &World,
+    sdk: &support::Sdk,
+    stack: &str,
+    state: &serde_json::Value,
+    ends: &str,
+) {
     let volume = state["outputs"]["data_volume_id"].as_str().unwrap();
     let snap = sdk
         .block_on(
@@ -311,7 +381,7 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
                 .tag_specifications(
                     aws_sdk_ec2::types::TagSpecification::builder()
                         .resource_type(aws_sdk_ec2::types::ResourceType::Snapshot)
-                        .tags(support::ec2_tag("geusemaker:stack", &stack))
+                        .tags(support::ec2_tag("geusemaker:stack", stack))
                         .tags(support::ec2_tag("geusemaker:snapshot", "daily"))
                         .build(),
                 )
@@ -328,18 +398,17 @@ fn a_default_dev_deploy_lets_in_the_deployer_only_and_a_rerun_takes_back_a_wider
             .iter()
             .any(|s| s.snapshot_id() == Some(id))
     };
-    run(&w, &["destroy", &stack, "--yes"], &ends)
+    run(w, &["destroy", stack, "--yes"], ends)
         .success()
         .stdout_has(&format!("ec2:snapshot daily ({snap})"));
     assert!(snapshot_exists(&snap), "kept with the data");
     run(
-        &w,
-        &["destroy", &stack, "--yes", "--set", "delete_data=true"],
-        &ends,
+        w,
+        &["destroy", stack, "--yes", "--set", "delete_data=true"],
+        ends,
     )
     .success();
     assert!(!snapshot_exists(&snap), "deleted with the data");
-    assert!(w.sdk().leftovers(&stack).is_empty());
 }
 
 #[test]

@@ -90,17 +90,36 @@ fn a_git_source_is_locked_verified_and_updated() {
     let project = w.home.path().join("project");
     std::fs::create_dir_all(&project).unwrap();
 
-    in_dir(&w, &project, &["recipes", "add", "acme", &url])
+    assert_added_at_a_pinned_rev_and_locked(&w, &project, &url);
+    assert_source_recipes_listed_checked_and_runnable(&w, &project);
+
+    let cached = w.home.path().join("cache/sources/acme");
+    let commit_dir = std::fs::read_dir(&cached)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().len() == 40)
+        .unwrap();
+    let evil = "fn banner(size) { ui::info(\"evil\"); }\n";
+    assert_a_tampered_copy_never_runs(&w, &project, &commit_dir, evil);
+    assert_a_forged_object_is_fetched_again(&w, &project, &cached, &commit_dir, evil);
+    assert_a_fresh_machine_fetches_and_verifies(&w, &project, &cached);
+    assert_the_lock_follows_only_when_asked(&w, &project, &work, &url);
+    in_dir(&w, &project, &["recipes", "update", "acm"])
+        .failure(2)
+        .stderr_has("did you mean `acme`?");
+}
+
+/// `recipes add` needs a rev; with one, the commit and every file's hash are locked and the
+/// source is recorded in geusemaker.toml.
+fn assert_added_at_a_pinned_rev_and_locked(w: &World, project: &Path, url: &str) {
+    in_dir(w, project, &["recipes", "add", "acme", url])
         .failure(2)
         .stderr_has("needs --rev");
-    in_dir(
-        &w,
-        &project,
-        &["recipes", "add", "acme", &url, "--rev", "v1"],
-    )
-    .success()
-    .stdout_has("acme: commit ")
-    .stdout_has("added edge-tier.rhai, helpers.rhai");
+    in_dir(w, project, &["recipes", "add", "acme", url, "--rev", "v1"])
+        .success()
+        .stdout_has("acme: commit ")
+        .stdout_has("added edge-tier.rhai, helpers.rhai");
     let lock = std::fs::read_to_string(project.join("geusemaker.lock")).unwrap();
     assert!(
         lock.contains("rev = \"v1\"") && lock.contains("commit = \""),
@@ -110,18 +129,21 @@ fn a_git_source_is_locked_verified_and_updated() {
     assert!(std::fs::read_to_string(project.join("geusemaker.toml"))
         .unwrap()
         .contains("[sources.acme]"));
+}
 
-    // The source's recipes are listed, checked and runnable (as a plan: no AWS here).
-    in_dir(&w, &project, &["recipes", "list"])
+/// The source's recipes are listed, checked and runnable (as a plan: no AWS here), and a
+/// project recipe can import a module of the source.
+fn assert_source_recipes_listed_checked_and_runnable(w: &World, project: &Path) {
+    in_dir(w, project, &["recipes", "list"])
         .success()
         .stdout_has("acme/edge-tier")
         .stdout_has("acme@v1 (");
-    in_dir(&w, &project, &["check", "acme/edge-tier"])
+    in_dir(w, project, &["check", "acme/edge-tier"])
         .success()
         .stdout_has("acme/edge-tier.rhai: ok");
     in_dir(
-        &w,
-        &project,
+        w,
+        project,
         &["run", "acme/edge-tier", "--name", "edge", "--plan"],
     )
     .success()
@@ -133,29 +155,23 @@ fn a_git_source_is_locked_verified_and_updated() {
     )
     .unwrap();
     in_dir(
-        &w,
-        &project,
+        w,
+        project,
         &["run", "mine.rhai", "--name", "mine", "--plan"],
     )
     .success()
     .stdout_has("acme tier on m5.large");
+}
 
-    // Someone edits the fetched copy (issue 18): it is never trusted as it is. Every use
-    // verifies it against the locked commit's git objects and checks it out again; the
-    // tampered code never runs, and `recipes update` never locks it.
-    let cached = w.home.path().join("cache/sources/acme");
-    let commit_dir = std::fs::read_dir(&cached)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().unwrap().len() == 40)
-        .unwrap();
-    let evil = "fn banner(size) { ui::info(\"evil\"); }\n";
+/// Someone edits the fetched copy (issue 18): it is never trusted as it is. Every use verifies
+/// it against the locked commit's git objects and checks it out again; the tampered code never
+/// runs, and `recipes update` never locks it.
+fn assert_a_tampered_copy_never_runs(w: &World, project: &Path, commit_dir: &Path, evil: &str) {
     let lock_before = std::fs::read_to_string(project.join("geusemaker.lock")).unwrap();
     std::fs::write(commit_dir.join("helpers.rhai"), evil).unwrap();
     let out = in_dir(
-        &w,
-        &project,
+        w,
+        project,
         &["run", "mine.rhai", "--name", "mine", "--plan"],
     );
     out.success()
@@ -168,19 +184,27 @@ fn a_git_source_is_locked_verified_and_updated() {
         evil
     );
     std::fs::write(commit_dir.join("helpers.rhai"), evil).unwrap();
-    in_dir(&w, &project, &["recipes", "update", "acme"]).success();
+    in_dir(w, project, &["recipes", "update", "acme"]).success();
     assert_eq!(
         std::fs::read_to_string(project.join("geusemaker.lock")).unwrap(),
         lock_before,
         "update reads the commit's files from git, not from the tampered cache"
     );
     std::fs::write(commit_dir.join("helpers.rhai"), evil).unwrap();
-    in_dir(&w, &project, &["check", "mine.rhai"])
+    in_dir(w, project, &["check", "mine.rhai"])
         .success()
         .stderr_has("checked out again");
+}
 
-    // The object store itself changed (a blob rewritten under its own name): caught by its
-    // hash, and the source is fetched again from its origin.
+/// The object store itself changed (a blob rewritten under its own name): caught by its
+/// hash, and the source is fetched again from its origin.
+fn assert_a_forged_object_is_fetched_again(
+    w: &World,
+    project: &Path,
+    cached: &Path,
+    commit_dir: &Path,
+    evil: &str,
+) {
     let repo = cached.join("repo.git");
     // A clone packs its objects: unpack them, so one can be rewritten in place.
     let packs = repo.join("objects/pack");
@@ -229,8 +253,8 @@ fn a_git_source_is_locked_verified_and_updated() {
         std::fs::write(&loose, forged).unwrap();
         std::fs::write(commit_dir.join("helpers.rhai"), evil).unwrap();
         let out = in_dir(
-            &w,
-            &project,
+            w,
+            project,
             &["run", "mine.rhai", "--name", "mine", "--plan"],
         );
         out.success()
@@ -238,13 +262,15 @@ fn a_git_source_is_locked_verified_and_updated() {
             .stderr_has("does not hash to its id")
             .stderr_has("fetching it again");
     }
+}
 
-    // A fresh machine (no cache): the locked commit is fetched again, and verifies — by
-    // several runs at once too (parallel CI jobs share the cache).
-    std::fs::remove_dir_all(&cached).unwrap();
+/// A fresh machine (no cache): the locked commit is fetched again, and verifies — by several
+/// runs at once too (parallel CI jobs share the cache).
+fn assert_a_fresh_machine_fetches_and_verifies(w: &World, project: &Path, cached: &Path) {
+    std::fs::remove_dir_all(cached).unwrap();
     let parallel: Vec<_> = (0..4)
         .map(|i| {
-            cmd_in(&w, &project)
+            cmd_in(w, project)
                 .args(["run", "mine.rhai", "--name", &format!("par{i}"), "--plan"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -257,26 +283,28 @@ fn a_git_source_is_locked_verified_and_updated() {
             .success()
             .stdout_has("acme tier on m5.large");
     }
-    std::fs::remove_dir_all(&cached).unwrap();
+    std::fs::remove_dir_all(cached).unwrap();
     in_dir(
-        &w,
-        &project,
+        w,
+        project,
         &["run", "mine.rhai", "--name", "mine", "--plan"],
     )
     .success()
     .stdout_has("acme tier on m5.large");
+}
 
-    // v2 moves on; the lock only follows when asked.
+/// v2 moves on; the lock only follows when asked.
+fn assert_the_lock_follows_only_when_asked(w: &World, project: &Path, work: &Path, url: &str) {
     std::fs::write(
         work.join("helpers.rhai"),
         "fn banner(size) { ui::info(`acme v2 on ${size}`); }\n",
     )
     .unwrap();
-    git(&work, &["commit", "--quiet", "-am", "v2"]);
-    git(&work, &["tag", "v2"]);
+    git(work, &["commit", "--quiet", "-am", "v2"]);
+    git(work, &["tag", "v2"]);
     git(
-        &work,
-        &["push", "--quiet", &url, "HEAD:refs/heads/main", "v2"],
+        work,
+        &["push", "--quiet", url, "HEAD:refs/heads/main", "v2"],
     );
     let toml = project.join("geusemaker.toml");
     std::fs::write(
@@ -287,26 +315,23 @@ fn a_git_source_is_locked_verified_and_updated() {
     )
     .unwrap();
     in_dir(
-        &w,
-        &project,
+        w,
+        project,
         &["run", "mine.rhai", "--name", "mine", "--plan"],
     )
     .failure(1)
     .stderr_has("differs from geusemaker.lock");
-    in_dir(&w, &project, &["recipes", "update"])
+    in_dir(w, project, &["recipes", "update"])
         .success()
         .stdout_has("acme: commit ")
         .stdout_has("changed helpers.rhai");
     in_dir(
-        &w,
-        &project,
+        w,
+        project,
         &["run", "mine.rhai", "--name", "mine", "--plan"],
     )
     .success()
     .stdout_has("acme v2 on m5.large");
-    in_dir(&w, &project, &["recipes", "update", "acm"])
-        .failure(2)
-        .stderr_has("did you mean `acme`?");
 }
 
 #[test]

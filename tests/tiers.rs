@@ -72,19 +72,7 @@ fn app_sg_rules_on_5678(w: &World, stack: &str) -> (Vec<String>, Vec<String>) {
 fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
     let w = World::moto();
     let stack = support::stack_name("auto");
-    let out = run(
-        &w,
-        &[
-            "run",
-            "automation",
-            "--name",
-            &stack,
-            "--set",
-            "health_timeout=30",
-            "--set",
-            "allowed_cidr=198.51.100.0/24",
-        ],
-    );
+    let out = automation(&w, &stack, &[]);
     out.success()
         .stdout_has("healthy behind the load balancer")
         .stdout_has("includes load balancer");
@@ -96,6 +84,50 @@ fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
     assert_eq!(state["outputs"]["n8n_url"], format!("http://{dns}"));
 
     let (rt, elbv2, _) = elb(&w);
+    let lb = assert_load_balancer_internet_facing_and_tagged(&rt, &elbv2, &stack, &dns);
+    let tg = assert_target_group_serves_the_instance(&rt, &elbv2, &stack, &lb, &state);
+    let sdk = w.sdk();
+    assert_instance_admits_the_load_balancer_only(&w, &sdk, &stack, &lb);
+
+    // Re-run: no second load balancer or target group.
+    automation(&w, &stack, &[])
+        .success()
+        .stdout_has("nothing changed");
+    assert_one_load_balancer(&rt, &elbv2, &stack);
+
+    // A new type replaces the instance: the load balancer ends up with the new one only.
+    automation(&w, &stack, &["--set", "instance_type=t3.xlarge"])
+        .success()
+        .stdout_has(&format!("-/+ instance {stack}-app: t3.large → t3.xlarge"));
+    assert_only_the_new_instance_serves(&w, &rt, &elbv2, &stack, &tg, &state);
+
+    run(&w, &["destroy", &stack, "--yes"]).success();
+    assert_destroyed_with_its_load_balancer(&sdk, &rt, &elbv2, &stack);
+}
+
+/// `run automation` for `stack`, n8n open to 198.51.100.0/24, with `more` arguments.
+fn automation(w: &World, stack: &str, more: &[&str]) -> Outcome {
+    let mut args = vec![
+        "run",
+        "automation",
+        "--name",
+        stack,
+        "--set",
+        "health_timeout=30",
+        "--set",
+        "allowed_cidr=198.51.100.0/24",
+    ];
+    args.extend_from_slice(more);
+    run(w, &args)
+}
+
+/// The load balancer: internet-facing, in two zones or more, tagged; returns it.
+fn assert_load_balancer_internet_facing_and_tagged(
+    rt: &tokio::runtime::Runtime,
+    elbv2: &aws_sdk_elasticloadbalancingv2::Client,
+    stack: &str,
+    dns: &str,
+) -> aws_sdk_elasticloadbalancingv2::types::LoadBalancer {
     let lbs = rt
         .block_on(
             elbv2
@@ -105,7 +137,7 @@ fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
         )
         .unwrap();
     let lb = &lbs.load_balancers()[0];
-    assert_eq!(lb.dns_name(), Some(dns.as_str()));
+    assert_eq!(lb.dns_name(), Some(dns));
     assert_eq!(lb.scheme().map(|s| s.as_str()), Some("internet-facing"));
     let zones: std::collections::BTreeSet<_> = lb
         .availability_zones()
@@ -113,7 +145,6 @@ fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
         .filter_map(|z| z.zone_name())
         .collect();
     assert!(zones.len() >= 2, "{zones:?}");
-    let alb_sg = lb.security_groups()[0].clone();
     let tags = rt
         .block_on(
             elbv2
@@ -125,8 +156,19 @@ fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
     assert!(tags.tag_descriptions()[0]
         .tags()
         .iter()
-        .any(|t| t.key() == Some("geusemaker:stack") && t.value() == Some(stack.as_str())));
+        .any(|t| t.key() == Some("geusemaker:stack") && t.value() == Some(stack)));
+    lb.clone()
+}
 
+/// The target group checks n8n's health on 5678, the one HTTP listener forwards to it, and
+/// its target is the stack's instance; returns it.
+fn assert_target_group_serves_the_instance(
+    rt: &tokio::runtime::Runtime,
+    elbv2: &aws_sdk_elasticloadbalancingv2::Client,
+    stack: &str,
+    lb: &aws_sdk_elasticloadbalancingv2::types::LoadBalancer,
+    state: &serde_json::Value,
+) -> aws_sdk_elasticloadbalancingv2::types::TargetGroup {
     let tgs = rt
         .block_on(
             elbv2
@@ -175,12 +217,21 @@ fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
             .id(),
         state["outputs"]["instance_id"].as_str()
     );
+    tg.clone()
+}
 
-    // The instance takes n8n traffic from the load balancer's group only.
-    let (cidrs, groups) = app_sg_rules_on_5678(&w, &stack);
+/// The instance takes n8n traffic from the load balancer's group only; the load balancer
+/// takes port 80 from the allowed range.
+fn assert_instance_admits_the_load_balancer_only(
+    w: &World,
+    sdk: &support::Sdk,
+    stack: &str,
+    lb: &aws_sdk_elasticloadbalancingv2::types::LoadBalancer,
+) {
+    let alb_sg = lb.security_groups()[0].clone();
+    let (cidrs, groups) = app_sg_rules_on_5678(w, stack);
     assert!(cidrs.is_empty(), "{cidrs:?}");
     assert_eq!(groups, std::slice::from_ref(&alb_sg));
-    let sdk = w.sdk();
     let alb = sdk
         .block_on(sdk.ec2.describe_security_groups().group_ids(&alb_sg).send())
         .unwrap();
@@ -189,23 +240,14 @@ fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
         (p.from_port(), p.ip_ranges()[0].cidr_ip()),
         (Some(80), Some("198.51.100.0/24"))
     );
+}
 
-    // Re-run: no second load balancer or target group.
-    run(
-        &w,
-        &[
-            "run",
-            "automation",
-            "--name",
-            &stack,
-            "--set",
-            "health_timeout=30",
-            "--set",
-            "allowed_cidr=198.51.100.0/24",
-        ],
-    )
-    .success()
-    .stdout_has("nothing changed");
+/// Exactly one load balancer of the stack's name.
+fn assert_one_load_balancer(
+    rt: &tokio::runtime::Runtime,
+    elbv2: &aws_sdk_elasticloadbalancingv2::Client,
+    stack: &str,
+) {
     let all = rt.block_on(elbv2.describe_load_balancers().send()).unwrap();
     assert_eq!(
         all.load_balancers()
@@ -214,26 +256,18 @@ fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
             .count(),
         1
     );
+}
 
-    // A new type replaces the instance: the load balancer ends up with the new one only.
-    run(
-        &w,
-        &[
-            "run",
-            "automation",
-            "--name",
-            &stack,
-            "--set",
-            "health_timeout=30",
-            "--set",
-            "allowed_cidr=198.51.100.0/24",
-            "--set",
-            "instance_type=t3.xlarge",
-        ],
-    )
-    .success()
-    .stdout_has(&format!("-/+ instance {stack}-app: t3.large → t3.xlarge"));
-    let new_id = w.state(&stack)["outputs"]["instance_id"]
+/// A replaced instance: the target group serves the new one only, healthy.
+fn assert_only_the_new_instance_serves(
+    w: &World,
+    rt: &tokio::runtime::Runtime,
+    elbv2: &aws_sdk_elasticloadbalancingv2::Client,
+    stack: &str,
+    tg: &aws_sdk_elasticloadbalancingv2::types::TargetGroup,
+    state: &serde_json::Value,
+) {
+    let new_id = w.state(stack)["outputs"]["instance_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -267,9 +301,16 @@ fn automation_puts_n8n_behind_a_load_balancer_and_destroys_cleanly() {
         [(new_id.as_str(), "healthy")],
         "only the new instance serves"
     );
+}
 
-    run(&w, &["destroy", &stack, "--yes"]).success();
-    let left = sdk.leftovers(&stack);
+/// Destroy leaves no non-data resource, load balancer or target group.
+fn assert_destroyed_with_its_load_balancer(
+    sdk: &support::Sdk,
+    rt: &tokio::runtime::Runtime,
+    elbv2: &aws_sdk_elasticloadbalancingv2::Client,
+    stack: &str,
+) {
+    let left = sdk.leftovers(stack);
     assert!(left.non_data().is_empty(), "{left:?}");
     assert!(
         rt.block_on(
@@ -405,7 +446,6 @@ fn cloudfront_function_rules(name: &str) -> Vec<Rule> {
 
 #[test]
 fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
-    use base64::Engine as _;
     let w = World::moto();
     let stack = support::stack_name("gpu");
     let function = format!("{stack}-viewers");
@@ -425,8 +465,43 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
     };
     let out = through_proxy(&["run", "gpu", "--name", &stack, "--set", "health_timeout=30"]);
     out.success();
-    // CloudFront has no security group: a viewer function admits the deployer only, and the
-    // distribution runs it on every viewer request.
+    assert_viewer_filter_admits_the_deployer_only(&proxy, &function);
+    out.success()
+        .stdout_has("1× NVIDIA T4")
+        .stdout_has("includes CloudFront");
+    let state = w.state(&stack);
+    let domain = state["outputs"]["cloudfront_domain"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(state["outputs"]["n8n_url"], format!("https://{domain}"));
+
+    let sdk = w.sdk();
+    let inst = sdk.stack_instances(&stack);
+    assert_gpu_instance_on_a_deep_learning_ami(&sdk, &inst[0]);
+    assert_ollama_gets_the_gpu(&sdk, &inst[0]);
+    let (rt, _, cf) = elb(&w);
+    let id = state["outputs"]["cloudfront_id"].as_str().unwrap();
+    let config = assert_cloudfront_uncached_https_to_the_load_balancer(&rt, &cf, id, &state);
+    let secret = assert_origin_secret_is_long(&sdk, &stack);
+    assert_load_balancer_admits_cloudfront_only(&sdk, &stack);
+    assert_listener_forwards_only_with_the_secret(&w, &rt, &state, &secret);
+    assert_cloudfront_sends_the_secret_the_state_never_holds(&w, &stack, &config, &secret);
+    assert_status_and_cost_see_the_front(&w, &stack, id, &domain);
+
+    through_proxy(&["destroy", &stack, "--yes"])
+        .success()
+        .stdout_has("cloudfront:distribution")
+        .stdout_has(&format!("cloudfront:function viewers ({function})"));
+    assert_destroyed_with_its_viewer_filter_and_distribution(
+        &proxy, &function, &sdk, &stack, &rt, &cf, id,
+    );
+}
+
+/// CloudFront has no security group: a viewer function admits the deployer only, and the
+/// distribution runs it on every viewer request.
+fn assert_viewer_filter_admits_the_deployer_only(proxy: &FaultProxy, function: &str) {
+    use base64::Engine as _;
     let seen = proxy.stats().seen;
     let (_, create_fn) = seen
         .iter()
@@ -458,20 +533,13 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
             && create_cdn.contains("<EventType>viewer-request</EventType>"),
         "the distribution runs the filter on viewer requests: {create_cdn}"
     );
-    out.success()
-        .stdout_has("1× NVIDIA T4")
-        .stdout_has("includes CloudFront");
-    let state = w.state(&stack);
-    let domain = state["outputs"]["cloudfront_domain"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(state["outputs"]["n8n_url"], format!("https://{domain}"));
+}
 
-    // The GPU instance: the type, a Deep Learning AMI, a zone that offers the type.
-    let sdk = w.sdk();
-    let inst = sdk.stack_instances(&stack);
-    let i = &inst[0];
+/// The GPU instance: the type, a Deep Learning AMI, a zone that offers the type.
+fn assert_gpu_instance_on_a_deep_learning_ami(
+    sdk: &support::Sdk,
+    i: &aws_sdk_ec2::types::Instance,
+) {
     assert_eq!(i.instance_type().map(|t| t.as_str()), Some("g4dn.xlarge"));
     let image = sdk
         .block_on(
@@ -491,7 +559,10 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
         Some("us-east-1e"),
         "moto's us-east-1e does not offer g4dn.xlarge"
     );
-    // Ollama gets the GPU in the compose file.
+}
+
+/// Ollama gets the GPU in the compose file.
+fn assert_ollama_gets_the_gpu(sdk: &support::Sdk, i: &aws_sdk_ec2::types::Instance) {
     let script = sdk.user_data(i.instance_id().unwrap());
     let compose: serde_yaml::Value =
         serde_yaml::from_str(support::heredoc(&script, "/opt/geusemaker/compose.yaml")).unwrap();
@@ -503,10 +574,16 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
         "GPU reservation for Ollama"
     );
     assert_eq!(device["capabilities"][0].as_str(), Some("gpu"));
+}
 
-    // CloudFront: origin = the load balancer, no caching, HTTPS for viewers.
-    let (rt, _, cf) = elb(&w);
-    let id = state["outputs"]["cloudfront_id"].as_str().unwrap();
+/// CloudFront: origin = the load balancer, no caching, HTTPS for viewers; returns the
+/// distribution's config.
+fn assert_cloudfront_uncached_https_to_the_load_balancer(
+    rt: &tokio::runtime::Runtime,
+    cf: &aws_sdk_cloudfront::Client,
+    id: &str,
+    state: &serde_json::Value,
+) -> aws_sdk_cloudfront::types::DistributionConfig {
     let d = rt.block_on(cf.get_distribution().id(id).send()).unwrap();
     let d = d.distribution().unwrap();
     let config = d.distribution_config().unwrap();
@@ -530,12 +607,19 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
         7,
         "every method reaches n8n"
     );
+    config.clone()
+}
 
-    // CloudFront is the only way to the load balancer: its group admits CloudFront's
-    // origin-facing prefix list on one port and nothing else, and the listener forwards only
-    // requests with the stack's secret origin header (which the distribution adds).
+/// The stack's secret origin header value, kept in SSM: long and random; returns it.
+fn assert_origin_secret_is_long(sdk: &support::Sdk, stack: &str) -> String {
     let secret = sdk.secret_value(&format!("/geusemaker/{stack}/cloudfront/origin_secret"));
     assert!(secret.len() >= 32, "a long random secret");
+    secret
+}
+
+/// CloudFront is the only way to the load balancer: its group admits CloudFront's
+/// origin-facing prefix list on one port and nothing else; no group admits an address range.
+fn assert_load_balancer_admits_cloudfront_only(sdk: &support::Sdk, stack: &str) {
     let cloudfront_pl = sdk
         .block_on(
             sdk.ec2
@@ -553,7 +637,7 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
         .prefix_list_id()
         .unwrap()
         .to_string();
-    let groups = sdk.stack_security_groups(&stack);
+    let groups = sdk.stack_security_groups(stack);
     // The default deploy admits no address range anywhere: the instance from the load
     // balancer's group, the load balancer from CloudFront's prefix list, EFS from the instance.
     for g in &groups {
@@ -582,8 +666,18 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
             .collect::<Vec<_>>(),
         [cloudfront_pl.as_str()]
     );
+}
+
+/// The listener answers 403 by default and forwards only requests with the stack's secret
+/// origin header.
+fn assert_listener_forwards_only_with_the_secret(
+    w: &World,
+    rt: &tokio::runtime::Runtime,
+    state: &serde_json::Value,
+    secret: &String,
+) {
     let lb_arn = state["outputs"]["load_balancer_arn"].as_str().unwrap();
-    let elbc = elb(&w).1;
+    let elbc = elb(w).1;
     let listeners = rt
         .block_on(elbc.describe_listeners().load_balancer_arn(lb_arn).send())
         .unwrap();
@@ -608,11 +702,20 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
         .expect("a rule that forwards with the header");
     let header = first.conditions()[0].http_header_config().unwrap();
     assert_eq!(header.http_header_name(), Some("X-Origin-Verify"));
-    assert_eq!(header.values(), std::slice::from_ref(&secret));
+    assert_eq!(header.values(), std::slice::from_ref(secret));
     assert_eq!(
         first.actions()[0].target_group_arn(),
         state["outputs"]["target_group_arn"].as_str()
     );
+}
+
+/// The distribution adds the secret origin header; the secret never reaches the state file.
+fn assert_cloudfront_sends_the_secret_the_state_never_holds(
+    w: &World,
+    stack: &str,
+    config: &aws_sdk_cloudfront::types::DistributionConfig,
+    secret: &str,
+) {
     let origin = &config.origins().unwrap().items()[0];
     let sent: Vec<(&str, &str)> = origin
         .custom_headers()
@@ -621,29 +724,31 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
         .iter()
         .map(|h| (h.header_name(), h.header_value()))
         .collect();
-    assert_eq!(sent, [("X-Origin-Verify", secret.as_str())]);
+    assert_eq!(sent, [("X-Origin-Verify", secret)]);
     assert!(
-        !std::fs::read_to_string(w.state_path(&stack))
+        !std::fs::read_to_string(w.state_path(stack))
             .unwrap()
-            .contains(&secret),
+            .contains(secret),
         "the secret never reaches the state file"
     );
+}
 
-    // status and cost see what sits in front of the instance.
-    let out = run(&w, &["status", &stack, "--json"]);
+/// status and cost see what sits in front of the instance.
+fn assert_status_and_cost_see_the_front(w: &World, stack: &str, id: &str, domain: &str) {
+    let out = run(w, &["status", stack, "--json"]);
     out.success();
     let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(s["tier"], "gpu");
     assert_eq!(s["load_balancer"]["target_state"], "healthy", "{s}");
     assert_eq!(s["cloudfront"]["id"], id);
-    assert_eq!(s["cloudfront"]["domain"], domain.as_str());
+    assert_eq!(s["cloudfront"]["domain"], domain);
     assert_eq!(s["cloudfront"]["status"], "Deployed");
-    run(&w, &["status", &stack])
+    run(w, &["status", stack])
         .success()
         .stdout_has("Load balancer  ")
         .stdout_has("target healthy")
         .stdout_has(&format!("CloudFront     {domain} · Deployed"));
-    let out = run(&w, &["cost", &stack, "--json"]);
+    let out = run(w, &["cost", stack, "--json"]);
     out.success();
     let c: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let items: Vec<&str> = c["lines"]
@@ -659,11 +764,18 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
     );
     assert_eq!(c["instance"]["instance_type"], "g4dn.xlarge");
     assert_eq!(c["instance"]["on_demand_usd_per_hour"], 0.526);
+}
 
-    through_proxy(&["destroy", &stack, "--yes"])
-        .success()
-        .stdout_has("cloudfront:distribution")
-        .stdout_has(&format!("cloudfront:function viewers ({function})"));
+/// Destroy deleted the viewer filter and the distribution, and left no non-data resource.
+fn assert_destroyed_with_its_viewer_filter_and_distribution(
+    proxy: &FaultProxy,
+    function: &str,
+    sdk: &support::Sdk,
+    stack: &str,
+    rt: &tokio::runtime::Runtime,
+    cf: &aws_sdk_cloudfront::Client,
+    id: &str,
+) {
     assert!(
         proxy
             .stats()
@@ -672,7 +784,7 @@ fn gpu_tier_runs_on_a_gpu_behind_cloudfront_and_destroys_cleanly() {
             .any(|(line, _)| line.starts_with(&format!("DELETE /2020-05-31/function/{function}"))),
         "the viewer filter deleted"
     );
-    assert!(sdk.leftovers(&stack).non_data().is_empty());
+    assert!(sdk.leftovers(stack).non_data().is_empty());
     assert!(
         rt.block_on(cf.get_distribution().id(id).send()).is_err(),
         "distribution deleted"

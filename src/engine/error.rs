@@ -353,8 +353,13 @@ mod tests {
             }),
             frames: Vec::new(),
         };
-        let text = Failure::recipe(d, sources).note("run r-2 failed").render(false);
-        assert!(text.starts_with("error: function not found: boom\n"), "{text}");
+        let text = Failure::recipe(d, sources)
+            .note("run r-2 failed")
+            .render(false);
+        assert!(
+            text.starts_with("error: function not found: boom\n"),
+            "{text}"
+        );
         assert!(text.contains("r.rhai:2:1"), "{text}");
         assert!(text.contains("boom();"), "{text}");
         assert!(text.ends_with("run r-2 failed\n"), "{text}");
