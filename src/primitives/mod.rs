@@ -138,7 +138,8 @@ pub const AREAS: &[Area] = &[
     },
 ];
 
-/// Register every area as a static module, plus the global `param()` functions.
+/// Register every area as a static module, plus the global functions (`param()`, `params()`,
+/// `stack()`, `parallel()`, `options()`).
 pub fn register_all(engine: &mut Engine) {
     for area in AREAS {
         (area.types)(engine);
@@ -147,6 +148,7 @@ pub fn register_all(engine: &mut Engine) {
     engine.register_global_module(params::module().into());
     engine.register_global_module(stacks::module().into());
     engine.register_global_module(parallel::module().into());
+    engine.register_global_module(opts::module().into());
 }
 
 fn error_value(fields: &[(&str, Option<String>)]) -> Box<EvalAltResult> {

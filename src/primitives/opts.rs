@@ -4,8 +4,11 @@
 //! An option map is decoded into a typed struct ([`decode`]): the struct's fields are the keys
 //! the primitive accepts (and what the reference lists for it), serde's defaults its defaults.
 //! A field of type `Dynamic` takes any value as it is (a typed handle, or its id).
+//!
+//! A recipe's own steps check their option maps the same way with the global `options()`.
 
-use rhai::{Dynamic, EvalAltResult, Map};
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, EvalAltResult, Map};
 use serde::de::DeserializeOwned;
 
 use super::{did_you_mean, usage_err, usage_err_hint};
@@ -191,6 +194,58 @@ pub fn header_pairs(func: &str, v: Dynamic) -> Result<Vec<(String, String)>, Box
     Ok(out)
 }
 
+pub fn module() -> rhai::Module {
+    exported_module!(api)
+}
+
+#[export_module]
+pub mod api {
+    /// Check `options`, the option map of a recipe's own step `function`, as primitives check
+    /// theirs: every key of `required` is given (and not `()`), and any other key is one of
+    /// `optional` — an unknown one is refused with "did you mean". Returns the map.
+    ///
+    /// ```rhai
+    /// fn launch(o) {
+    ///     let o = options(o, "team::launch", ["subnets"], ["spot"]);
+    ///     let spot = if "spot" in o { o.spot } else { true };
+    ///     [o.subnets, spot]
+    /// }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn options(
+        options: Map,
+        function: &str,
+        required: Array,
+        optional: Array,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        let names = |list: Array, which: &str| {
+            list.into_iter()
+                .map(|k| {
+                    k.into_string().map_err(|t| {
+                        usage_err(format!(
+                            "options: the {which} keys of {function} are strings, not {t}"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<String>, _>>()
+        };
+        let required = names(required, "required")?;
+        let optional = names(optional, "optional")?;
+        let allowed: Vec<&str> = required
+            .iter()
+            .chain(optional.iter())
+            .map(String::as_str)
+            .collect();
+        check_keys(function, &options, &allowed)?;
+        for key in &required {
+            if options.get(key.as_str()).is_none_or(Dynamic::is_unit) {
+                return Err(usage_err(format!("{function}: option `{key}` is required")));
+            }
+        }
+        Ok(options)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +330,27 @@ mod tests {
         assert_eq!(message(e), "t::f: option `disks[0]` must be a map, not i64");
         let e = required::<String>("t::f", "image", None).unwrap_err();
         assert_eq!(message(e), "t::f: option `image` is required");
+    }
+
+    #[test]
+    fn a_recipe_step_checks_its_options_as_primitives_do() {
+        let keys = |ks: &[&str]| ks.iter().map(|k| Dynamic::from(k.to_string())).collect();
+        let check = |m: Map| api::options(m, "tier::launch_app", keys(&["net"]), keys(&["spot"]));
+        let given = map(&[("net", 1_i64.into()), ("spot", true.into())]);
+        assert_eq!(check(given.clone()).unwrap().len(), 2);
+        let e = check(map(&[("net", 1_i64.into()), ("spott", true.into())])).unwrap_err();
+        assert_eq!(
+            message(e),
+            "tier::launch_app: unknown option `spott` / did you mean `spot`?"
+        );
+        let e = check(map(&[("spot", true.into())])).unwrap_err();
+        assert_eq!(message(e), "tier::launch_app: option `net` is required");
+        let e = check(map(&[("net", Dynamic::UNIT)])).unwrap_err();
+        assert_eq!(message(e), "tier::launch_app: option `net` is required");
+        let e = api::options(given, "f", vec![Dynamic::from(1_i64)], Array::new()).unwrap_err();
+        assert_eq!(
+            message(e),
+            "options: the required keys of f are strings, not i64"
+        );
     }
 }
