@@ -3,7 +3,9 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use aws_smithy_runtime_api::client::result::SdkError;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_smithy_runtime_api::client::endpoint::error::ResolveEndpointError;
+use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// A failed AWS call: which one, AWS's error code, its message and what to do about it.
@@ -12,7 +14,8 @@ pub struct CloudError {
     pub service: &'static str,
     pub operation: String,
     /// AWS's error code (`UnauthorizedOperation`), or one of ours for client-side failures
-    /// (`MissingCredentials`, `MissingRegion`, `EndpointUnreachable`, `Timeout`).
+    /// (`MissingCredentials`, `MissingRegion`, `EndpointConfig`, `EndpointUnreachable`,
+    /// `Timeout`, `Unhandled`: an answer without an error code).
     pub code: String,
     pub message: String,
     pub hint: Option<String>,
@@ -27,7 +30,7 @@ impl CloudError {
     ) -> Self {
         let code = code.into();
         let message = message.into();
-        let hint = hint_for(&code, &message);
+        let hint = hint_for(&code);
         CloudError {
             service,
             operation: operation.into(),
@@ -48,7 +51,9 @@ impl CloudError {
         let (code, message) = match &err {
             SdkError::ServiceError(se) => {
                 let e = se.err();
-                let code = e.code().unwrap_or("Unknown").to_string();
+                // Without a code, the answer was none of the operation's modelled errors: a raw
+                // 5xx, say, from an emulator that lacks the operation.
+                let code = e.code().unwrap_or("Unhandled").to_string();
                 let message = e
                     .message()
                     .map(str::to_string)
@@ -62,21 +67,17 @@ impl CloudError {
                 } else if df.is_io() {
                     ("EndpointUnreachable".to_string(), chain.clone())
                 } else {
-                    (classify_client_failure(&chain), chain.clone())
+                    (classify_client_failure(&err).to_string(), chain.clone())
                 }
             }
             SdkError::ResponseError(_) => ("MalformedResponse".to_string(), chain.clone()),
-            SdkError::ConstructionFailure(_) => (classify_client_failure(&chain), chain.clone()),
+            SdkError::ConstructionFailure(_) => {
+                (classify_client_failure(&err).to_string(), chain.clone())
+            }
             _ => {
                 let code = err.code().unwrap_or("Unknown").to_string();
                 (code, chain.clone())
             }
-        };
-        // A raw 5xx without a parseable body (e.g. an emulator that lacks the operation).
-        let code = if code == "Unknown" && chain.contains("unhandled error") {
-            "Unhandled".to_string()
-        } else {
-            code
         };
         let mut e = CloudError::new(service, operation, code, message);
         if e.is_retryable() && !matches!(e.code.as_str(), "Unhandled" | "MalformedResponse") {
@@ -173,21 +174,30 @@ fn error_chain(err: &(dyn StdError + 'static)) -> String {
     parts.join(": ")
 }
 
-fn classify_client_failure(chain: &str) -> String {
-    let lower = chain.to_ascii_lowercase();
-    if lower.contains("credential") {
-        "MissingCredentials".into()
-    } else if lower.contains("region") {
-        "MissingRegion".into()
-    } else if lower.contains("connect") || lower.contains("dns") {
-        "EndpointUnreachable".into()
-    } else {
-        "ClientError".into()
+/// What a call that never got an answer from AWS failed on, from the error types in its
+/// source chain: the credentials, working out the endpoint (no region, say), or the network.
+fn classify_client_failure(err: &(dyn StdError + 'static)) -> &'static str {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<CredentialsError>() {
+            return "MissingCredentials";
+        }
+        if e.is::<ResolveEndpointError>() {
+            return "EndpointConfig";
+        }
+        if e.downcast_ref::<ConnectorError>()
+            .is_some_and(|c| c.is_io() || c.is_timeout())
+            || e.is::<std::io::Error>()
+        {
+            return "EndpointUnreachable";
+        }
+        cur = e.source();
     }
+    "ClientError"
 }
 
 /// What to do about the common failures.
-pub fn hint_for(code: &str, message: &str) -> Option<String> {
+pub fn hint_for(code: &str) -> Option<String> {
     let h = match code {
         "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => {
             "your AWS identity lacks a permission for this call; grant it in IAM (the message names the action) or run with a profile that has it (--profile)"
@@ -202,6 +212,9 @@ pub fn hint_for(code: &str, message: &str) -> Option<String> {
             "no AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile NAME for a profile in ~/.aws/config"
         }
         "MissingRegion" => "no AWS region set; pass --region (e.g. --region us-east-1) or set AWS_REGION",
+        "EndpointConfig" => {
+            "the SDK could not work out AWS's address for this call (the message says why); check --region (or AWS_REGION) and AWS_ENDPOINT_URL"
+        }
         "EndpointUnreachable" => {
             "cannot reach the AWS endpoint; check the network, or AWS_ENDPOINT_URL if you point at a local emulator"
         }
@@ -235,12 +248,7 @@ pub fn hint_for(code: &str, message: &str) -> Option<String> {
         "Unhandled" | "InternalError" | "InternalFailure" | "ServiceUnavailable" => {
             "AWS (or the emulator at AWS_ENDPOINT_URL) failed to handle the call; try again later"
         }
-        _ => {
-            if message.to_ascii_lowercase().contains("credentials") {
-                return hint_for("MissingCredentials", "");
-            }
-            return None;
-        }
+        _ => return None,
     };
     Some(h.to_string())
 }
@@ -276,15 +284,40 @@ mod tests {
         assert!(!CloudError::new("ec2", "X", "AuthFailure", "").is_not_found());
     }
 
+    /// An error wrapping another, as the SDK's layers wrap the cause.
+    #[derive(Debug)]
+    struct Wrapped(Box<dyn StdError + Send + Sync>);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("dispatch failure")
+        }
+    }
+
+    impl StdError for Wrapped {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(self.0.as_ref())
+        }
+    }
+
     #[test]
     fn client_failures_are_classified_from_the_chain() {
+        let no_credentials = Wrapped(Box::new(CredentialsError::not_loaded(
+            "no credentials in the provider chain",
+        )));
         assert_eq!(
-            classify_client_failure("dispatch failure: no credentials in the provider chain"),
+            classify_client_failure(&no_credentials),
             "MissingCredentials"
         );
-        assert_eq!(
-            classify_client_failure("failed to connect"),
-            "EndpointUnreachable"
-        );
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let unreachable = Wrapped(Box::new(ConnectorError::io(Box::new(refused))));
+        assert_eq!(classify_client_failure(&unreachable), "EndpointUnreachable");
+        let endpoint = Wrapped(Box::new(ResolveEndpointError::message(
+            "Invalid Configuration: Missing Region",
+        )));
+        assert_eq!(classify_client_failure(&endpoint), "EndpointConfig");
+        // The words do not count, only the types.
+        let words = Wrapped(Box::new(std::fmt::Error));
+        assert_eq!(classify_client_failure(&words), "ClientError");
     }
 }
