@@ -4,6 +4,7 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use aws_credential_types::provider::error::CredentialsError;
+use aws_smithy_http::endpoint::ResolveEndpointError as RulesEndpointError;
 use aws_smithy_runtime_api::client::endpoint::error::ResolveEndpointError;
 use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -182,7 +183,9 @@ fn classify_client_failure(err: &(dyn StdError + 'static)) -> &'static str {
         if e.is::<CredentialsError>() {
             return "MissingCredentials";
         }
-        if e.is::<ResolveEndpointError>() {
+        // The SDK's endpoint rules (a missing region, say) fail with the first; an endpoint
+        // URL the runtime cannot use with the second.
+        if e.is::<RulesEndpointError>() || e.is::<ResolveEndpointError>() {
             return "EndpointConfig";
         }
         if e.downcast_ref::<ConnectorError>()
@@ -312,10 +315,12 @@ mod tests {
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let unreachable = Wrapped(Box::new(ConnectorError::io(Box::new(refused))));
         assert_eq!(classify_client_failure(&unreachable), "EndpointUnreachable");
-        let endpoint = Wrapped(Box::new(ResolveEndpointError::message(
+        let rules = Wrapped(Box::new(RulesEndpointError::message(
             "Invalid Configuration: Missing Region",
         )));
-        assert_eq!(classify_client_failure(&endpoint), "EndpointConfig");
+        assert_eq!(classify_client_failure(&rules), "EndpointConfig");
+        let url = Wrapped(Box::new(ResolveEndpointError::message("not a URL")));
+        assert_eq!(classify_client_failure(&url), "EndpointConfig");
         // The words do not count, only the types.
         let words = Wrapped(Box::new(std::fmt::Error));
         assert_eq!(classify_client_failure(&words), "ClientError");

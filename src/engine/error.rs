@@ -134,7 +134,8 @@ impl Failure {
         }
     }
 
-    /// With what to do about it (a message's; a diagnostic carries its own).
+    /// With what to do about it. Only for a message: a recipe's diagnostic carries its own
+    /// hint, and keeps it.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         if let Cause::Message { hint: h, .. } = &mut self.cause {
             *h = Some(hint.into());
@@ -162,8 +163,8 @@ impl Failure {
         }
     }
 
-    /// The text shown: the error (`error: …`, painted when `color`), then each note on a line
-    /// of its own.
+    /// The text shown: the error (a diagnostic's `error:` and caret painted when `color`),
+    /// then each note on a line of its own.
     pub fn render(&self, color: bool) -> String {
         let mut out = match &self.cause {
             Cause::Recipe {

@@ -47,11 +47,16 @@ fn running_instance(name: &str, state: &StackState, aws: &Aws) -> Result<String,
     Ok(match &live {
         LiveInstance::Present(i) if i.state == "running" => i.id.clone(),
         LiveInstance::Present(i) => {
-            return Err(RunError::failed_hint(format!("instance {} is {}: there are no logs to fetch",
-                i.id, i.state), format!("`geusemaker status {name}` shows the stack; `geusemaker rollback {name}` relaunches it")))
+            return Err(RunError::failed_hint(
+                format!("instance {} is {}: there are no logs to fetch", i.id, i.state),
+                format!("`geusemaker status {name}` shows the stack; `geusemaker rollback {name}` relaunches it"),
+            ))
         }
         LiveInstance::Gone(id) => {
-            return Err(RunError::failed_hint(format!("instance {id} no longer exists"), format!("`geusemaker rollback {name}` relaunches the stack (its data is kept)")))
+            return Err(RunError::failed_hint(
+                format!("instance {id} no longer exists"),
+                format!("`geusemaker rollback {name}` relaunches the stack (its data is kept)"),
+            ))
         }
         LiveInstance::Unknown(id, why) => {
             return Err(RunError::failed(format!("cannot describe instance {id}: {why}")))
@@ -97,7 +102,11 @@ pub fn boot_log(name: &str, flags: &AwsSettings, settings: &Settings) -> Result<
 fn unwrap_output<'a>(out: &'a str, instance: &str, what: &str) -> Result<Vec<&'a str>, RunError> {
     let mut lines: Vec<&str> = out.lines().collect();
     if lines.first() != Some(&BEGIN) {
-        return Err(RunError::failed_hint(format!("instance {instance} did not run the log command: SSM answered without its output"), "the SSM agent may not be running commands (a local emulator such as moto runs nothing); `geusemaker status` shows the instance"));
+        return Err(RunError::failed_hint(
+            format!("instance {instance} did not run the log command: SSM answered without its output"),
+            "the SSM agent may not be running commands (a local emulator such as moto runs nothing); \
+             `geusemaker status` shows the instance",
+        ));
     }
     lines.remove(0);
     match lines.last().and_then(|l| l.strip_prefix(END)) {
@@ -224,8 +233,11 @@ fn run_on(aws: &Aws, instance: &str, script: &str) -> Result<String, CloudError>
 
 fn explain(e: CloudError, instance: &str) -> RunError {
     if e.code.contains("InvalidInstanceId") {
-        return RunError::failed_hint(format!("instance {instance} is not managed by SSM yet, so its logs cannot be fetched"), "the SSM agent registers a minute or two after boot (the instance needs its instance profile \
-             and outbound HTTPS); try again shortly, or check `geusemaker status`");
+        return RunError::failed_hint(
+            format!("instance {instance} is not managed by SSM yet, so its logs cannot be fetched"),
+            "the SSM agent registers a minute or two after boot (the instance needs its instance \
+             profile and outbound HTTPS); try again shortly, or check `geusemaker status`",
+        );
     }
     RunError::failed(format!("fetching the logs failed: {e}"))
 }
