@@ -46,7 +46,7 @@ if [ -n "$missing" ]; then
   $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
-# Every crate of the lock, for every platform: tests/distribution.rs reads the whole tree's
+# Every crate of the lock, for every platform: tests/distribution/packages.rs reads the whole tree's
 # licenses with `cargo metadata --offline` (a build fetches only this platform's crates).
 cargo fetch --locked --quiet
 cargo test --locked "$@"

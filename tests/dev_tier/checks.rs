@@ -1,84 +1,12 @@
-//! The dev tier end to end through the binary against moto, with the five services stood in
-//! for by local servers (GEUSEMAKER_HEALTH_ENDPOINTS), and AWS faults injected by a proxy.
+//! The checks of `secure_deploy`: what AWS, the state and the boot script hold after the deploy.
 
-use crate::support;
+use crate::support::tag;
 
-use support::proxy::{FaultProxy, Rule};
-use support::{heredoc, tag, Outcome, World};
-
-use support::stand_ins;
-
-fn deploy(w: &World, stack: &str, endpoint: Option<&str>, sets: &[&str]) -> Outcome {
-    let mut args = vec!["run", "dev", "--name", stack, "--set", "health_timeout=30"];
-    for s in sets {
-        args.push("--set");
-        args.push(s);
-    }
-    let mut cmd = w.cmd();
-    cmd.args(&args)
-        .env("GEUSEMAKER_HEALTH_ENDPOINTS", stand_ins());
-    if let Some(e) = endpoint {
-        cmd.env("AWS_ENDPOINT_URL", e);
-    }
-    let out = cmd.output().unwrap();
-    Outcome::from(out)
-}
-
-fn ledger_id(state: &serde_json::Value, kind: &str, name: &str) -> String {
-    state["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .find(|r| r["kind"] == kind && r["name"] == name && r["status"] == "created")
-        .unwrap_or_else(|| panic!("{kind} {name} not in the ledger"))["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-#[test]
-fn dev_deploys_the_ai_stack_securely_and_a_rerun_changes_nothing() {
-    let w = World::moto();
-    let stack = support::stack_name("dev");
-    let cidr = "198.51.100.7/32";
-    let out = deploy(&w, &stack, None, &[&format!("allowed_cidr={cidr}")]);
-    assert_ready_with_every_service_healthy(&out, &stack);
-
-    let state = w.state(&stack);
-    let sdk = w.sdk();
-    let ids = DevIds::from_ledger(&state);
-    assert_state_complete(&state, &ids, cidr);
-    let az = assert_instance_hardened(&sdk, &stack, &ids);
-    assert_security_groups_exact(&sdk, &stack, &ids, cidr);
-    assert_efs_encrypted_and_tagged(&sdk, &stack, &ids, &az);
-    assert_data_volume_outlives_the_instance(&sdk, &stack, &ids, &az);
-    let script = sdk.user_data(&ids.instance);
-    assert_secrets_never_leak(&w, &sdk, &stack, &out, &script);
-    assert_boot_script_clean_and_mounting_efs(&w, &sdk, &ids, &script);
-    let compose: serde_yaml::Value =
-        serde_yaml::from_str(heredoc(&script, "/opt/geusemaker/compose.yaml"))
-            .expect("compose file is YAML");
-    let services = compose["services"].as_mapping().unwrap();
-    assert_services_pinned_and_on_loopback(services);
-    assert_secrets_in_per_service_env_files(services, &script);
-    assert_data_on_the_right_storage(services);
-    assert_every_resource_tagged(&sdk, &stack, &ids);
-
-    let again = deploy(&w, &stack, None, &[&format!("allowed_cidr={cidr}")]);
-    assert_rerun_created_nothing(&again, &w, &sdk, &stack, &state);
-
-    terminate_instance(&sdk, &ids.instance);
-    assert_data_survives_the_instance(&sdk, &ids);
-
-    let key_before = encryption_key(&sdk, &stack);
-    let healed = deploy(&w, &stack, None, &[&format!("allowed_cidr={cidr}")]);
-    assert_next_run_reattaches_the_data(&healed, &w, &sdk, &stack, &ids, &az, &key_before);
-}
+use super::*;
 
 /// The ids the dev deploy recorded in its ledger, for the checks below.
-struct DevIds {
-    instance: String,
+pub(super) struct DevIds {
+    pub(super) instance: String,
     file_system: String,
     volume: String,
     app_sg: String,
@@ -86,7 +14,7 @@ struct DevIds {
 }
 
 impl DevIds {
-    fn from_ledger(state: &serde_json::Value) -> DevIds {
+    pub(super) fn from_ledger(state: &serde_json::Value) -> DevIds {
         DevIds {
             instance: ledger_id(state, "ec2:instance", "app"),
             file_system: ledger_id(state, "efs:file-system", "data"),
@@ -99,7 +27,7 @@ impl DevIds {
 
 /// The deploy's report: ready, where to find n8n and its password, the cost, how to destroy,
 /// every service healthy, and no open-internet warning for a restricted CIDR.
-fn assert_ready_with_every_service_healthy(out: &Outcome, stack: &str) {
+pub(super) fn assert_ready_with_every_service_healthy(out: &Outcome, stack: &str) {
     out.success()
         .stdout_has(&format!("Stack {stack} is ready"))
         .stdout_has("n8n: http://")
@@ -124,7 +52,7 @@ fn assert_ready_with_every_service_healthy(out: &Outcome, stack: &str) {
 }
 
 /// State: complete, running, healthy snapshot, no pending intents.
-fn assert_state_complete(state: &serde_json::Value, ids: &DevIds, cidr: &str) {
+pub(super) fn assert_state_complete(state: &serde_json::Value, ids: &DevIds, cidr: &str) {
     let (instance_id, volume_id) = (&ids.instance, &ids.volume);
     assert_eq!(state["status"], "running");
     assert_eq!(state["outputs"]["instance_id"], instance_id.as_str());
@@ -148,7 +76,7 @@ fn assert_state_complete(state: &serde_json::Value, ids: &DevIds, cidr: &str) {
 }
 
 /// Instance: spot, IMDSv2, the profile, tagged, in the app group only; returns its zone.
-fn assert_instance_hardened(sdk: &support::Sdk, stack: &str, ids: &DevIds) -> String {
+pub(super) fn assert_instance_hardened(sdk: &support::Sdk, stack: &str, ids: &DevIds) -> String {
     let (instance_id, app_sg) = (&ids.instance, &ids.app_sg);
     let inst = sdk.stack_instances(stack);
     assert_eq!(inst.len(), 1);
@@ -170,7 +98,12 @@ fn assert_instance_hardened(sdk: &support::Sdk, stack: &str, ids: &DevIds) -> St
 }
 
 /// Security groups: exactly the intended rules.
-fn assert_security_groups_exact(sdk: &support::Sdk, stack: &str, ids: &DevIds, cidr: &str) {
+pub(super) fn assert_security_groups_exact(
+    sdk: &support::Sdk,
+    stack: &str,
+    ids: &DevIds,
+    cidr: &str,
+) {
     let (app_sg, efs_sg) = (&ids.app_sg, &ids.efs_sg);
     let sgs = sdk.stack_security_groups(stack);
     assert_eq!(sgs.len(), 2);
@@ -216,7 +149,12 @@ fn assert_security_groups_exact(sdk: &support::Sdk, stack: &str, ids: &DevIds, c
 }
 
 /// EFS encrypted + tagged, mount target in the instance's zone behind the EFS group.
-fn assert_efs_encrypted_and_tagged(sdk: &support::Sdk, stack: &str, ids: &DevIds, az: &str) {
+pub(super) fn assert_efs_encrypted_and_tagged(
+    sdk: &support::Sdk,
+    stack: &str,
+    ids: &DevIds,
+    az: &str,
+) {
     let (fs_id, efs_sg) = (&ids.file_system, &ids.efs_sg);
     let fs = sdk
         .block_on(sdk.efs.describe_file_systems().file_system_id(fs_id).send())
@@ -248,7 +186,7 @@ fn assert_efs_encrypted_and_tagged(sdk: &support::Sdk, stack: &str, ids: &DevIds
 }
 
 /// The data volume: outlives the instance, same zone, encrypted gp3, tagged.
-fn assert_data_volume_outlives_the_instance(
+pub(super) fn assert_data_volume_outlives_the_instance(
     sdk: &support::Sdk,
     stack: &str,
     ids: &DevIds,
@@ -278,7 +216,7 @@ fn assert_data_volume_outlives_the_instance(
 }
 
 /// Secrets: SecureString, tagged, never in the user data, the state, or the output.
-fn assert_secrets_never_leak(
+pub(super) fn assert_secrets_never_leak(
     w: &World,
     sdk: &support::Sdk,
     stack: &str,
@@ -319,7 +257,7 @@ fn assert_secrets_never_leak(
 }
 
 /// The boot script: shellcheck-clean, within EC2's user-data limit, mounting the EFS.
-fn assert_boot_script_clean_and_mounting_efs(
+pub(super) fn assert_boot_script_clean_and_mounting_efs(
     w: &World,
     sdk: &support::Sdk,
     ids: &DevIds,
@@ -337,7 +275,7 @@ fn assert_boot_script_clean_and_mounting_efs(
 
 /// The compose file: the six services, pinned, restarted, health-checked, only n8n published
 /// beyond the loopback.
-fn assert_services_pinned_and_on_loopback(services: &serde_yaml::Mapping) {
+pub(super) fn assert_services_pinned_and_on_loopback(services: &serde_yaml::Mapping) {
     let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
     assert_eq!(
         names,
@@ -374,7 +312,10 @@ fn assert_services_pinned_and_on_loopback(services: &serde_yaml::Mapping) {
 
 /// One env file per service with secrets, holding only its own; the owner's password in no
 /// container's.
-fn assert_secrets_in_per_service_env_files(services: &serde_yaml::Mapping, script: &str) {
+pub(super) fn assert_secrets_in_per_service_env_files(
+    services: &serde_yaml::Mapping,
+    script: &str,
+) {
     for (name, svc) in services {
         let name = name.as_str().unwrap();
         if let Some(files) = svc["env_file"].as_sequence() {
@@ -400,7 +341,7 @@ fn assert_secrets_in_per_service_env_files(services: &serde_yaml::Mapping, scrip
 }
 
 /// Qdrant and PostgreSQL on the EBS data volume, n8n and Ollama on EFS.
-fn assert_data_on_the_right_storage(services: &serde_yaml::Mapping) {
+pub(super) fn assert_data_on_the_right_storage(services: &serde_yaml::Mapping) {
     let volumes = |svc: &str| -> Vec<String> {
         services[svc]["volumes"]
             .as_sequence()
@@ -421,7 +362,7 @@ fn assert_data_on_the_right_storage(services: &serde_yaml::Mapping) {
 }
 
 /// Every resource carries the stack tag.
-fn assert_every_resource_tagged(sdk: &support::Sdk, stack: &str, ids: &DevIds) {
+pub(super) fn assert_every_resource_tagged(sdk: &support::Sdk, stack: &str, ids: &DevIds) {
     let vols = sdk
         .block_on(
             sdk.ec2
@@ -450,7 +391,7 @@ fn assert_every_resource_tagged(sdk: &support::Sdk, stack: &str, ids: &DevIds) {
 }
 
 /// Re-run: nothing new.
-fn assert_rerun_created_nothing(
+pub(super) fn assert_rerun_created_nothing(
     again: &Outcome,
     w: &World,
     sdk: &support::Sdk,
@@ -477,7 +418,7 @@ fn assert_rerun_created_nothing(
 }
 
 /// Lose the instance: terminate it, as a spot interruption would.
-fn terminate_instance(sdk: &support::Sdk, instance_id: &str) {
+pub(super) fn terminate_instance(sdk: &support::Sdk, instance_id: &str) {
     sdk.block_on(
         sdk.ec2
             .terminate_instances()
@@ -494,7 +435,7 @@ fn terminate_instance(sdk: &support::Sdk, instance_id: &str) {
 }
 
 /// Losing the instance keeps the data volume (and EFS).
-fn assert_data_survives_the_instance(sdk: &support::Sdk, ids: &DevIds) {
+pub(super) fn assert_data_survives_the_instance(sdk: &support::Sdk, ids: &DevIds) {
     let (volume_id, fs_id) = (&ids.volume, &ids.file_system);
     let v = sdk
         .block_on(sdk.ec2.describe_volumes().volume_ids(volume_id).send())
@@ -509,7 +450,7 @@ fn assert_data_survives_the_instance(sdk: &support::Sdk, ids: &DevIds) {
 }
 
 /// n8n's encryption key, as SSM holds it.
-fn encryption_key(sdk: &support::Sdk, stack: &str) -> String {
+pub(super) fn encryption_key(sdk: &support::Sdk, stack: &str) -> String {
     let key_name = format!("/geusemaker/{stack}/n8n/encryption_key");
     let p = sdk
         .block_on(
@@ -524,7 +465,7 @@ fn encryption_key(sdk: &support::Sdk, stack: &str) -> String {
 }
 
 /// The next run converges: a new instance in the data's zone, the same volume re-attached.
-fn assert_next_run_reattaches_the_data(
+pub(super) fn assert_next_run_reattaches_the_data(
     healed: &Outcome,
     w: &World,
     sdk: &support::Sdk,
@@ -566,170 +507,4 @@ fn assert_next_run_reattaches_the_data(
         w.state(stack)["outputs"]["instance_id"],
         inst[0].instance_id().unwrap()
     );
-}
-
-#[test]
-fn no_spot_capacity_anywhere_falls_back_to_on_demand() {
-    let w = World::moto();
-    let stack = support::stack_name("dev-od");
-    let proxy = FaultProxy::start(
-        &support::moto().endpoint,
-        vec![Rule::ec2_error(
-            &["Action=RunInstances", "InstanceMarketOptions.MarketType=spot", &format!("{stack}-app")],
-            "InsufficientInstanceCapacity",
-            "We currently do not have sufficient t3.medium capacity in the Availability Zone you requested.",
-        )],
-    );
-    let out = deploy(&w, &stack, Some(&proxy.endpoint()), &[]);
-    out.success()
-        .stdout_has("allowed_cidr: 203.0.113.9/32, this machine's public address")
-        .stderr_has("no spot capacity for t3.medium in us-east-1a (InsufficientInstanceCapacity)")
-        .stderr_has("launched on-demand");
-    assert_eq!(
-        proxy.hit_count(),
-        6,
-        "spot tried once in each of the six zones"
-    );
-    let state = w.state(&stack);
-    assert_eq!(state["outputs"]["market"], "on-demand");
-    assert!(state["outputs"]["market_reason"]
-        .as_str()
-        .unwrap()
-        .contains("InsufficientInstanceCapacity"));
-    let inst = w.sdk().stack_instances(&stack);
-    assert_eq!(inst.len(), 1);
-    assert_eq!(inst[0].instance_lifecycle(), None, "on-demand");
-    // The refused attempts are in the ledger as failed, not as pending intents.
-    let launches: Vec<&serde_json::Value> = state["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["kind"] == "ec2:instance")
-        .collect();
-    assert_eq!(
-        launches.iter().filter(|r| r["status"] == "failed").count(),
-        6
-    );
-    assert_eq!(
-        launches.iter().filter(|r| r["status"] == "created").count(),
-        1
-    );
-}
-
-#[test]
-fn a_zone_without_capacity_moves_the_instance_and_its_storage_to_the_next() {
-    let w = World::moto();
-    let stack = support::stack_name("dev-az");
-    let sdk = w.sdk();
-    let subnets = sdk
-        .block_on(
-            sdk.ec2
-                .describe_subnets()
-                .filters(support::filter("default-for-az", "true"))
-                .send(),
-        )
-        .unwrap();
-    let mut subnets: Vec<_> = subnets
-        .subnets()
-        .iter()
-        .map(|s| {
-            (
-                s.availability_zone().unwrap().to_string(),
-                s.subnet_id().unwrap().to_string(),
-            )
-        })
-        .collect();
-    subnets.sort();
-    let (first_az, first_subnet) = subnets[0].clone();
-    let (second_az, _) = subnets[1].clone();
-    let proxy = FaultProxy::start(
-        &support::moto().endpoint,
-        vec![Rule::ec2_error(
-            &[
-                "Action=RunInstances",
-                &format!("SubnetId={first_subnet}"),
-                &format!("{stack}-app"),
-            ],
-            "InsufficientInstanceCapacity",
-            "no capacity",
-        )],
-    );
-    let out = deploy(
-        &w,
-        &stack,
-        Some(&proxy.endpoint()),
-        &["ssh_cidr=192.0.2.0/24", "allowed_cidr=192.0.2.0/24"],
-    );
-    out.success()
-        .stderr_has(&format!("no spot capacity for t3.medium in {first_az}"));
-    let inst = sdk.stack_instances(&stack);
-    assert_eq!(
-        inst[0].placement().unwrap().availability_zone(),
-        Some(second_az.as_str())
-    );
-    assert_eq!(
-        inst[0].instance_lifecycle().map(|l| l.as_str()),
-        Some("spot"),
-        "still spot, one zone over"
-    );
-    let state = w.state(&stack);
-    let vol = sdk
-        .block_on(
-            sdk.ec2
-                .describe_volumes()
-                .volume_ids(ledger_id(&state, "ec2:volume", "data"))
-                .send(),
-        )
-        .unwrap();
-    assert_eq!(
-        vol.volumes()[0].availability_zone(),
-        Some(second_az.as_str()),
-        "the data volume follows"
-    );
-    let fs_id = ledger_id(&state, "efs:file-system", "data");
-    let mts = sdk
-        .block_on(
-            sdk.efs
-                .describe_mount_targets()
-                .file_system_id(&fs_id)
-                .send(),
-        )
-        .unwrap();
-    assert_eq!(
-        mts.mount_targets()[0].availability_zone_name(),
-        Some(second_az.as_str()),
-        "the mount target follows"
-    );
-    // SSH was asked for explicitly: exactly that range on 22.
-    let app = sdk
-        .block_on(
-            sdk.ec2
-                .describe_security_groups()
-                .group_ids(ledger_id(&state, "ec2:security-group", "app"))
-                .send(),
-        )
-        .unwrap();
-    let ssh: Vec<_> = app.security_groups()[0]
-        .ip_permissions()
-        .iter()
-        .filter(|p| p.from_port() == Some(22))
-        .flat_map(|p| p.ip_ranges().iter().filter_map(|r| r.cidr_ip()))
-        .collect();
-    assert_eq!(ssh, ["192.0.2.0/24"]);
-}
-
-#[test]
-fn expensive_instance_types_are_refused_before_anything_is_created() {
-    let w = World::moto();
-    let stack = support::stack_name("dev-p4");
-    let out = deploy(&w, &stack, None, &["instance_type=p4d.24xlarge"]);
-    out.failure(1)
-        .stderr_has("p4d.24xlarge costs dollars per hour")
-        .stderr_has("allow_expensive=true")
-        .stderr_has("stdlib/instance.rhai:");
-    assert!(
-        !w.state_path(&stack).exists(),
-        "nothing created, nothing recorded"
-    );
-    assert!(w.sdk().stack_security_groups(&stack).is_empty());
 }
