@@ -222,6 +222,19 @@ fn recipes_written_for_the_old_api_still_run() {
             "svcs = services::with_n8n_url(svcs, `https://${cdn.domain}`);",
             "",
         ),
+        (
+            "edge::load_balancer(net, #{\n    group: alb_sg, https: origin_https, certificate_arn: certificate_arn,\n    origin_secret: origin_secret,   // n8n answers only requests that came through CloudFront\n})",
+            "edge::load_balancer(net, alb_sg, origin_https, certificate_arn, origin_secret)",
+        ),
+        (
+            "tier::launch_app(#{ net: net, subnets: subnets, groups: sgs, base: base, params: app_p })",
+            "tier::launch_app(net, subnets, sgs, base, app_p)",
+        ),
+        (
+            "tier::finish(#{\n    url: url, app: app, base: base, results: results, params: app_p,\n    extra_monthly: #{",
+            "tier::finish(url, app, base, results, app_p, #{",
+        ),
+        ("    },\n});", "});"),
     ] {
         assert!(text.contains(new), "gpu.rhai lacks {new}");
         text = text.replace(new, old);
@@ -237,4 +250,91 @@ fn recipes_written_for_the_old_api_still_run() {
         Some("nvidia")
     );
     assert_eq!(doc["services"].as_mapping().unwrap().len(), 6);
+}
+
+/// The shared steps' positional forms, from before they took option maps, still run: the dev
+/// tier written with them plans the same deploy, and the inner steps' old forms (`launch_any`,
+/// `report::cost`, `report::success`, `update_app`) answer as their map forms do.
+#[test]
+fn the_shared_steps_positional_forms_still_run() {
+    let w = World::offline();
+    let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/dev.rhai");
+    let mut text = std::fs::read_to_string(&dev).unwrap();
+    for (new, old) in [
+        (
+            "tier::network(vpc_id, #{ services: svcs, clients: allowed_cidr, ssh_cidr: ssh_cidr })",
+            "tier::network(vpc_id, svcs, allowed_cidr, ssh_cidr)",
+        ),
+        (
+            "tier::launch_app(#{ net: net, subnets: subnets, groups: sgs, base: base, params: app_p })",
+            "tier::launch_app(net, subnets, sgs, base, app_p)",
+        ),
+        (
+            "tier::finish(#{ url: url, app: app, base: base, results: results, params: app_p });",
+            "tier::finish(url, app, base, results, app_p, #{});",
+        ),
+    ] {
+        assert!(text.contains(new), "dev.rhai lacks {new}");
+        text = text.replace(new, old);
+    }
+    text.push_str(
+        r#"
+import "report" as report;
+let prices = report::prices(app.vm);
+let given = report::cost(app.vm, prices, 30, 50, 1, #{ extra: 1.0 });
+let looked_up = report::cost(app.vm, 30, 50, 1, #{ extra: 1.0 });
+let mapped = report::cost(app.vm, #{ root_gb: 30, data_gb: 50, efs_gb: 1, extra_monthly: #{ extra: 1.0 } });
+ui::info(`old cost forms agree: ${given.monthly == mapped.monthly && looked_up.monthly == mapped.monthly}`);
+report::success("old-forms", url, results, base.secrets, given, "us-east-1");
+let spec = #{ image: app_p.image, instance_type: "t3.small", security_groups: [sgs.app] };
+let extra = instance::launch_any("extra", spec, ["t3.small", "t3.medium"], subnets, true, true);
+ui::info(`old launch form: ${extra.vm.instance_type} ${extra.market}`);
+let kept = tier::update_app(net, subnets, sgs, base, app_p, ["t3.medium"], spec, #{ kind: "", services: false, changes: [], old: (), fingerprint: "fp" });
+ui::info(`old update form: ${kept.update.fingerprint}`);
+"#,
+    );
+    let recipe = w.recipe("old-dev.rhai", &text);
+    let out = w.run(&[
+        "run",
+        recipe.to_str().unwrap(),
+        "--name",
+        "old-forms",
+        "--plan",
+        "--set",
+        "allowed_cidr=198.51.100.7/32",
+    ]);
+    out.success()
+        .stdout_has("Plan: what stack old-forms would cost")
+        .stdout_has("old cost forms agree: true")
+        .stdout_has("old launch form: t3.small spot")
+        .stdout_has("old update form: fp");
+    let new = w.run(&[
+        "run",
+        dev.to_str().unwrap(),
+        "--name",
+        "new-forms",
+        "--plan",
+        "--set",
+        "allowed_cidr=198.51.100.7/32",
+    ]);
+    new.success();
+    let planned = |o: &Outcome| {
+        o.stdout
+            .lines()
+            .find(|l| l.contains("resource(s) to create"))
+            .map(|l| l.split(": ").last().unwrap().to_string())
+    };
+    // The old-form recipe plans the dev tier's resources, plus the extra instance.
+    assert_eq!(
+        planned(&new).as_deref(),
+        Some("12 resource(s) to create"),
+        "{}",
+        new.stdout
+    );
+    assert_eq!(
+        planned(&out).as_deref(),
+        Some("13 resource(s) to create"),
+        "{}",
+        out.stdout
+    );
 }
