@@ -342,13 +342,14 @@ pub enum Trigger {
     SpotInterruption,
 }
 
-impl Trigger {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::HealthCheckFailed => "health_check_failed",
-            Trigger::Timeout => "timeout",
-            Trigger::SpotInterruption => "spot_interruption",
+impl From<Trigger> for crate::state::RollbackTrigger {
+    fn from(t: Trigger) -> Self {
+        use crate::state::RollbackTrigger as R;
+        match t {
+            Trigger::Manual => R::Manual,
+            Trigger::HealthCheckFailed => R::HealthCheckFailed,
+            Trigger::Timeout => R::Timeout,
+            Trigger::SpotInterruption => R::SpotInterruption,
         }
     }
 }

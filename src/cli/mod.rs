@@ -172,7 +172,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         }
         Command::Rollback { stack, trigger } => engine::rollback(
             request("rollback", stack.name, stack.aws, false, &s),
-            trigger.as_str(),
+            trigger.into(),
             None,
         )
         .map(|_| ()),

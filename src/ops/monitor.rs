@@ -14,7 +14,7 @@ use super::{output, Conn, LiveInstance};
 use crate::cloud::{Aws, AwsSettings};
 use crate::config::{fmt_duration, Settings};
 use crate::engine::{RunError, RunRequest};
-use crate::state::{StackState, StackStatus, StackStore, StateBackend};
+use crate::state::{RollbackTrigger, StackState, StackStatus, StackStore, StateBackend};
 use crate::ui::Ui;
 
 /// What `monitor` was asked to do.
@@ -135,8 +135,13 @@ fn sleep_interruptibly(d: Duration) -> bool {
     !crate::interrupt::requested()
 }
 
-fn roll_back(opts: &MonitorOptions, trigger: &str, why: &str, ui: &Ui) -> Result<(), RunError> {
-    tracing::warn!(stack = %opts.name, trigger, reason = why, "monitor: rolling back");
+fn roll_back(
+    opts: &MonitorOptions,
+    trigger: RollbackTrigger,
+    why: &str,
+    ui: &Ui,
+) -> Result<(), RunError> {
+    tracing::warn!(stack = %opts.name, %trigger, reason = why, "monitor: rolling back");
     ui.warn(&format!("{why}: rolling back (trigger {trigger})"));
     let req = RunRequest {
         recipe: "rollback".into(),
@@ -217,7 +222,7 @@ pub fn monitor(opts: MonitorOptions, settings: &Settings) -> Result<(), RunError
             if let Some(why) = why {
                 tracing::warn!(stack = %opts.name, reason = %why, "monitor: spot interruption");
                 if auto {
-                    roll_back(&opts, "spot_interruption", &why, &ui)?;
+                    roll_back(&opts, RollbackTrigger::SpotInterruption, &why, &ui)?;
                     tracker.reset();
                 } else {
                     ui.warn(&format!("{why}; not relaunching (--no-rollback)"));
@@ -242,7 +247,7 @@ pub fn monitor(opts: MonitorOptions, settings: &Settings) -> Result<(), RunError
                 if !reasons.is_empty() {
                     let why = reasons.join("; ");
                     if auto {
-                        roll_back(&opts, "health_check_failed", &why, &ui)?;
+                        roll_back(&opts, RollbackTrigger::HealthCheckFailed, &why, &ui)?;
                         tracker.reset();
                     } else if !warned_no_rollback {
                         ui.warn(&format!("{why}: would roll back, but rollback is off"));

@@ -6,7 +6,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use super::opts::{decode, keys};
 use super::ssm::Secret;
 use super::{rt, state_err, usage_err, usage_err_hint, OptionKeys};
-use crate::state::{HealthySnapshot, RollbackRecord, StackStatus, StateError};
+use crate::state::{HealthySnapshot, RollbackRecord, RollbackTrigger, StackStatus, StateError};
 
 pub fn types(_engine: &mut Engine) {}
 
@@ -380,22 +380,15 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn record_rollback(ctx: NativeCallContext, record: Map) -> Result<(), Box<EvalAltResult>> {
-        const TRIGGERS: [&str; 6] = [
-            "manual",
-            "health_check_failed",
-            "timeout",
-            "spot_interruption",
-            "run_failed",
-            "interrupted",
-        ];
         let trigger = record
             .get("trigger")
             .map(|t| t.to_string())
             .unwrap_or_default();
-        if !TRIGGERS.contains(&trigger.as_str()) {
+        if RollbackTrigger::parse(&trigger).is_none() {
+            let all: Vec<&str> = RollbackTrigger::ALL.iter().map(|t| t.as_str()).collect();
             return Err(usage_err(format!(
                 "state::record_rollback: trigger must be one of {}",
-                TRIGGERS.join(", ")
+                all.join(", ")
             )));
         }
         let mut json = to_json(

@@ -25,8 +25,8 @@ pub use kind::Kind;
 pub use lock::{LockHolder, StackLock};
 pub use paths::{Home, HOME_ENV};
 pub use stack::{
-    HealthySnapshot, Resource, ResourceStatus, RollbackRecord, RunRecord, StackState, StackStatus,
-    StackStore,
+    HealthySnapshot, Resource, ResourceStatus, RollbackRecord, RollbackTrigger, RunRecord,
+    StackState, StackStatus, StackStore,
 };
 
 use std::path::{Path, PathBuf};

@@ -11,8 +11,8 @@ use super::load::{
 use super::{Note, RunError, RunRequest, RunSummary, UsageError};
 use crate::primitives::Params;
 use crate::state::{
-    validate_stack_name, HealthySnapshot, ResourceStatus, RollbackRecord, StackState, StackStatus,
-    StackStore, StateBackend, StateError,
+    validate_stack_name, HealthySnapshot, ResourceStatus, RollbackRecord, RollbackTrigger,
+    StackState, StackStatus, StackStore, StateBackend, StateError,
 };
 use crate::ui::Ui;
 
@@ -48,7 +48,7 @@ fn record_rollback(store: &mut StackStore, record: RollbackRecord) -> Result<(),
 fn roll_back_run(
     session: &mut Session,
     run_id: &str,
-    trigger: &str,
+    trigger: RollbackTrigger,
     original: &str,
 ) -> Result<Vec<Note>, RunError> {
     let destroy = compile(load_recipe("destroy")?)?;
@@ -83,7 +83,7 @@ fn roll_back_run(
             store,
             RollbackRecord {
                 at: Some(chrono::Utc::now().to_rfc3339()),
-                trigger: Some(trigger.to_string()),
+                trigger: Some(trigger.as_str().to_string()),
                 run: Some(run_id.to_string()),
                 resources_deleted: Some(removed.clone()),
                 success: Some(success),
@@ -195,7 +195,7 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
                 failure = failure.notes(roll_back_run(
                     &mut session,
                     &run_id,
-                    "interrupted",
+                    RollbackTrigger::Interrupted,
                     "interrupted",
                 )?);
             } else {
@@ -216,9 +216,10 @@ pub fn run(req: RunRequest) -> Result<RunSummary, RunError> {
     }
     let mut failure = error.note(format!("run {run_id} failed after {summary}"));
     if exec.created > 0 && !req.keep_failed && !is_teardown(&compiled) {
+        // The failure's code (a field of the error, not its words) says which.
         let trigger = match exec.code.as_deref() {
-            Some("WaitTimeout" | "NotHealthy") => "timeout",
-            _ => "run_failed",
+            Some("WaitTimeout" | "NotHealthy") => RollbackTrigger::Timeout,
+            _ => RollbackTrigger::RunFailed,
         };
         let first_line = exec.failure.clone().unwrap_or_default();
         ui.warn("run failed: removing what it created; its data is kept (--keep-failed keeps everything)");
@@ -291,7 +292,7 @@ fn relaunch_of(snapshot: &HealthySnapshot) -> Result<(Compiled, Params), RunErro
 /// in the rollback's record.
 pub fn rollback(
     req: RunRequest,
-    trigger: &str,
+    trigger: RollbackTrigger,
     reason: Option<&str>,
 ) -> Result<RunSummary, RunError> {
     require_existing(&req.stack)?;
@@ -450,5 +451,34 @@ pub fn unlock(stack: &str, assume_yes: bool) -> Result<String, RunError> {
             }
         },
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::{embedded, meta};
+    use crate::state::RollbackTrigger;
+
+    /// The rollback recipe takes exactly the triggers a record may carry.
+    #[test]
+    fn the_rollback_recipe_takes_every_trigger() {
+        let text = embedded::recipe("rollback").expect("bundled");
+        let header = meta::parse(text).unwrap().expect("a header");
+        let allowed: Vec<String> = header
+            .param("trigger")
+            .expect("a trigger param")
+            .allowed
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        let all: Vec<String> = RollbackTrigger::ALL
+            .iter()
+            .map(|t| t.as_str().to_string())
+            .collect();
+        assert_eq!(allowed, all);
+        for t in RollbackTrigger::ALL {
+            assert_eq!(RollbackTrigger::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(RollbackTrigger::parse("Timeout"), None);
     }
 }

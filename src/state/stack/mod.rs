@@ -15,7 +15,7 @@ pub use super::migrate::SCHEMA_VERSION;
 
 mod records;
 mod store;
-pub use records::{HealthySnapshot, RollbackRecord};
+pub use records::{HealthySnapshot, RollbackRecord, RollbackTrigger};
 pub use store::StackStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,59 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Why a stack was rolled back: the `trigger` of its [`RollbackRecord`] (and the rollback
+/// recipe's `trigger` param).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackTrigger {
+    /// `geusemaker rollback`.
+    Manual,
+    /// `monitor` saw a critical service fail its checks.
+    HealthCheckFailed,
+    /// A run's services never became healthy in time: its automatic rollback.
+    Timeout,
+    /// `monitor` saw AWS's notice that the spot instance is being taken.
+    SpotInterruption,
+    /// A run failed otherwise: its automatic rollback.
+    RunFailed,
+    /// A run stopped by Ctrl-C, rolled back on request.
+    Interrupted,
+}
+
+impl RollbackTrigger {
+    pub const ALL: [RollbackTrigger; 6] = [
+        RollbackTrigger::Manual,
+        RollbackTrigger::HealthCheckFailed,
+        RollbackTrigger::Timeout,
+        RollbackTrigger::SpotInterruption,
+        RollbackTrigger::RunFailed,
+        RollbackTrigger::Interrupted,
+    ];
+
+    /// As records and the rollback recipe spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbackTrigger::Manual => "manual",
+            RollbackTrigger::HealthCheckFailed => "health_check_failed",
+            RollbackTrigger::Timeout => "timeout",
+            RollbackTrigger::SpotInterruption => "spot_interruption",
+            RollbackTrigger::RunFailed => "run_failed",
+            RollbackTrigger::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RollbackTrigger> {
+        RollbackTrigger::ALL
+            .into_iter()
+            .find(|t| t.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for RollbackTrigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The last deploy that was healthy (`state::mark_healthy`): what `rollback` relaunches.
 ///
 /// Read leniently (see [`Lenient`]): a recipe may have stored any plain data under these
