@@ -5,11 +5,105 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::engine::gitobj::{self, ObjectError};
 use crate::state::Home;
 
 use super::*;
 
-fn git(args: &[&str], dir: Option<&Path>) -> Result<String, String> {
+/// Why a git source could not be fetched, verified or checked out.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// git cannot be started.
+    #[error("cannot run git: {0} (shared git sources need git installed)")]
+    NoGit(#[source] std::io::Error),
+    /// A git command failed; `stderr` is what it said.
+    #[error("git {args} failed: {stderr}")]
+    Git { args: String, stderr: String },
+    /// A file or directory of the cache could not be made, read, moved or locked.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Cloning or fetching from the origin failed.
+    #[error("cannot fetch source `{name}` from {url}: {source}")]
+    Unreachable {
+        name: String,
+        url: String,
+        #[source]
+        source: Box<SourceError>,
+    },
+    /// The origin has no such tag, branch or commit.
+    #[error("source `{name}`: {url} has no tag or commit `{rev}`")]
+    NoRevision {
+        name: String,
+        url: String,
+        rev: String,
+    },
+    /// The origin answers a commit id with another commit.
+    #[error("source `{name}`: {url} resolves {commit} to {got}")]
+    WrongCommit {
+        name: String,
+        url: String,
+        commit: String,
+        got: String,
+    },
+    /// The commit's objects do not verify, even fetched again (or git cannot read them).
+    #[error("source `{name}` at {commit} from {url}: {source}")]
+    Objects {
+        name: String,
+        url: String,
+        commit: String,
+        #[source]
+        source: ObjectError,
+    },
+    /// Git's object store of the cache could not be read.
+    #[error(transparent)]
+    Store(ObjectError),
+    /// A checkout does not read back as it was written.
+    #[error("cannot check out {} ({file} differs after writing it)", dest.display())]
+    CheckoutDiffers { dest: PathBuf, file: String },
+}
+
+impl SourceError {
+    /// `action` on `path` failed: for `map_err`.
+    fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SourceError {
+        let path = path.to_path_buf();
+        move |source| SourceError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// What to do about it, when there is something to say.
+    fn hint(&self) -> Option<String> {
+        match self {
+            SourceError::NoGit(_) => Some("install git, or use a `path` source".into()),
+            SourceError::Unreachable { .. } => Some(
+                "check the URL and the network (a private repository needs git's own access to it)"
+                    .into(),
+            ),
+            SourceError::NoRevision { name, .. } => Some(format!(
+                "check `rev` of [sources.{name}] in {PROJECT_FILE}: a tag, a branch or a commit id"
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl From<SourceError> for UsageError {
+    fn from(e: SourceError) -> Self {
+        UsageError::Invalid {
+            hint: e.hint(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn git(args: &[&str], dir: Option<&Path>) -> Result<String, SourceError> {
     let mut c = Command::new("git");
     if let Some(d) = dir {
         c.arg("-C").arg(d);
@@ -27,13 +121,12 @@ fn git(args: &[&str], dir: Option<&Path>) -> Result<String, String> {
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .output()
-        .map_err(|e| format!("cannot run git: {e} (shared git sources need git installed)"))?;
+        .map_err(SourceError::NoGit)?;
     if !out.status.success() {
-        return Err(format!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(SourceError::Git {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
@@ -50,10 +143,15 @@ fn is_commit_id(rev: &str) -> bool {
 
 /// Make sure the bare repository of `name` has `rev` (cloning or fetching from `url`), and
 /// resolve it to a commit id.
-fn fetch_commit(home: &Home, name: &str, url: &str, rev: &str) -> Result<String, String> {
+fn fetch_commit(home: &Home, name: &str, url: &str, rev: &str) -> Result<String, SourceError> {
     let base = source_cache(home, name);
     let repo = base.join("repo.git");
-    std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+    let unreachable = |e| SourceError::Unreachable {
+        name: name.to_string(),
+        url: url.to_string(),
+        source: Box::new(e),
+    };
+    std::fs::create_dir_all(&base).map_err(SourceError::io("create", &base))?;
     let has = |r: &str| {
         git(
             &[
@@ -69,20 +167,17 @@ fn fetch_commit(home: &Home, name: &str, url: &str, rev: &str) -> Result<String,
         let tmp = tempfile::Builder::new()
             .prefix(".clone-")
             .tempdir_in(&base)
-            .map_err(|e| format!("cannot create a directory in {}: {e}", base.display()))?;
+            .map_err(SourceError::io("create a directory in", &base))?;
         let work = tmp.path().join("repo.git");
         git(
             &["clone", "--quiet", "--bare", url, &work.to_string_lossy()],
             None,
         )
-        .map_err(|e| format!("cannot fetch source `{name}` from {url}: {e}"))?;
+        .map_err(unreachable)?;
         // Another process may have cloned it meanwhile: theirs is as good as ours.
         if let Err(e) = std::fs::rename(&work, &repo) {
             if !repo.is_dir() {
-                return Err(format!(
-                    "cannot move the clone into {}: {e}",
-                    repo.display()
-                ));
+                return Err(SourceError::io("move the clone into", &repo)(e));
             }
         }
     } else if !(is_commit_id(rev) && has(rev).is_ok()) {
@@ -98,9 +193,13 @@ fn fetch_commit(home: &Home, name: &str, url: &str, rev: &str) -> Result<String,
             ],
             Some(&repo),
         )
-        .map_err(|e| format!("cannot fetch source `{name}` from {url}: {e}"))?;
+        .map_err(unreachable)?;
     }
-    has(rev).map_err(|_| format!("source `{name}`: {url} has no tag or commit `{rev}`"))
+    has(rev).map_err(|_| SourceError::NoRevision {
+        name: name.to_string(),
+        url: url.to_string(),
+        rev: rev.to_string(),
+    })
 }
 
 /// The files of `commit`, verified from the git objects down (fetching from `url` again when
@@ -110,27 +209,35 @@ fn commit_files(
     name: &str,
     url: &str,
     commit: &str,
-) -> Result<BTreeMap<String, Vec<u8>>, String> {
+) -> Result<BTreeMap<String, Vec<u8>>, SourceError> {
     let repo = source_cache(home, name).join("repo.git");
     if repo.is_dir() {
-        match crate::engine::gitobj::commit_files(&repo, commit) {
+        match gitobj::commit_files(&repo, commit) {
             Ok(files) => return Ok(files),
-            Err(e @ crate::engine::gitobj::ObjectError::Git(_)) => return Err(e.to_string()),
+            Err(e @ ObjectError::Git(_)) => return Err(SourceError::Store(e)),
             Err(e) => {
                 crate::ui::Ui::detect(false).warn(&format!(
                     "source `{name}`: {e}; fetching it again from {url}"
                 ));
-                std::fs::remove_dir_all(&repo)
-                    .map_err(|e| format!("cannot remove {}: {e}", repo.display()))?;
+                std::fs::remove_dir_all(&repo).map_err(SourceError::io("remove", &repo))?;
             }
         }
     }
     let got = fetch_commit(home, name, url, commit)?;
     if got != commit {
-        return Err(format!("source `{name}`: {url} resolves {commit} to {got}"));
+        return Err(SourceError::WrongCommit {
+            name: name.to_string(),
+            url: url.to_string(),
+            commit: commit.to_string(),
+            got,
+        });
     }
-    crate::engine::gitobj::commit_files(&repo, commit)
-        .map_err(|e| format!("source `{name}` at {commit} from {url}: {e}"))
+    gitobj::commit_files(&repo, commit).map_err(|source| SourceError::Objects {
+        name: name.to_string(),
+        url: url.to_string(),
+        commit: commit.to_string(),
+        source,
+    })
 }
 
 /// The files of a commit that a checkout holds: `.rhai` files (the only ones geusemaker loads
@@ -164,18 +271,18 @@ fn checkout_matches(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Option<Str
 }
 
 /// Write `files` as the checkout `dest` (replacing what is there, atomically).
-fn write_checkout(dest: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), String> {
+fn write_checkout(dest: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), SourceError> {
     let parent = dest.parent().expect("a checkout has a parent");
     let tmp = tempfile::Builder::new()
         .prefix(".checkout-")
         .tempdir_in(parent)
-        .map_err(|e| format!("cannot create a directory in {}: {e}", parent.display()))?;
+        .map_err(SourceError::io("create a directory in", parent))?;
     for (rel, bytes) in files {
         let f = tmp.path().join(rel);
         if let Some(d) = f.parent() {
-            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            std::fs::create_dir_all(d).map_err(SourceError::io("create", d))?;
         }
-        std::fs::write(&f, bytes).map_err(|e| format!("{}: {e}", f.display()))?;
+        std::fs::write(&f, bytes).map_err(SourceError::io("write", &f))?;
     }
     let old = parent.join(format!(".old-{}", rand::random::<u32>()));
     // Concurrent runs may each put a checkout in place: whichever lands, it is checked below.
@@ -187,26 +294,25 @@ fn write_checkout(dest: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), 
     let _ = std::fs::remove_dir_all(&old);
     match checkout_matches(dest, files) {
         None => Ok(()),
-        Some(file) => Err(format!(
-            "cannot check out {} ({file} differs after writing it)",
-            dest.display()
-        )),
+        Some(file) => Err(SourceError::CheckoutDiffers {
+            dest: dest.to_path_buf(),
+            file,
+        }),
     }
 }
 
 /// The cache of one source, held by one process at a time (concurrent CI jobs share it).
-fn lock_cache(home: &Home, name: &str) -> Result<std::fs::File, String> {
+fn lock_cache(home: &Home, name: &str) -> Result<std::fs::File, SourceError> {
     let base = source_cache(home, name);
-    std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+    std::fs::create_dir_all(&base).map_err(SourceError::io("create", &base))?;
     let path = base.join(".lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    f.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+        .map_err(SourceError::io("open", &path))?;
+    f.lock().map_err(SourceError::io("lock", &path))?;
     Ok(f)
 }
 
@@ -218,7 +324,7 @@ pub(super) fn verified_checkout(
     name: &str,
     url: &str,
     commit: &str,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, SourceError> {
     let dest = source_cache(home, name).join(commit);
     if VERIFIED.lock().unwrap().contains(&dest) {
         return Ok(dest);
@@ -228,7 +334,12 @@ pub(super) fn verified_checkout(
 }
 
 /// [`verified_checkout`] with the cache's lock held.
-fn checkout_locked(home: &Home, name: &str, url: &str, commit: &str) -> Result<PathBuf, String> {
+fn checkout_locked(
+    home: &Home,
+    name: &str,
+    url: &str,
+    commit: &str,
+) -> Result<PathBuf, SourceError> {
     let dest = source_cache(home, name).join(commit);
     let files = recipe_files(commit_files(home, name, url, commit)?);
     if dest.is_dir() {
@@ -253,7 +364,7 @@ pub fn fetch(
     name: &str,
     url: &str,
     rev: &str,
-) -> Result<(PathBuf, String, BTreeMap<String, String>), String> {
+) -> Result<(PathBuf, String, BTreeMap<String, String>), SourceError> {
     let _held = lock_cache(home, name)?;
     let commit = fetch_commit(home, name, url, rev)?;
     let dir = checkout_locked(home, name, url, &commit)?;
@@ -265,10 +376,13 @@ pub fn fetch(
 }
 
 /// Every `.rhai` file below `dir` (relative path → sha256).
-pub fn hash_tree(dir: &Path) -> Result<BTreeMap<String, String>, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<(), String> {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+pub fn hash_tree(dir: &Path) -> Result<BTreeMap<String, String>, SourceError> {
+    fn walk(
+        root: &Path,
+        dir: &Path,
+        out: &mut BTreeMap<String, String>,
+    ) -> Result<(), SourceError> {
+        let entries = std::fs::read_dir(dir).map_err(SourceError::io("read", dir))?;
         for e in entries.flatten() {
             let p = e.path();
             if p.file_name()
@@ -279,8 +393,7 @@ pub fn hash_tree(dir: &Path) -> Result<BTreeMap<String, String>, String> {
             if p.is_dir() {
                 walk(root, &p, out)?;
             } else if p.extension().is_some_and(|x| x == "rhai") {
-                let bytes =
-                    std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                let bytes = std::fs::read(&p).map_err(SourceError::io("read", &p))?;
                 let rel = p
                     .strip_prefix(root)
                     .unwrap_or(&p)

@@ -8,7 +8,8 @@
 //! cache.
 //!
 //! The project and lock files are read and written here; fetching from git and the cache of
-//! checkouts are in `fetch.rs`.
+//! checkouts are in `fetch.rs`, whose failures are a [`SourceError`] (a usage error, with a
+//! hint, to the commands).
 //!
 //! ```toml
 //! # geusemaker.toml
@@ -31,7 +32,7 @@ use crate::state::{write_atomic, Home};
 pub use crate::config::PROJECT_FILE;
 mod fetch;
 use fetch::verified_checkout;
-pub use fetch::{fetch, hash_tree};
+pub use fetch::{fetch, hash_tree, SourceError};
 
 pub const LOCK_FILE: &str = "geusemaker.lock";
 
@@ -430,6 +431,30 @@ mod tests {
         assert_eq!(
             recipe_files(files).into_keys().collect::<Vec<_>>(),
             ["a.rhai", "lib/b.rhai"]
+        );
+    }
+
+    #[test]
+    fn a_source_that_cannot_be_fetched_says_which_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("home"));
+        let url = dir.path().join("no-such-repo.git");
+        let url = url.to_str().unwrap();
+        let e = fetch(&home, "acme", url, "v1.0.0").unwrap_err();
+        let SourceError::Unreachable { name, source, .. } = &e else {
+            panic!("unreachable, not {e:?}")
+        };
+        assert_eq!(name, "acme");
+        assert!(matches!(**source, SourceError::Git { .. }), "{source:?}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("cannot fetch source `acme` from {url}: git clone")),
+            "{e}"
+        );
+        let usage = UsageError::from(e);
+        assert!(
+            usage.hint().unwrap().starts_with("check the URL"),
+            "{usage}"
         );
     }
 
