@@ -1,5 +1,6 @@
 //! A locked stack ([`Session`]) and one execution of a recipe on it ([`Session::exec`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use crate::engine::resolver::Resolver;
 use crate::engine::{build_engine, diag, known_functions};
 use crate::primitives::{Params, Runtime};
 use crate::state::{
-    Home, ResourceStatus, RunRecord, StackState, StackStatus, StackStore, StateBackend,
+    Home, ResourceStatus, RunRecord, StackState, StackStatus, StackStore, StateBackend, StateError,
 };
 use crate::ui::{fmt_duration, Ui};
 
@@ -186,6 +187,31 @@ impl Session {
         self.store.as_mut().expect("session has its store")
     }
 
+    /// The runtime a run of `c` gives its primitives: this stack, its store, AWS as the session
+    /// reaches it (recorded in a plan, read-only in a diff).
+    fn runtime(
+        &self,
+        c: &Compiled,
+        run_id: &str,
+        params: Params,
+        store: StackStore,
+        ui: &Ui,
+    ) -> Result<Runtime, RunError> {
+        Ok(Runtime::new(
+            &self.stack,
+            run_id,
+            &c.recipe.source_id,
+            self.home.clone(),
+            ui.clone(),
+            params,
+            self.aws.clone(),
+            Some(store),
+        )
+        .map_err(|e| RunError::failed(format!("cannot start the async runtime: {e}")))?
+        .planned(self.plan.clone())
+        .diffing(self.diff))
+    }
+
     /// Run one compiled recipe with `params` on the stack.
     pub(super) fn exec(
         &mut self,
@@ -203,42 +229,11 @@ impl Session {
         let teardown = is_teardown(c);
         let live_before: Vec<usize> = live_indices(store.state());
         store.set_run(&run_id);
-        store.update(|s| {
-            s.status = if first {
-                StackStatus::Creating
-            } else {
-                StackStatus::Updating
-            };
-            // The stack's recipe is its tier's: a destroy or rollback run does not replace it.
-            if !teardown {
-                s.recipe = Some(recipe_name.clone());
-            }
-            s.runs.push(RunRecord {
-                id: run_id.clone(),
-                recipe: recipe_name.clone(),
-                started_at: chrono::Utc::now(),
-                finished_at: None,
-                outcome: None,
-            });
-        })?;
+        record_start(&mut store, &run_id, &recipe_name, first, teardown)?;
 
         let resolver = Resolver::new(c.recipe.dir.as_deref(), c.sources.clone());
         let mut engine = build_engine(ui.clone(), Some(resolver));
-        let runtime = Arc::new(
-            Runtime::new(
-                &self.stack,
-                &run_id,
-                &c.recipe.source_id,
-                self.home.clone(),
-                ui.clone(),
-                params,
-                self.aws.clone(),
-                Some(store),
-            )
-            .map_err(|e| RunError::failed(format!("cannot start the async runtime: {e}")))?
-            .planned(self.plan.clone())
-            .diffing(self.diff),
-        );
+        let runtime = Arc::new(self.runtime(c, &run_id, params, store, ui)?);
         crate::interrupt::listen();
         engine.set_default_tag(Dynamic::from(runtime.clone()));
         ui.info(&format!(
@@ -258,31 +253,32 @@ impl Session {
         engine.set_default_tag(Dynamic::UNIT);
 
         let interrupted = crate::interrupt::requested();
-        let (api_calls, attempts, region, refused_write) = match runtime.aws_if_connected() {
-            Some(aws) => (
-                aws.stats.operations(),
-                aws.stats.attempts(),
-                Some(aws.region.clone()),
-                aws.stats.refused_write(),
-            ),
-            None => (0, 0, None, None),
-        };
+        let tally = AwsTally::of(&runtime);
         let preflight = runtime.preflight_failed();
         let diff_finished = runtime.diff_finished();
         let waited = runtime.waited();
         let changes = runtime.changes();
         let config = runtime.params.resolved();
         let forget = runtime.forget_requested();
-        let code = result.as_ref().err().and_then(|e| diag::error_code(e));
-        let diagnostic = result.as_ref().err().map(|e| {
-            let known = known_functions(&engine, Some(&c.ast));
-            let last = runtime.last_call();
-            diag::from_eval(e, &recipe_name, &c.sources, &known, last.as_ref())
-        });
-        let failure = diagnostic
-            .as_ref()
-            .map(|d| d.message.lines().next().unwrap_or("").to_string());
-        let error = diagnostic.map(|d| Failure::recipe(d, c.sources.clone()));
+        let (code, failure, error) = match &result {
+            Ok(_) => (None, None, None),
+            Err(e) => {
+                let known = known_functions(&engine, Some(&c.ast));
+                let d = diag::from_eval(
+                    e,
+                    &recipe_name,
+                    &c.sources,
+                    &known,
+                    runtime.last_call().as_ref(),
+                );
+                let first_line = d.message.lines().next().unwrap_or("").to_string();
+                (
+                    diag::error_code(e),
+                    Some(first_line),
+                    Some(Failure::recipe(d, c.sources.clone())),
+                )
+            }
+        };
         drop(engine);
         let runtime = Arc::try_unwrap(runtime)
             .map_err(|_| RunError::failed("internal: runtime still shared after the run"))?;
@@ -299,38 +295,20 @@ impl Session {
             }
             return Err(RunError::Preflight(e));
         }
-        store.update(|s| {
-            s.params = config;
-            if region.is_some() {
-                s.region = region.clone();
-            }
-            if let Some(r) = s.runs.iter_mut().rev().find(|r| r.id == run_id) {
-                r.finished_at = Some(chrono::Utc::now());
-                r.outcome = Some(match &failure {
-                    None => "succeeded".into(),
-                    Some(_) if interrupted => "interrupted".into(),
-                    Some(f) => format!("failed: {f}"),
-                });
-            }
-            match &error {
-                None if matches!(s.status, StackStatus::Creating | StackStatus::Updating) => {
-                    s.status = StackStatus::Running
-                }
-                None => {}
-                Some(_) => s.status = StackStatus::Failed,
-            }
-        })?;
-        let created = store
-            .state()
-            .resources
-            .iter()
-            .filter(|r| r.run == run_id && !r.token.starts_with("adopted:") && r.id.is_some())
-            .count();
-        let live_after = live_indices(store.state());
-        let deleted = live_before
-            .iter()
-            .filter(|i| !live_after.contains(i))
-            .count();
+        let outcome = match &failure {
+            None => "succeeded".to_string(),
+            Some(_) if interrupted => "interrupted".into(),
+            Some(f) => format!("failed: {f}"),
+        };
+        record_end(
+            &mut store,
+            &run_id,
+            config,
+            tally.region.clone(),
+            outcome,
+            error.is_some(),
+        )?;
+        let (created, deleted) = created_and_deleted(store.state(), &run_id, &live_before);
         let exec = Execution {
             deleted,
             run_id,
@@ -338,15 +316,15 @@ impl Session {
             failure,
             code,
             interrupted,
-            api_calls,
-            attempts,
+            api_calls: tally.api_calls,
+            attempts: tally.attempts,
             create_retries: crate::cloud::create_retries() - retries_before,
             waited,
             took: started.elapsed(),
             created,
             changes,
             diff_finished,
-            refused_write,
+            refused_write: tally.refused_write,
         };
         match &exec.error {
             None => tracing::info!(run = %exec.run_id, summary = %exec.summary(), "run succeeded"),
@@ -387,6 +365,104 @@ impl Session {
 }
 
 /// Ledger positions of entries that may exist in AWS.
+/// The run begins in the stack's state: the stack creating or updating, the tier's recipe
+/// (a destroy or rollback run does not replace it), the run's record.
+fn record_start(
+    store: &mut StackStore,
+    run_id: &str,
+    recipe: &str,
+    first: bool,
+    teardown: bool,
+) -> Result<(), StateError> {
+    store.update(|s| {
+        s.status = if first {
+            StackStatus::Creating
+        } else {
+            StackStatus::Updating
+        };
+        if !teardown {
+            s.recipe = Some(recipe.to_string());
+        }
+        s.runs.push(RunRecord {
+            id: run_id.to_string(),
+            recipe: recipe.to_string(),
+            started_at: chrono::Utc::now(),
+            finished_at: None,
+            outcome: None,
+        });
+    })
+}
+
+/// The run ends in the stack's state: the params it ran with, the region it reached, the
+/// run's outcome, and the stack's status (running after a deploy, failed after a failure).
+fn record_end(
+    store: &mut StackStore,
+    run_id: &str,
+    params: BTreeMap<String, serde_json::Value>,
+    region: Option<String>,
+    outcome: String,
+    failed: bool,
+) -> Result<(), StateError> {
+    store.update(|s| {
+        s.params = params;
+        if region.is_some() {
+            s.region = region;
+        }
+        if let Some(r) = s.runs.iter_mut().rev().find(|r| r.id == run_id) {
+            r.finished_at = Some(chrono::Utc::now());
+            r.outcome = Some(outcome);
+        }
+        if failed {
+            s.status = StackStatus::Failed;
+        } else if matches!(s.status, StackStatus::Creating | StackStatus::Updating) {
+            s.status = StackStatus::Running;
+        }
+    })
+}
+
+/// What the run asked of AWS, when it reached it.
+struct AwsTally {
+    api_calls: u64,
+    attempts: u64,
+    region: Option<String>,
+    refused_write: Option<String>,
+}
+
+impl AwsTally {
+    fn of(runtime: &Runtime) -> AwsTally {
+        match runtime.aws_if_connected() {
+            Some(aws) => AwsTally {
+                api_calls: aws.stats.operations(),
+                attempts: aws.stats.attempts(),
+                region: Some(aws.region.clone()),
+                refused_write: aws.stats.refused_write(),
+            },
+            None => AwsTally {
+                api_calls: 0,
+                attempts: 0,
+                region: None,
+                refused_write: None,
+            },
+        }
+    }
+}
+
+/// The ledger entries run `run_id` created (not found or adopted ones), and the entries live
+/// before it (`live_before`) that it deleted.
+fn created_and_deleted(state: &StackState, run_id: &str, live_before: &[usize]) -> (usize, usize) {
+    let created = state
+        .resources
+        .iter()
+        .filter(|r| r.run == run_id && !r.token.starts_with("adopted:") && r.id.is_some())
+        .count();
+    let live_after = live_indices(state);
+    let deleted = live_before
+        .iter()
+        .filter(|i| !live_after.contains(i))
+        .count();
+    (created, deleted)
+}
+
 fn live_indices(state: &StackState) -> Vec<usize> {
     state
         .resources
