@@ -100,7 +100,6 @@ impl CloudError {
     /// True for codes that mean "the resource is not there".
     pub fn is_not_found(&self) -> bool {
         self.code.contains("NotFound")
-            || self.code.ends_with(".Malformed") && self.message.contains("does not exist")
             || matches!(
                 self.code.as_str(),
                 "NoSuchEntity"

@@ -564,6 +564,10 @@ pub const PROFILE_PROPAGATION: std::time::Duration = std::time::Duration::from_s
 
 /// RunInstances' answer while IAM has not yet propagated a new instance profile: "Value (…)
 /// for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name".
+///
+/// The one place geusemaker reads an error's words: AWS gives this case no code of its own
+/// (`InvalidParameterValue` is any bad parameter), and retrying every bad parameter for a
+/// minute would hide the recipe's real mistakes.
 pub fn profile_not_yet_visible(e: &CloudError) -> bool {
     e.code == "InvalidParameterValue" && e.message.contains("iamInstanceProfile")
 }
