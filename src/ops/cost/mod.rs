@@ -10,9 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{output, parse_time, Conn};
-use crate::cloud::pricing::{
-    on_demand_price, EFS_GB_MONTH_USD, FALLBACK_ON_DEMAND, GP3_GB_MONTH_USD, HOURS_PER_MONTH,
-};
+use crate::cloud::pricing::{EFS_GB_MONTH_USD, GP3_GB_MONTH_USD, HOURS_PER_MONTH};
 use crate::cloud::{Aws, AwsSettings};
 use crate::config::Settings;
 use crate::engine::RunError;
@@ -20,39 +18,12 @@ use crate::state::Kind;
 use crate::state::{Home, ResourceStatus, StackState};
 use crate::ui::Ui;
 
-/// Load balancer list price: $0.0225/h plus about one LCU ($0.008/LCU-hour) of light traffic.
-pub const ALB_USD_PER_HOUR: f64 = 0.0225 + 0.008;
-/// CloudFront: $0.085 per GB to the internet (first 10 TB), plus about $0.50 of requests.
-pub const CLOUDFRONT_USD_PER_GB: f64 = 0.085;
-pub const CLOUDFRONT_REQUESTS_USD_MONTH: f64 = 0.5;
-/// When there is no spot price history: spot usually runs at about 30% of on-demand.
-pub const SPOT_GUESS_FRACTION: f64 = 0.3;
-
-/// The average of a stepwise price over `[from, to)`: each change holds until the next; the
-/// first known price also covers any time before it. `None` without any change.
-pub fn time_weighted(
-    changes: &[(DateTime<Utc>, f64)],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Option<f64> {
-    let mut sorted: Vec<(DateTime<Utc>, f64)> = changes.to_vec();
-    sorted.sort_by_key(|c| c.0);
-    let first = sorted.first()?;
-    if to <= from {
-        // No time has passed: the price in force at `from`.
-        return Some(sorted.iter().rev().find(|c| c.0 <= from).unwrap_or(first).1);
-    }
-    let total = (to - from).num_milliseconds() as f64;
-    let mut sum = 0.0;
-    for (i, (at, price)) in sorted.iter().enumerate() {
-        let start = if i == 0 { from } else { (*at).max(from) };
-        let end = sorted.get(i + 1).map_or(to, |next| next.0.min(to));
-        if end > start {
-            sum += price * (end - start).num_milliseconds() as f64;
-        }
-    }
-    Some(sum / total)
-}
+mod prices;
+pub use prices::{
+    hours, time_weighted, ALB_USD_PER_HOUR, CLOUDFRONT_REQUESTS_USD_MONTH, CLOUDFRONT_USD_PER_GB,
+    SPOT_GUESS_FRACTION,
+};
+use prices::{monthly, on_demand, spot};
 
 /// One priced item.
 #[derive(Debug, Clone, Serialize)]
@@ -99,83 +70,8 @@ pub struct CostReport {
     pub notes: Vec<String>,
 }
 
-/// On-demand price with where it came from; without AWS, the bundled table.
-fn on_demand(aws: Option<&Aws>, home: &Home, region: &str, itype: &str) -> Option<(f64, String)> {
-    match aws {
-        Some(aws) => {
-            match on_demand_price(aws.pricing.as_ref(), &home.cache_dir(), region, itype) {
-                Ok(p) => Some((
-                    p.usd_per_hour,
-                    match p.source.as_str() {
-                        "api" => "Price List API".to_string(),
-                        "cache" => "Price List API (cached)".to_string(),
-                        _ => p.note,
-                    },
-                )),
-                Err(_) => None,
-            }
-        }
-        None => FALLBACK_ON_DEMAND
-            .iter()
-            .find(|(t, _)| *t == itype)
-            .map(|(_, usd)| {
-                (
-                    *usd,
-                    "bundled us-east-1 list price (no AWS access)".to_string(),
-                )
-            }),
-    }
-}
-
-/// The spot price over `[from, to)` in `az`: (current, average, source, estimate?).
-fn spot(
-    aws: Option<&Aws>,
-    itype: &str,
-    az: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    on_demand: Option<f64>,
-) -> Option<(f64, f64, String, bool)> {
-    let changes: Vec<(DateTime<Utc>, f64)> = aws
-        .and_then(|a| a.ec2.spot_price_changes(itype, az, from.into()).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|p| Some((parse_time(&p.timestamp)?, p.usd_per_hour)))
-        .collect();
-    match time_weighted(&changes, from, to) {
-        Some(avg) => {
-            let now = changes.iter().max_by_key(|c| c.0).map_or(avg, |c| c.1);
-            Some((
-                now,
-                avg,
-                format!(
-                    "spot price history in {az}, time-weighted over the uptime ({} price point{})",
-                    changes.len(),
-                    if changes.len() == 1 { "" } else { "s" }
-                ),
-                false,
-            ))
-        }
-        None => on_demand.map(|od| {
-            let guess = od * SPOT_GUESS_FRACTION;
-            (
-                guess,
-                guess,
-                format!(
-                    "no spot price history for {az}: {}% of on-demand",
-                    (SPOT_GUESS_FRACTION * 100.0) as i64
-                ),
-                true,
-            )
-        }),
-    }
-}
-
-fn monthly(hourly: f64) -> f64 {
-    hourly * HOURS_PER_MONTH
-}
-
-/// Work out the stack's costs.
+/// Work out the stack's costs: the instance now, the storage, what sits in front of it, and
+/// the cost to date.
 pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
     let aws = conn.aws();
     let now = Utc::now();
@@ -194,51 +90,11 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
     let mut lines = Vec::new();
     let mut on_demand_lines = 0.0;
 
-    // ---- The instance now ----------------------------------------------------------------
     let live = super::LiveInstance::of(state, aws, conn.aws.as_ref().err());
     let instance = live
         .instance()
         .filter(|i| matches!(i.state.as_str(), "pending" | "running"))
-        .map(|i| {
-            let launched = i
-                .launch_time
-                .as_deref()
-                .and_then(parse_time)
-                .unwrap_or(state.created_at);
-            let od = on_demand(aws, home, &region, &i.instance_type);
-            let (od_usd, od_source) = od.clone().unwrap_or((
-                0.0,
-                "unknown: not in the Price List nor the bundled table".into(),
-            ));
-            let (usd, avg, source, estimate) = if i.lifecycle == "spot" {
-                match spot(
-                    aws,
-                    &i.instance_type,
-                    &i.az,
-                    launched,
-                    now,
-                    od.as_ref().map(|o| o.0),
-                ) {
-                    Some((cur, avg, src, est)) => (cur, Some(avg), src, est),
-                    None => (0.0, None, "unknown".into(), true),
-                }
-            } else {
-                (od_usd, None, od_source.clone(), od.is_none())
-            };
-            InstancePrice {
-                id: i.id.clone(),
-                instance_type: i.instance_type.clone(),
-                market: i.lifecycle.clone(),
-                az: i.az.clone(),
-                uptime_hours: hours(launched, now),
-                usd_per_hour: usd,
-                average_usd_per_hour: avg,
-                source,
-                on_demand_usd_per_hour: od_usd,
-                on_demand_source: od_source,
-                estimate,
-            }
-        });
+        .map(|i| instance_price(i, state, aws, home, &region, now));
     match (&instance, &live) {
         (Some(p), _) => {
             lines.push(Line {
@@ -256,8 +112,107 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
             other.state()
         )),
     }
+    let storage_month = storage(state, aws, instance.is_some(), &mut lines, &mut notes);
+    let edge = edge(state, &mut lines);
+    let mut to_date = instances_to_date(
+        state,
+        aws,
+        home,
+        &region,
+        instance.as_ref(),
+        now,
+        &mut notes,
+    );
+    let stack_hours = hours(state.created_at, now);
+    to_date += storage_month / HOURS_PER_MONTH * stack_hours;
+    for (item_month, since) in &edge {
+        to_date += item_month / HOURS_PER_MONTH * hours(*since, now);
+    }
+    let edge_month: f64 = edge.iter().map(|e| e.0).sum();
+    notes
+        .push("storage and edge costs to date assume today's sizes since they were created".into());
 
-    // ---- Storage -----------------------------------------------------------------------
+    let usd_per_month: f64 = lines.iter().map(|l| l.usd_per_month).sum();
+    let on_demand_usd_per_month = on_demand_lines + storage_month + edge_month;
+    let savings_pct = if on_demand_usd_per_month > 0.0 && instance.is_some() {
+        (1.0 - usd_per_month / on_demand_usd_per_month) * 100.0
+    } else {
+        0.0
+    };
+    CostReport {
+        stack: state.stack.clone(),
+        region,
+        instance,
+        usd_per_hour: lines.iter().map(|l| l.usd_per_hour).sum(),
+        lines,
+        usd_per_month,
+        on_demand_usd_per_month,
+        savings_pct,
+        cost_to_date_usd: to_date,
+        since: state.created_at.to_rfc3339(),
+        notes,
+    }
+}
+
+/// What the running instance `i` costs: its spot price (time-weighted over its uptime) or
+/// on-demand price, beside the on-demand price it would cost.
+fn instance_price(
+    i: &crate::cloud::ec2::Instance,
+    state: &StackState,
+    aws: Option<&Aws>,
+    home: &Home,
+    region: &str,
+    now: DateTime<Utc>,
+) -> InstancePrice {
+    let launched = i
+        .launch_time
+        .as_deref()
+        .and_then(parse_time)
+        .unwrap_or(state.created_at);
+    let od = on_demand(aws, home, region, &i.instance_type);
+    let (od_usd, od_source) = od.clone().unwrap_or((
+        0.0,
+        "unknown: not in the Price List nor the bundled table".into(),
+    ));
+    let (usd, avg, source, estimate) = if i.lifecycle == "spot" {
+        match spot(
+            aws,
+            &i.instance_type,
+            &i.az,
+            launched,
+            now,
+            od.as_ref().map(|o| o.0),
+        ) {
+            Some((cur, avg, src, est)) => (cur, Some(avg), src, est),
+            None => (0.0, None, "unknown".into(), true),
+        }
+    } else {
+        (od_usd, None, od_source.clone(), od.is_none())
+    };
+    InstancePrice {
+        id: i.id.clone(),
+        instance_type: i.instance_type.clone(),
+        market: i.lifecycle.clone(),
+        az: i.az.clone(),
+        uptime_hours: hours(launched, now),
+        usd_per_hour: usd,
+        average_usd_per_hour: avg,
+        source,
+        on_demand_usd_per_hour: od_usd,
+        on_demand_source: od_source,
+        estimate,
+    }
+}
+
+/// The storage lines (EFS as metered or as the recipe expects, the root volume while an
+/// instance runs, the data volume); returns their monthly sum.
+fn storage(
+    state: &StackState,
+    aws: Option<&Aws>,
+    instance_runs: bool,
+    lines: &mut Vec<Line>,
+    notes: &mut Vec<String>,
+) -> f64 {
     let mut storage_month = 0.0;
     if let Some(fs_id) = output(state, "file_system_id") {
         match aws.map(|a| a.efs.file_system(&fs_id)) {
@@ -294,7 +249,7 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
         .get("root_volume_gb")
         .and_then(|v| v.as_f64())
         .unwrap_or(30.0);
-    if instance.is_some() {
+    if instance_runs {
         let m = root_gb * GP3_GB_MONTH_USD;
         storage_month += m;
         lines.push(Line {
@@ -325,9 +280,12 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
             _ => notes.push(format!("data volume {vol_id}: size unknown")),
         }
     }
+    storage_month
+}
 
-    // ---- What sits in front ------------------------------------------------------------
-    // (monthly cost, since when) of each edge item, for the cost to date.
+/// The load balancer and CloudFront lines, from their list prices; returns each one's
+/// (monthly cost, since when), for the cost to date.
+fn edge(state: &StackState, lines: &mut Vec<Line>) -> Vec<(f64, DateTime<Utc>)> {
     let mut edge: Vec<(f64, DateTime<Utc>)> = Vec::new();
     let lb_since = created_at(state, Kind::LoadBalancer)
         .filter(|_| output(state, "load_balancer_arn").is_some());
@@ -361,8 +319,20 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
             estimate: true,
         });
     }
+    edge
+}
 
-    // ---- Cost to date ------------------------------------------------------------------
+/// What the stack's instances have cost so far: each one's rate (the running one's average,
+/// an earlier one's from its recorded type, market and zone) over its life.
+fn instances_to_date(
+    state: &StackState,
+    aws: Option<&Aws>,
+    home: &Home,
+    region: &str,
+    instance: Option<&InstancePrice>,
+    now: DateTime<Utc>,
+    notes: &mut Vec<String>,
+) -> f64 {
     let mut to_date = 0.0;
     for r in state
         .resources
@@ -382,7 +352,7 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
             _ => continue,
         };
         let lived = hours(r.created_at, end);
-        let current = instance.as_ref().filter(|p| Some(&p.id) == r.id.as_ref());
+        let current = instance.filter(|p| Some(&p.id) == r.id.as_ref());
         let rate = match current {
             Some(p) => p.average_usd_per_hour.unwrap_or(p.usd_per_hour),
             None => {
@@ -390,9 +360,9 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
                     .attrs
                     .get("instance_type")
                     .cloned()
-                    .or_else(|| instance.as_ref().map(|p| p.instance_type.clone()));
+                    .or_else(|| instance.map(|p| p.instance_type.clone()));
                 let Some(itype) = itype else { continue };
-                let od = on_demand(aws, home, &region, &itype).map(|o| o.0);
+                let od = on_demand(aws, home, region, &itype).map(|o| o.0);
                 match (
                     r.attrs.get("lifecycle").map(String::as_str),
                     r.attrs.get("az"),
@@ -406,35 +376,7 @@ pub fn estimate(state: &StackState, conn: &Conn, home: &Home) -> CostReport {
         };
         to_date += rate * lived;
     }
-    let stack_hours = hours(state.created_at, now);
-    to_date += storage_month / HOURS_PER_MONTH * stack_hours;
-    for (item_month, since) in &edge {
-        to_date += item_month / HOURS_PER_MONTH * hours(*since, now);
-    }
-    let edge_month: f64 = edge.iter().map(|e| e.0).sum();
-    notes
-        .push("storage and edge costs to date assume today's sizes since they were created".into());
-
-    let usd_per_month: f64 = lines.iter().map(|l| l.usd_per_month).sum();
-    let on_demand_usd_per_month = on_demand_lines + storage_month + edge_month;
-    let savings_pct = if on_demand_usd_per_month > 0.0 && instance.is_some() {
-        (1.0 - usd_per_month / on_demand_usd_per_month) * 100.0
-    } else {
-        0.0
-    };
-    CostReport {
-        stack: state.stack.clone(),
-        region,
-        instance,
-        usd_per_hour: lines.iter().map(|l| l.usd_per_hour).sum(),
-        lines,
-        usd_per_month,
-        on_demand_usd_per_month,
-        savings_pct,
-        cost_to_date_usd: to_date,
-        since: state.created_at.to_rfc3339(),
-        notes,
-    }
+    to_date
 }
 
 /// When the first live resource of `kind` was created.
@@ -538,12 +480,6 @@ pub fn cost(
         render(&report, &Ui::detect(false));
     }
     Ok(())
-}
-
-/// Hours from `from` to `to` (0 when `to` is earlier), to the millisecond: a stack listed
-/// within a second of its deploy has cost something already.
-pub fn hours(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-    (to - from).num_milliseconds().max(0) as f64 / 3_600_000.0
 }
 
 #[cfg(test)]
