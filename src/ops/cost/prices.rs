@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::ops::parse_time;
 use crate::cloud::pricing::{on_demand_price, FALLBACK_ON_DEMAND, HOURS_PER_MONTH};
 use crate::cloud::Aws;
+use crate::ops::parse_time;
 use crate::state::Home;
 
 /// Load balancer list price: $0.0225/h plus about one LCU ($0.008/LCU-hour) of light traffic.
