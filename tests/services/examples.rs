@@ -235,6 +235,10 @@ fn recipes_written_for_the_old_api_still_run() {
             "tier::finish(url, app, base, results, app_p, #{",
         ),
         ("    },\n});", "});"),
+        (
+            "edge::cdn_options(front.lb, #{\n    origin_secret: origin_secret,   // the load balancer answers only requests carrying it\n    allowed_cidr: allowed_cidr,     // CloudFront has no security group: a viewer filter admits these\n    origin_domain: origin_domain,   // \"\": HTTP to the load balancer's own name\n})",
+            "edge::cdn_options(front.lb, origin_secret, allowed_cidr, origin_domain)",
+        ),
     ] {
         assert!(text.contains(new), "gpu.rhai lacks {new}");
         text = text.replace(new, old);
