@@ -141,7 +141,7 @@ fn roll_back(
     why: &str,
     ui: &Ui,
 ) -> Result<(), RunError> {
-    tracing::warn!(stack = %opts.name, %trigger, reason = why, "monitor: rolling back");
+    tracing::warn!(stack = %opts.name, trigger = trigger.as_str(), reason = why, "monitor: rolling back");
     ui.warn(&format!("{why}: rolling back (trigger {trigger})"));
     let req = RunRequest {
         recipe: "rollback".into(),

@@ -289,12 +289,12 @@ let given = report::cost(app.vm, prices, 30, 50, 1, #{ extra: 1.0 });
 let looked_up = report::cost(app.vm, 30, 50, 1, #{ extra: 1.0 });
 let mapped = report::cost(app.vm, #{ root_gb: 30, data_gb: 50, efs_gb: 1, extra_monthly: #{ extra: 1.0 } });
 ui::info(`old cost forms agree: ${given.monthly == mapped.monthly && looked_up.monthly == mapped.monthly}`);
-report::success("old-forms", url, results, base.secrets, given, "us-east-1");
+report::success("old-success-form", url, results, base.secrets, given, "us-east-1");
 let spec = #{ image: app_p.image, instance_type: "t3.small", security_groups: [sgs.app] };
-let extra = instance::launch_any("extra", spec, ["t3.small", "t3.medium"], subnets, true, true);
+let extra = instance::launch_any("extra", spec, ["t3.small", "t3.medium"], subnets, false, true);
 ui::info(`old launch form: ${extra.vm.instance_type} ${extra.market}`);
 let kept = tier::update_app(net, subnets, sgs, base, app_p, ["t3.medium"], spec, #{ kind: "", services: false, changes: [], old: (), fingerprint: "fp" });
-ui::info(`old update form: ${kept.update.fingerprint}`);
+ui::info(`old update form: ${kept.vm.instance_type} ${kept.update.fingerprint}`);
 "#,
     );
     let recipe = w.recipe("old-dev.rhai", &text);
@@ -308,10 +308,10 @@ ui::info(`old update form: ${kept.update.fingerprint}`);
         "allowed_cidr=198.51.100.7/32",
     ]);
     out.success()
-        .stdout_has("Plan: what stack old-forms would cost")
+        .stdout_has("Plan: what stack old-success-form would cost")
         .stdout_has("old cost forms agree: true")
-        .stdout_has("old launch form: t3.small spot")
-        .stdout_has("old update form: fp");
+        .stdout_has("old launch form: t3.small on-demand")
+        .stdout_has("old update form: t3.medium fp");
     let new = w.run(&[
         "run",
         dev.to_str().unwrap(),

@@ -81,13 +81,19 @@ impl SourceError {
     /// What to do about it, when there is something to say.
     fn hint(&self) -> Option<String> {
         match self {
-            SourceError::NoGit(_) => Some("install git, or use a `path` source".into()),
-            SourceError::Unreachable { .. } => Some(
-                "check the URL and the network (a private repository needs git's own access to it)"
-                    .into(),
-            ),
+            SourceError::NoGit(_) | SourceError::Store(ObjectError::Git(_)) => {
+                Some("install git, or use a `path` source".into())
+            }
+            // git missing says so before a URL is doubted.
+            SourceError::Unreachable { source, .. } => source.hint().or_else(|| {
+                Some(
+                    "check the URL and the network (a private repository needs git's own access to it)"
+                        .into(),
+                )
+            }),
             SourceError::NoRevision { name, .. } => Some(format!(
-                "check `rev` of [sources.{name}] in {PROJECT_FILE}: a tag, a branch or a commit id"
+                "check `rev` of [sources.{name}] in {PROJECT_FILE} (a tag, a branch or a commit \
+                 id); for the commit {LOCK_FILE} records, `geusemaker recipes update {name}`"
             )),
             _ => None,
         }

@@ -456,6 +456,16 @@ mod tests {
             usage.hint().unwrap().starts_with("check the URL"),
             "{usage}"
         );
+        // Without git, that is what the hint says, not the URL.
+        let no_git = SourceError::Unreachable {
+            name: "acme".into(),
+            url: url.into(),
+            source: Box::new(SourceError::NoGit(std::io::Error::from(
+                std::io::ErrorKind::NotFound,
+            ))),
+        };
+        let usage = UsageError::from(no_git);
+        assert!(usage.hint().unwrap().starts_with("install git"), "{usage}");
     }
 
     #[test]

@@ -364,7 +364,6 @@ impl Session {
     }
 }
 
-/// Ledger positions of entries that may exist in AWS.
 /// The run begins in the stack's state: the stack creating or updating, the tier's recipe
 /// (a destroy or rollback run does not replace it), the run's record.
 fn record_start(
@@ -463,6 +462,7 @@ fn created_and_deleted(state: &StackState, run_id: &str, live_before: &[usize]) 
     (created, deleted)
 }
 
+/// Ledger positions of entries that may exist in AWS.
 fn live_indices(state: &StackState) -> Vec<usize> {
     state
         .resources
